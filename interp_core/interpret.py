@@ -1,0 +1,252 @@
+"""Interpretation maps (PAPER.md section 3), one calling convention for all of them:
+
+    explainer(model, x, target, create_graph=False) -> maps (N, 1, h, w)
+
+``x`` is (N, C, H, W) in [0, 1] and ``target`` (N,) the class to explain per example. CAM-family
+maps (CAM, Grad-CAM++, Grad-CAM) live on the feature grid (h, w); gradient maps (saliency, IG,
+SmoothGrad, input x gradient) on the input grid, summed over colour channels. Maps are raw (not
+normalized); ``upsample_to_input`` resizes for display.
+
+With ``create_graph=False`` the map is detached and computed by Captum where Captum has the
+method; with ``create_graph=True`` the project's own differentiable form is used (for attacks and
+training losses), and the tests check that both agree.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from captum.attr import InputXGradient as CaptumInputXGradient
+from captum.attr import IntegratedGradients as CaptumIG
+from captum.attr import LayerGradCam
+from captum.attr import Saliency as CaptumSaliency
+
+from interp_core.models.architectures import CAMNet, cam_from_features
+
+
+def _check(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    if x.dim() != 4:
+        raise ValueError(f"x must be (N, C, H, W), got shape {tuple(x.shape)}")
+    target = torch.as_tensor(target, device=x.device).long().reshape(-1)
+    if target.numel() == 1 and x.shape[0] > 1:
+        target = target.expand(x.shape[0])
+    if target.shape[0] != x.shape[0]:
+        raise ValueError(f"target has {target.shape[0]} entries for {x.shape[0]} images")
+    return target
+
+
+def _pick(maps: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(N, K, h, w) -> the target class's map (N, 1, h, w)."""
+    return maps.gather(1, target.view(-1, 1, 1, 1).expand(-1, 1, *maps.shape[2:]))
+
+
+class Explainer:
+    """Base class: subclasses implement ``_explain``. ``native_grid`` tells whether maps live on
+    the feature grid (True) or the input grid (False)."""
+
+    name: str = ""
+    native_grid: bool = False
+
+    def __call__(self, model: torch.nn.Module, x: torch.Tensor, target, create_graph: bool = False) -> torch.Tensor:
+        target = _check(x, target)
+        if create_graph:
+            return self._explain(model, x, target, True)
+        with torch.enable_grad():
+            return self._explain(model, x.detach().requires_grad_(True), target, False).detach()
+
+    def _explain(self, model, x, target, create_graph: bool) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({options})"
+
+
+class CAM(Explainer):
+    """CAM_c(x) = sum_k W[c, k] A_k(x) on the last feature grid; its grid mean is the logit Z_c."""
+
+    name, native_grid = "cam", True
+
+    def _explain(self, model: CAMNet, x, target, create_graph):
+        return _pick(model.cam(x), target)
+
+
+class GradCAMPlusPlus(Explainer):
+    """Grad-CAM++ in the paper's closed form for a GAP + linear head: CAM with max(W, 0)."""
+
+    name, native_grid = "gradcampp", True
+
+    def _explain(self, model: CAMNet, x, target, create_graph):
+        return _pick(cam_from_features(model.features(x), model.head.weight.clamp(min=0)), target)
+
+
+class GradCAM(Explainer):
+    """Grad-CAM (Selvaraju et al. 2017) on any layer: ReLU(sum_k alpha_k A_k), alpha_k the grid mean
+    of dZ_target/dA_k. ``layer`` names a submodule (``model.get_submodule``); default: the last
+    feature map, where Grad-CAM equals ReLU(CAM) / (h * w).
+
+    A named layer is hooked on a private copy of the model, so a model shared between threads (the
+    app's cached models) never carries a foreign hook.
+    """
+
+    name, native_grid = "gradcam", True
+
+    def __init__(self, layer: str | None = None):
+        self.layer = layer
+
+    def _explain(self, model: CAMNet, x, target, create_graph):
+        if self.layer is None:
+            features = model.features(x)
+            score = _pick(cam_from_features(features, model.head.weight), target).mean(dim=(2, 3)).sum()
+            return self._combine(features, score, create_graph)
+        private = copy.deepcopy(model)
+        layer = private.get_submodule(self.layer)
+        if not create_graph:
+            return LayerGradCam(private, layer).attribute(x, target=target, relu_attributions=True)
+        captured = []
+        handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
+        try:
+            score = private(x).gather(1, target[:, None]).sum()
+        finally:
+            handle.remove()
+        return self._combine(captured[0], score, create_graph)
+
+    @staticmethod
+    def _combine(features, score, create_graph):
+        (grads,) = torch.autograd.grad(score, features, create_graph=create_graph)
+        weights = grads.mean(dim=(2, 3), keepdim=True)
+        return F.relu((weights * features).sum(dim=1, keepdim=True))
+
+
+def _input_gradient(model, x, target, create_graph: bool) -> torch.Tensor:
+    """d Z_target / d x, (N, C, H, W); gradients via autograd.grad so parameter .grad is untouched."""
+    if not x.requires_grad:
+        x = x.detach().requires_grad_(True)
+    score = model(x).gather(1, target[:, None]).sum()
+    (grad,) = torch.autograd.grad(score, x, create_graph=create_graph)
+    return grad
+
+
+class Saliency(Explainer):
+    """Input gradient dZ_target/dx summed over channels (``absolute``: of its absolute value)."""
+
+    name = "saliency"
+
+    def __init__(self, absolute: bool = False):
+        self.absolute = absolute
+
+    def _explain(self, model, x, target, create_graph):
+        if create_graph:
+            grad = _input_gradient(model, x, target, True)
+            grad = grad.abs() if self.absolute else grad
+        else:
+            grad = CaptumSaliency(model).attribute(x, target=target, abs=self.absolute)
+        return grad.sum(dim=1, keepdim=True)
+
+
+class InputXGradient(Explainer):
+    """x * dZ_target/dx, summed over channels."""
+
+    name = "input_x_gradient"
+
+    def _explain(self, model, x, target, create_graph):
+        if create_graph:
+            attribution = x * _input_gradient(model, x, target, True)
+        else:
+            attribution = CaptumInputXGradient(model).attribute(x, target=target)
+        return attribution.sum(dim=1, keepdim=True)
+
+
+class IntegratedGradients(Explainer):
+    """IG_c(x) = (x - b) * mean_{k=1..steps} dZ_c/dz at z = b + (k / steps)(x - b), summed over
+    channels: the right Riemann sum of the paper's evaluation form (baseline 0, 100 steps).
+    ``batch_steps`` bounds how many scaled copies go through the model at once (memory)."""
+
+    name = "ig"
+
+    def __init__(self, steps: int = 100, baseline: float = 0.0, batch_steps: int = 25):
+        if steps < 1:
+            raise ValueError("IG needs at least one step")
+        self.steps, self.baseline, self.batch_steps = steps, baseline, batch_steps
+
+    def _explain(self, model, x, target, create_graph):
+        baseline = torch.full_like(x, self.baseline)
+        if not create_graph:
+            attribution = CaptumIG(model).attribute(
+                x, baselines=baseline, target=target, n_steps=self.steps, method="riemann_right",
+                internal_batch_size=x.shape[0] * self.batch_steps,
+            )
+            return attribution.sum(dim=1, keepdim=True)
+        total = torch.zeros_like(x)
+        for start in range(1, self.steps + 1, self.batch_steps):
+            alphas = torch.arange(start, min(start + self.batch_steps, self.steps + 1), device=x.device,
+                                  dtype=x.dtype) / self.steps
+            z = baseline + alphas.view(-1, 1, 1, 1, 1) * (x - baseline)  # (S, N, C, H, W)
+            if not z.requires_grad:
+                z.requires_grad_(True)
+            s = z.shape[0]
+            scores = model(z.reshape(-1, *x.shape[1:])).gather(1, target.repeat(s)[:, None]).sum()
+            (grad,) = torch.autograd.grad(scores, z, create_graph=True)
+            total = total + grad.sum(dim=0)
+        return ((x - baseline) * total / self.steps).sum(dim=1, keepdim=True)
+
+
+class SmoothGrad(Explainer):
+    """Mean input gradient over ``samples`` noisy copies x + N(0, (noise * (max x - min x))^2),
+    summed over channels (Smilkov et al. 2017). Noise comes from a generator seeded with ``seed``,
+    so the same call gives the same map."""
+
+    name = "smoothgrad"
+
+    def __init__(self, samples: int = 25, noise: float = 0.15, seed: int = 0):
+        self.samples, self.noise, self.seed = samples, noise, seed
+
+    def _explain(self, model, x, target, create_graph):
+        generator = torch.Generator(device=x.device).manual_seed(self.seed)
+        spread = (x.amax(dim=(1, 2, 3)) - x.amin(dim=(1, 2, 3))).view(-1, 1, 1, 1) * self.noise
+        total = torch.zeros_like(x)
+        for _ in range(self.samples):
+            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            total = total + _input_gradient(model, x + spread * noise, target, create_graph)
+        return (total / self.samples).sum(dim=1, keepdim=True)
+
+
+EXPLAINERS: dict[str, type[Explainer]] = {
+    cls.name: cls for cls in (CAM, GradCAM, GradCAMPlusPlus, Saliency, IntegratedGradients, SmoothGrad, InputXGradient)
+}
+LABELS = {
+    "cam": "CAM", "gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "saliency": "Saliency",
+    "ig": "Integrated Gradients", "smoothgrad": "SmoothGrad", "input_x_gradient": "Input x Gradient",
+}
+
+
+def get_explainer(name: str, **options) -> Explainer:
+    """An explainer from the registry by name, configured with ``options``."""
+    if name not in EXPLAINERS:
+        raise ValueError(f"unknown explainer {name!r}; known: {sorted(EXPLAINERS)}")
+    return EXPLAINERS[name](**options)
+
+
+def explain_classes(explainer: Explainer, model, x: torch.Tensor, classes: torch.Tensor,
+                    create_graph: bool = False) -> torch.Tensor:
+    """Maps of several classes per example: classes (N, M) -> (N, M, h, w)."""
+    return torch.cat([explainer(model, x, classes[:, j], create_graph) for j in range(classes.shape[1])], dim=1)
+
+
+def explain_all_classes(explainer: Explainer, model, x: torch.Tensor, num_classes: int,
+                        create_graph: bool = False) -> torch.Tensor:
+    """Maps of every class: (N, K, h, w). CAM takes one forward pass; others one pass per class."""
+    if isinstance(explainer, CAM):
+        maps = model.cam(x)
+        return maps if create_graph else maps.detach()
+    classes = torch.arange(num_classes, device=x.device).expand(x.shape[0], -1)
+    return explain_classes(explainer, model, x, classes, create_graph)
+
+
+def upsample_to_input(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Display helper: maps (N, M, h, w) -> (N, M, H, W) by bilinear interpolation."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
