@@ -14,8 +14,9 @@ import json
 import sys
 
 from interp_core.cli import basic
+from interp_core.cli import train as train_cmd
 
-COMMAND_MODULES = (basic,)
+COMMAND_MODULES = (basic, train_cmd,)
 
 
 class CLIError(Exception):

@@ -43,6 +43,7 @@ class ModelCard:
     metrics: dict = field(default_factory=dict)
     description: str = ""
     credit: str = ""
+    converted_from: str = ""
     version: str = __version__
 
     def to_json(self) -> str:
@@ -74,6 +75,7 @@ def save_checkpoint(model: CAMNet, card: ModelCard, path: str | os.PathLike) -> 
     os.close(fd)
     try:
         save_file(tensors, tmp, metadata={CARD_KEY: card.to_json()})
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are meant to be shared
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

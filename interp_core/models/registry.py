@@ -30,7 +30,8 @@ class ModelEntry:
 def available_models(dataset: str | None = None) -> list[ModelEntry]:
     """Shipped checkpoints, then the paper's networks, then the user's runs; optionally one dataset.
 
-    A shipped checkpoint shadows a paper network of the same name. Unreadable files are skipped.
+    A paper network already shipped as a converted checkpoint is listed once, under the shipped
+    name. Unreadable files are skipped.
     """
     entries: dict[str, ModelEntry] = {}
     for folder in (paths.checkpoints_dir(), paths.runs_dir()):
@@ -40,9 +41,10 @@ def available_models(dataset: str | None = None) -> list[ModelEntry]:
             except CheckpointError:
                 continue
             entries.setdefault(card.name, ModelEntry(card.name, path, card))
+    converted = {e.card.converted_from for e in entries.values()}
     folder = paths.paper_networks_dir()
     for path in sorted(folder.glob("*.npz")) if folder.is_dir() else []:
-        if path.stem not in entries:
+        if path.stem not in entries and path.stem not in converted:
             try:
                 _, card = load_paper_network(path)
             except CheckpointError:

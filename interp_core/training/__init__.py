@@ -1,0 +1,22 @@
+"""Robust training (PAPER.md section 6): one loss function per method, registered by name in
+``TRAINING_METHODS``, and one trainer (``train``) that owns the optimizer, the lr and eps-ramp
+schedules, progress callbacks, the stop flag and checkpoints. Presets: ``PRESETS`` / ``make_config``."""
+
+from interp_core.training.methods import (
+    ADVERSARIAL,
+    DEFAULT_GAMMA,
+    TRAINING_METHODS,
+    MethodConfig,
+    cam_discrepancy,
+    get_method,
+    ig_ce,
+    inner_attack,
+)
+from interp_core.training.schedules import PRESETS, TrainConfig, make_config
+from interp_core.training.trainer import TrainingDiverged, TrainResult, heldout_metrics, state_path, train
+
+__all__ = [
+    "ADVERSARIAL", "DEFAULT_GAMMA", "TRAINING_METHODS", "MethodConfig", "cam_discrepancy", "get_method", "ig_ce",
+    "inner_attack", "PRESETS", "TrainConfig", "make_config", "TrainingDiverged", "TrainResult", "heldout_metrics",
+    "state_path", "train",
+]

@@ -1,0 +1,175 @@
+"""What every page shares: cached loaders (models, datasets, the model list), the model picker with
+checkpoint upload, and the export buttons. Streamlit-side glue only; the work is in interp_core.
+
+Caching: models are ``st.cache_resource`` (one copy per process, read-only, shared by sessions);
+results are ``st.cache_data`` keyed by their inputs in the pages. Per-user state lives only in
+``st.session_state``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+
+from interp_core import paths
+from interp_core.data import DatasetNotFound, ImageDataset, load_dataset, read_image
+from interp_core.models import CheckpointError, available_models, load_model, read_card
+from interp_core.runtime import configure_threads, resolve_device
+
+DATASET_LABELS = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
+IMAGE_SHAPES = {"mnist": (1, 28), "cifar10": (3, 32)}
+
+
+@st.cache_resource
+def configure_once() -> int:
+    """One torch thread per request: sessions, background training and tests share the machine."""
+    return configure_threads(shared=True)
+
+
+@st.cache_resource
+def device() -> torch.device:
+    return resolve_device("auto")
+
+
+def _model_files_fingerprint() -> tuple:
+    """Names and modification times of every model file, so new runs invalidate the model list."""
+    folders = (paths.checkpoints_dir(), paths.runs_dir(), paths.paper_networks_dir())
+    return tuple((str(p), p.stat().st_mtime_ns) for folder in folders if folder.is_dir()
+                 for p in sorted(folder.glob("**/*")) if p.suffix in (".safetensors", ".npz"))
+
+
+@st.cache_data(show_spinner=False)
+def _model_table(fingerprint: tuple) -> list[dict]:
+    return [{"name": e.name, "path": str(e.path), "dataset": e.card.dataset, "arch": e.card.arch,
+             "method": e.card.method, "source": e.card.source, "metrics": e.card.metrics}
+            for e in available_models()]
+
+
+def model_table(dataset: str | None = None) -> list[dict]:
+    """Every model the project finds (shipped, paper networks, finished runs), optionally one dataset."""
+    return [m for m in _model_table(_model_files_fingerprint()) if dataset is None or m["dataset"] == dataset]
+
+
+@st.cache_resource(show_spinner="Loading model…", max_entries=32)
+def get_model(spec: str) -> torch.nn.Module:
+    """A model by name or path, in eval mode, weights frozen (only input gradients are needed)."""
+    model, _ = load_model(spec, device())
+    return model.requires_grad_(False)
+
+
+@st.cache_resource(show_spinner="Loading dataset…")
+def get_dataset(name: str, split: str) -> ImageDataset:
+    return load_dataset(name, split, download=False)
+
+
+@st.cache_data(show_spinner=False)
+def full_data_source(name: str) -> str | None:
+    """Where the full test set was found, or None (then only the demo sample is offered)."""
+    try:
+        return get_dataset(name, "test").source
+    except (DatasetNotFound, OSError, ValueError):
+        return None
+
+
+def dataset_picker(key: str, with_full: bool = True) -> tuple[str, str]:
+    """Sidebar choice of dataset and split ("demo" or "test"); returns (name, split)."""
+    name = st.sidebar.radio("Dataset", list(DATASET_LABELS), format_func=DATASET_LABELS.get, key=f"{key}_dataset",
+                            horizontal=True)
+    options = ["demo"] + (["test"] if with_full and full_data_source(name) else [])
+    split = st.sidebar.radio("Images", options, key=f"{key}_split", horizontal=True,
+                             format_func=lambda s: "demo sample (300)" if s == "demo" else "full test set",
+                             help="The demo sample ships with the project; the full test set is used when a data "
+                                  "directory is configured (INTERP_CORE_DATA_DIR or ../shared/data).")
+    return name, split
+
+
+def _save_upload(data: bytes, suffix: str) -> Path:
+    """Uploaded bytes into the cache, named by their hash (same file, same path)."""
+    folder = paths.cache_dir() / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:20]}{suffix}"
+    if not path.exists():
+        tmp = path.with_suffix(".part")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    return path
+
+
+def model_picker(dataset: str, key: str, default_count: int = 1, multiple: bool = True) -> list[str]:
+    """Sidebar choice of models for ``dataset``: the registered ones plus an uploaded checkpoint.
+    Returns model specs (names, or the path of a validated upload)."""
+    table = model_table(dataset)
+    # normally trained shipped models first: the natural baseline to compare against
+    names = [m["name"] for m in sorted(table, key=lambda m: (m["method"] != "normal", m["source"] != "paper"))]
+    labels = {m["name"]: f"{m['name']}  ·  {m['method']} ({m['source']})" for m in table}
+    if multiple:
+        chosen = st.sidebar.multiselect("Models (side by side)", names, default=names[:default_count],
+                                        format_func=labels.get, key=f"{key}_models")
+    else:
+        one = st.sidebar.selectbox("Model", names, format_func=labels.get, key=f"{key}_model")
+        chosen = [one] if one else []
+    upload = st.sidebar.file_uploader("…or upload a checkpoint (.safetensors)", type=["safetensors"],
+                                      key=f"{key}_ckpt")
+    if upload is not None:
+        spec = validated_checkpoint(upload.getvalue(), dataset)
+        if spec is not None:
+            chosen = (chosen + [spec]) if multiple else [spec]
+    if not table and not chosen:
+        st.sidebar.warning(f"No {DATASET_LABELS[dataset]} model found; train one on the Train page.")
+    return chosen
+
+
+def validated_checkpoint(data: bytes, dataset: str) -> str | None:
+    """Path of an uploaded checkpoint that loads and fits ``dataset``; otherwise an st.error and None.
+    Nothing else on the page is lost: the upload is just not used."""
+    path = _save_upload(data, ".safetensors")
+    try:
+        card = read_card(path)
+        if card.dataset != dataset:
+            raise CheckpointError(f"this checkpoint is for {card.dataset}, not {DATASET_LABELS[dataset]}")
+        get_model(str(path))
+    except CheckpointError as err:
+        st.sidebar.error(f"Checkpoint not used: {err}".replace(str(path), "uploaded file"))
+        return None
+    return str(path)
+
+
+def model_label(spec: str) -> str:
+    """Display name of a model spec (uploaded files show their card's name)."""
+    return f"{read_card(spec).name} (uploaded)" if spec.endswith(".safetensors") and os.sep in spec else spec
+
+
+def uploaded_image(dataset: str, key: str) -> np.ndarray | None:
+    """An uploaded image as float32 (1, C, H, W) in [0, 1] for ``dataset``, or None (with an
+    st.error for a malformed file or a size that does not fit)."""
+    channels, size = IMAGE_SHAPES[dataset]
+    upload = st.sidebar.file_uploader(f"Image ({size}×{size} for {DATASET_LABELS[dataset]}, PNG/JPEG)",
+                                      type=["png", "jpg", "jpeg", "bmp", "gif", "webp"], key=f"{key}_image")
+    if upload is None:
+        return None
+    try:
+        array = read_image(upload, None, channels)
+    except ValueError as err:
+        st.error(f"Image not used: {err}")
+        return None
+    if array.shape[1:] != (size, size):
+        st.error(f"Image not used: it is {array.shape[2]}×{array.shape[1]} pixels; {DATASET_LABELS[dataset]} "
+                 f"models take {size}×{size}. Resize it first.")
+        return None
+    return (array[None].astype(np.float32) / 255.0)
+
+
+def export_buttons(key: str, *, csv: str | None = None, json: str | None = None, npz: bytes | None = None,
+                   png: bytes | None = None, stem: str = "results") -> None:
+    """One row of download buttons for a results view (figures also have plotly's PNG button)."""
+    items = [(csv, "CSV metrics", "csv", "text/csv"), (json, "JSON metrics", "json", "application/json"),
+             (npz, ".npz tensors", "npz", "application/octet-stream"), (png, "PNG figure", "png", "image/png")]
+    items = [i for i in items if i[0] is not None]
+    for col, (data, label, ext, mime) in zip(st.columns(len(items)), items):
+        col.download_button(f"⬇ {label}", data, file_name=f"{stem}.{ext}", mime=mime, key=f"{key}_{ext}",
+                            on_click="ignore")

@@ -1,0 +1,191 @@
+"""Explore: attack one image on one or more models and compare interpretation maps and discrepancies.
+
+Widgets -> ``run_explore`` (one cached call into interp_core.explore) -> render.
+"""
+
+import random
+
+import numpy as np
+import streamlit as st
+import torch
+
+from interp_core import ui_plots
+from interp_core.explore import BOUND_DEFINITION, METRIC_DEFINITIONS, ExploreResult, explore, to_csv, to_json, to_npz, to_png
+from interp_core.interpret import EXPLAINERS, LABELS
+from pages.attack_controls import attack_controls, make_attack_fn
+from pages.common import dataset_picker, export_buttons, get_dataset, get_model, model_label, model_picker, uploaded_image
+
+GALLERY_LIMIT = 2000  # predictions for the gallery filter cover the first images of the split
+DEFAULT_EXPLAINERS = ["cam", "gradcampp", "saliency", "ig"]
+THUMBS = 12
+
+
+@st.cache_data(show_spinner="Classifying the gallery…", max_entries=16)
+def gallery_predictions(spec: str, dataset: str, split: str) -> np.ndarray:
+    """Predictions of ``spec`` on the first GALLERY_LIMIT images of the split, (n,)."""
+    images = get_dataset(dataset, split).images[:GALLERY_LIMIT]
+    model = get_model(spec)
+    with torch.no_grad():
+        return torch.cat([model(images[i:i + 500]).argmax(1) for i in range(0, len(images), 500)]).numpy()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def run_explore(x: np.ndarray, y: int | None, class_names: tuple, specs: tuple, attack: str, params: tuple,
+                target: int | None, explainers: tuple, trajectory: str | None) -> ExploreResult:
+    """The one call into interp_core per Run press, cached by every input."""
+    models = {model_label(s): get_model(s) for s in specs}
+    return explore(models, torch.from_numpy(x), None if y is None else torch.tensor([y]),
+                   make_attack_fn(attack, dict(params)), list(explainers),
+                   attack_info={"name": attack, **dict(params), "target": target},
+                   target=None if target is None else torch.tensor([target]), class_names=class_names,
+                   trajectory_explainer=trajectory)
+
+
+def pick_gallery_image(dataset: str, split: str, spec: str | None) -> tuple[np.ndarray, int, str] | None:
+    """Gallery with true/predicted labels, filters and a random pick; returns (x, y, caption)."""
+    data = get_dataset(dataset, split)
+    n = min(len(data), GALLERY_LIMIT)
+    labels = data.labels[:n].numpy()
+    preds = gallery_predictions(spec, dataset, split) if spec else None
+    c1, c2, c3 = st.columns([2, 2, 1])
+    cls = c1.selectbox("Filter by true class", ["all"] + data.class_names, key="explore_filter_class")
+    wrong = c2.checkbox("misclassified only", key="explore_filter_wrong", disabled=preds is None,
+                        help="by the first selected model")
+    keep = np.arange(n)
+    if cls != "all":
+        keep = keep[labels[keep] == data.class_names.index(cls)]
+    if wrong and preds is not None:
+        keep = keep[preds[keep] != labels[keep]]
+    if len(keep) == 0:
+        st.info("No image matches these filters.")
+        return None
+    options = [int(i) for i in keep]
+    if st.session_state.get("explore_index") not in options:
+        st.session_state["explore_index"] = options[0]
+
+    def draw_random() -> None:
+        st.session_state["explore_index"] = random.choice(options)
+
+    c3.button("🎲 Random", on_click=draw_random, key="explore_random")
+
+    def describe(i: int) -> str:
+        pred = f" · pred {data.class_names[preds[i]]}" if preds is not None else ""
+        return f"#{i} · true {data.class_names[labels[i]]}{pred}"
+
+    index = st.selectbox("Image", options, format_func=describe, key="explore_index")
+    start = options.index(index) - options.index(index) % THUMBS
+    shown = options[start:start + THUMBS]
+    st.image([ui_plots.display_image(data.images[i].numpy(), 56) for i in shown], width=56,
+             caption=[describe(i).replace(" · ", "\n", 1) for i in shown])
+    return data.images[index:index + 1].numpy(), int(labels[index]), describe(index)
+
+
+def render(res: ExploreResult) -> None:
+    names = res.class_names
+    cols = st.columns(len(res.models))
+    for col, m in zip(cols, res.models):
+        with col:
+            st.markdown(f"#### {m.model}")
+            y, t = int(m.y[0]), int(m.target[0])
+            a, b, c = st.columns(3)
+            a.image(ui_plots.display_image(res.x[0]), width="stretch",
+                    caption=f"clean → {names[m.clean_pred[0]]} ({m.clean_prob[0].max():.0%})")
+            b.image(ui_plots.display_image(m.x_adv[0]), width="stretch",
+                    caption=f"adversarial → {names[m.adv_pred[0]]} ({m.adv_prob[0].max():.0%})")
+            c.image(ui_plots.display_image(m.perturbation[0]), width="stretch",
+                    caption=f"perturbation ×{0.5 / max(float(m.linf[0]), 1e-12):.0f} "
+                            f"(ℓ∞ {m.linf[0]:.4f}, ℓ2 {m.l2[0]:.3f})")
+            st.plotly_chart(ui_plots.topk_figure(names, m.clean_prob[0], m.adv_prob[0]), key=f"topk_{m.model}",
+                            config={"displayModeBar": False})
+            holds = "t beats y at x′: the bound applies" if m.bound_applies[0] else "t does not beat y at x′"
+            st.markdown(f"y = **{names[y]}**, t = **{names[t]}** · D2 of CAM/(h·w) = **{m.d2_cam_hw[0]:.4f}** "
+                        f"≥ bound ½(Z_y − Z_t) = **{m.bound[0]:.4f}** ({holds})")
+
+    st.subheader("Interpretation maps")
+    c1, c2 = st.columns(2)
+    cls = c1.segmented_control("Maps of", ["true class y", "attack class t"], default="true class y", required=True,
+                               key="explore_cls")
+    grid = c2.segmented_control("Grid", ["native", "input"], default="native", required=True, key="explore_grid")
+    st.caption("Clean, adversarial and difference maps share ONE symmetric colour scale per figure "
+               "(RdBu: red negative, blue positive). CAM-family maps live on the feature grid; "
+               "\"input\" upsamples them bilinearly for display only.")
+    for name in res.models[0].maps:
+        st.plotly_chart(ui_plots.maps_figure(res, name, cls=0 if cls.startswith("true") else 1,
+                                             upsampled=grid == "input"), key=f"maps_{name}")
+
+    st.subheader("Discrepancy numbers")
+    st.table([{"model": m.model, "explainer": LABELS.get(e, e),
+               **{k: f"{float(v[0]):.6g}" for k, v in ms.metrics.items()}}
+              for m in res.models for e, ms in m.maps.items()])
+    st.markdown("\n".join(f"- **{k}**: {v}" for k, v in METRIC_DEFINITIONS.items())
+                + f"\n- **bound**: {BOUND_DEFINITION}")
+
+    if res.models[0].trajectory is not None:
+        trajectory_view(res)
+
+    st.subheader("Export")
+    export_buttons("explore", csv=to_csv(res), json=to_json(res), npz=to_npz(res), png=to_png(res), stem="explore")
+
+
+@st.fragment
+def trajectory_view(res: ExploreResult) -> None:
+    """Slider over attack steps: image, prediction and maps at each step (reruns only this part)."""
+    traj0 = res.models[0].trajectory
+    last = traj0.x.shape[0] - 1
+    st.subheader(f"Attack step by step ({LABELS.get(traj0.explainer, traj0.explainer)} maps)")
+    step = st.slider("Attack step", 0, last, last, key="explore_step")
+    for m in res.models:
+        traj = m.trajectory
+        y, t = int(m.y[0]), int(m.target[0])
+        c1, c2 = st.columns([1, 4])
+        c1.image(ui_plots.display_image(traj.x[step, 0]), width="stretch",
+                 caption=f"{m.model} · step {step} → {res.class_names[traj.pred[step, 0]]} "
+                         f"({traj.prob[step, 0].max():.0%})")
+        c2.plotly_chart(ui_plots.step_maps_figure(traj, res.class_names, y, t, step), key=f"step_maps_{m.model}")
+        st.plotly_chart(ui_plots.trajectory_figure(traj, res.class_names, y, t, step=step), key=f"traj_{m.model}")
+
+
+st.title("Explore an attack")
+dataset, split = dataset_picker("explore")
+specs = model_picker(dataset, "explore")
+attack, params, target = attack_controls(dataset, get_dataset(dataset, "demo").class_names, key="explore")
+explainers = st.sidebar.multiselect("Explainers", list(EXPLAINERS), default=DEFAULT_EXPLAINERS,
+                                    format_func=LABELS.get, key="explore_explainers")
+trajectory = st.sidebar.selectbox("Maps along the attack steps", explainers or ["cam"], format_func=LABELS.get,
+                                  key="explore_trajectory",
+                                  help="The explainer recorded at every attack step (CAM is the cheapest).")
+
+source = st.radio("Image source", ["gallery", "upload"], horizontal=True, key="explore_source",
+                  format_func={"gallery": "dataset gallery", "upload": "upload an image"}.get)
+if source == "gallery":
+    picked = pick_gallery_image(dataset, split, specs[0] if specs else None)
+else:
+    x_up = uploaded_image(dataset, "explore")
+    names = get_dataset(dataset, "demo").class_names
+    label = st.selectbox("True class of the uploaded image", ["use the clean prediction"] + names,
+                         key="explore_upload_label")
+    picked = None if x_up is None else (x_up, None if label not in names else names.index(label), "uploaded image")
+
+ready = picked is not None and specs and explainers
+if st.button("Run attack", type="primary", disabled=not ready, key="explore_run"):
+    x, y, caption = picked
+    st.session_state["explore_request"] = dict(
+        x=x, y=y, class_names=tuple(get_dataset(dataset, "demo").class_names), specs=tuple(specs), attack=attack,
+        params=tuple(sorted(params.items())), target=target, explainers=tuple(explainers),
+        trajectory=trajectory if trajectory in explainers else None)
+    st.session_state["explore_caption"] = f"{caption} · {attack} · " + ", ".join(f"{k}={v}" for k, v in params.items())
+if not specs:
+    st.info("Choose at least one model in the sidebar.")
+elif not explainers:
+    st.info("Choose at least one explainer in the sidebar.")
+
+request = st.session_state.get("explore_request")
+if request is not None:
+    try:
+        with st.spinner("Attacking and explaining…"):
+            result = run_explore(**request)
+    except (ValueError, RuntimeError) as err:
+        st.error(f"The attack could not run: {err}")
+    else:
+        st.caption(f"Results for: {st.session_state['explore_caption']}")
+        render(result)

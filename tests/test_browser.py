@@ -1,0 +1,103 @@
+"""End to end in a real browser: ``streamlit run app.py`` on a free localhost port, driven by
+Playwright in Debian's headless Chromium (``INTERP_CORE_CHROMIUM``, default /usr/bin/chromium).
+
+Screenshots go to ``INTERP_CORE_SCREENSHOTS`` when set (the README's docs/screenshots), else to the
+test's temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from interp_core import paths
+
+sys.path.insert(0, str(paths.PROJECT_ROOT))
+from benchmarks import bench_app  # noqa: E402
+
+pytestmark = pytest.mark.browser
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(bench_app.CHROMIUM).is_file():
+        pytest.skip(f"needs Chromium at {bench_app.CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        chromium = bench_app.launch_browser(pw)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    with bench_app.app_server(env={"INTERP_CORE_RUNS_DIR": str(runs)}) as url:
+        yield url
+
+
+@pytest.fixture
+def shots(tmp_path) -> Path:
+    folder = Path(os.environ.get("INTERP_CORE_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def test_explore_numbers_match_the_library(browser, app_url, shots):
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    bench_app.open_explore(page, app_url)
+    image = bench_app.current_image(page)
+    bench_app.run_attack(page, expect_charts=len(bench_app.EXPLAINERS))
+    assert not bench_app.errors(page)
+    shown = bench_app.metrics_table(page)
+    page.screenshot(path=str(shots / "explore.png"), full_page=True)
+
+    # the same inputs through the library: the page's defaults (first model, first attack, its defaults)
+    from interp_core.data import load_dataset
+    from interp_core.explore import explore
+    from interp_core.interpret import LABELS
+    from interp_core.models import load_model
+    from pages.attack_controls import default_attack, make_attack_fn
+
+    index = int(image.split(" · ")[0].lstrip("#"))
+    data = load_dataset("mnist", "demo")
+    model = load_model("mnist-smallgap-normal-paper")[0]
+    name, params = default_attack("mnist")
+    expected = explore({"m": model}, data.images[index:index + 1], data.labels[index:index + 1],
+                       make_attack_fn(name, params), ["cam", "gradcampp", "saliency", "ig"],
+                       class_names=data.class_names, trajectory_explainer=None)
+    rows = {row["explainer"]: row for row in shown}
+    assert set(rows) == {LABELS[e] for e in expected.models[0].maps}
+    for explainer, maps in expected.models[0].maps.items():
+        for metric, value in maps.metrics.items():
+            got = float(rows[LABELS[explainer]][metric])
+            assert got == pytest.approx(float(value[0]), rel=1e-4, abs=1e-6), (explainer, metric)
+
+
+def test_train_start_progress_stop(browser, app_url, shots, full_data):
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    page.goto(f"{app_url}/train")
+    page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("running", exact=False).first.wait_for(timeout=60_000)
+    page.locator("[data-testid='stProgress']").first.wait_for(timeout=120_000)
+    page.get_by_text("step", exact=False).first.wait_for(timeout=120_000)
+    page.screenshot(path=str(shots / "train.png"), full_page=True)
+    page.get_by_role("button", name="Stop").first.click()
+    page.get_by_text("stopped", exact=False).first.wait_for(timeout=120_000)
+    assert not bench_app.errors(page)
+
+
+@pytest.mark.parametrize("page_name", ["home", "robustness", "isa", "about"])
+def test_every_page_renders(browser, app_url, shots, page_name):
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    page.goto(app_url if page_name == "home" else f"{app_url}/{page_name}")
+    page.locator("h1").first.wait_for(timeout=60_000)
+    bench_app.wait_idle(page)
+    assert not bench_app.errors(page)
+    page.screenshot(path=str(shots / f"{page_name}.png"), full_page=True)
+

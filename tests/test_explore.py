@@ -1,0 +1,129 @@
+"""interp_core.explore: what the Explore page shows, checked against the metrics computed directly."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from interp_core.attacks import PGD
+from interp_core.explore import METRIC_DEFINITIONS, explore, metrics_rows, to_csv, to_json, to_npz, to_png
+from interp_core.interpret import explain_classes, get_explainer
+from interp_core.metrics import discrepancy, kendall_tau, two_class_bound
+
+EXPLAINERS = ["cam", "gradcampp", "saliency"]
+
+
+def pgd_fn(eps: float, steps: int = 10):
+    """attack_fn for explore: the engine's PGD, with every iterate recorded through the callback."""
+    attack = PGD(eps, 0.01, steps)
+
+    def run(model, x, y, target, callback):
+        return attack(model, x, y, target, callback=callback)
+
+    return run
+
+
+@pytest.fixture
+def result(mnist_normal, mnist_demo):
+    x, y = mnist_demo.images[:3], mnist_demo.labels[:3]
+    return explore({"normal": mnist_normal}, x, y, pgd_fn(0.2), EXPLAINERS, {"name": "pgd"},
+                   class_names=mnist_demo.class_names)
+
+
+def test_metrics_match_the_library(result, mnist_normal, mnist_demo):
+    x, y = mnist_demo.images[:3], mnist_demo.labels[:3]
+    m = result.models[0]
+    x_adv = torch.from_numpy(m.x_adv)
+    t = torch.from_numpy(m.target)
+    # t is the class the untargeted attack pushed toward: the best wrong class at x'
+    logits = mnist_normal(x_adv).detach()
+    assert torch.equal(t, logits.scatter(1, y[:, None], float("-inf")).argmax(1))
+    cam = get_explainer("cam")
+    classes = torch.stack([y, t], 1)
+    clean, adv = explain_classes(cam, mnist_normal, x, classes), explain_classes(cam, mnist_normal, x_adv, classes)
+    zeros, ones = torch.zeros(3, dtype=torch.long), torch.ones(3, dtype=torch.long)
+    got = m.maps["cam"].metrics
+    np.testing.assert_allclose(got["D2 range"], discrepancy(clean, adv, zeros, ones, normalization="range"), rtol=1e-5)
+    np.testing.assert_allclose(got["D1 raw"], discrepancy(clean, adv, zeros, measure="1class"), rtol=1e-5)
+    np.testing.assert_allclose(got["Kendall tau"], kendall_tau(clean[:, :1], adv[:, :1]), rtol=1e-5)
+    np.testing.assert_allclose(m.bound, two_class_bound(mnist_normal(x).detach(), y, t), rtol=1e-5)
+    np.testing.assert_allclose(m.maps["cam"].clean, clean.numpy(), rtol=1e-5, atol=1e-6)
+    assert set(got) == set(METRIC_DEFINITIONS)
+
+
+def test_bound_holds_where_the_target_wins(result):
+    """PAPER.md section 4: D2 of CAM/(h*w) >= (Z_y - Z_t)/2 whenever t beats y at x'."""
+    m = result.models[0]
+    assert m.bound_applies.any(), "eps 0.2 PGD should flip at least one of three MNIST digits"
+    assert (m.d2_cam_hw[m.bound_applies] >= m.bound[m.bound_applies] - 1e-4).all()
+
+
+def test_shapes_and_perturbation(result):
+    m = result.models[0]
+    assert m.x_adv.shape == result.x.shape == (3, 1, 28, 28)
+    assert m.maps["cam"].clean.shape == (3, 2, 7, 7) and m.maps["cam"].clean_up.shape == (3, 2, 28, 28)
+    assert m.maps["saliency"].clean.shape == (3, 2, 28, 28)
+    assert (m.linf <= 0.2 + 1e-6).all()
+    assert m.perturbation.min() >= 0 and m.perturbation.max() <= 1
+
+
+def test_trajectory_records_every_step(result):
+    traj = result.models[0].trajectory
+    assert traj.x.shape[0] == 11  # start point + 10 steps
+    np.testing.assert_allclose(traj.x[0], result.x, atol=1e-7)
+    np.testing.assert_allclose(traj.x[-1], result.models[0].x_adv, atol=1e-7)
+    np.testing.assert_allclose(traj.maps[-1], result.models[0].maps["cam"].adv, rtol=1e-4, atol=1e-5)
+    assert (traj.d1[0] == 0).all() and (traj.d2[-1] > 0).any()
+
+
+def test_zero_eps_changes_nothing(mnist_normal, mnist_demo):
+    res = explore({"normal": mnist_normal}, mnist_demo.images[:2], mnist_demo.labels[:2], pgd_fn(0.0),
+                  ["cam"], class_names=mnist_demo.class_names)
+    metrics = res.models[0].maps["cam"].metrics
+    assert np.all(metrics["D1 raw"] == 0) and np.all(metrics["D2 range"] == 0)
+    np.testing.assert_allclose(metrics["Kendall tau"], 1.0)
+    np.testing.assert_allclose(metrics["top-8 ∩"], 1.0)
+
+
+def test_unlabelled_image_uses_the_clean_prediction(mnist_normal, mnist_demo):
+    x = mnist_demo.images[:1]
+    res = explore({"a": mnist_normal}, x, None, pgd_fn(0.1, 3), ["cam"])
+    assert res.models[0].y[0] == mnist_normal(x).argmax(1).item()
+
+
+def test_several_models_and_cifar(tiny_cifar_model):
+    from interp_core.data import load_dataset
+
+    data = load_dataset("cifar10", "demo", n=1)
+    other = type(tiny_cifar_model)(3, 10).eval()
+    res = explore({"a": tiny_cifar_model, "b": other}, data.images, data.labels, pgd_fn(8 / 255, 3), ["cam", "ig"],
+                  class_names=data.class_names)
+    assert [m.model for m in res.models] == ["a", "b"]
+    assert res.models[0].maps["cam"].clean.shape == (1, 2, 8, 8)
+    assert res.models[1].maps["ig"].clean.shape == (1, 2, 32, 32)
+
+
+def test_exports(result):
+    rows = list(csv.DictReader(io.StringIO(to_csv(result))))
+    assert len(rows) == len(metrics_rows(result)) == 3 * len(EXPLAINERS)
+    assert float(rows[0]["D2 range"]) == pytest.approx(float(result.models[0].maps["cam"].metrics["D2 range"][0]), rel=1e-6)
+    data = json.loads(to_json(result))
+    assert "D2 range" in data["definitions"] and len(data["rows"]) == len(rows)
+    with np.load(io.BytesIO(to_npz(result))) as f:
+        np.testing.assert_array_equal(f["normal/x_adv"], result.models[0].x_adv)
+        assert f["normal/cam/clean"].shape == (3, 2, 7, 7)
+    image = Image.open(io.BytesIO(to_png(result)))
+    assert image.format == "PNG" and image.size[0] > 100
+
+
+def test_rejects_bad_input(mnist_normal, mnist_demo):
+    with pytest.raises(ValueError, match="N, C, H, W"):
+        explore({"a": mnist_normal}, mnist_demo.images[0], None, pgd_fn(0.1), ["cam"])
+    with pytest.raises(ValueError, match="explainer"):
+        explore({"a": mnist_normal}, mnist_demo.images[:1], None, pgd_fn(0.1), [])

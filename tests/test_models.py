@@ -1,0 +1,184 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from interp_core import paths
+from interp_core.interpret import get_explainer
+from interp_core.models import (
+    ARCHITECTURES, CAMNet, CheckpointError, ModelCard, available_models, build_model, load_checkpoint,
+    load_model, read_card, save_checkpoint,
+)
+from interp_core.models.architectures import SameConv2d
+from interp_core.models.paper import load_paper_network, model_from_arrays, read_paper_pickle
+
+INPUTS = {"smallgap": [(1, 28), (3, 32)], "pool": [(1, 28)], "wresnet": [(3, 32)]}
+
+
+@pytest.mark.parametrize("size,kernel,stride,expected", [(5, 3, 2, (1, 1)), (4, 3, 2, (0, 1)), (28, 4, 2, (1, 1)), (7, 7, 1, (3, 3))])
+def test_same_padding_puts_the_extra_row_at_the_bottom(size, kernel, stride, expected):
+    torch.manual_seed(0)
+    conv = SameConv2d(1, 1, kernel, stride=stride)
+    x = torch.randn(1, 1, size, size)
+    top, bottom = expected
+    reference = F.conv2d(F.pad(x, (top, bottom, top, bottom)), conv.weight, conv.bias, stride=stride)
+    assert torch.allclose(conv(x), reference)
+    assert conv(x).shape[-1] == -(-size // stride)
+
+
+@pytest.mark.parametrize("arch,channels,size", [(a, c, s) for a, v in INPUTS.items() for c, s in v])
+def test_logits_are_the_grid_mean_of_cam(arch, channels, size):
+    torch.manual_seed(0)
+    model = build_model(arch, channels, 10)
+    x = torch.rand(2, channels, size, size)
+    assert torch.allclose(model.cam(x).mean(dim=(2, 3)), model(x), atol=1e-5)
+
+
+class OneConv(CAMNet):
+    """x -> 1x1 conv (2 channels) -> GAP -> linear: CAM_c = sum_k W[c,k] (w_k x + b_k)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 1)
+        self.head = nn.Linear(2, 3, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([1.0, -2.0]).view(2, 1, 1, 1))
+            self.conv.bias.copy_(torch.tensor([0.5, 1.0]))
+            self.head.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, -1.0]]))
+
+    def features(self, x):
+        return self.conv(x)
+
+
+def test_cam_of_a_one_conv_network_matches_its_closed_form():
+    x = torch.rand(4, 1, 5, 5)
+    model = OneConv()
+    a1, a2 = x + 0.5, -2 * x + 1.0
+    expected = {0: a1, 1: a2, 2: 2 * a1 - a2}
+    for c, cam in expected.items():
+        got = get_explainer("cam")(model, x, torch.full((4,), c))
+        assert torch.allclose(got, cam, atol=1e-6)
+    assert torch.allclose(model(x)[:, 2], (2 * a1 - a2).mean(dim=(1, 2, 3)), atol=1e-6)
+
+
+def test_checkpoint_roundtrip_keeps_weights_and_card(tmp_path):
+    model = build_model("smallgap", 1, 10)
+    card = ModelCard(name="t", arch="smallgap", dataset="mnist", method="normal", in_channels=1, num_classes=10,
+                     hyperparameters={"eps": 0.3}, metrics={"clean_accuracy": 0.5})
+    path = save_checkpoint(model, card, tmp_path / "t.safetensors")
+    loaded, loaded_card = load_checkpoint(path)
+    assert loaded_card == card
+    x = torch.rand(2, 1, 28, 28)
+    assert torch.equal(loaded(x), model.eval()(x))
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def _saved(tmp_path):
+    model = build_model("smallgap", 1, 10)
+    card = ModelCard(name="t", arch="smallgap", dataset="mnist", method="normal", in_channels=1, num_classes=10)
+    return save_checkpoint(model, card, tmp_path / "t.safetensors"), model, card
+
+
+def test_corrupt_and_truncated_checkpoints_are_refused(tmp_path):
+    path, _, _ = _saved(tmp_path)
+    data = path.read_bytes()
+    (tmp_path / "truncated.safetensors").write_bytes(data[: len(data) // 2])
+    (tmp_path / "garbage.safetensors").write_bytes(b"\x00\xff" * 1000)
+    for name in ("truncated", "garbage"):
+        with pytest.raises(CheckpointError):
+            load_checkpoint(tmp_path / f"{name}.safetensors")
+    with pytest.raises(CheckpointError, match="no such"):
+        load_checkpoint(tmp_path / "missing.safetensors")
+
+
+def test_card_that_does_not_fit_the_weights_is_refused(tmp_path):
+    _, model, card = _saved(tmp_path)
+    card.arch = "pool"
+    save_checkpoint(model, card, tmp_path / "lying.safetensors")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_checkpoint(tmp_path / "lying.safetensors")
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    _, model, card = _saved(tmp_path)
+    with torch.no_grad():
+        model.head.weight[0, 0] = float("nan")
+    save_checkpoint(model, card, tmp_path / "nan.safetensors")
+    with pytest.raises(CheckpointError, match="non-finite"):
+        load_checkpoint(tmp_path / "nan.safetensors")
+
+
+def _tf_arrays(model: CAMNet) -> dict:
+    """The inverse of the import: a model's weights in the authors' TensorFlow layout."""
+    arrays, convs = {}, [m for m in model.modules() if isinstance(m, SameConv2d)]
+    for i, conv in enumerate(convs):
+        arrays[f"layer{i}_kernel"] = conv.weight.detach().numpy().transpose(2, 3, 1, 0)
+        arrays[f"layer{i}_bias"] = conv.bias.detach().numpy()
+    arrays[f"layer{len(convs)}_kernel"] = model.head.weight.detach().numpy().T[None, None]
+    return arrays
+
+
+@pytest.mark.parametrize("arch,channels", [("smallgap", 1), ("pool", 1), ("wresnet", 3)])
+def test_import_from_tensorflow_layout_reproduces_the_network(arch, channels, tmp_path):
+    torch.manual_seed(1)
+    model = build_model(arch, channels, 10).eval()
+    arrays = _tf_arrays(model)
+    np.savez(tmp_path / f"x_{arch}.npz", **arrays)
+    with open(tmp_path / f"x_{arch}.pkl", "wb") as f:
+        pickle.dump([[arrays[k] for k in sorted(arrays, key=lambda k: (int(k[5:].split("_")[0]), k.endswith("bias")))]], f)
+    size = 28 if channels == 1 else 32
+    x = torch.rand(2, channels, size, size)
+    for suffix in ("npz", "pkl"):
+        imported, card = load_paper_network(tmp_path / f"x_{arch}.{suffix}")
+        assert card.arch == arch
+        assert torch.allclose(imported(x), model(x), atol=1e-5)
+
+
+class _Exploit:
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch EXPLOITED_MARKER",))
+
+
+def test_hostile_pickle_is_refused_without_running(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "mnist_smallgap_normal_100.pkl"
+    path.write_bytes(pickle.dumps({"layer0_kernel": _Exploit()}))
+    with pytest.raises(CheckpointError, match="refused"):
+        read_paper_pickle(path)
+    assert not (tmp_path / "EXPLOITED_MARKER").exists()
+    path.write_bytes(pickle.dumps([np.zeros((4, 4, 1, 16), np.float32), {"a": set()}]))
+    with pytest.raises(CheckpointError):
+        load_paper_network(path)
+
+
+def test_wrong_shapes_in_paper_arrays_are_refused():
+    arrays = _tf_arrays(build_model("smallgap", 1, 10))
+    arrays["layer1_kernel"] = arrays["layer1_kernel"][:, :, :8]
+    with pytest.raises(CheckpointError):
+        model_from_arrays(arrays)
+
+
+def test_shipped_checkpoints_load_without_the_shared_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("INTERP_CORE_SHARED_DIR", str(tmp_path / "absent"))
+    entries = {e.name: e for e in available_models()}
+    for name in ("mnist-smallgap-normal-paper", "mnist-smallgap-pgd-at-paper", "mnist-smallgap-trades-paper",
+                 "mnist-smallgap-int-paper", "mnist-smallgap-int-1class-paper", "mnist-smallgap-int2-paper",
+                 "cifar10-smallgap-normal-paper", "cifar10-smallgap-pgd-at-paper", "cifar10-smallgap-int-paper"):
+        card = entries[name].card
+        assert card.source == "paper" and "MIT" in card.credit and card.metrics["clean_accuracy"] > 0.5
+        model, _ = load_model(name)
+        assert isinstance(model, ARCHITECTURES[card.arch])
+    with pytest.raises(CheckpointError, match="no model named"):
+        load_model("no-such-model")
+
+
+def test_paper_networks_are_listed_once(paper_networks_dir):
+    names = [e.name for e in available_models()]
+    assert "mnist-smallgap-normal-paper" in names and "mnist_smallgap_normal_100" not in names
+    assert "mnist_pool_normal_100" in names
+    assert read_card(paths.checkpoints_dir() / "mnist-smallgap-int-paper.safetensors").converted_from == "mnist_smallgap_int_100"

@@ -1,0 +1,208 @@
+"""Training methods, schedules and the trainer (PAPER.md section 6), on tiny batches of the
+committed demo images."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from interp_core.attacks import PGD
+from interp_core.interpret import get_explainer
+from interp_core.models import build_model, load_checkpoint
+from interp_core.training import (
+    ADVERSARIAL,
+    TRAINING_METHODS,
+    MethodConfig,
+    TrainConfig,
+    TrainingDiverged,
+    cam_discrepancy,
+    make_config,
+    state_path,
+    train,
+)
+from interp_core.training.methods import INNER_OBJECTIVES, _cam_and_logits
+
+
+@pytest.fixture(scope="module")
+def batch():
+    from interp_core.data import load_dataset
+
+    data = load_dataset("mnist", "demo", n=16)
+    return data.images, data.labels
+
+
+def _warm_model(x, y, steps: int = 30):
+    """A smallgap network trained a little on the batch, so losses and gradients are not flat."""
+    torch.manual_seed(0)
+    model = build_model("smallgap", 1, 10)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(steps):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model
+
+
+CFG = MethodConfig(eps=0.1, steps=3, step_size=0.04, gamma=0.01, seed=3)
+
+
+def _cfg(method: str) -> MethodConfig:
+    from interp_core.training import DEFAULT_GAMMA
+
+    return MethodConfig(eps=CFG.eps, steps=CFG.steps, step_size=CFG.step_size, gamma=DEFAULT_GAMMA[method] or 0.01,
+                        seed=CFG.seed)
+
+
+@pytest.mark.parametrize("method", sorted(TRAINING_METHODS))
+def test_one_step_lowers_loss_and_reaches_every_parameter(method, batch):
+    x, y = batch
+    model = _warm_model(x, y)
+    loss_fn, cfg = TRAINING_METHODS[method], _cfg(method)
+    loss, logs = loss_fn(model, x, y, cfg)
+    assert torch.isfinite(loss) and 0 <= logs["accuracy"] <= 1
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    for (name, _), g in zip(model.named_parameters(), grads):
+        assert g is not None and torch.isfinite(g).all() and g.abs().sum() > 0, name
+    norm = torch.sqrt(sum((g ** 2).sum() for g in grads))
+    with torch.no_grad():
+        for p, g in zip(model.parameters(), grads):
+            p -= 1e-3 * g / norm  # a short step along the negative gradient
+    after, _ = loss_fn(model, x, y, cfg)
+    assert after.item() < loss.item()
+
+
+@pytest.mark.parametrize("method", ADVERSARIAL)
+def test_inner_maximization_increases_its_objective(method, batch):
+    x, y = batch
+    model = _warm_model(x, y)
+    cfg = _cfg(method)
+    objective = INNER_OBJECTIVES[method](model, x, y, cfg)
+    start = PGD(cfg.eps, cfg.step_size, 0, random_start=True, objective=objective, seed=cfg.seed, keep_best=False)
+    ascend = PGD(cfg.eps, cfg.step_size, cfg.steps, random_start=True, objective=objective, seed=cfg.seed,
+                 keep_best=False)
+    value = objective if callable(objective) else (
+        lambda m, xa, x0, y0, t: torch.nn.functional.cross_entropy(m(xa), y0, reduction="none"))
+
+    def score(x_adv):
+        return value(model, x_adv.requires_grad_(True), x, y, None).detach().mean().item()
+
+    assert score(ascend(model, x, y)) > score(start(model, x, y))
+
+
+def test_discrepancy_zero_at_x_and_matches_direct_cam_computation(batch):
+    x, y = batch
+    model = _warm_model(x, y, steps=5)
+    x_adv = (x + 0.1 * torch.randn_like(x)).clamp(0, 1)
+    cam, logits = _cam_and_logits(model, x)
+    assert torch.allclose(logits, model(x), atol=1e-5)
+    assert cam_discrepancy(cam, cam, logits, y).abs().max() == 0
+    cam_adv, logits_adv = _cam_and_logits(model, x_adv)
+    explainer = get_explainer("cam")
+    per_class = []
+    for c in range(10):
+        target = torch.full_like(y, c)
+        diff = explainer(model, x_adv, target) - explainer(model, x, target)
+        per_class.append(diff.abs().flatten(1).sum(1))
+    dist = torch.stack(per_class, 1)  # (N, K)
+    probs = torch.softmax(model(x_adv), 1)
+    expected = []
+    for i in range(len(y)):
+        others = [c for c in range(10) if c != y[i]]
+        p = probs[i, others] / probs[i, others].sum()
+        expected.append(dist[i, y[i]] + (p * dist[i, others]).sum())
+    expected = torch.stack(expected)
+    assert torch.allclose(cam_discrepancy(cam, cam_adv, logits_adv, y), expected, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(cam_discrepancy(cam, cam_adv, logits_adv, y, one_class=True),
+                          dist.gather(1, y[:, None]).squeeze(1), rtol=1e-5, atol=1e-5)
+
+
+def test_schedules_follow_the_paper():
+    cfg = make_config("int", "cifar10", preset="paper")
+    assert cfg.lr_at(0) == 1e-3 and cfg.lr_at(40_000) == 1e-4 and cfg.lr_at(60_000) == 1e-5
+    assert cfg.eps_at(4_999) == 0 and cfg.eps_at(70_000) == pytest.approx(8 / 255)
+    assert cfg.eps_at(37_500) == pytest.approx(4 / 255)
+    mnist = make_config("trades", "mnist")
+    assert (mnist.batch_size, mnist.epochs, mnist.steps, mnist.step_size, mnist.gamma) == (50, 100, 40, 0.01, 1.0)
+    with pytest.raises(ValueError, match="unknown training method"):
+        make_config("bogus", "mnist")
+
+
+def _tiny(method="int", **kw) -> TrainConfig:
+    settings = dict(epochs=2, batch_size=8, subset=32, lr=1e-3, eps=0.1, eps_ramp=[1, 3], steps=2, step_size=0.05,
+                    eval_n=8, eval_steps=2, checkpoint_every=3, train_split="demo", eval_split="demo", seed=5)
+    settings.update(kw)
+    return make_config(method, "mnist", preset="cpu", **settings)
+
+
+def test_train_writes_a_self_describing_checkpoint_and_reports_progress(tmp_path):
+    events = []
+    result = train(_tiny(), tmp_path / "m.safetensors", callbacks=(events.append,), log_every=1)
+    assert result.status == "finished" and result.step == 8
+    model, card = load_checkpoint(result.checkpoint)
+    assert card.method == "int" and card.hyperparameters["eps"] == 0.1 and card.metrics["finished"]
+    assert 0 <= card.metrics["heldout_pgd_accuracy"] <= card.metrics["heldout_clean_accuracy"] <= 1
+    steps = [e for e in events if e["event"] == "step"]
+    assert [e["step"] for e in steps] == list(range(1, 9))
+    assert steps[0]["eps"] == 0 and steps[-1]["eps"] == pytest.approx(0.1)
+    assert {"loss", "accuracy", "images_per_s", "epoch"} <= set(steps[0])
+    assert torch.load(state_path(result.checkpoint), weights_only=True)["step"] == 8
+
+
+def test_stop_then_resume_equals_an_uninterrupted_run(tmp_path):
+    full = train(_tiny(), tmp_path / "full.safetensors")
+    calls = {"n": 0}
+
+    def stop_after_three():
+        calls["n"] += 1
+        return calls["n"] >= 3
+
+    part = tmp_path / "part.safetensors"
+    stopped = train(_tiny(), part, stop=stop_after_three)
+    assert stopped.status == "stopped" and stopped.step == 3
+    resumed = train(_tiny(), part, resume=True)
+    assert resumed.status == "finished" and resumed.step == 8
+    a, b = load_file(str(full.checkpoint)), load_file(str(part))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_after_a_crash_uses_the_last_periodic_checkpoint(tmp_path):
+    full = train(_tiny("pgd-at"), tmp_path / "full.safetensors")
+    out = tmp_path / "crash.safetensors"
+
+    def crash(event):
+        if event["event"] == "step" and event["step"] == 5:
+            raise KeyboardInterrupt  # a kill after the periodic checkpoint of step 3
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_tiny("pgd-at"), out, callbacks=(crash,), log_every=1)
+    assert load_checkpoint(out)[1].metrics["steps"] in (3, 4)
+    train(_tiny("pgd-at"), out, resume=True)
+    a, b = load_file(str(full.checkpoint)), load_file(str(out))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_resume_refuses_different_settings(tmp_path):
+    out = tmp_path / "m.safetensors"
+    train(_tiny("normal", epochs=1), out)
+    with pytest.raises(ValueError, match="settings differ"):
+        train(_tiny("normal", epochs=2, lr=5e-3), out, resume=True)
+
+
+def test_nonfinite_loss_stops_with_a_clear_error(tmp_path):
+    with pytest.raises(TrainingDiverged, match="loss became"):
+        train(_tiny("normal", lr=1e30, epochs=3), tmp_path / "m.safetensors")
+
+
+def test_cli_train_json(tmp_path, capsys):
+    import json
+
+    from interp_core.cli import main
+
+    code = main(["train", "--method", "trades", "--dataset", "mnist", "--preset", "cpu", "--epochs", "1",
+                 "--subset", "16", "--batch-size", "8", "--steps", "1", "--train-split", "demo", "--eval-split",
+                 "demo", "--eval-n", "8", "--eval-steps", "1", "--out", str(tmp_path), "--json"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["status"] == "finished" and result["steps"] == 2
+    assert (tmp_path / "mnist-smallgap-trades.safetensors").is_file()
