@@ -7,7 +7,6 @@ BIN := $(VENV)/bin
 .PHONY: run test test-slow bench
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt
 	# torchattacks pins an old requests that clashes with streamlit; its code does not use it.
 	$(BIN)/python -m pip install -q --no-deps "torchattacks>=3.5"
