@@ -139,7 +139,7 @@ def _read_mnist(root: Path, part: str, looked: list) -> tuple | None:
     for suffix in ("", ".gz"):
         img, lab = folder / f"{prefix}-images-idx3-ubyte{suffix}", folder / f"{prefix}-labels-idx1-ubyte{suffix}"
         if img.is_file() and lab.is_file():
-            return _read_idx(img)[:, None], _read_idx(lab), str(folder)
+            return _read_idx(img)[:, None], _read_idx(lab), paths.display(folder)
     return None
 
 
@@ -147,15 +147,15 @@ def _read_cifar10(root: Path, part: str, looked: list) -> tuple | None:
     batches = root / "cifar-10-batches-py"
     looked.append(str(batches))
     if batches.is_dir():
-        return (*_read_cifar_batches(batches, part), str(batches))
+        return (*_read_cifar_batches(batches, part), paths.display(batches))
     tree = root / "cifar10"
     looked.append(str(tree))
     if (tree / part).is_dir():
-        return (*_read_image_tree(tree / part, CIFAR10_CLASSES, 32), str(tree))
+        return (*_read_image_tree(tree / part, CIFAR10_CLASSES, 32), paths.display(tree))
     archive = root / "cifar10-jpeg.tar.gz"
     looked.append(str(archive))
     if archive.is_file():
-        return (*_cached_jpeg_tar(archive, part), str(archive))
+        return (*_cached_jpeg_tar(archive, part), paths.display(archive))
     return None
 
 

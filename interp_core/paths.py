@@ -44,3 +44,13 @@ def paper_networks_dir() -> Path:
 def runs_dir() -> Path:
     """The user's training runs (``INTERP_CORE_RUNS_DIR``, default ./runs in the project)."""
     return Path(os.environ.get("INTERP_CORE_RUNS_DIR", PROJECT_ROOT / "runs")).expanduser()
+
+
+def display(path: str | os.PathLike) -> str:
+    """A path as shown in results and messages: relative to the project when it lies beside it
+    (``../shared/data/...``), so committed results carry no machine-specific prefix."""
+    path = Path(path).resolve()
+    try:
+        return os.path.relpath(path, PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT.parent) else str(path)
+    except ValueError:
+        return str(path)

@@ -60,7 +60,7 @@ def main() -> None:
         card.metrics = {"clean_accuracy": round(acc, 4), "clean_accuracy_n": len(test)}
         save_checkpoint(model, card, out / f"{card.name}.safetensors")
         (out / f"{card.name}.md").write_text(CARD.format(
-            **vars(card), tag=stem.split("_")[2], acc=acc, n=len(test), data_source=test.source.replace(str(paths.shared_dir()), "../shared"),
+            **vars(card), tag=stem.split("_")[2], acc=acc, n=len(test), data_source=test.source,
             hyper=", ".join(f"{k} = {v:g}" for k, v in card.hyperparameters.items()),
             cifar_note="CIFAR-10 numbers use the JPEG re-encoded copy of the test set.\n" if card.dataset == "cifar10" else "",
         ))
