@@ -8,7 +8,8 @@ CAM/(h*w) scale. It also records the attack's trajectory (iterate, prediction an
 step). The result holds numpy arrays only, so it can be cached, exported and rendered by any UI;
 ``to_csv``, ``to_json``, ``to_npz`` and ``to_png`` are the exports.
 
-Which class is t: the attack's target for a targeted attack; otherwise the adversarial
+Which class is t: the attack's target for a targeted attack (by default the runner-up class of the
+clean image, as the attacks choose it); otherwise the adversarial
 prediction when the attack flipped it, else the highest-scoring wrong class at x' (the class
 closest to winning). For an image without a label, y is the clean prediction.
 """
@@ -24,10 +25,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from interp_core.interpret import LABELS, explain_classes, get_explainer, upsample_to_input
+from interp_core.attacks import runner_up
+from interp_core.interpret import LABELS, get_explainer, upsample_to_input
 from interp_core.metrics import discrepancy, kendall_tau, topk_intersection, two_class_bound
+from interp_core.ui_plots import image_rgb, panels_image
 
 TOPK_CELLS = 8
 
@@ -38,7 +41,8 @@ METRIC_DEFINITIONS: dict[str, str] = {
     "D2 raw": "2-class l1: (||ΔI_y||_1 + ||ΔI_t||_1) / 2, unnormalized",
     "D2 range": "2-class l1 with each class term divided by its clean map's range (the paper's ISA number)",
     "Kendall tau": "Kendall's tau-b between clean and adversarial true-class maps (1 = same ranking)",
-    f"top-{TOPK_CELLS} ∩": f"share of the {TOPK_CELLS} largest true-class cells that stay among the {TOPK_CELLS} largest",
+    f"top-{TOPK_CELLS} ∩": f"share of the {TOPK_CELLS} largest true-class cells that stay among the "
+                          f"{TOPK_CELLS} largest",
 }
 BOUND_DEFINITION = (
     "D2 on CAM/(h·w) (maps that sum to the logits) is at least ½(Z_y(x) − Z_t(x)) for every x' on which "
@@ -135,14 +139,15 @@ AttackFn = Callable[..., torch.Tensor]
 
 def explore(models: dict[str, torch.nn.Module], x: torch.Tensor, y: torch.Tensor | None,
             attack_fn: AttackFn, explainers: Sequence[str], attack_info: dict | None = None,
-            target: torch.Tensor | None = None, class_names: Sequence[str] | None = None,
+            target: torch.Tensor | None = None, targeted: bool = False, class_names: Sequence[str] | None = None,
             trajectory_explainer: str | None = "cam") -> ExploreResult:
     """Attack every model on x and measure its interpretations (PAPER.md sections 3-5).
 
     models: name -> CAM-capable model (eval mode); x: (N, C, H, W) in [0, 1]; y: (N,) true labels,
     or None to use each model's clean prediction; attack_fn(model, x, y, target, callback) ->
     x_adv from the attacks registry; explainers: names from interpret.EXPLAINERS; target: (N,)
-    attack targets of a targeted attack, else None; trajectory_explainer: the explainer whose maps
+    attack targets, or None (a targeted attack then aims at the runner-up class); targeted: whether
+    the attack is targeted (registry flag); trajectory_explainer: the explainer whose maps
     are recorded at every attack step (None: no trajectory).
     """
     if x.dim() != 4:
@@ -156,15 +161,18 @@ def explore(models: dict[str, torch.nn.Module], x: torch.Tensor, y: torch.Tensor
     result = ExploreResult(x=x.cpu().numpy(), y=(y.cpu().numpy() if y is not None else np.full(len(x), -1)),
                            class_names=names, attack=dict(attack_info or {}))
     for name, model in models.items():
-        result.models.append(_explore_model(name, model, x, y, attack_fn, explainers, target, trajectory_explainer))
+        result.models.append(_explore_model(name, model, x, y, attack_fn, explainers, target, targeted,
+                                            trajectory_explainer))
     return result
 
 
-def _explore_model(name, model, x, y, attack_fn, explainers, target, trajectory_explainer) -> ModelResult:
+def _explore_model(name, model, x, y, attack_fn, explainers, target, targeted, trajectory_explainer) -> ModelResult:
     start = time.perf_counter()
     with torch.no_grad():
         clean_logits = model(x)
     y = clean_logits.argmax(1) if y is None else y.to(x.device)
+    if targeted and target is None:
+        target = runner_up(model, x, y)
     steps: list[torch.Tensor] = []
     x_adv = attack_fn(model, x, y, target, lambda step, xs: steps.append(xs.detach().clone())).detach()
     with torch.no_grad():
@@ -174,7 +182,7 @@ def _explore_model(name, model, x, y, attack_fn, explainers, target, trajectory_
     classes = torch.stack([y, t], 1).repeat(2, 1)  # (2N, 2): explain y and t on clean and adv
     maps = {e: _map_set(e, model, both, classes, x.shape[-2:]) for e in explainers}
     with torch.no_grad():
-        cams = explain_classes(get_explainer("cam"), model, both, classes)
+        cams = _explain_pairs(get_explainer("cam"), model, both, classes)
     h, w = cams.shape[-2:]
     n = len(x)
     cam_hw = cams / (h * w)
@@ -210,7 +218,7 @@ def _yt(n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
 def _map_set(explainer_name: str, model, both: torch.Tensor, classes: torch.Tensor, size) -> MapSet:
     """Maps of classes (y, t) on the clean and adversarial images, and their agreement numbers."""
     explainer = get_explainer(explainer_name)
-    maps = explain_classes(explainer, model, both, classes)
+    maps = _explain_pairs(explainer, model, both, classes)
     n = len(both) // 2
     clean, adv = maps[:n], maps[n:]
     y_idx, t_idx = _yt(n, both.device)
@@ -229,7 +237,16 @@ def _map_set(explainer_name: str, model, both: torch.Tensor, classes: torch.Tens
                   metrics={k: v.cpu().numpy() for k, v in metrics.items()})
 
 
-def _trajectory(explainer_name: str, model, x, y, t, steps: list[torch.Tensor], clean_maps: MapSet | None) -> Trajectory:
+def _explain_pairs(explainer, model, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """Maps of two classes per image, classes (B, 2) -> (B, 2, h, w), in ONE explainer call on a
+    batch of 2B (fewer, larger batches: IG's 100 scaled copies go through the model together)."""
+    b = len(x)
+    maps = explainer(model, torch.cat([x, x]), torch.cat([classes[:, 0], classes[:, 1]]))
+    return torch.cat([maps[:b], maps[b:]], 1)
+
+
+def _trajectory(explainer_name: str, model, x, y, t, steps: list[torch.Tensor],
+                clean_maps: MapSet | None) -> Trajectory:
     """Predictions and (y, t) maps at every recorded iterate, explained as one batch."""
     xs = torch.stack(steps)  # (S+1, N, C, H, W)
     s, n = xs.shape[:2]
@@ -238,9 +255,9 @@ def _trajectory(explainer_name: str, model, x, y, t, steps: list[torch.Tensor], 
         logits = model(flat)
     classes = torch.stack([y, t], 1).repeat(s, 1)
     explainer = get_explainer(explainer_name)
-    maps = explain_classes(explainer, model, flat, classes)
+    maps = _explain_pairs(explainer, model, flat, classes)
     clean = (torch.from_numpy(clean_maps.clean).to(x.device) if clean_maps is not None
-             else explain_classes(explainer, model, x, torch.stack([y, t], 1)))
+             else _explain_pairs(explainer, model, x, torch.stack([y, t], 1)))
     clean_rep = clean.repeat(s, 1, 1, 1)
     y_idx, t_idx = _yt(s * n, x.device)
     d1 = discrepancy(clean_rep, maps, y_idx, measure="1class")
@@ -307,49 +324,19 @@ def to_npz(result: ExploreResult) -> bytes:
     return buffer.getvalue()
 
 
-# Colour-blind-safe diverging scale (ColorBrewer RdBu, 7 classes), low = red, high = blue.
-_RDBU = np.array([[178, 24, 43], [239, 138, 98], [253, 219, 199], [247, 247, 247],
-                  [209, 229, 240], [103, 169, 207], [33, 102, 172]], dtype=np.float32)
-
-
-def diverging_rgb(values: np.ndarray, limit: float) -> np.ndarray:
-    """Signed values (h, w) -> uint8 RGB (h, w, 3) on RdBu, symmetric scale [-limit, limit]."""
-    pos = (np.clip(values / max(limit, 1e-12), -1, 1) + 1) / 2 * (len(_RDBU) - 1)
-    low = np.floor(pos).astype(int).clip(0, len(_RDBU) - 2)
-    frac = (pos - low)[..., None]
-    return (_RDBU[low] * (1 - frac) + _RDBU[low + 1] * frac).astype(np.uint8)
-
-
-def _image_rgb(x: np.ndarray) -> np.ndarray:
-    """(C, H, W) in [0, 1] -> uint8 (H, W, 3)."""
-    img = (np.clip(x, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0)
-    return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
-
-
 def to_png(result: ExploreResult, index: int = 0, cell: int = 112) -> bytes:
     """A figure of image ``index``: per model one row of clean, adversarial and amplified
     perturbation, then per explainer the true-class clean, adversarial and difference maps on one
-    shared symmetric RdBu scale. PNG bytes."""
+    shared symmetric RdBu scale per row. PNG bytes."""
     rows = []
     for m in result.models:
-        rows.append((m.model, [("clean", _image_rgb(result.x[index])), ("adversarial", _image_rgb(m.x_adv[index])),
-                               ("perturbation", _image_rgb(m.perturbation[index]))]))
+        rows.append((m.model, [("clean", image_rgb(result.x[index])), ("adversarial", image_rgb(m.x_adv[index])),
+                               ("perturbation", image_rgb(m.perturbation[index]))], None))
         for name, ms in m.maps.items():
-            clean, adv, diff = ms.clean_up[index, 0], ms.adv_up[index, 0], ms.diff_up[index, 0]
-            limit = float(max(np.abs(clean).max(), np.abs(adv).max(), np.abs(diff).max()))
-            rows.append((f"{LABELS.get(name, name)}  D2 range {ms.metrics['D2 range'][index]:.3f}",
-                         [("clean map", diverging_rgb(clean, limit)), ("adv map", diverging_rgb(adv, limit)),
-                          ("difference", diverging_rgb(diff, limit))]))
-    label_h, pad = 30, 6
-    canvas = Image.new("RGB", (3 * (cell + pad) + pad, len(rows) * (cell + label_h + pad) + pad), "white")
-    draw = ImageDraw.Draw(canvas)
-    for r, (title, panels) in enumerate(rows):
-        top = pad + r * (cell + label_h + pad)
-        draw.text((pad, top), title, fill="black")
-        for c, (caption, rgb) in enumerate(panels):
-            left = pad + c * (cell + pad)
-            draw.text((left, top + 14), caption, fill="dimgray")
-            canvas.paste(Image.fromarray(rgb).resize((cell, cell), Image.NEAREST), (left, top + label_h))
+            panels = [ms.clean_up[index, 0], ms.adv_up[index, 0], ms.diff_up[index, 0]]
+            limit = max(float(np.abs(p).max()) for p in panels) or 1.0
+            rows.append((f"{LABELS.get(name, name)} | D2 range {ms.metrics['D2 range'][index]:.3f}",
+                         list(zip(("clean map", "adv map", "difference"), panels)), limit))
     buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG")
+    Image.fromarray(panels_image(rows, cell)).save(buffer, format="PNG")
     return buffer.getvalue()

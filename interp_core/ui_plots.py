@@ -1,73 +1,112 @@
-"""Plotly figures for the app's results views (library side: no streamlit, no computation beyond
-choosing a colour range). Maps use one colour scale per figure, symmetric around 0 on ColorBrewer
-RdBu, a diverging scale that stays readable for the common colour-vision deficiencies.
+"""Figures for the app's results views (library side: no streamlit, no computation beyond choosing a
+colour range). Interpretation maps are drawn as images: one symmetric colour scale per figure on
+ColorBrewer RdBu, a diverging scale that stays readable for the common colour-vision deficiencies,
+with pixels enlarged without blur (fast to build and to send, unlike a heatmap per panel). Curves
+and bars are plotly figures.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import functools
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image, ImageDraw, ImageFont
 from plotly.subplots import make_subplots
 
-from interp_core.explore import ExploreResult, Trajectory
 from interp_core.interpret import LABELS
 
-DIVERGING = "RdBu"
+if TYPE_CHECKING:
+    from interp_core.explore import ExploreResult, Trajectory
+
 PANEL_PX = 150
 
 
-def display_image(x: np.ndarray, size: int = 140) -> np.ndarray:
-    """(C, H, W) in [0, 1] -> uint8 (size, size[, 3]) enlarged by pixel repetition (no blur)."""
-    img = (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
-    factor = max(size // img.shape[-1], 1)
-    img = img.repeat(factor, axis=1).repeat(factor, axis=2)
-    return img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0)
+# Colour-blind-safe diverging scale (ColorBrewer RdBu, 7 classes), low = red, high = blue.
+_RDBU = np.array([[178, 24, 43], [239, 138, 98], [253, 219, 199], [247, 247, 247],
+                  [209, 229, 240], [103, 169, 207], [33, 102, 172]], dtype=np.float32)
 
 
-def _heatmap(z: np.ndarray, limit: float, show_scale: bool) -> go.Heatmap:
-    return go.Heatmap(z=z[::-1], zmin=-limit, zmax=limit, zmid=0, colorscale=DIVERGING, showscale=show_scale,
-                      colorbar=dict(thickness=10, len=0.9), hovertemplate="row %{y}, col %{x}: %{z:.4g}<extra></extra>")
+def diverging_rgb(values: np.ndarray, limit: float) -> np.ndarray:
+    """Signed values (h, w) -> uint8 RGB (h, w, 3) on RdBu (red negative, blue positive), symmetric
+    scale [-limit, limit]."""
+    pos = (np.clip(values / max(limit, 1e-12), -1, 1) + 1) / 2 * (len(_RDBU) - 1)
+    low = np.floor(pos).astype(int).clip(0, len(_RDBU) - 2)
+    frac = (pos - low)[..., None]
+    return (_RDBU[low] * (1 - frac) + _RDBU[low + 1] * frac).astype(np.uint8)
 
 
-def maps_figure(result: ExploreResult, explainer: str, index: int = 0, cls: int = 0,
-                upsampled: bool = False) -> go.Figure:
-    """One explainer: a row per model with clean map, adversarial map and their difference, all on
-    ONE symmetric colour scale. ``cls`` 0 shows the true class y, 1 the attack class t."""
-    rows = [m for m in result.models if explainer in m.maps]
-    titles = []
-    panels = []
-    for m in rows:
-        ms = m.maps[explainer]
-        clean, adv, diff = ((ms.clean_up, ms.adv_up, ms.diff_up) if upsampled else (ms.clean, ms.adv, ms.diff))
-        klass = result.class_names[int((m.y if cls == 0 else m.target)[index])]
-        panels.append([clean[index, cls], adv[index, cls], diff[index, cls]])
-        titles += [f"{m.model}<br>clean, class {klass}", "adversarial", "adv − clean"]
-    limit = max(float(np.abs(p).max()) for row in panels for p in row) or 1.0
-    fig = make_subplots(rows=len(rows), cols=3, subplot_titles=titles, horizontal_spacing=0.03,
-                        vertical_spacing=0.12 / max(len(rows), 1))
-    for r, row in enumerate(panels, start=1):
-        for c, z in enumerate(row, start=1):
-            fig.add_trace(_heatmap(z, limit, show_scale=(r == 1 and c == 3)), row=r, col=c)
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, scaleanchor="x", constrain="domain")
-    fig.update_annotations(font_size=11)
-    fig.update_layout(height=60 + PANEL_PX * len(rows) + 40, margin=dict(l=5, r=5, t=50, b=5),
-                      title=dict(text=f"{LABELS.get(explainer, explainer)} — shared scale ±{limit:.3g}", font_size=14))
-    return fig
+def image_rgb(x: np.ndarray) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> uint8 RGB (H, W, 3)."""
+    img = (np.clip(x, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)
+    return np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
 
 
-def topk_figure(names: Sequence[str], clean_prob: np.ndarray, adv_prob: np.ndarray, k: int = 5) -> go.Figure:
-    """Top-k class probabilities of the clean and adversarial image: prob vectors (K,)."""
-    classes = sorted(set(np.argsort(-clean_prob)[:k]) | set(np.argsort(-adv_prob)[:k]), key=lambda c: -clean_prob[c])
-    labels = [names[c] for c in classes]
-    fig = go.Figure([go.Bar(y=labels, x=clean_prob[classes], name="clean", orientation="h", marker_color="#4d4d4d"),
-                     go.Bar(y=labels, x=adv_prob[classes], name="adversarial", orientation="h", marker_color="#b2182b")])
-    fig.update_layout(barmode="group", height=60 + 22 * len(classes), margin=dict(l=5, r=5, t=5, b=5),
-                      xaxis=dict(range=[0, 1], title="probability"), yaxis=dict(autorange="reversed", type="category"),
-                      legend=dict(orientation="h", y=-0.35))
-    return fig
+@functools.lru_cache(maxsize=4)
+def _font(size: int) -> ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def panels_image(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]], float | None]],
+                 cell: int = PANEL_PX) -> np.ndarray:
+    """Rows of titled panels drawn into one RGB image (H, W, 3) uint8.
+
+    rows: (title, [(caption, panel)], limit); a panel is an RGB image (h, w, 3) uint8 or a signed
+    map (h, w) drawn on RdBu with the row's symmetric ``limit`` (one scale per row), and a row with
+    a limit ends in a colour bar labelled -limit, 0, +limit. Pixels are enlarged without blur. Text
+    uses PIL's built-in font, which has no Greek letters or arrows: keep it ASCII.
+    """
+    font, small = _font(14), _font(12)
+    pad, title_h, caption_h, bar_w = 8, 22, 18, 60
+    columns = max(len(panels) for _, panels, _ in rows)
+    width = pad + columns * (cell + pad) + bar_w
+    canvas = Image.new("RGB", (width, len(rows) * (title_h + caption_h + cell + pad) + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    for r, (title, panels, limit) in enumerate(rows):
+        top = pad + r * (title_h + caption_h + cell + pad)
+        draw.text((pad, top), title, fill="black", font=font)
+        for c, (caption, panel) in enumerate(panels):
+            left = pad + c * (cell + pad)
+            rgb = panel if panel.ndim == 3 else diverging_rgb(panel, limit or 1.0)
+            draw.text((left, top + title_h), caption, fill="dimgray", font=small)
+            canvas.paste(Image.fromarray(rgb).resize((cell, cell), Image.NEAREST), (left, top + title_h + caption_h))
+        if limit is not None:
+            left, bar_top = pad + len(panels) * (cell + pad), top + title_h + caption_h
+            ramp = np.linspace(limit, -limit, cell)[:, None].repeat(12, axis=1)
+            canvas.paste(Image.fromarray(diverging_rgb(ramp, limit)), (left, bar_top))
+            for frac, label in ((0.0, f"{limit:+.3g}"), (0.5, "0"), (1.0, f"{-limit:+.3g}")):
+                draw.text((left + 15, bar_top + frac * (cell - 12)), label, fill="black", font=small)
+    return np.asarray(canvas)
+
+
+def maps_image(result: ExploreResult, explainer: str, model_index: int = 0, index: int = 0, cls: int = 0,
+               upsampled: bool = False, cell: int = PANEL_PX) -> np.ndarray:
+    """One explainer on one model: clean map, adversarial map and their difference on ONE symmetric
+    colour scale, with its colour bar. ``cls`` 0 shows the true class y, 1 the attack class t."""
+    m = result.models[model_index]
+    ms = m.maps[explainer]
+    clean, adv, diff = (ms.clean_up, ms.adv_up, ms.diff_up) if upsampled else (ms.clean, ms.adv, ms.diff)
+    panels = [clean[index, cls], adv[index, cls], diff[index, cls]]
+    limit = max(float(np.abs(p).max()) for p in panels) or 1.0
+    klass = result.class_names[int((m.y if cls == 0 else m.target)[index])]
+    grid = "x".join(str(v) for v in panels[0].shape)
+    title = f"{LABELS.get(explainer, explainer)} | class {klass} ({'y' if cls == 0 else 't'}) | {grid} grid"
+    return panels_image([(title, list(zip(("clean", "adversarial", "adv - clean"), panels)), limit)], cell)
+
+
+def step_image(trajectory: Trajectory, names: Sequence[str], y: int, t: int, step: int, index: int = 0,
+               cell: int = 120) -> np.ndarray:
+    """The attack at one step: the iterate with its prediction, then the maps of y and t at that
+    step beside the clean ones (step 0), on one shared scale."""
+    clean, now = trajectory.maps[0, index], trajectory.maps[step, index]
+    pred, prob = int(trajectory.pred[step, index]), float(trajectory.prob[step, index].max())
+    panels = [(f"x -> {names[pred]} ({prob:.0%})", image_rgb(trajectory.x[step, index])),
+              (f"y={names[y]} clean", clean[0]), (f"y={names[y]} step {step}", now[0]),
+              (f"t={names[t]} clean", clean[1]), (f"t={names[t]} step {step}", now[1])]
+    limit = max(float(np.abs(p).max()) for _, p in panels[1:]) or 1.0
+    title = f"step {step} | {LABELS.get(trajectory.explainer, trajectory.explainer)} maps"
+    return panels_image([(title, panels, limit)], cell)
 
 
 def trajectory_figure(trajectory: Trajectory, names: Sequence[str], y: int, t: int, index: int = 0,
@@ -86,30 +125,16 @@ def trajectory_figure(trajectory: Trajectory, names: Sequence[str], y: int, t: i
     fig.update_layout(height=260, margin=dict(l=5, r=5, t=10, b=5), xaxis_title="attack step",
                       legend=dict(orientation="h", y=-0.3))
     fig.update_yaxes(title_text="probability", range=[0, 1], secondary_y=False)
-    fig.update_yaxes(title_text=f"{LABELS.get(trajectory.explainer, trajectory.explainer)} discrepancy", secondary_y=True)
-    return fig
-
-
-def step_maps_figure(trajectory: Trajectory, names: Sequence[str], y: int, t: int, step: int, index: int = 0) -> go.Figure:
-    """The maps of y and t at one attack step beside the clean ones (step 0), one shared scale."""
-    clean, now = trajectory.maps[0, index], trajectory.maps[step, index]
-    panels = [clean[0], now[0], clean[1], now[1]]
-    limit = max(float(np.abs(p).max()) for p in panels) or 1.0
-    fig = make_subplots(rows=1, cols=4, horizontal_spacing=0.03, subplot_titles=[
-        f"y={names[y]}, clean", f"y={names[y]}, step {step}", f"t={names[t]}, clean", f"t={names[t]}, step {step}"])
-    for c, z in enumerate(panels, start=1):
-        fig.add_trace(_heatmap(z, limit, show_scale=c == 4), row=1, col=c)
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False, scaleanchor="x", constrain="domain")
-    fig.update_annotations(font_size=11)
-    fig.update_layout(height=PANEL_PX + 60, margin=dict(l=5, r=5, t=30, b=5))
+    fig.update_yaxes(title_text=f"{LABELS.get(trajectory.explainer, trajectory.explainer)} discrepancy",
+                     secondary_y=True)
     return fig
 
 
 def curves_figure(curves: dict[str, tuple[Sequence[float], Sequence[float]]], x_title: str, y_title: str,
                   y_range: tuple[float, float] | None = None) -> go.Figure:
     """Line plot of named (x, y) curves, e.g. robust accuracy vs eps per model."""
-    fig = go.Figure([go.Scatter(x=list(x), y=list(y), name=name, mode="lines+markers") for name, (x, y) in curves.items()])
+    fig = go.Figure([go.Scatter(x=list(x), y=list(y), name=name, mode="lines+markers")
+                     for name, (x, y) in curves.items()])
     fig.update_layout(height=360, margin=dict(l=5, r=5, t=10, b=5), xaxis_title=x_title, yaxis_title=y_title,
                       legend=dict(orientation="h", y=-0.25))
     if y_range is not None:
@@ -122,7 +147,8 @@ def bound_scatter_figure(bound: Sequence[float], d2: Sequence[float], label: str
     bound, d2 = np.asarray(bound, dtype=float), np.asarray(d2, dtype=float)
     top = float(max(bound.max(initial=0), d2.max(initial=0))) * 1.05 or 1.0
     fig = go.Figure([go.Scatter(x=bound, y=d2, mode="markers", name=label, marker=dict(color="#2166ac", size=7)),
-                     go.Scatter(x=[0, top], y=[0, top], mode="lines", name="D2 = bound", line=dict(color="gray", dash="dash"))])
+                     go.Scatter(x=[0, top], y=[0, top], mode="lines", name="D2 = bound",
+                                line=dict(color="gray", dash="dash"))])
     fig.update_layout(height=380, margin=dict(l=5, r=5, t=10, b=5), xaxis_title="½ (Z_y(x) − Z_t(x))",
                       yaxis_title="D2 of CAM/(h·w)", legend=dict(orientation="h", y=-0.25))
     return fig

@@ -12,6 +12,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from interp_core import paths
+from interp_core.attacks import ATTACKS
 
 ROOT = paths.PROJECT_ROOT
 sys.path.insert(0, str(ROOT))  # the app imports pages.common, as `streamlit run app.py` allows
@@ -21,7 +22,7 @@ TIMEOUT = 120
 def open_page(page: str) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     at.run()
-    at.switch_page(f"pages/{page}.py").run()
+    at.switch_page(f"app_pages/{page}.py").run()
     assert not at.exception, at.exception
     return at
 
@@ -67,7 +68,8 @@ def test_explore_runs_an_attack(dataset):
 
 def test_explore_rejects_bad_uploads_and_keeps_working():
     at = open_page("explore")
-    at.file_uploader(key="explore_ckpt").set_value(("evil.safetensors", b"\x00" * 64 + b"not json", "application/octet-stream")).run()
+    hostile = b"\x00" * 64 + b"not json"
+    at.file_uploader(key="explore_ckpt").set_value(("evil.safetensors", hostile, "application/octet-stream")).run()
     assert not at.exception, at.exception
     assert any("Checkpoint not used" in e.value for e in at.sidebar.error)
     at.radio(key="explore_source").set_value("upload").run()
@@ -83,4 +85,86 @@ def test_explore_rejects_bad_uploads_and_keeps_working():
     at.multiselect(key="explore_explainers").set_value(["cam"]).run()
     at.button(key="explore_run").click().run()
     assert not at.exception, at.exception
+    assert len(at.table[0].value) == 1
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+def test_train_starts_shows_progress_and_stops(dataset, tmp_path, monkeypatch):
+    import time
+
+    from interp_core import jobs
+
+    monkeypatch.setenv("INTERP_CORE_RUNS_DIR", str(tmp_path))
+    at = open_page("train")
+    at.selectbox(key="train_dataset").set_value(dataset).run()
+    at.selectbox(key="train_method").set_value("pgd-at").run()
+    at.radio(key="train_split").set_value("demo").run()
+    at.button(key="train_start").click().run()
+    assert not at.exception, at.exception
+    job_id = at.session_state["train_job"]
+    assert jobs.job_status(job_id)["config"]["dataset"] == dataset
+    deadline = time.monotonic() + 90
+    while not jobs.job_status(job_id)["history"] and jobs.job_status(job_id)["state"] == "running":
+        assert time.monotonic() < deadline, "no progress within 90 s"
+        time.sleep(1)
+    at.run()
+    assert any(p.proto.value >= 0 for p in at.get("progress")) or jobs.job_status(job_id)["state"] != "running"
+    assert len(at.get("plotly_chart")) == 3  # loss, accuracy, eps curves
+    if jobs.job_status(job_id)["state"] == "running":
+        at.button(key=f"stop_{job_id}").click().run()
+    deadline = time.monotonic() + 60
+    while jobs.job_status(job_id)["state"] == "running":
+        assert time.monotonic() < deadline, "the run did not stop"
+        time.sleep(0.5)
+    at.run()
+    assert not at.exception, at.exception
+    assert jobs.job_status(job_id)["state"] in ("stopped", "finished")
+    assert any(s in m.value for m in at.markdown for s in ("stopped", "finished"))
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+def test_robustness_curves(dataset):
+    at = open_page("robustness")
+    at.radio(key="rob_dataset").set_value(dataset).run()
+    from interp_core.attacks import PAPER_EPS
+
+    at.multiselect(key=f"rob_eps_{dataset}").set_value([PAPER_EPS[dataset][0], PAPER_EPS[dataset][4]]).run()
+    at.slider(key="rob_n").set_value(5).run()
+    at.number_input(key="rob_steps_paper").set_value(5).run()
+    at.number_input(key="rob_aai_steps").set_value(5).run()
+    at.button(key="rob_run").click().run()
+    assert not at.exception, at.exception
+    rows = at.table[0].value
+    assert len(rows) == 2 * len(at.session_state["rob_request"])  # two eps per model
+    accuracies = [float(v) for v in rows["robust accuracy"]]
+    assert all(0 <= a <= 1 for a in accuracies)
+    assert len(at.get("plotly_chart")) == 2  # accuracy and AAI tau curves
+    assert len(at.get("download_button")) == 2
+
+
+@pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+def test_isa_tradeoff_and_bound(dataset):
+    at = open_page("isa_tradeoff")
+    at.radio(key="isa_dataset").set_value(dataset).run()
+    at.multiselect(key="isa_measures").set_value(["1class", "2class"]).run()
+    at.multiselect(key="isa_mult").set_value([1.0, 2.0]).run()
+    at.slider(key="isa_rounds").set_value(3).run()
+    at.slider(key="isa_n").set_value(5).run()
+    at.button(key="isa_run").click().run()
+    assert not at.exception, at.exception
+    at.button(key="isa_bound_run").click().run()
+    assert not at.exception, at.exception
+    assert len(at.get("plotly_chart")) == 2
+    violations = at.metric[0]
+    assert int(violations.value) == 0  # PAPER.md section 4: no point below the diagonal
+
+
+@pytest.mark.parametrize("attack", list(ATTACKS))
+def test_explore_offers_every_registered_attack(attack):
+    at = open_page("explore")
+    at.selectbox(key="explore_attack").set_value(attack).run()
+    at.multiselect(key="explore_explainers").set_value(["cam"]).run()
+    at.button(key="explore_run").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
     assert len(at.table[0].value) == 1

@@ -20,11 +20,24 @@ EXPLAINERS = ["cam", "gradcampp", "saliency"]
 
 
 def pgd_fn(eps: float, steps: int = 10):
-    """attack_fn for explore: the engine's PGD, with every iterate recorded through the callback."""
+    """attack_fn for explore: the engine's PGD (the app's adapter, make_attack_fn, adds the
+    per-step callback where the engine offers it)."""
     attack = PGD(eps, 0.01, steps)
+    return lambda model, x, y, target, callback: attack(model, x, y, target)
+
+
+def stepping_fn(steps: int, size: float = 0.02):
+    """A stand-in attack that walks x along a fixed sign pattern and reports every iterate, to check
+    how explore records a trajectory."""
 
     def run(model, x, y, target, callback):
-        return attack(model, x, y, target, callback=callback)
+        direction = torch.sign(torch.randn(x.shape, generator=torch.Generator().manual_seed(0)))
+        x_k = x
+        callback(0, x_k)
+        for k in range(1, steps + 1):
+            x_k = (x + k * size * direction).clamp(0, 1)
+            callback(k, x_k)
+        return x_k
 
     return run
 
@@ -73,13 +86,22 @@ def test_shapes_and_perturbation(result):
     assert m.perturbation.min() >= 0 and m.perturbation.max() <= 1
 
 
-def test_trajectory_records_every_step(result):
-    traj = result.models[0].trajectory
-    assert traj.x.shape[0] == 11  # start point + 10 steps
-    np.testing.assert_allclose(traj.x[0], result.x, atol=1e-7)
-    np.testing.assert_allclose(traj.x[-1], result.models[0].x_adv, atol=1e-7)
-    np.testing.assert_allclose(traj.maps[-1], result.models[0].maps["cam"].adv, rtol=1e-4, atol=1e-5)
-    assert (traj.d1[0] == 0).all() and (traj.d2[-1] > 0).any()
+def test_trajectory_records_every_step(mnist_normal, mnist_demo):
+    x, y = mnist_demo.images[:2], mnist_demo.labels[:2]
+    res = explore({"normal": mnist_normal}, x, y, stepping_fn(5), ["cam", "saliency"], trajectory_explainer="cam")
+    traj, m = res.models[0].trajectory, res.models[0]
+    assert traj.x.shape == (6, 2, 1, 28, 28) and traj.maps.shape == (6, 2, 2, 7, 7)
+    np.testing.assert_allclose(traj.x[0], res.x, atol=1e-7)
+    np.testing.assert_allclose(traj.x[-1], m.x_adv, atol=1e-7)
+    np.testing.assert_allclose(traj.maps[0], m.maps["cam"].clean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(traj.maps[-1], m.maps["cam"].adv, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(traj.d2[-1], m.maps["cam"].metrics["D2 raw"], rtol=1e-4)
+    assert (traj.d1[0] == 0).all() and (np.diff(traj.d1, axis=0) != 0).any()
+    np.testing.assert_array_equal(traj.pred[-1], m.adv_pred)
+
+
+def test_no_trajectory_without_steps(result):
+    assert result.models[0].trajectory is None  # the plain engine call reports no iterates
 
 
 def test_zero_eps_changes_nothing(mnist_normal, mnist_demo):
@@ -112,7 +134,8 @@ def test_several_models_and_cifar(tiny_cifar_model):
 def test_exports(result):
     rows = list(csv.DictReader(io.StringIO(to_csv(result))))
     assert len(rows) == len(metrics_rows(result)) == 3 * len(EXPLAINERS)
-    assert float(rows[0]["D2 range"]) == pytest.approx(float(result.models[0].maps["cam"].metrics["D2 range"][0]), rel=1e-6)
+    expected = float(result.models[0].maps["cam"].metrics["D2 range"][0])
+    assert float(rows[0]["D2 range"]) == pytest.approx(expected, rel=1e-6)
     data = json.loads(to_json(result))
     assert "D2 range" in data["definitions"] and len(data["rows"]) == len(rows)
     with np.load(io.BytesIO(to_npz(result))) as f:
@@ -127,3 +150,14 @@ def test_rejects_bad_input(mnist_normal, mnist_demo):
         explore({"a": mnist_normal}, mnist_demo.images[0], None, pgd_fn(0.1), ["cam"])
     with pytest.raises(ValueError, match="explainer"):
         explore({"a": mnist_normal}, mnist_demo.images[:1], None, pgd_fn(0.1), [])
+
+
+def test_engine_trajectory_ends_at_the_adversarial_example(mnist_normal, mnist_demo):
+    x, y = mnist_demo.images[:3], mnist_demo.labels[:3]
+    attack = PGD(0.2, 0.01, 10)
+    res = explore({"normal": mnist_normal}, x, y, lambda m, x_, y_, t, cb: attack(m, x_, y_, t, callback=cb), ["cam"])
+    traj, m = res.models[0].trajectory, res.models[0]
+    assert traj.x.shape[0] == 11  # the start point and 10 steps
+    flipped = m.adv_pred != m.y
+    assert flipped.any()
+    np.testing.assert_allclose(traj.x[-1][flipped], m.x_adv[flipped], atol=1e-7)

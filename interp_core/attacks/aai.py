@@ -12,9 +12,9 @@ from interp_core.interpret import get_explainer
 
 class AAI:
     """Maximize -sum_{p in top-k of clean CAM_y} CAM_y(x')[p] by PGD (l-inf, sign steps, random
-    uniform start): k = 8, 200 steps, step 0.01 in the paper. Among x and the final iterate the
-    engine keeps the one with the clean prediction first (``goal="keep"``), then the higher
-    objective. ``explainer`` may be any map of the registry that supports ``create_graph``.
+    uniform start): k = 8, 200 steps, step 0.01 in the paper. Returns the final iterate, as the
+    paper does: evaluations keep only the images whose prediction did not change (a fallback to
+    x would count them as perfectly robust). ``explainer``: any map of the registry.
 
     ``aai(model, x, y, target=None)``: x (N, C, H, W) in [0, 1]; y the class whose map is attacked.
     """
@@ -25,7 +25,7 @@ class AAI:
                  random_start: bool = True, seed: int | None = 0, explainer: str = "cam"):
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        self.options = dict(random_start=random_start, seed=seed, goal="keep")
+        self.options = dict(random_start=random_start, seed=seed, keep_best=False)
         PGD(eps, step_size, steps, **self.options)  # validates the settings now, not at the first call
         self.eps, self.steps, self.step_size, self.k = eps, steps, step_size, k
         self.explainer_name, self.explainer = explainer, get_explainer(explainer)
@@ -33,7 +33,9 @@ class AAI:
     def __repr__(self) -> str:
         return f"AAI(eps={self.eps}, steps={self.steps}, step_size={self.step_size}, k={self.k})"
 
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None,
+                 callback=None) -> Tensor:
+        """``callback(step, x_adv)`` sees every iterate, as in ``PGD.__call__``."""
         clean = self.explainer(model, x, y).flatten(1)
         if self.k > clean.shape[1]:
             raise ValueError(f"k = {self.k} exceeds the {clean.shape[1]} cells of the map")
@@ -42,4 +44,5 @@ class AAI:
         def objective(model_, x_adv, x_, y_, target_):
             return -(self.explainer(model_, x_adv, y_, create_graph=True).flatten(1) * mask).sum(1)
 
-        return PGD(self.eps, self.step_size, self.steps, objective=objective, **self.options)(model, x, y)
+        return PGD(self.eps, self.step_size, self.steps, objective=objective, **self.options)(model, x, y,
+                                                                                             callback=callback)

@@ -23,7 +23,6 @@ Objective = Callable[[nn.Module, Tensor, Tensor, Tensor, "Tensor | None"], Tenso
 
 NORMS = ("linf", "l2")
 UPDATES = ("sign", "normalized", "softsign")
-GOALS = ("misclassify", "keep")
 _TOL = 1e-5
 
 
@@ -122,33 +121,30 @@ class PGD:
         objective: "ce", "margin", or a callable ``(model, x_adv, x, y, target) -> (N,)``.
         targeted: success means predicting ``target`` (else: not predicting y); the built-in
             objectives also switch to their targeted forms.
-        goal: what counts as a success when keeping the best example: "misclassify" (the above)
-            or "keep" (the clean prediction is kept: attacks on the interpretation, AAI).
         seed: seeds the random start (same seed, same result); None uses torch's global RNG.
         kappa: confidence of the "margin" objective.
         update: "sign" (l-inf default), "normalized" (l2 default: step along grad / ||grad||_2),
             or "softsign": x' + step_size * clip(softsign_scale * grad, -1, 1), the ISA update.
         softsign_scale: the scale of the softsign update (the authors use 1000).
 
-    Calling ``attack(model, x, y, target=None)`` with x (N, C, H, W) in [0, 1] returns x_adv of
-    the same shape, device and dtype, in [0, 1] and inside the ball. The model is put in eval
-    mode for the attack and its modes are restored afterwards.
+    Calling ``attack(model, x, y, target=None, callback=None)`` with x (N, C, H, W) in [0, 1]
+    returns x_adv of the same shape, device and dtype, in [0, 1] and inside the ball. The model is
+    put in eval mode for the attack and its modes are restored afterwards. ``callback(step, x_adv)``,
+    if given, sees every iterate of every restart (step 0 = the start point), for step-by-step views.
     """
 
     def __init__(self, eps: float, step_size: float, steps: int, norm: str = "linf", random_start: bool = False,
                  restarts: int = 1, objective: Objective | str = "ce", targeted: bool = False,
                  seed: int | None = None, kappa: float = 0.1, update: str | None = None,
-                 softsign_scale: float = 1000.0, keep_best: bool = True, goal: str = "misclassify"):
+                 softsign_scale: float = 1000.0, keep_best: bool = True):
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         _check_radius("eps", eps, 1.0 if norm == "linf" else math.inf)
         _check_radius("step_size", step_size, math.inf)
         if not (isinstance(steps, int) and 0 <= steps <= 100_000):
             raise ValueError(f"steps must be an integer in [0, 100000], got {steps!r}")
-        if steps > 0 and not isinstance(step_size, Tensor) and step_size == 0:
+        if steps > 0 and not isinstance(step_size, Tensor) and step_size == 0 and (isinstance(eps, Tensor) or eps > 0):
             raise ValueError("step_size must be > 0 when steps > 0")
-        if goal not in GOALS:
-            raise ValueError(f"goal must be one of {GOALS}, got {goal!r}")
         if not (isinstance(restarts, int) and 1 <= restarts <= 1000):
             raise ValueError(f"restarts must be an integer in [1, 1000], got {restarts!r}")
         if restarts > 1 and not random_start:
@@ -167,14 +163,16 @@ class PGD:
         self.eps, self.step_size, self.steps, self.norm = eps, step_size, steps, norm
         self.random_start, self.restarts, self.objective = random_start, restarts, objective
         self.targeted, self.seed, self.update, self.softsign_scale = targeted, seed, update, softsign_scale
-        self.keep_best, self.goal = keep_best, goal
+        self.keep_best = keep_best
 
     def __repr__(self) -> str:
-        return (f"PGD(eps={_show(self.eps)}, step_size={_show(self.step_size)}, steps={self.steps}, norm={self.norm!r}, "
+        return (f"PGD(eps={_show(self.eps)}, step_size={_show(self.step_size)}, steps={self.steps}, "
+                f"norm={self.norm!r}, "
                 f"random_start={self.random_start}, restarts={self.restarts}, objective={self.objective!r}, "
                 f"targeted={self.targeted}, update={self.update!r})")
 
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None,
+                 callback: Callable[[int, Tensor], None] | None = None) -> Tensor:
         y, target = _check_data(x, y, target, self.targeted)
         x = x.detach()
         eps, step_size = _per_example(self.eps, x, "eps"), _per_example(self.step_size, x, "step_size")
@@ -184,7 +182,7 @@ class PGD:
         model.eval()
         try:
             with torch.enable_grad():
-                x_adv = _Run(self, model, x, y, target, eps, step_size).result()
+                x_adv = _Run(self, model, x, y, target, eps, step_size, callback).result()
         finally:
             for module, mode in modes:
                 module.training = mode
@@ -207,10 +205,10 @@ class _Run:
     """One call of a PGD configuration on one batch: radii as (N, 1, ..., 1) tensors, generator."""
 
     def __init__(self, attack: PGD, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None,
-                 eps: Tensor, step_size: Tensor):
+                 eps: Tensor, step_size: Tensor, callback: Callable[[int, Tensor], None] | None = None):
         self.a, self.model, self.x, self.y, self.target = attack, model, x, y, target
+        self.callback = callback
         self.eps, self.step_size = eps, step_size
-        self.clean_pred: Tensor | None = None
         self.generator = None
         if attack.random_start and attack.seed is not None:
             self.generator = torch.Generator(device=x.device).manual_seed(attack.seed)
@@ -247,19 +245,19 @@ class _Run:
             with torch.no_grad():
                 logits = self.model(x_adv)
         pred = logits.argmax(1)
-        if self.clean_pred is None:
-            self.clean_pred = pred
-        if a.goal == "keep":
-            return pred == self.clean_pred, value
         return (pred == self.target if a.targeted else pred != self.y), value
 
     def ascend(self) -> Tensor:
         x_adv = self.start() if self.a.random_start else self.x.clone()
-        for _ in range(self.a.steps):
+        if self.callback:
+            self.callback(0, x_adv.detach())
+        for step in range(1, self.a.steps + 1):
             x_adv.requires_grad_(True)
             (grad,) = torch.autograd.grad(self.objective(x_adv).sum(), x_adv)
             with torch.no_grad():
                 x_adv = self.project(x_adv.detach() + self.step(grad))
+            if self.callback:
+                self.callback(step, x_adv)
         return x_adv.detach()
 
     def step(self, grad: Tensor) -> Tensor:

@@ -83,8 +83,8 @@ class ISA:
             raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
         if explainer not in ISA_EXPLAINERS:
             raise ValueError(f"ISA explainer must be one of {ISA_EXPLAINERS}, got {explainer!r}")
-        if isinstance(gamma, Tensor) and gamma.dim() != 1 or not isinstance(gamma, Tensor) and gamma < 0:
-            raise ValueError(f"gamma must be a number >= 0 or a tensor (N,), got {gamma!r}")
+        if (gamma.dim() != 1 or (gamma < 0).any()) if isinstance(gamma, Tensor) else gamma < 0:
+            raise ValueError(f"gamma must be >= 0: a number or a tensor (N,), got {gamma!r}")
         self.eps, self.gamma, self.measure, self.norm, self.normalization = eps, gamma, measure, norm, normalization
         self.explainer_name, self.explainer_options = explainer, dict(explainer_options or {})
         self.explainer = get_explainer(explainer, **self.explainer_options)
@@ -95,7 +95,9 @@ class ISA:
         return (f"ISA(measure={self.measure!r}, norm={self.norm!r}, explainer={self.explainer_name!r}, "
                 f"steps={self.steps})")
 
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None,
+                 callback=None) -> Tensor:
+        """``callback(step, x_adv)`` sees every iterate, as in ``PGD.__call__``."""
         target = runner_up(model, x, y) if target is None else target
         step = self.step_scale * (self.eps if isinstance(self.eps, Tensor) else float(self.eps))
         gamma = torch.as_tensor(self.gamma, dtype=x.dtype, device=x.device)
@@ -103,7 +105,7 @@ class ISA:
         engine_kwargs = dict(norm="linf", targeted=True, update="softsign", softsign_scale=self.softsign_scale)
         if not uses_maps:
             objective = _MarginObjective(self.kappa)
-            return PGD(self.eps, step, self.steps, objective=objective, **engine_kwargs)(model, x, y, target)
+            return PGD(self.eps, step, self.steps, objective=objective, **engine_kwargs)(model, x, y, target, callback)
         map_model = smooth_copy(model, self.smooth_beta) if self.explainer_name == "ig" else model
         num_classes = _num_classes(model, x)
         classes = _measure_classes(self.measure, y, target)
@@ -114,7 +116,7 @@ class ISA:
             d = measure_discrepancy(clean, adv, y_, target_, self.measure, self.norm, self.normalization)
             return -(margin_loss(model_(x_adv), target_, self.kappa) + gamma * d)
 
-        return PGD(self.eps, step, self.steps, objective=objective, **engine_kwargs)(model, x, y, target)
+        return PGD(self.eps, step, self.steps, objective=objective, **engine_kwargs)(model, x, y, target, callback)
 
 
 class _MarginObjective:

@@ -33,15 +33,15 @@ def _pgd_targeted(eps: float, **options):
 
 
 _SPECS = (
-    AttackSpec("fgsm", "FGSM", fgsm, {"eps": 0.1}, False, "one signed-gradient step of size eps (cross-entropy)"),
+    AttackSpec("fgsm", "FGSM", fgsm, {"eps": 0.1, "norm": "linf"}, False, "one signed-gradient step of size eps (cross-entropy)"),
     AttackSpec("pgd", "PGD (cross-entropy)", pgd,
-               {"eps": 0.1, "steps": 40, "step_size": None, "random_start": True, "restarts": 1, "seed": 0},
-               False, "l-inf PGD on the cross-entropy; step size 2.5 eps / steps unless given"),
+               {"eps": 0.1, "norm": "linf", "steps": 40, "step_size": None, "random_start": True, "restarts": 1,
+                "seed": 0}, False, "PGD on the cross-entropy (l-inf or l2); step size 2.5 eps / steps unless given"),
     AttackSpec("pgd-margin", "PGD (C&W margin)", _pgd_margin,
-               {"eps": 0.1, "steps": 40, "step_size": None, "random_start": True, "restarts": 1, "seed": 0,
+               {"eps": 0.1, "norm": "linf", "steps": 40, "step_size": None, "random_start": True, "restarts": 1, "seed": 0,
                 "kappa": 0.1}, False, "l-inf PGD on the C&W margin"),
     AttackSpec("pgd-targeted", "PGD targeted (C&W margin)", _pgd_targeted,
-               {"eps": 0.1, "steps": 40, "step_size": None, "random_start": True, "restarts": 1, "seed": 0,
+               {"eps": 0.1, "norm": "linf", "steps": 40, "step_size": None, "random_start": True, "restarts": 1, "seed": 0,
                 "kappa": 0.1}, True, "targeted l-inf PGD on the margin of the target class"),
     AttackSpec("paper-pgd", "PGD, the authors' protocol", paper_pgd, {"eps": 0.1, "steps": 200, "step_size": 0.01},
                False, "200 signed steps of 0.01 from x, no random start, one restart (PAPER.md section 5)"),
@@ -70,10 +70,8 @@ def build_attack(name: str, **params):
 
 
 _EXTRA = {
-    "fgsm": {"norm", "objective"},
-    "pgd": {"norm", "kappa", "objective", "targeted"},
-    "pgd-margin": {"norm"},
-    "pgd-targeted": {"norm"},
+    "fgsm": {"objective"},
+    "pgd": {"kappa", "objective", "targeted"},
     "isa": {"normalization", "explainer_options", "step_scale", "softsign_scale", "kappa", "smooth_beta"},
     "aai": {"explainer"},
     "min-eps": {"kappa"},

@@ -14,9 +14,10 @@ import json
 import sys
 
 from interp_core.cli import basic
+from interp_core.cli import evaluate as evaluate_cmd
 from interp_core.cli import train as train_cmd
 
-COMMAND_MODULES = (basic, train_cmd,)
+COMMAND_MODULES = (basic, train_cmd, evaluate_cmd)
 
 
 class CLIError(Exception):

@@ -18,7 +18,7 @@ from pathlib import Path
 from interp_core import paths
 from interp_core.models import ARCHITECTURES
 from interp_core.runtime import configure_threads, resolve_device
-from interp_core.training import PRESETS, TRAINING_METHODS, make_config, train
+from interp_core.training import PRESETS, TRAINING_METHODS, TrainingDiverged, make_config, train
 
 
 def register(commands) -> None:
@@ -70,7 +70,7 @@ def run_train(args) -> int:
     import torch.distributed as dist
     from tqdm import tqdm
 
-    from interp_core.cli import emit
+    from interp_core.cli import CLIError, emit
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = resolve_device(args.device)
@@ -113,6 +113,8 @@ def run_train(args) -> int:
     try:
         result = train(cfg, out, device, resume=args.resume, callbacks=(show,), stop=lambda: stopping["flag"],
                        name=args.name, source=args.source, data_dir=args.data_dir)
+    except TrainingDiverged as err:
+        raise CLIError(str(err)) from None
     finally:
         bar.close()
         if progress is not None:

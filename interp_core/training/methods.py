@@ -100,15 +100,13 @@ def ig_ce(model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, create_graph: b
     The per-example loss is differentiated (the authors differentiate the batch mean, which scales
     the regularizer by 1/batch; not reproduced). The network keeps its ReLUs.
     """
-    total = torch.zeros_like(x_adv)
-    for k in range(1, IG_POINTS + 1):
-        z = x + (k / IG_POINTS) * (x_adv - x)
-        if not z.requires_grad:
-            z = z.requires_grad_(True)
-        loss = F.cross_entropy(model(z), y, reduction="sum")
-        (grad,) = torch.autograd.grad(loss, z, create_graph=create_graph)
-        total = total + grad
-    return (x_adv - x) * total / IG_POINTS
+    alphas = torch.arange(1, IG_POINTS + 1, device=x.device, dtype=x.dtype) / IG_POINTS
+    z = (x + alphas.view(-1, *[1] * x.dim()) * (x_adv - x)).flatten(0, 1)  # all points in one batch
+    if not z.requires_grad:
+        z.requires_grad_(True)
+    loss = F.cross_entropy(model(z), y.repeat(IG_POINTS), reduction="sum")
+    (grad,) = torch.autograd.grad(loss, z, create_graph=create_graph)
+    return (x_adv - x) * grad.view(IG_POINTS, *x.shape).mean(0)
 
 
 def _ig_norm(model, x, x_adv, y, create_graph: bool) -> Tensor:
@@ -231,8 +229,8 @@ def _int_family(name: str, adv_ce: bool, one_class: bool = False) -> LossFn:
 
     def loss_fn(model: nn.Module, x: Tensor, y: Tensor, cfg: MethodConfig) -> tuple[Tensor, dict]:
         x_adv = _x_adv(name, model, x, y, cfg)
-        cam_clean, logits_clean = _cam_and_logits(model, x)
-        cam_adv, logits_adv = _cam_and_logits(model, x_adv)
+        cam, logits_all = _cam_and_logits(model, torch.cat([x, x_adv]))  # one pass over both
+        (cam_clean, cam_adv), (logits_clean, logits_adv) = cam.chunk(2), logits_all.chunk(2)
         d = cam_discrepancy(cam_clean, cam_adv, logits_adv, y, one_class).mean()
         logits = logits_adv if adv_ce else logits_clean
         ce = F.cross_entropy(logits, y)

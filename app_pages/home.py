@@ -3,7 +3,7 @@
 import streamlit as st
 
 from interp_core import __version__, paths
-from pages.common import DATASET_LABELS, device, full_data_source, model_table
+from app_pages.common import DATASET_LABELS, device, full_data_source, model_table
 
 st.title("Does a proper interpretation help robustness?")
 st.markdown(
@@ -30,7 +30,8 @@ with c1:
     st.markdown("**Datasets**")
     for name, label in DATASET_LABELS.items():
         source = full_data_source(name)
-        st.markdown(f"- {label}: demo sample (300 test images)" + (f"; full test set from `{source}`" if source else ""))
+        full = f"; full test set from `{source}`" if source else ""
+        st.markdown(f"- {label}: demo sample (300 test images){full}")
 with c2:
     st.markdown("**Models**")
     by_source: dict[str, int] = {}
@@ -43,13 +44,18 @@ with c3:
     st.markdown(f"- device: `{device()}`\n- interp_core {__version__}")
 
 st.subheader("Pages")
-st.page_link("pages/explore.py", label="Explore — attack one image, compare maps and discrepancies", icon="🔬")
-st.page_link("pages/robustness.py", label="Robustness — accuracy and AAI Kendall τ against ε", icon="🛡️")
-st.page_link("pages/isa_tradeoff.py", label="ISA trade-off — 1-/2-/all-class discrepancy vs ε; the bound", icon="⚖️")
-st.page_link("pages/train.py", label="Train — a small model in the background, live curves", icon="🏋️")
-st.page_link("pages/about.py", label="About — methods, measures, references", icon="📖")
+st.page_link("app_pages/explore.py", label="Explore — attack one image, compare maps and discrepancies",
+             icon=":material/biotech:")
+st.page_link("app_pages/robustness.py", label="Robustness — accuracy and AAI Kendall τ against ε",
+             icon=":material/shield:")
+st.page_link("app_pages/isa_tradeoff.py", label="ISA trade-off — 1-/2-/all-class discrepancy vs ε; the bound",
+             icon=":material/balance:")
+st.page_link("app_pages/train.py", label="Train — a small model in the background, live curves",
+             icon=":material/model_training:")
+st.page_link("app_pages/about.py", label="About — methods, measures, references", icon=":material/menu_book:")
 
 with st.expander("All models"):
     st.table([{k: m[k] for k in ("name", "dataset", "arch", "method", "source")}
-              | {"clean accuracy": f"{m['metrics']['clean_accuracy']:.4f}" if "clean_accuracy" in m["metrics"] else "—"}
+              | {"clean accuracy": f"{m['metrics']['clean_accuracy']:.4f}"
+                 if "clean_accuracy" in m["metrics"] else "—"}
               for m in models])

@@ -22,7 +22,8 @@ st.header("Interpretation maps")
 st.markdown(
     f"""
 - **{LABELS['cam']}** (Zhou et al., 2016): CAM_c as above, on the native grid.
-- **{LABELS['gradcampp']}** (Chattopadhyay et al., 2018), in the paper's closed form for a GAP + linear head: CAM with max(W, 0).
+- **{LABELS['gradcampp']}** (Chattopadhyay et al., 2018), in the paper's closed form for a GAP + linear head:
+  CAM with max(W, 0).
 - **{LABELS['gradcam']}** (Selvaraju et al., 2017): ReLU of the gradient-weighted feature map.
 - **{LABELS['saliency']}** (Simonyan et al., 2014): ∂Z_c/∂x summed over colour channels.
 - **{LABELS['ig']}** (Sundararajan et al., 2017): baseline 0, 100-point right Riemann sum.

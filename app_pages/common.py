@@ -8,9 +8,12 @@ results are ``st.cache_data`` keyed by their inputs in the pages. Per-user state
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import streamlit as st
@@ -100,18 +103,21 @@ def _save_upload(data: bytes, suffix: str) -> Path:
     return path
 
 
-def model_picker(dataset: str, key: str, default_count: int = 1, multiple: bool = True) -> list[str]:
-    """Sidebar choice of models for ``dataset``: the registered ones plus an uploaded checkpoint.
+def model_picker(dataset: str, key: str, prefer: tuple[str, ...] = ("normal",), multiple: bool = True) -> list[str]:
+    """Sidebar choice of models for ``dataset``: the registered ones plus an uploaded checkpoint;
+    selected at first: the first model (shipped ones come first) of each method in ``prefer``.
     Returns model specs (names, or the path of a validated upload)."""
     table = model_table(dataset)
-    # normally trained shipped models first: the natural baseline to compare against
-    names = [m["name"] for m in sorted(table, key=lambda m: (m["method"] != "normal", m["source"] != "paper"))]
+    names = [m["name"] for m in table]
+    default = [next(m["name"] for m in table if m["method"] == method) for method in prefer
+               if any(m["method"] == method for m in table)] or names[:1]
     labels = {m["name"]: f"{m['name']}  ·  {m['method']} ({m['source']})" for m in table}
     if multiple:
-        chosen = st.sidebar.multiselect("Models (side by side)", names, default=names[:default_count],
-                                        format_func=labels.get, key=f"{key}_models")
+        chosen = st.sidebar.multiselect("Models (side by side)", names, default=default,
+                                        format_func=labels.get, key=f"{key}_models_{dataset}")
     else:
-        one = st.sidebar.selectbox("Model", names, format_func=labels.get, key=f"{key}_model")
+        one = st.sidebar.selectbox("Model", names, index=names.index(default[0]) if default else 0,
+                                   format_func=labels.get, key=f"{key}_model_{dataset}")
         chosen = [one] if one else []
     upload = st.sidebar.file_uploader("…or upload a checkpoint (.safetensors)", type=["safetensors"],
                                       key=f"{key}_ckpt")
@@ -164,12 +170,34 @@ def uploaded_image(dataset: str, key: str) -> np.ndarray | None:
     return (array[None].astype(np.float32) / 255.0)
 
 
-def export_buttons(key: str, *, csv: str | None = None, json: str | None = None, npz: bytes | None = None,
-                   png: bytes | None = None, stem: str = "results") -> None:
-    """One row of download buttons for a results view (figures also have plotly's PNG button)."""
+@contextlib.contextmanager
+def progress_bar(label: str):
+    """A progress bar for a long library call: yields ``progress(done, total)`` for interp_core's
+    callbacks, and removes the bar when done. Use it inside the cached function, so a cache hit
+    replays nothing visible."""
+    bar = st.progress(0.0, text=label)
+    yield lambda done, total: bar.progress(min(done / max(total, 1), 1.0), text=f"{label} {done}/{total}")
+    bar.empty()
+
+
+def npz_bytes(**arrays: np.ndarray) -> bytes:
+    """Arrays as the bytes of a compressed .npz file, for a download button."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    return buffer.getvalue()
+
+
+Export = str | bytes | Callable[[], str | bytes] | None
+
+
+def export_buttons(key: str, *, csv: Export = None, json: Export = None, npz: Export = None, png: Export = None,
+                   stem: str = "results") -> None:
+    """One row of download buttons for a results view (figures also have plotly's PNG button). Each
+    export is its content, or a function that builds it when the button is clicked."""
     items = [(csv, "CSV metrics", "csv", "text/csv"), (json, "JSON metrics", "json", "application/json"),
              (npz, ".npz tensors", "npz", "application/octet-stream"), (png, "PNG figure", "png", "image/png")]
     items = [i for i in items if i[0] is not None]
     for col, (data, label, ext, mime) in zip(st.columns(len(items)), items):
-        col.download_button(f"⬇ {label}", data, file_name=f"{stem}.{ext}", mime=mime, key=f"{key}_{ext}",
+        col.download_button(label, data, icon=":material/download:", file_name=f"{stem}.{ext}", mime=mime,
+                            key=f"{key}_{ext}",
                             on_click="ignore")

@@ -9,15 +9,21 @@ import numpy as np
 import streamlit as st
 import torch
 
+from app_pages.attack_controls import attack_controls, make_attack_fn
+from app_pages.common import (DATASET_LABELS, dataset_picker, export_buttons, get_dataset, get_model, model_label,
+                              model_picker, uploaded_image)
 from interp_core import ui_plots
-from interp_core.explore import BOUND_DEFINITION, METRIC_DEFINITIONS, ExploreResult, explore, to_csv, to_json, to_npz, to_png
+from interp_core.attacks import ATTACKS
+from interp_core.explore import (BOUND_DEFINITION, METRIC_DEFINITIONS, ExploreResult, explore, to_csv, to_json, to_npz,
+                                 to_png)
 from interp_core.interpret import EXPLAINERS, LABELS
-from pages.attack_controls import attack_controls, make_attack_fn
-from pages.common import dataset_picker, export_buttons, get_dataset, get_model, model_label, model_picker, uploaded_image
 
 GALLERY_LIMIT = 2000  # predictions for the gallery filter cover the first images of the split
 DEFAULT_EXPLAINERS = ["cam", "gradcampp", "saliency", "ig"]
 THUMBS = 12
+THUMB_PX = 80
+IMAGE_PX = 150
+TOPK = 5
 
 
 @st.cache_data(show_spinner="Classifying the gallery…", max_entries=16)
@@ -37,7 +43,8 @@ def run_explore(x: np.ndarray, y: int | None, class_names: tuple, specs: tuple, 
     return explore(models, torch.from_numpy(x), None if y is None else torch.tensor([y]),
                    make_attack_fn(attack, dict(params)), list(explainers),
                    attack_info={"name": attack, **dict(params), "target": target},
-                   target=None if target is None else torch.tensor([target]), class_names=class_names,
+                   target=None if target is None else torch.tensor([target]), targeted=ATTACKS[attack].targeted,
+                   class_names=class_names,
                    trajectory_explainer=trajectory)
 
 
@@ -66,7 +73,7 @@ def pick_gallery_image(dataset: str, split: str, spec: str | None) -> tuple[np.n
     def draw_random() -> None:
         st.session_state["explore_index"] = random.choice(options)
 
-    c3.button("🎲 Random", on_click=draw_random, key="explore_random")
+    c3.button("Random image", icon=":material/casino:", on_click=draw_random, key="explore_random")
 
     def describe(i: int) -> str:
         pred = f" · pred {data.class_names[preds[i]]}" if preds is not None else ""
@@ -75,8 +82,10 @@ def pick_gallery_image(dataset: str, split: str, spec: str | None) -> tuple[np.n
     index = st.selectbox("Image", options, format_func=describe, key="explore_index")
     start = options.index(index) - options.index(index) % THUMBS
     shown = options[start:start + THUMBS]
-    st.image([ui_plots.display_image(data.images[i].numpy(), 56) for i in shown], width=56,
-             caption=[describe(i).replace(" · ", "\n", 1) for i in shown])
+    short = [name[:4] for name in data.class_names]
+    st.image(ui_plots.panels_image([("true / predicted" if preds is not None else "true class", [
+        (f"#{i} {short[labels[i]]}" + (f"/{short[preds[i]]}" if preds is not None else ""),
+         ui_plots.image_rgb(data.images[i].numpy())) for i in shown], None)], cell=THUMB_PX))
     return data.images[index:index + 1].numpy(), int(labels[index]), describe(index)
 
 
@@ -87,16 +96,15 @@ def render(res: ExploreResult) -> None:
         with col:
             st.markdown(f"#### {m.model}")
             y, t = int(m.y[0]), int(m.target[0])
-            a, b, c = st.columns(3)
-            a.image(ui_plots.display_image(res.x[0]), width="stretch",
-                    caption=f"clean → {names[m.clean_pred[0]]} ({m.clean_prob[0].max():.0%})")
-            b.image(ui_plots.display_image(m.x_adv[0]), width="stretch",
-                    caption=f"adversarial → {names[m.adv_pred[0]]} ({m.adv_prob[0].max():.0%})")
-            c.image(ui_plots.display_image(m.perturbation[0]), width="stretch",
-                    caption=f"perturbation ×{0.5 / max(float(m.linf[0]), 1e-12):.0f} "
-                            f"(ℓ∞ {m.linf[0]:.4f}, ℓ2 {m.l2[0]:.3f})")
-            st.plotly_chart(ui_plots.topk_figure(names, m.clean_prob[0], m.adv_prob[0]), key=f"topk_{m.model}",
-                            config={"displayModeBar": False})
+            # image text stays ASCII: the PIL fallback font has no Greek or arrows
+            st.image(ui_plots.panels_image([(f"Linf {m.linf[0]:.4f} | L2 {m.l2[0]:.3f}", [
+                (f"clean -> {names[m.clean_pred[0]]} ({m.clean_prob[0].max():.0%})", ui_plots.image_rgb(res.x[0])),
+                (f"adv -> {names[m.adv_pred[0]]} ({m.adv_prob[0].max():.0%})", ui_plots.image_rgb(m.x_adv[0])),
+                (f"perturbation x{0.5 / max(float(m.linf[0]), 1e-12):.1f}", ui_plots.image_rgb(m.perturbation[0]))],
+                None)], cell=IMAGE_PX))
+            for label, prob in (("clean", m.clean_prob[0]), ("adversarial", m.adv_prob[0])):
+                top = prob.argsort()[::-1][:TOPK]
+                st.markdown(f"top-{TOPK} {label}: " + " · ".join(f"**{names[c]}** {prob[c]:.1%}" for c in top))
             holds = "t beats y at x′: the bound applies" if m.bound_applies[0] else "t does not beat y at x′"
             st.markdown(f"y = **{names[y]}**, t = **{names[t]}** · D2 of CAM/(h·w) = **{m.d2_cam_hw[0]:.4f}** "
                         f"≥ bound ½(Z_y − Z_t) = **{m.bound[0]:.4f}** ({holds})")
@@ -106,12 +114,13 @@ def render(res: ExploreResult) -> None:
     cls = c1.segmented_control("Maps of", ["true class y", "attack class t"], default="true class y", required=True,
                                key="explore_cls")
     grid = c2.segmented_control("Grid", ["native", "input"], default="native", required=True, key="explore_grid")
-    st.caption("Clean, adversarial and difference maps share ONE symmetric colour scale per figure "
-               "(RdBu: red negative, blue positive). CAM-family maps live on the feature grid; "
-               "\"input\" upsamples them bilinearly for display only.")
+    st.caption("Clean, adversarial and difference maps share ONE symmetric colour scale per row "
+               "(RdBu: red negative, blue positive; the bar gives the range). CAM-family maps live on the "
+               "feature grid; \"input\" upsamples them bilinearly for display only.")
     for name in res.models[0].maps:
-        st.plotly_chart(ui_plots.maps_figure(res, name, cls=0 if cls.startswith("true") else 1,
-                                             upsampled=grid == "input"), key=f"maps_{name}")
+        for col, i in zip(st.columns(len(res.models)), range(len(res.models))):
+            col.image(ui_plots.maps_image(res, name, i, cls=0 if cls.startswith("true") else 1,
+                                          upsampled=grid == "input"))
 
     st.subheader("Discrepancy numbers")
     st.table([{"model": m.model, "explainer": LABELS.get(e, e),
@@ -124,7 +133,9 @@ def render(res: ExploreResult) -> None:
         trajectory_view(res)
 
     st.subheader("Export")
-    export_buttons("explore", csv=to_csv(res), json=to_json(res), npz=to_npz(res), png=to_png(res), stem="explore")
+    # built when clicked (deferred), so showing the results does not pay for every export
+    export_buttons("explore", csv=lambda: to_csv(res), json=lambda: to_json(res), npz=lambda: to_npz(res),
+                   png=lambda: to_png(res), stem="explore")
 
 
 @st.fragment
@@ -137,11 +148,8 @@ def trajectory_view(res: ExploreResult) -> None:
     for m in res.models:
         traj = m.trajectory
         y, t = int(m.y[0]), int(m.target[0])
-        c1, c2 = st.columns([1, 4])
-        c1.image(ui_plots.display_image(traj.x[step, 0]), width="stretch",
-                 caption=f"{m.model} · step {step} → {res.class_names[traj.pred[step, 0]]} "
-                         f"({traj.prob[step, 0].max():.0%})")
-        c2.plotly_chart(ui_plots.step_maps_figure(traj, res.class_names, y, t, step), key=f"step_maps_{m.model}")
+        st.markdown(f"**{m.model}**")
+        st.image(ui_plots.step_image(traj, res.class_names, y, t, step))
         st.plotly_chart(ui_plots.trajectory_figure(traj, res.class_names, y, t, step=step), key=f"traj_{m.model}")
 
 
@@ -173,13 +181,17 @@ if st.button("Run attack", type="primary", disabled=not ready, key="explore_run"
         x=x, y=y, class_names=tuple(get_dataset(dataset, "demo").class_names), specs=tuple(specs), attack=attack,
         params=tuple(sorted(params.items())), target=target, explainers=tuple(explainers),
         trajectory=trajectory if trajectory in explainers else None)
-    st.session_state["explore_caption"] = f"{caption} · {attack} · " + ", ".join(f"{k}={v}" for k, v in params.items())
+    st.session_state["explore_caption"] = (f"{DATASET_LABELS[dataset]} {caption} · {ATTACKS[attack].label} · "
+                                           + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                                       for k, v in params.items()))
 if not specs:
     st.info("Choose at least one model in the sidebar.")
 elif not explainers:
     st.info("Choose at least one explainer in the sidebar.")
 
 request = st.session_state.get("explore_request")
+if request is not None and request["class_names"] != tuple(get_dataset(dataset, "demo").class_names):
+    request = None  # results of the other dataset: not shown beside this dataset's controls
 if request is not None:
     try:
         with st.spinner("Attacking and explaining…"):
@@ -187,5 +199,6 @@ if request is not None:
     except (ValueError, RuntimeError) as err:
         st.error(f"The attack could not run: {err}")
     else:
-        st.caption(f"Results for: {st.session_state['explore_caption']}")
+        st.caption(f"Results for: {st.session_state['explore_caption']} · computed in "
+                   f"{sum(m.seconds for m in result.models):.2f} s")
         render(result)

@@ -1,0 +1,91 @@
+"""Sidebar widgets for an attack and its parameters, built from ``interp_core.attacks.ATTACKS`` (one
+widget per registered default, typed by the default's type), and the adapter that turns the chosen
+settings into ``attack_fn(model, x, y, target, callback)`` for interp_core.explore."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Sequence
+
+import streamlit as st
+
+from interp_core.attacks import ATTACKS, build_attack
+from interp_core.metrics import MEASURES
+
+DEFAULT_ATTACK = "pgd"
+#: The usual threat model per dataset (PAPER.md section 5), replacing the registry's generic eps.
+DATASET_EPS = {"mnist": 0.3, "cifar10": 8 / 255}
+LABELS = {"eps": "ε", "step_size": "step size", "steps": "steps", "gamma": "γ (discrepancy weight)",
+          "kappa": "κ (margin confidence)", "k": "top-k cells", "restarts": "restarts", "random_start": "random start",
+          "seed": "seed", "measure": "discrepancy measure", "norm": "norm", "explainer": "map attacked",
+          "rounds": "search rounds"}
+#: Choices of the string-valued settings; a default picks the list that holds it.
+CHOICES = {"measure": [list(MEASURES)], "norm": [["linf", "l2"], ["l1", "l2"]],
+           "explainer": [["cam", "gradcampp", "ig"]]}
+#: Bounds that keep one click affordable for a shared machine.
+LIMITS = {"steps": 500, "restarts": 10, "rounds": 20, "k": 64, "seed": 2**31 - 1}
+
+
+def param_defaults(name: str, dataset: str) -> dict:
+    """The registry's defaults of attack ``name``, with the dataset's usual eps (an upper limit
+    for the minimum-eps search keeps its own)."""
+    defaults = dict(ATTACKS[name].defaults)
+    if "eps" in defaults and name != "min-eps":
+        defaults["eps"] = DATASET_EPS[dataset]
+    return defaults
+
+
+def default_attack(dataset: str) -> tuple[str, dict]:
+    """What the Explore page runs when nothing is changed: (name, params)."""
+    return DEFAULT_ATTACK, param_defaults(DEFAULT_ATTACK, dataset)
+
+
+def _pixel_scale(dataset: str, param: str, norm: str) -> bool:
+    """CIFAR-10's l-inf eps and step sizes are shown in 1/255 units, as the paper writes them."""
+    return dataset == "cifar10" and norm == "linf" and param in ("eps", "step_size")
+
+
+def attack_controls(dataset: str, class_names: Sequence[str], key: str) -> tuple[str, dict, int | None]:
+    """Attack name, its parameters and the target class (None: untargeted, or the runner-up class)."""
+    names = list(ATTACKS)
+    name = st.sidebar.selectbox("Attack", names, index=names.index(DEFAULT_ATTACK), key=f"{key}_attack",
+                                format_func=lambda n: ATTACKS[n].label, help=ATTACKS[DEFAULT_ATTACK].description)
+    spec = ATTACKS[name]
+    st.sidebar.caption(spec.description)
+    params: dict = {}
+    with st.sidebar.expander("Attack parameters", expanded=True):
+        defaults = param_defaults(name, dataset)
+        norm = defaults.get("norm", "linf")
+        for param, default in defaults.items():
+            label, wkey = LABELS.get(param, param), f"{key}_{name}_{dataset}_{param}"
+            if isinstance(default, bool):
+                params[param] = st.checkbox(label, value=default, key=wkey)
+            elif isinstance(default, str):
+                options = next(c for c in CHOICES[param] if default in c)
+                params[param] = st.selectbox(label, options, index=options.index(default), key=wkey)
+                norm = params[param] if param == "norm" and params[param] in ("linf", "l2") else norm
+            elif isinstance(default, int):
+                params[param] = int(st.number_input(label, min_value=0, max_value=LIMITS.get(param, 10_000),
+                                                    value=default, step=1, key=wkey))
+            else:  # a float, or None for "derived" (the PGD step size)
+                scale = 255.0 if _pixel_scale(dataset, param, norm) else 1.0
+                unit = " (×1/255)" if scale != 1.0 else ""
+                auto = " (0: 2.5 ε / steps)" if default is None else ""
+                value = st.number_input(f"{label}{unit}{auto}", min_value=0.0, value=round((default or 0.0) * scale, 6),
+                                        format="%.4g", key=wkey)
+                params[param] = None if default is None and value == 0 else value / scale
+    target = None
+    if spec.targeted:
+        choice = st.sidebar.selectbox("Target class", ["runner-up"] + list(class_names), key=f"{key}_target",
+                                      help="runner-up: the clean image's highest-scoring wrong class")
+        target = None if choice == "runner-up" else list(class_names).index(choice)
+    return name, params, target
+
+
+def make_attack_fn(name: str, params: dict):
+    """attack_fn(model, x, y, target, callback) -> x_adv; the callback sees every iterate where the
+    attack offers that hook (the trajectory view), and is left out where it does not."""
+    attack = build_attack(name, **params)
+    if "callback" in inspect.signature(attack.__call__).parameters:
+        return lambda model, x, y, target, callback: attack(model, x, y, target, callback=callback)
+    return lambda model, x, y, target, callback: attack(model, x, y, target)

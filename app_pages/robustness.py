@@ -1,0 +1,102 @@
+"""Robustness: accuracy vs eps and AAI Kendall tau vs eps for chosen models (interp_core.evaluate)."""
+
+import csv
+import io
+import json
+
+import streamlit as st
+
+from interp_core import ui_plots
+from interp_core.attacks import PAPER_EPS
+from interp_core.evaluate import PROTOCOLS, aai_evaluation, evaluation_set, robust_accuracy
+from app_pages.common import dataset_picker, export_buttons, get_model, model_label, model_picker, progress_bar
+
+st.title("Robustness against ε")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def evaluate(spec: str, dataset: str, split: str, n: int, protocol: str, eps: tuple, steps: int, restarts: int,
+             autoattack: bool, aai: bool, aai_steps: int) -> dict:
+    """Robust accuracy (and AAI tau) of one model, cached by every setting."""
+    data, subset = evaluation_set(dataset, split, n, "paper")
+    model = get_model(spec)
+    with progress_bar(f"{spec}: robust accuracy, batch") as tick:
+        robust = robust_accuracy(model, data.images, data.labels, list(eps), protocol, steps=steps,
+                                 restarts=restarts, autoattack=autoattack, subset=subset, progress=tick).to_dict()
+    tau = None
+    if aai:
+        with progress_bar(f"{spec}: AAI, batch") as tick:
+            tau = aai_evaluation(model, data.images, data.labels, [e for e in eps if e > 0], steps=aai_steps,
+                                 subset=subset, progress=tick)
+    return {"model": model_label(spec), "robust": robust, "aai": tau}
+
+
+dataset, split = dataset_picker("rob")
+specs = model_picker(dataset, "rob", prefer=("normal", "int"))
+with st.sidebar.expander("Evaluation", expanded=True):
+    n = st.slider("Images (the paper's seed-99 subset)", 5, 200, 20, step=5, key="rob_n")
+    protocol = st.radio("Protocol", PROTOCOLS, key="rob_protocol", horizontal=True,
+                        help="paper: the authors' PGD (0.01 sign steps from x, one restart). strong: the per-image "
+                             "worst case of that, PGD-CE and PGD-margin with random restarts (and AutoAttack).")
+    grid = PAPER_EPS[dataset]
+    eps = st.multiselect("ε grid", grid, default=list(grid), key=f"rob_eps_{dataset}",
+                         format_func=lambda e: f"{e * 255:.0f}/255" if dataset == "cifar10" else f"{e:g}")
+    steps = st.number_input("PGD steps", 1, 200, 200 if protocol == "paper" else 40, key=f"rob_steps_{protocol}")
+    restarts = st.number_input("restarts (strong)", 1, 10, 2, key="rob_restarts", disabled=protocol == "paper")
+    autoattack = st.checkbox("AutoAttack (strong; slow)", False, key="rob_aa", disabled=protocol == "paper")
+    aai = st.checkbox("AAI Kendall τ curve", True, key="rob_aai")
+    aai_steps = st.number_input("AAI steps", 1, 200, 200, key="rob_aai_steps", disabled=not aai)
+
+if st.button("Evaluate", type="primary", disabled=not (specs and eps), key="rob_run"):
+    st.session_state["rob_request"] = [dict(spec=s, dataset=dataset, split=split, n=int(n), protocol=protocol,
+                                            eps=tuple(sorted(eps)), steps=int(steps), restarts=int(restarts),
+                                            autoattack=bool(autoattack and protocol == "strong"), aai=aai,
+                                            aai_steps=int(aai_steps)) for s in specs]
+
+requests = st.session_state.get("rob_request")
+if not requests:
+    st.info("Choose models and settings in the sidebar, then press Evaluate. Results are cached: the same "
+            "settings come back at once.")
+    st.stop()
+
+results = [evaluate(**request) for request in requests]
+
+scale = 255 if requests[0]["dataset"] == "cifar10" else 1
+unit = "ε (×1/255)" if scale == 255 else "ε"
+st.subheader("Robust accuracy")
+st.plotly_chart(ui_plots.curves_figure({r["model"]: ([row["eps"] * scale for row in r["robust"]["results"]],
+                                                     [row["accuracy"] for row in r["robust"]["results"]])
+                                        for r in results}, unit, "robust accuracy", (0, 1)), key="rob_acc")
+for r in results:
+    for warning in r["robust"]["warnings"]:
+        st.warning(f"{r['model']}: {warning}")
+if any(r["aai"] for r in results):
+    st.subheader("Interpretation robustness (AAI)")
+    st.plotly_chart(ui_plots.curves_figure({r["model"]: ([row["eps"] * scale for row in r["aai"]["results"]],
+                                                         [row["kendall_tau"] for row in r["aai"]["results"]])
+                                            for r in results if r["aai"]}, unit, "mean Kendall τ (kept predictions)",
+                                           (-0.2, 1)), key="rob_tau")
+    st.caption("Kendall's τ-b between clean and attacked true-class CAM, over images whose prediction AAI did not "
+               "change; higher = more robust interpretation (PAPER.md §5).")
+
+rows = []
+for r in results:
+    taus = {row["eps"]: row for row in (r["aai"] or {"results": []})["results"]}
+    for row in r["robust"]["results"]:
+        aai_row = taus.get(row["eps"], {})
+        rows.append({"model": r["model"], unit: f"{row['eps'] * scale:.4g}",
+                     "robust accuracy": f"{row['accuracy']:.3f}",
+                     "AAI Kendall τ": f"{aai_row['kendall_tau']:.3f}" if aai_row.get("kept") else "—",
+                     "AAI top-8 ∩": f"{aai_row['topk_intersection']:.3f}" if aai_row.get("kept") else "—",
+                     "AAI kept": aai_row.get("kept", "—")})
+st.table(rows)
+first = results[0]["robust"]
+st.caption(f"{first['subset']} · protocol: " + ", ".join(f"{k}={v}" for k, v in first["protocol"].items())
+           + f" · {sum(r['robust']['seconds'] + (r['aai'] or {}).get('seconds', 0) for r in results):.1f} s"
+           " of compute")
+
+buffer = io.StringIO()
+writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+writer.writeheader()
+writer.writerows(rows)
+export_buttons("rob", csv=buffer.getvalue(), json=json.dumps(results, indent=1, default=str), stem="robustness")

@@ -1,0 +1,262 @@
+"""``evaluate robust|aai|isa|bound`` and ``reproduce`` (PAPER.md sections 4-5).
+
+JSON shapes (``--json``: the last stdout line):
+- robust: {"protocol": {...}, "n", "results": [{"eps", "accuracy", "attacks"?}], "warnings", ...}
+- aai:    {"protocol": {...}, "n", "results": [{"eps", "kendall_tau", "topk_intersection", "kept"}], ...}
+- isa:    {"protocol": {...}, "n", "curves": [{"measure", "eps_min", "points": [...], "summary": [...]}], ...}
+- bound:  {"n", "attempted", "violations", "points": [{"half_margin", "d2", "index", "target", "eps"}], ...}
+  (d2 on the CAM / (h w) scale)
+- reproduce: {"out", "settings", "parts": {name: {"seconds", "files"}}, "warnings"}
+Every result also carries "model", "dataset", "subset" (which images) and "seconds".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+from interp_core.attacks import PAPER_EPS
+from interp_core.evaluate import SUBSETS, evaluation_set
+from interp_core.evaluate.reproduce import AAI_EPS
+from interp_core.metrics import MEASURES, NORMS
+from interp_core.models import load_model
+from interp_core.runtime import configure_threads, resolve_device
+
+ROBUST_HELP = ('{"protocol": {name, attack, steps, step_size, random_start, restarts, ...}, "n": N, '
+               '"results": [{"eps": e, "accuracy": a, "attacks": {...} (strong only)}], "warnings": [...]}')
+
+
+def parse_floats(text: str) -> list[float]:
+    """'0,2/255,0.1' -> [0.0, 0.00784..., 0.1]."""
+    try:
+        return [float(Fraction(part.strip())) for part in text.split(",") if part.strip()]
+    except (ValueError, ZeroDivisionError) as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0,2/255,0.1: {err}") from None
+
+
+def register(commands) -> None:
+    from interp_core.cli import add_common
+
+    evaluate = commands.add_parser("evaluate", help="robust accuracy, AAI, ISA and the 2-class bound")
+    sub = evaluate.add_subparsers(dest="evaluation", required=True)
+
+    def common(name: str, help_text: str, json_shape: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=f"{help_text}. --json prints {json_shape}")
+        add_common(p)
+        p.add_argument("--subset", default="paper", choices=SUBSETS,
+                       help="paper: the authors' seed-99 subset (first N, default 200); first: the first N images")
+        p.add_argument("--out", default=None, help="also write the result as JSON into this folder")
+        p.add_argument("--batch-size", type=int, default=100)
+        return p
+
+    p = common("robust", "robust accuracy per eps", ROBUST_HELP)
+    p.add_argument("--protocol", default="paper", choices=["paper", "strong"],
+                   help="paper: the authors' PGD; strong: + random-start restarts, margin PGD, AutoAttack")
+    p.add_argument("--eps", type=parse_floats, default=None,
+                   help="e.g. 0,0.1,0.3 or 0,2/255,8/255 (default: the paper's grid)")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--step-size", type=float, default=0.01)
+    p.add_argument("--restarts", type=int, default=5, help="strong: random restarts per extra PGD")
+    p.add_argument("--no-autoattack", action="store_true", help="strong: skip AutoAttack (slow on a CPU)")
+    p.set_defaults(run=run_robust)
+
+    p = common("aai", "AAI top-k attack on the CAM: Kendall tau between clean and attacked maps",
+               '{"protocol": {...}, "n": N, "results": [{"eps", "kendall_tau", "topk_intersection", "kept"}]}')
+    p.add_argument("--eps", type=parse_floats, default=None, help="default: 0.1,0.2,0.3 (MNIST), 2,4,8/255 (CIFAR)")
+    p.add_argument("--k", type=int, default=8)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--step-size", type=float, default=0.01)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(run=run_aai)
+
+    p = common("isa", "ISA trade-off curves (discrepancy vs eps) per discrepancy measure",
+               '{"protocol": {...}, "n": N, "curves": [{"measure", "eps_min": [...], "points": [{"image", '
+               '"multiplier", "gamma", "eps", "linf", "discrepancy", "best_so_far", "1class", "2class", '
+               '"allclass"}], "summary": [{"multiplier", "successes", "mean_linf", "mean_discrepancy"}]}]}')
+    p.add_argument("--measures", default="1class,2class", help=f"comma-separated, of {MEASURES}")
+    p.add_argument("--norm", default="l1", choices=NORMS)
+    p.add_argument("--explainer", default="cam", choices=["cam", "gradcampp", "ig"])
+    p.add_argument("--ig-steps", type=int, default=100,
+                   help="IG Riemann steps (the attack differentiates through them)")
+    p.add_argument("--multipliers", type=parse_floats, default=[1.0, 1.5, 2.0, 3.0, 4.0])
+    p.add_argument("--targets", default="random", choices=["random", "runner-up"])
+    p.add_argument("--rounds", type=int, default=10, help="bisection rounds of each search")
+    p.set_defaults(run=run_isa)
+
+    p = common("bound", "tightness of the 2-class bound under minimum-eps targeted attacks",
+               '{"n": N, "attempted": M, "violations": V, "points": [{"half_margin", "d2", "index", "target", '
+               '"eps"}]} with d2 = D2 of CAM / (h w)')
+    p.add_argument("--targets", default="random", choices=["random", "runner-up"])
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--steps", type=int, default=10)
+    p.set_defaults(run=run_bound)
+
+    p = commands.add_parser(
+        "reproduce", help="the paper's tables and figures on its networks (CSV, markdown, plotly HTML/PNG)",
+        description="Regenerates the PGD accuracy tables, AAI Kendall-tau tables, the bound scatter and ISA "
+                    "trade-off curves for the networks in ../shared/paper-networks. The full run takes hours on a "
+                    "CPU; --quick runs a few networks on a few images in minutes. --json prints "
+                    '{"out", "settings", "parts": {name: {"seconds", "files"}}, "warnings"}')
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--quick", action="store_true", help="few networks, images and steps (minutes)")
+    p.add_argument("--parts", default="pgd,aai,bound,isa", help="comma-separated subset of pgd,aai,bound,isa")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run_reproduce)
+
+
+class _Bar:
+    """tqdm on stderr, driven by progress(done, total) callbacks."""
+
+    def __init__(self, label: str):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=1, desc=label, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+    def __call__(self, done: int, total: int) -> None:
+        self.bar.total = total
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _setup(args):
+    configure_threads(shared=False)
+    device = resolve_device(args.device)
+    model, card = load_model(args.model, device)
+    if card.dataset != args.dataset:
+        raise ValueError(f"model {card.name!r} was trained on {card.dataset}, not {args.dataset}")
+    data, what = evaluation_set(args.dataset, args.split, n=args.n, subset=args.subset, data_dir=args.data_dir)
+    return model, card, data.images.to(device), data.labels.to(device), what
+
+
+def _json_safe(value):
+    """NaN (no image left to average) -> null, so that --json prints strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _finish(args, name: str, result: dict, text: str) -> None:
+    from interp_core.cli import emit
+
+    result = _json_safe(result)
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{name}_{result['model']}.json").write_text(json.dumps(result, indent=2))
+    emit(args, result, text)
+
+
+def run_robust(args) -> None:
+    from interp_core.evaluate import robust_accuracy
+
+    model, card, x, y, what = _setup(args)
+    eps = args.eps if args.eps is not None else list(PAPER_EPS[args.dataset])
+    bar = _Bar(f"robust ({args.protocol})")
+    try:
+        result = robust_accuracy(model, x, y, eps, args.protocol, steps=args.steps, step_size=args.step_size,
+                                 restarts=args.restarts, autoattack=not args.no_autoattack,
+                                 batch_size=args.batch_size, subset=what, progress=bar)
+    finally:
+        bar.close()
+    out = {**result.to_dict(), "model": card.name, "dataset": args.dataset}
+    lines = [f"{card.name}, {args.protocol} protocol, {what}"]
+    lines += [f"  eps {r['eps']:.4g}: robust accuracy {r['accuracy']:.4f}"
+              + ("  " + " ".join(f"{k}={v:.3f}" for k, v in r["attacks"].items()) if "attacks" in r else "")
+              for r in result.results]
+    lines += [f"warning: {w}" for w in result.warnings] + [f"({result.seconds:.1f} s)"]
+    _finish(args, "robust", out, "\n".join(lines))
+
+
+def run_aai(args) -> None:
+    from interp_core.evaluate import aai_evaluation
+
+    model, card, x, y, what = _setup(args)
+    eps = args.eps if args.eps is not None else list(AAI_EPS[args.dataset])
+    bar = _Bar("aai")
+    try:
+        result = aai_evaluation(model, x, y, eps, k=args.k, steps=args.steps, step_size=args.step_size,
+                                seed=args.seed, batch_size=args.batch_size, subset=what, progress=bar)
+    finally:
+        bar.close()
+    out = {**result, "model": card.name, "dataset": args.dataset}
+    lines = [f"{card.name}, AAI top-{args.k}, {args.steps} steps, {what}"]
+    lines += [f"  eps {r['eps']:.4g}: Kendall tau {r['kendall_tau']:.4f}, top-{args.k} intersection "
+              f"{r['topk_intersection']:.4f} over {r['kept']} images that kept their class" for r in result["results"]]
+    _finish(args, "aai", out, "\n".join(lines))
+
+
+def run_isa(args) -> None:
+    from interp_core.evaluate import isa_evaluation
+
+    measures = tuple(m.strip() for m in args.measures.split(",") if m.strip())
+    if not measures or set(measures) - set(MEASURES):
+        raise ValueError(f"--measures takes a comma-separated subset of {MEASURES}, got {args.measures!r}")
+    model, card, x, y, what = _setup(args)
+    bar = _Bar("isa")
+    try:
+        result = isa_evaluation(model, x, y, measures, args.norm, args.explainer, tuple(args.multipliers),
+                                args.targets, args.rounds,
+                                {"steps": args.ig_steps} if args.explainer == "ig" else None, what, bar)
+    finally:
+        bar.close()
+    out = {**result, "model": card.name, "dataset": args.dataset}
+    lines = [f"{card.name}, ISA ({args.explainer}, {args.norm}), {what}"]
+    for curve in result["curves"]:
+        lines.append(f"  attack measure {curve['measure']}:")
+        lines += [f"    x{s['multiplier']:g} eps_min: {s['successes']} successes, mean linf {s['mean_linf']:.4f}, "
+                  f"mean discrepancy {s['mean_discrepancy']:.4f}" for s in curve["summary"]]
+    _finish(args, "isa", out, "\n".join(lines))
+
+
+def run_bound(args) -> None:
+    from interp_core.evaluate import bound_evaluation
+
+    model, card, x, y, what = _setup(args)
+    bar = _Bar("bound")
+    try:
+        result = bound_evaluation(model, x, y, args.targets, args.rounds, args.steps, args.batch_size, what, bar)
+    finally:
+        bar.close()
+    out = {**result, "model": card.name, "dataset": args.dataset}
+    gaps = [p["d2"] - p["half_margin"] for p in result["points"]]
+    text = (f"{card.name}: {len(result['points'])} successful minimum-eps attacks of {result['attempted']} correctly "
+            f"classified images ({what}); bound violations: {result['violations']}"
+            + (f"; min d2 - half margin {min(gaps):.4f}" if gaps else ""))
+    _finish(args, "bound", out, text)
+
+
+def run_reproduce(args) -> None:
+    from interp_core.cli import emit
+    from interp_core.evaluate.reproduce import reproduce
+
+    configure_threads(shared=False)
+    parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
+    bars: dict = {}
+
+    def progress(part: str, done: int, total: int) -> None:
+        if part not in bars:
+            bars[part] = _Bar(part)
+        bars[part](done, total)
+
+    try:
+        summary = reproduce(args.out, args.quick, parts, resolve_device(args.device), progress)
+    finally:
+        for bar in bars.values():
+            bar.close()
+    for warning in summary["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
+    lines = [f"wrote {args.out}/README.md"] + [f"  {name}: {p['seconds']} s, {', '.join(p['files'])}"
+                                               for name, p in summary["parts"].items()]
+    emit(args, _json_safe({"out": str(args.out), **summary}), "\n".join(lines))
