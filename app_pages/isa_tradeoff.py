@@ -1,8 +1,6 @@
 """ISA trade-off: discrepancy vs eps under 1-, 2- and all-class measures for one image (the paper's
 central picture), and the 2-class bound scatter for a batch (interp_core.evaluate)."""
 
-import csv
-import io
 import json
 
 import numpy as np
@@ -10,6 +8,7 @@ import streamlit as st
 
 from interp_core import ui_plots
 from interp_core.evaluate import bound_evaluation, isa_evaluation
+from interp_core.explore import rows_to_csv
 from interp_core.metrics import MEASURES
 from app_pages.common import (dataset_picker, export_buttons, get_dataset, get_model, model_label, model_picker,
                               npz_bytes, progress_bar)
@@ -44,15 +43,6 @@ def bound_scatter(spec: str, dataset: str, split: str, n: int, rounds: int, targ
         result = bound_evaluation(get_model(spec), data.images[:n], data.labels[:n], targets=targets, rounds=rounds,
                                   subset=f"first {n} of {dataset} {split}", progress=tick)
     return result | {"model": model_label(spec)}
-
-
-def table_csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return buffer.getvalue()
 
 
 dataset, split = dataset_picker("isa")
@@ -101,7 +91,7 @@ with tab_curve:
             st.warning("No successful ISA point for this image (the minimum-ε search found no ε ≤ 1).")
         protocol = ", ".join(f"{k}={v}" for k, v in result["protocol"].items())
         st.caption(f"{result['model']} · {result['subset']} · {protocol} · {result['seconds']:.1f} s")
-        export_buttons("isa", csv=table_csv(rows), json=json.dumps({k: v for k, v in result.items() if k != "x"},
+        export_buttons("isa", csv=rows_to_csv(rows), json=json.dumps({k: v for k, v in result.items() if k != "x"},
                                                                    indent=1, default=float),
                        npz=npz_bytes(x=result["x"], y=np.array([result["y"]])),
                        stem="isa-tradeoff")
@@ -120,5 +110,5 @@ with tab_bound:
                         key="isa_bound")
         st.metric("Points below the diagonal (bound violations)", result["violations"],
                   help=f"of {len(points)} successful attacks on {result['attempted']} correctly classified images")
-        export_buttons("isa_bound", csv=table_csv(points), json=json.dumps(result, indent=1, default=float),
+        export_buttons("isa_bound", csv=rows_to_csv(points), json=json.dumps(result, indent=1, default=float),
                        stem="bound-scatter")

@@ -293,7 +293,11 @@ def metrics_rows(result: ExploreResult) -> list[dict]:
 
 def to_csv(result: ExploreResult) -> str:
     """The metrics rows as CSV text."""
-    rows = metrics_rows(result)
+    return rows_to_csv(metrics_rows(result))
+
+
+def rows_to_csv(rows: list[dict]) -> str:
+    """Rows of equal keys as CSV text (header from the first row); empty text for no rows."""
     buffer = io.StringIO()
     if rows:
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
