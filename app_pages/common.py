@@ -20,7 +20,7 @@ import streamlit as st
 import torch
 
 from interp_core import paths
-from interp_core.data import DatasetNotFound, ImageDataset, load_dataset, read_image
+from interp_core.data import DatasetNotFound, ImageDataset, load_dataset, load_image_folder, read_image
 from interp_core.models import CheckpointError, available_models, load_model, read_card
 from interp_core.runtime import configure_threads, resolve_device
 
@@ -68,6 +68,22 @@ def get_model(spec: str) -> torch.nn.Module:
 @st.cache_resource(show_spinner="Loading dataset…")
 def get_dataset(name: str, split: str) -> ImageDataset:
     return load_dataset(name, split, download=False)
+
+
+def folder_fingerprint(root: str) -> tuple:
+    """Class subfolders of ``root`` with their modification times, so a changed folder is read again."""
+    folder = Path(root)
+    return tuple((p.name, p.stat().st_mtime_ns) for p in sorted(folder.iterdir()) if p.is_dir()) \
+        if folder.is_dir() else ()
+
+
+@st.cache_resource(show_spinner="Reading the image folder…", max_entries=4)
+def get_image_folder(root: str, dataset: str, fingerprint: tuple) -> ImageDataset:
+    """The image folder ``root`` (``<class>/<images>``) converted and resized to the input of
+    ``dataset``'s models (IMAGE_SHAPES); ``fingerprint`` is folder_fingerprint(root). Raises
+    DatasetNotFound (a FileNotFoundError) for a folder without class subfolders or readable images."""
+    channels, size = IMAGE_SHAPES[dataset]
+    return load_image_folder(root, size, channels)
 
 
 @st.cache_data(show_spinner=False)

@@ -10,10 +10,11 @@ import streamlit as st
 import torch
 
 from app_pages.attack_controls import attack_controls, make_attack_fn
-from app_pages.common import (DATASET_LABELS, dataset_picker, export_buttons, get_dataset, get_model, model_label,
-                              model_picker, uploaded_image)
-from interp_core import ui_plots
+from app_pages.common import (DATASET_LABELS, IMAGE_SHAPES, dataset_picker, export_buttons, folder_fingerprint,
+                              get_dataset, get_image_folder, get_model, model_label, model_picker, uploaded_image)
+from interp_core import paths, ui_plots
 from interp_core.attacks import ATTACKS
+from interp_core.data import ImageDataset
 from interp_core.explore import (BOUND_DEFINITION, METRIC_DEFINITIONS, ExploreResult, explore, to_csv, to_json, to_npz,
                                  to_png)
 from interp_core.interpret import EXPLAINERS, LABELS
@@ -26,13 +27,25 @@ IMAGE_PX = 150
 TOPK = 5
 
 
+def source_data(source: tuple) -> ImageDataset:
+    """The images of a gallery: ("dataset", name, split) or ("folder", root, dataset, fingerprint)."""
+    return get_image_folder(*source[1:]) if source[0] == "folder" else get_dataset(*source[1:])
+
+
 @st.cache_data(show_spinner="Classifying the gallery…", max_entries=16)
-def gallery_predictions(spec: str, dataset: str, split: str) -> np.ndarray:
-    """Predictions of ``spec`` on the first GALLERY_LIMIT images of the split, (n,)."""
-    images = get_dataset(dataset, split).images[:GALLERY_LIMIT]
+def gallery_predictions(spec: str, source: tuple) -> np.ndarray:
+    """Predictions of ``spec`` on the first GALLERY_LIMIT images of the gallery ``source``, (n,)."""
+    images = source_data(source).images[:GALLERY_LIMIT]
     model = get_model(spec)
     with torch.no_grad():
         return torch.cat([model(images[i:i + 500]).argmax(1) for i in range(0, len(images), 500)]).numpy()
+
+
+def class_map(classes: list[str], model_classes: list[str]) -> np.ndarray | None:
+    """The model class index of each of ``classes`` when every one is a model class name (case
+    ignored), else None."""
+    lower = [c.lower() for c in model_classes]
+    return np.array([lower.index(c.lower()) for c in classes]) if all(c.lower() in lower for c in classes) else None
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -48,45 +61,82 @@ def run_explore(x: np.ndarray, y: int | None, class_names: tuple, specs: tuple, 
                    trajectory_explainer=trajectory)
 
 
-def pick_gallery_image(dataset: str, split: str, spec: str | None) -> tuple[np.ndarray, int, str] | None:
-    """Gallery with true/predicted labels, filters and a random pick; returns (x, y, caption)."""
-    data = get_dataset(dataset, split)
+def pick_gallery_image(source: tuple, spec: str | None, model_classes: list[str],
+                       key: str = "explore") -> tuple[np.ndarray, int | None, str] | None:
+    """Gallery with true and predicted labels, filters and a random pick; returns (x, y, caption) where
+    y is the true class as a model class index, or None when the gallery's classes are not the
+    model's (then the attack uses the clean prediction)."""
+    data = source_data(source)
     n = min(len(data), GALLERY_LIMIT)
     labels = data.labels[:n].numpy()
-    preds = gallery_predictions(spec, dataset, split) if spec else None
+    to_model = class_map(data.class_names, model_classes)
+    preds = gallery_predictions(spec, source) if spec else None
     c1, c2, c3 = st.columns([2, 2, 1])
-    cls = c1.selectbox("Filter by true class", ["all"] + data.class_names, key="explore_filter_class")
-    wrong = c2.checkbox("misclassified only", key="explore_filter_wrong", disabled=preds is None,
-                        help="by the first selected model")
+    cls = c1.selectbox("Filter by true class", ["all"] + data.class_names, key=f"{key}_filter_class")
+    wrong = c2.checkbox("misclassified only", key=f"{key}_filter_wrong", disabled=preds is None or to_model is None,
+                        help="by the first selected model" if to_model is not None else
+                        "the true classes are not the model's classes")
     keep = np.arange(n)
     if cls != "all":
         keep = keep[labels[keep] == data.class_names.index(cls)]
-    if wrong and preds is not None:
-        keep = keep[preds[keep] != labels[keep]]
+    if wrong and preds is not None and to_model is not None:
+        keep = keep[preds[keep] != to_model[labels[keep]]]
     if len(keep) == 0:
         st.info("No image matches these filters.")
         return None
     options = [int(i) for i in keep]
-    if st.session_state.get("explore_index") not in options:
-        st.session_state["explore_index"] = options[0]
+    if st.session_state.get(f"{key}_index") not in options:
+        st.session_state[f"{key}_index"] = options[0]
 
     def draw_random() -> None:
-        st.session_state["explore_index"] = random.choice(options)
+        st.session_state[f"{key}_index"] = random.choice(options)
 
-    c3.button("Random image", icon=":material/casino:", on_click=draw_random, key="explore_random")
+    c3.button("Random image", icon=":material/casino:", on_click=draw_random, key=f"{key}_random")
 
     def describe(i: int) -> str:
-        pred = f" · pred {data.class_names[preds[i]]}" if preds is not None else ""
+        pred = f" · pred {model_classes[preds[i]]}" if preds is not None else ""
         return f"#{i} · true {data.class_names[labels[i]]}{pred}"
 
-    index = st.selectbox("Image", options, format_func=describe, key="explore_index")
+    index = st.selectbox("Image", options, format_func=describe, key=f"{key}_index")
     start = options.index(index) - options.index(index) % THUMBS
     shown = options[start:start + THUMBS]
-    short = [name[:4] for name in data.class_names]
+    short, short_pred = [name[:4] for name in data.class_names], [name[:4] for name in model_classes]
     st.image(ui_plots.panels_image([("true / predicted" if preds is not None else "true class", [
-        (f"#{i} {short[labels[i]]}" + (f"/{short[preds[i]]}" if preds is not None else ""),
+        (f"#{i} {short[labels[i]]}" + (f"/{short_pred[preds[i]]}" if preds is not None else ""),
          ui_plots.image_rgb(data.images[i].numpy())) for i in shown], None)], cell=THUMB_PX))
-    return data.images[index:index + 1].numpy(), int(labels[index]), describe(index)
+    y = None if to_model is None else int(to_model[labels[index]])
+    return data.images[index:index + 1].numpy(), y, describe(index)
+
+
+def pick_folder_image(dataset: str, spec: str | None) -> tuple[np.ndarray, int | None, str] | None:
+    """The gallery of the configured image folder (INTERP_CORE_IMAGE_FOLDER) at the input of
+    ``dataset``'s models; a folder that cannot be read is an st.error and None."""
+    root = str(paths.image_folder())
+    channels, size = IMAGE_SHAPES[dataset]
+    try:
+        fingerprint = folder_fingerprint(root)
+        data = get_image_folder(root, dataset, fingerprint)
+    except OSError as err:  # DatasetNotFound is a FileNotFoundError
+        st.error(f"Image folder not used: {err}")
+        return None
+    model_classes = get_dataset(dataset, "demo").class_names
+    st.info(f"{len(data)} images in {len(data.class_names)} classes from `{root}` (INTERP_CORE_IMAGE_FOLDER), "
+            f"converted to {'grayscale' if channels == 1 else 'RGB'} and resized to {size}×{size}: the input of "
+            f"the {DATASET_LABELS[dataset]} models. For models of another input size or channels, choose their "
+            "dataset in the sidebar.")
+    mapped = class_map(data.class_names, model_classes) is not None
+    if mapped:
+        st.caption(f"The folder's classes are {DATASET_LABELS[dataset]} classes: y (the attack's true class, used "
+                   "by the 2-class measure and the bound) is the image's folder class.")
+    else:
+        st.info(f"The folder's classes ({', '.join(data.class_names)}) are not {DATASET_LABELS[dataset]} classes: "
+                "“true” is the folder class, “pred” the model's class, and y (the attack's true class, used by "
+                "the 2-class measure and the bound) is the model's clean prediction.")
+    picked = pick_gallery_image(("folder", root, dataset, fingerprint), spec, model_classes, key="explore_folder")
+    if picked is None:
+        return None
+    x, y, caption = picked
+    return x, y, f"folder image {caption}" + ("" if mapped else " (y = clean prediction)")
 
 
 def render(res: ExploreResult) -> None:
@@ -163,10 +213,15 @@ trajectory = st.sidebar.selectbox("Maps along the attack steps", explainers or [
                                   key="explore_trajectory",
                                   help="The explainer recorded at every attack step (CAM is the cheapest).")
 
-source = st.radio("Image source", ["gallery", "upload"], horizontal=True, key="explore_source",
-                  format_func={"gallery": "dataset gallery", "upload": "upload an image"}.get)
+folder = paths.image_folder()
+source = st.radio("Image source", ["gallery"] + (["folder"] if folder else []) + ["upload"], horizontal=True,
+                  key="explore_source", format_func={"gallery": "dataset gallery", "upload": "upload an image",
+                                                     "folder": f"image folder ({folder.name if folder else ''})"}.get)
 if source == "gallery":
-    picked = pick_gallery_image(dataset, split, specs[0] if specs else None)
+    names = get_dataset(dataset, "demo").class_names
+    picked = pick_gallery_image(("dataset", dataset, split), specs[0] if specs else None, names)
+elif source == "folder":
+    picked = pick_folder_image(dataset, specs[0] if specs else None)
 else:
     x_up = uploaded_image(dataset, "explore")
     names = get_dataset(dataset, "demo").class_names

@@ -3,13 +3,18 @@
 import csv
 import io
 import json
+from pathlib import Path
 
 import streamlit as st
 
-from interp_core import ui_plots
+from interp_core import paths, ui_plots
 from interp_core.attacks import PAPER_EPS
 from interp_core.evaluate import PROTOCOLS, aai_evaluation, evaluation_set, robust_accuracy
+from interp_core.evaluate.reproduce import TABLE_FILES, load_reproduce_tables, reproduce_command
 from app_pages.common import dataset_picker, export_buttons, get_model, model_label, model_picker, progress_bar
+
+DEFAULT_REPRODUCE = "results/reproduce-quick"  # the committed quick run
+DEFAULT_FULL = "results/reproduce"
 
 st.title("Robustness against ε")
 
@@ -53,50 +58,103 @@ if st.button("Evaluate", type="primary", disabled=not (specs and eps), key="rob_
                                             autoattack=bool(autoattack and protocol == "strong"), aai=aai,
                                             aai_steps=int(aai_steps)) for s in specs]
 
+def show_results(requests: list[dict]) -> None:
+    """Curves, table and exports of the evaluated models."""
+    results = [evaluate(**request) for request in requests]
+
+    scale = 255 if requests[0]["dataset"] == "cifar10" else 1
+    unit = "ε (×1/255)" if scale == 255 else "ε"
+    st.subheader("Robust accuracy")
+    st.plotly_chart(ui_plots.curves_figure({r["model"]: ([row["eps"] * scale for row in r["robust"]["results"]],
+                                                         [row["accuracy"] for row in r["robust"]["results"]])
+                                            for r in results}, unit, "robust accuracy", (0, 1)), key="rob_acc")
+    for r in results:
+        for warning in r["robust"]["warnings"]:
+            st.warning(f"{r['model']}: {warning}")
+    if any(r["aai"] for r in results):
+        st.subheader("Interpretation robustness (AAI)")
+        st.plotly_chart(ui_plots.curves_figure({r["model"]: ([row["eps"] * scale for row in r["aai"]["results"]],
+                                                             [row["kendall_tau"] for row in r["aai"]["results"]])
+                                                for r in results if r["aai"]}, unit, "mean Kendall τ (kept predictions)",
+                                               (-0.2, 1)), key="rob_tau")
+        st.caption("Kendall's τ-b between clean and attacked true-class CAM, over images whose prediction AAI did not "
+                   "change; higher = more robust interpretation (PAPER.md §5).")
+
+    rows = []
+    for r in results:
+        taus = {row["eps"]: row for row in (r["aai"] or {"results": []})["results"]}
+        for row in r["robust"]["results"]:
+            aai_row = taus.get(row["eps"], {})
+            rows.append({"model": r["model"], unit: f"{row['eps'] * scale:.4g}",
+                         "robust accuracy": f"{row['accuracy']:.3f}",
+                         "AAI Kendall τ": f"{aai_row['kendall_tau']:.3f}" if aai_row.get("kept") else "—",
+                         "AAI top-8 ∩": f"{aai_row['topk_intersection']:.3f}" if aai_row.get("kept") else "—",
+                         "AAI kept": aai_row.get("kept", "—")})
+    st.table(rows)
+    first = results[0]["robust"]
+    st.caption(f"{first['subset']} · protocol: " + ", ".join(f"{k}={v}" for k, v in first["protocol"].items())
+               + f" · {sum(r['robust']['seconds'] + (r['aai'] or {}).get('seconds', 0) for r in results):.1f} s"
+               " of compute")
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    export_buttons("rob", csv=buffer.getvalue(), json=json.dumps(results, indent=1, default=str), stem="robustness")
+
+
+def paper_tables() -> None:
+    """The tables of ``python -m interp_core reproduce`` (committed quick run by default), read by
+    interp_core.evaluate.reproduce.load_reproduce_tables."""
+    st.header("The paper networks' tables")
+    st.markdown("PGD robust accuracy and AAI Kendall τ of the authors' networks (PAPER.md §5), as written by "
+                "`python -m interp_core reproduce`. Nothing is computed here: the page reads that run's CSV files.")
+    folder = st.text_input("Output directory of a reproduce run", DEFAULT_REPRODUCE, key="rob_paper_dir",
+                           help="Relative paths are taken from the project folder.")
+    path = Path(folder).expanduser()
+    path = path if path.is_absolute() else paths.PROJECT_ROOT / path
+    try:
+        run = reproduce_tables(str(path), _fingerprint(path))
+    except (FileNotFoundError, ValueError, KeyError, json.JSONDecodeError) as err:
+        st.error(f"No tables read from {folder}: {err}")
+        return
+    st.markdown(f"From `{run['out']}` · mode: **{run['mode']}**")
+    st.markdown("Regenerate these tables:")
+    st.code(run["command"], language="bash")
+    if run["quick"] is not False:
+        st.caption("The authors' full protocol (200 images, 200 steps, every network; hours on a CPU): "
+                   f"`{reproduce_command(paths.PROJECT_ROOT / DEFAULT_FULL, False)}`")
+    titles = {"pgd": "PGD robust accuracy", "aai": "AAI mean Kendall τ (true-class CAM, kept predictions)"}
+    for part, table in run["tables"].items():
+        first = table["rows"][0]
+        st.subheader(titles[part])
+        st.caption(f"Protocol: {first.get('attack')}, {first.get('steps')} steps, step {first.get('step_size')}, "
+                   f"random start {first.get('random_start')}, {first.get('restarts')} restart(s); one column per ε"
+                   + ("; nan = AAI kept no prediction" if part == "aai" else "") + ".")
+        subsets = {f"{r['dataset']} {r['arch']}": r.get("subset", "") for r in table["rows"]}
+        for group, rows in table["wide"].items():
+            st.markdown(f"**{group}** · images: {subsets[group]}")
+            st.dataframe(rows, hide_index=True, key=f"rob_paper_{part}_{group}")
+        st.download_button(f"{table['file']}", (path / table["file"]).read_bytes(), file_name=table["file"],
+                           mime="text/csv", icon=":material/download:", key=f"rob_paper_{part}_csv",
+                           on_click="ignore")
+
+
+def _fingerprint(path: Path) -> tuple:
+    """Modification times of a run's files, so a rewritten run is read again."""
+    return tuple((name, (path / name).stat().st_mtime_ns) for name in
+                 ("summary.json", *(f for f, _ in TABLE_FILES.values())) if (path / name).is_file())
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def reproduce_tables(path: str, fingerprint: tuple) -> dict:
+    return load_reproduce_tables(path)
+
+
 requests = st.session_state.get("rob_request")
-if not requests:
+if requests:
+    show_results(requests)
+else:
     st.info("Choose models and settings in the sidebar, then press Evaluate. Results are cached: the same "
             "settings come back at once.")
-    st.stop()
-
-results = [evaluate(**request) for request in requests]
-
-scale = 255 if requests[0]["dataset"] == "cifar10" else 1
-unit = "ε (×1/255)" if scale == 255 else "ε"
-st.subheader("Robust accuracy")
-st.plotly_chart(ui_plots.curves_figure({r["model"]: ([row["eps"] * scale for row in r["robust"]["results"]],
-                                                     [row["accuracy"] for row in r["robust"]["results"]])
-                                        for r in results}, unit, "robust accuracy", (0, 1)), key="rob_acc")
-for r in results:
-    for warning in r["robust"]["warnings"]:
-        st.warning(f"{r['model']}: {warning}")
-if any(r["aai"] for r in results):
-    st.subheader("Interpretation robustness (AAI)")
-    st.plotly_chart(ui_plots.curves_figure({r["model"]: ([row["eps"] * scale for row in r["aai"]["results"]],
-                                                         [row["kendall_tau"] for row in r["aai"]["results"]])
-                                            for r in results if r["aai"]}, unit, "mean Kendall τ (kept predictions)",
-                                           (-0.2, 1)), key="rob_tau")
-    st.caption("Kendall's τ-b between clean and attacked true-class CAM, over images whose prediction AAI did not "
-               "change; higher = more robust interpretation (PAPER.md §5).")
-
-rows = []
-for r in results:
-    taus = {row["eps"]: row for row in (r["aai"] or {"results": []})["results"]}
-    for row in r["robust"]["results"]:
-        aai_row = taus.get(row["eps"], {})
-        rows.append({"model": r["model"], unit: f"{row['eps'] * scale:.4g}",
-                     "robust accuracy": f"{row['accuracy']:.3f}",
-                     "AAI Kendall τ": f"{aai_row['kendall_tau']:.3f}" if aai_row.get("kept") else "—",
-                     "AAI top-8 ∩": f"{aai_row['topk_intersection']:.3f}" if aai_row.get("kept") else "—",
-                     "AAI kept": aai_row.get("kept", "—")})
-st.table(rows)
-first = results[0]["robust"]
-st.caption(f"{first['subset']} · protocol: " + ", ".join(f"{k}={v}" for k, v in first["protocol"].items())
-           + f" · {sum(r['robust']['seconds'] + (r['aai'] or {}).get('seconds', 0) for r in results):.1f} s"
-           " of compute")
-
-buffer = io.StringIO()
-writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-writer.writeheader()
-writer.writerows(rows)
-export_buttons("rob", csv=buffer.getvalue(), json=json.dumps(results, indent=1, default=str), stem="robustness")
+paper_tables()

@@ -19,6 +19,12 @@ def data_dir() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def image_folder() -> Path | None:
+    """An image folder offered by the app (``INTERP_CORE_IMAGE_FOLDER``: ROOT/<class>/<images>), or None."""
+    value = os.environ.get("INTERP_CORE_IMAGE_FOLDER")
+    return Path(value).expanduser() if value else None
+
+
 def shared_dir() -> Path:
     """The project's shared folder (``INTERP_CORE_SHARED_DIR``, default ``../shared``)."""
     return Path(os.environ.get("INTERP_CORE_SHARED_DIR", PROJECT_ROOT.parent / "shared")).expanduser()

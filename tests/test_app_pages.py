@@ -139,7 +139,68 @@ def test_robustness_curves(dataset):
     accuracies = [float(v) for v in rows["robust accuracy"]]
     assert all(0 <= a <= 1 for a in accuracies)
     assert len(at.get("plotly_chart")) == 2  # accuracy and AAI tau curves
-    assert len(at.get("download_button")) == 2
+    assert len(at.get("download_button")) == 2 + 2  # CSV/JSON of the results, then the paper tables' CSVs
+
+
+def test_robustness_shows_the_paper_tables_of_a_reproduce_run(tmp_path):
+    from interp_core.evaluate.reproduce import load_reproduce_tables
+
+    at = open_page("robustness")
+    committed = load_reproduce_tables(ROOT / "results" / "reproduce-quick")
+    frames = [d.value for d in at.dataframe]
+    assert len(frames) == sum(len(t["wide"]) for t in committed["tables"].values())
+    assert list(frames[0]["method"]) == [r["method"] for r in next(iter(committed["tables"]["pgd"]["wide"].values()))]
+    assert committed["command"] in [c.value for c in at.code]
+    assert any("--quick" in m.value and "mode" in m.value for m in at.markdown)
+    at.text_input(key="rob_paper_dir").set_value(str(tmp_path)).run()
+    assert not at.exception, at.exception
+    assert any("No tables read" in e.value for e in at.error)
+    assert not at.dataframe
+
+
+def _image_folder(root, classes, n=2, size=32):
+    rng = np.random.default_rng(0)
+    for cls in classes:
+        (root / cls).mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray((rng.random((size, size, 3)) * 255).astype(np.uint8)).save(root / cls / f"{i}.png")
+    return root
+
+
+def _run_folder_attack(monkeypatch, root) -> AppTest:
+    monkeypatch.setenv("INTERP_CORE_IMAGE_FOLDER", str(root))
+    at = open_page("explore")
+    at.radio(key="explore_dataset").set_value("cifar10").run()
+    at.radio(key="explore_source").set_value("folder").run()
+    assert not at.exception, at.exception
+    at.multiselect(key="explore_explainers").set_value(["cam", "saliency"]).run()
+    at.button(key="explore_run").click().run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_explore_attacks_an_image_of_a_folder_with_its_own_classes(tmp_path, monkeypatch):
+    at = _run_folder_attack(monkeypatch, _image_folder(tmp_path / "folder", ["alpha", "beta", "gamma"]))
+    assert not at.error, [e.value for e in at.error]
+    assert any("6 images in 3 classes" in i.value for i in at.info)
+    assert any("clean prediction" in i.value for i in at.info)
+    assert list(at.table[0].value["explainer"]) == ["CAM", "Saliency"]
+    assert all(math.isfinite(v) for v in numbers(at.table[0]))
+    caption = next(c.value for c in at.caption if c.value.startswith("Results for"))
+    assert "true alpha" in caption and "(y = clean prediction)" in caption
+    assert any("bound ½(Z_y − Z_t)" in m.value for m in at.markdown)
+
+
+def test_explore_folder_with_model_class_names_uses_them_and_bad_folders_are_errors(tmp_path, monkeypatch):
+    at = _run_folder_attack(monkeypatch, _image_folder(tmp_path / "folder", ["dog", "Cat"]))
+    caption = next(c.value for c in at.caption if c.value.startswith("Results for"))
+    assert "true Cat" in caption and "clean prediction" not in caption
+    assert any(m.value.startswith("y = **cat**") for m in at.markdown)  # the first image is in Cat/
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("INTERP_CORE_IMAGE_FOLDER", str(tmp_path / "empty"))
+    at.run()
+    assert not at.exception, at.exception
+    assert any("Image folder not used" in e.value for e in at.error)
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10"])

@@ -32,6 +32,13 @@ AAI_EPS = {"mnist": (0.1, 0.2, 0.3), "cifar10": (2 / 255, 4 / 255, 8 / 255)}
 PARTS = ("pgd", "aai", "bound", "isa")
 #: part(name, done, total): progress of the running part.
 PartProgress = Callable[[str, int, int], None]
+#: How the README and ``load_reproduce_tables`` name a run's mode, by ``quick``.
+MODES = {True: "--quick (few networks, few images, fewer steps: a smoke run, not the paper's numbers)",
+         False: "full (the authors' protocol)"}
+#: part -> (CSV file, value column) of the tables ``load_reproduce_tables`` reads back.
+TABLE_FILES = {"pgd": ("pgd_accuracy.csv", "accuracy"), "aai": ("aai_kendall.csv", "kendall_tau")}
+_FLOAT_COLUMNS = ("eps", "accuracy", "kendall_tau", "topk_intersection", "step_size")
+_INT_COLUMNS = ("steps", "restarts", "n", "kept", "k")
 
 
 @dataclass(frozen=True)
@@ -275,8 +282,7 @@ def reproduce(out: str | Path, quick: bool = False, parts: tuple[str, ...] = PAR
     run_part("isa", isa_part)
     sections = [(out / f).read_text() for p in summary["parts"].values() for f in p["files"] if f.endswith(".md")]
     timing = "\n".join(f"- {name}: {p['seconds']} s" for name, p in summary["parts"].items())
-    mode = "--quick (few networks, few images, fewer steps: a smoke run, not the paper's numbers)" if quick else \
-        "full (the authors' protocol)"
+    mode = MODES[quick]
     (out / "README.md").write_text(
         f"# Reproducing the paper\n\nProduced by `python -m interp_core reproduce --out {out}"
         f"{' --quick' if quick else ''}`; mode: {mode}.\n\nWall-clock per part:\n{timing}\n\n"
@@ -284,3 +290,54 @@ def reproduce(out: str | Path, quick: bool = False, parts: tuple[str, ...] = PAR
         + ("\n## Warnings\n\n" + "\n".join(f"- {w}" for w in warnings) + "\n" if warnings else ""))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def reproduce_command(out: str | Path, quick: bool) -> str:
+    """The command line that (re)writes a reproduction into ``out``."""
+    return f"python -m interp_core reproduce --out {paths.display(out)}{' --quick' if quick else ''}"
+
+
+def load_reproduce_tables(out: str | Path) -> dict:
+    """Read back the PGD-accuracy and AAI Kendall-tau tables a ``reproduce`` run wrote into ``out``
+    (PAPER.md section 5).
+
+    Returns {"out": shown path, "quick": bool or None (no summary.json), "mode", "command",
+    "settings": the run's settings or None, "tables": {"pgd" | "aai": {"file", "value", "rows",
+    "wide"}}} where "rows" are the CSV rows with numbers parsed and "wide" maps "dataset arch" to
+    rows {"method", <eps label>: value} (one column per eps, CIFAR-10 eps as k/255). A table whose
+    CSV is absent is left out. Raises FileNotFoundError when ``out`` holds neither CSV and
+    ValueError for a CSV without the columns ``reproduce`` writes.
+    """
+    out = Path(out)
+    summary_path = out / "summary.json"
+    settings = json.loads(summary_path.read_text())["settings"] if summary_path.is_file() else None
+    quick = None if settings is None else bool(settings["quick"])
+    tables = {}
+    for part, (name, value) in TABLE_FILES.items():
+        path = out / name
+        if not path.is_file():
+            continue
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        missing = {"dataset", "arch", "method", "eps", value} - set(rows[0] if rows else ())
+        if missing:
+            raise ValueError(f"{paths.display(path)}: not a reproduce table (missing columns {sorted(missing)})")
+        for row in rows:
+            row.update({k: float(row[k]) for k in _FLOAT_COLUMNS if k in row})
+            row.update({k: int(row[k]) for k in _INT_COLUMNS if k in row})
+            if "random_start" in row:
+                row["random_start"] = row["random_start"] == "True"
+        wide: dict[str, list[dict]] = {}
+        for dataset, arch in dict.fromkeys((r["dataset"], r["arch"]) for r in rows):
+            label = _eps_label(dataset)
+            group = [r for r in rows if (r["dataset"], r["arch"]) == (dataset, arch)]
+            wide[f"{dataset} {arch}"] = [{"method": method, **{label(r["eps"]): r[value] for r in group
+                                                               if r["method"] == method}}
+                                         for method in dict.fromkeys(r["method"] for r in group)]
+        tables[part] = {"file": name, "value": value, "rows": rows, "wide": wide}
+    if not tables:
+        raise FileNotFoundError(f"{paths.display(out)}: no {' or '.join(f for f, _ in TABLE_FILES.values())} "
+                                f"(write them with: {reproduce_command(out, True)})")
+    return {"out": paths.display(out), "quick": quick, "mode": MODES[quick] if quick is not None else
+            "unknown (no summary.json beside the tables)", "command": reproduce_command(out, bool(quick)),
+            "settings": settings, "tables": tables}
