@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from interp_core.attacks import AAI, bound_points, isa_tradeoff, runner_up
 from interp_core.evaluate.robust import Progress
 from interp_core.interpret import get_explainer
-from interp_core.metrics import kendall_tau, topk_intersection
+from interp_core.metrics import correct, kendall_tau, topk_intersection
 
 #: Relative tolerance of the bound check: float32 sums of 49-64 cells.
 BOUND_TOL = 1e-4
@@ -84,7 +84,7 @@ def bound_evaluation(model: nn.Module, x: Tensor, y: Tensor, targets: str = "ran
     """
     started = time.perf_counter()
     with torch.no_grad():
-        ok = model(x).argmax(1) == y
+        ok = correct(model(x), y)
     index = ok.nonzero().squeeze(1)
     points, batches = [], -(-len(index) // batch_size)
     for b, start in enumerate(range(0, len(index), batch_size)):

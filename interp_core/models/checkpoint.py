@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -65,22 +66,29 @@ def build_model(arch: str, in_channels: int, num_classes: int) -> CAMNet:
     return ARCHITECTURES[arch](in_channels=in_channels, num_classes=num_classes)
 
 
-def save_checkpoint(model: CAMNet, card: ModelCard, path: str | os.PathLike) -> Path:
-    """Write weights and card atomically (temporary file, then rename): a crash mid-write leaves
-    the previous file intact."""
+@contextmanager
+def atomic_write(path: str | os.PathLike):
+    """Yield a temporary file name beside ``path``; on success it replaces ``path`` in one rename,
+    so a crash mid-write leaves the previous file intact. The result is readable by all (0644)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     try:
-        save_file(tensors, tmp, metadata={CARD_KEY: card.to_json()})
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are meant to be shared
+        yield tmp
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    return path
+
+
+def save_checkpoint(model: CAMNet, card: ModelCard, path: str | os.PathLike) -> Path:
+    """Write weights and card atomically (``atomic_write``)."""
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    with atomic_write(path) as tmp:
+        save_file(tensors, tmp, metadata={CARD_KEY: card.to_json()})
+    return Path(path)
 
 
 def read_card(path: str | os.PathLike) -> ModelCard:

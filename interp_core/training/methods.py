@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from interp_core.attacks import PGD
+from interp_core.metrics import correct
 from interp_core.models import CAMNet, cam_from_features
 
 IG_POINTS = 5  # Riemann points of IG^CE in the IG regularizers (PAPER.md section 6)
@@ -252,7 +253,7 @@ int2_adv.__doc__ = "Int2-adv: CE(x') + gamma D~, x' from plain PGD on CE."
 
 
 def _acc(logits: Tensor, y: Tensor) -> float:
-    return (logits.argmax(1) == y).float().mean().item()
+    return correct(logits, y).float().mean().item()
 
 
 TRAINING_METHODS: dict[str, LossFn] = {

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from interp_core.attacks import PGD
 from interp_core.data import load_dataset
 from interp_core.metrics import accuracy
 from interp_core.models import ModelCard, build_model, load_checkpoint, save_checkpoint
+from interp_core.models.checkpoint import atomic_write
 from interp_core.training.methods import ADVERSARIAL, MethodConfig, get_method
 from interp_core.training.schedules import TrainConfig
 
@@ -228,20 +228,9 @@ def _save(out, cfg, model, optimizer, step, elapsed, epoch_times, name, source, 
     # between the two writes leaves a newer state beside an older model, which _restore rejects.
     state = {"step": step, "elapsed": elapsed, "epoch_times": list(epoch_times), "config": cfg.to_json(),
              "optimizer": optimizer.state_dict()}
-    _atomic_torch_save(state, state_path(out))
+    with atomic_write(state_path(out)) as tmp:
+        torch.save(state, tmp)
     save_checkpoint(model, card, out)
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 # Settings that may change on resume (longer training, a different final check).
