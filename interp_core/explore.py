@@ -188,12 +188,13 @@ def _explore_model(name, model, x, y, attack_fn, explainers, target, targeted, t
     cam_hw = cams / (h * w)
     d2_cam_hw = discrepancy(cam_hw[:n], cam_hw[n:], *_yt(n, x.device), measure="2class")
     delta = x_adv - x
-    scale = delta.abs().flatten(1).amax(1).clamp_min(1e-12).view(-1, 1, 1, 1)
+    linf = delta.abs().flatten(1).amax(1)
+    scale = linf.clamp_min(1e-12).view(-1, 1, 1, 1)
     trajectory = (_trajectory(trajectory_explainer, model, x, y, t, steps, maps.get(trajectory_explainer))
                   if trajectory_explainer and steps else None)
     return ModelResult(
         model=name, x_adv=x_adv.cpu().numpy(), perturbation=(0.5 + 0.5 * delta / scale).cpu().numpy(),
-        linf=delta.abs().flatten(1).amax(1).cpu().numpy(), l2=delta.flatten(1).norm(dim=1).cpu().numpy(),
+        linf=linf.cpu().numpy(), l2=delta.flatten(1).norm(dim=1).cpu().numpy(),
         clean_logits=clean_logits.cpu().numpy(), adv_logits=adv_logits.cpu().numpy(),
         clean_prob=clean_logits.softmax(1).cpu().numpy(), adv_prob=adv_logits.softmax(1).cpu().numpy(),
         y=y.cpu().numpy(), target=t.cpu().numpy(), bound=two_class_bound(clean_logits, y, t).cpu().numpy(),
