@@ -168,6 +168,22 @@ class WResNet(CAMNet):
 
 ARCHITECTURES: dict[str, type[CAMNet]] = {"smallgap": SmallGap, "pool": Pool, "wresnet": WResNet}
 
+#: Weight initializations: "torch" (PyTorch's defaults) or "authors" (the authors' TensorFlow code).
+INITS = ("torch", "authors")
+
+
+@torch.no_grad()
+def init_authors_(model: nn.Module) -> nn.Module:
+    """Initialize in place as the authors' code does: conv weights N(0, 1/fan_in) with fan_in =
+    k*k*C_in, the head N(0, 1/C_A) (C_A: channels of the last feature map), every bias 0."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            fan_in = module.weight[0].numel()  # k*k*C_in for a conv, C_A for the head
+            module.weight.normal_(0.0, fan_in ** -0.5)
+            if module.bias is not None:
+                module.bias.zero_()
+    return model
+
 
 def smooth_copy(model: CAMNet, beta: float = 10.0) -> CAMNet:
     """A copy of ``model`` with every ReLU replaced by softplus(beta): same weights, non-zero

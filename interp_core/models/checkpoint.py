@@ -20,7 +20,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
 from interp_core import __version__
-from interp_core.models.architectures import ARCHITECTURES, CAMNet
+from interp_core.models.architectures import ARCHITECTURES, INITS, CAMNet, init_authors_
 
 CARD_KEY = "interp_core.card"
 
@@ -59,11 +59,15 @@ class ModelCard:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def build_model(arch: str, in_channels: int, num_classes: int) -> CAMNet:
-    """A freshly initialized network of a registered architecture."""
+def build_model(arch: str, in_channels: int, num_classes: int, init: str = "torch") -> CAMNet:
+    """A freshly initialized network of a registered architecture; ``init`` is one of ``INITS``
+    ("torch": PyTorch's defaults, "authors": :func:`init_authors_`)."""
     if arch not in ARCHITECTURES:
         raise CheckpointError(f"unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[arch](in_channels=in_channels, num_classes=num_classes)
+    if init not in INITS:
+        raise ValueError(f"unknown initialization {init!r}; known: {list(INITS)}")
+    model = ARCHITECTURES[arch](in_channels=in_channels, num_classes=num_classes)
+    return init_authors_(model) if init == "authors" else model
 
 
 @contextmanager

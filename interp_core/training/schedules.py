@@ -27,7 +27,11 @@ class TrainConfig:
     ``subset`` images of ``train_split`` (None: all); eval_*: the final held-out check (PGD as
     the authors evaluate: no random start, ``eval_steps`` signed steps of ``eval_step_size`` at
     the training eps, on the first ``eval_n`` images of ``eval_split``); checkpoint_every: steps
-    between periodic checkpoints (an epoch end always writes one). The splits are those of
+    between periodic checkpoints (an epoch end always writes one). init: "torch" (PyTorch's
+    default initialization) or "authors" (:func:`interp_core.models.init_authors_`);
+    authors_ig_weight: IG-Norm / IG-Sum-Norm weigh their IG term by gamma / batch_size as the
+    authors' code does (it differentiates the batch-mean loss); gamma_start: the regularizer is
+    off (weight 0) before this step, a warm-up on the plain loss. The splits are those of
     :func:`interp_core.data.load_dataset`; "demo" (the committed sample) serves quick tests.
     """
 
@@ -52,6 +56,9 @@ class TrainConfig:
     train_split: str = "train"
     eval_split: str = "heldout"
     preset: str = ""
+    init: str = "torch"
+    authors_ig_weight: bool = False
+    gamma_start: int = 0
 
     def __post_init__(self):
         if self.method not in TRAINING_METHODS:
@@ -69,6 +76,10 @@ class TrainConfig:
             raise ValueError(f"subset ({self.subset}) must hold at least one batch ({self.batch_size})")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.init not in ("torch", "authors"):
+            raise ValueError(f"init must be 'torch' or 'authors', got {self.init!r}")
+        if self.gamma_start < 0:
+            raise ValueError(f"gamma_start must be >= 0, got {self.gamma_start}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -89,6 +100,15 @@ class TrainConfig:
                 lr = value
         return lr
 
+    def gamma_at(self, step: int) -> float:
+        """Regularizer weight at a step: 0 before ``gamma_start``; gamma / batch_size for the IG
+        methods under ``authors_ig_weight``; else gamma."""
+        if step < self.gamma_start:
+            return 0.0
+        if self.authors_ig_weight and self.method in ("ig-norm", "ig-sum-norm"):
+            return self.gamma / self.batch_size
+        return self.gamma
+
     def eps_at(self, step: int) -> float:
         """Training eps at a step: 0 until eps_ramp[0], linear up to ``eps`` at eps_ramp[1]."""
         start, end = self.eps_ramp
@@ -102,9 +122,10 @@ class TrainConfig:
 PRESETS: dict[str, dict[str, dict]] = {
     "paper": {
         "mnist": dict(epochs=100, batch_size=50, lr=1e-4, lr_steps=[], eps=0.3, eps_ramp=[2000, 10000],
-                      steps=40, step_size=0.01),
+                      steps=40, step_size=0.01, init="authors", authors_ig_weight=True),
         "cifar10": dict(epochs=200, batch_size=128, lr=1e-3, lr_steps=[[40000, 1e-4], [60000, 1e-5]],
-                        eps=8 / 255, eps_ramp=[5000, 70000], steps=10, step_size=2 / 255),
+                        eps=8 / 255, eps_ramp=[5000, 70000], steps=10, step_size=2 / 255, init="authors",
+                        authors_ig_weight=True),
     },
     "cpu": {
         "mnist": dict(epochs=3, batch_size=50, lr=1e-3, lr_steps=[[450, 3e-4]], eps=0.3, eps_ramp=[50, 300],

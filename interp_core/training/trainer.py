@@ -102,7 +102,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, device: str | torch.device =
     name = name or out.stem
 
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch, in_channels, num_classes).to(device)
+    model = build_model(cfg.arch, in_channels, num_classes, cfg.init).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     step, elapsed, epoch_times = 0, 0.0, []
     if resume and out.is_file():
@@ -145,7 +145,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, device: str | torch.device =
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr_at(step)
             eps = cfg.eps_at(step) if cfg.method in ADVERSARIAL else 0.0
-            method_cfg = MethodConfig(eps=eps, steps=cfg.steps, step_size=cfg.step_size, gamma=cfg.gamma,
+            method_cfg = MethodConfig(eps=eps, steps=cfg.steps, step_size=cfg.step_size, gamma=cfg.gamma_at(step),
                                       seed=cfg.seed * 1_000_003 + step)
             loss, logs = runner(x, y, method_cfg)
             flags = torch.tensor([loss.item(), logs["accuracy"], float(stop()),
