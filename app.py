@@ -1,24 +1,60 @@
-"""The interp_core lab in the browser: ``streamlit run app.py`` (or ``make run``).
-
-Navigation over the page scripts in ``app_pages/``; every page is widgets -> one cached call into
-``interp_core`` -> render. Nothing here computes anything. (The folder is not called ``pages/``:
-Streamlit treats a ``pages/`` folder as a legacy multipage app and would route deep links such as
-``/explore`` straight to the page script, past this file's navigation and set-up.)
+"""The interp_core lab in the browser: ``streamlit run app.py`` (or ``make run``). This is the entry
+script and the home page: the question the app explores, what is available here, and the way in.
+The other pages are the scripts in ``pages/``; every page starts with ``setup_page``
+(app_support/layout.py), so a deep link gets the same set-up.
 """
 
 import streamlit as st
 
-from app_pages.common import configure_once
+from interp_core import __version__, paths
+from app_support.common import DATASET_LABELS, device, full_data_source, model_table
+from app_support.layout import page_links, setup_page
 
-st.set_page_config(page_title="interp_core lab", page_icon=":material/biotech:", layout="wide")
-configure_once()
+setup_page("Home")
 
-PAGES = [
-    st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("app_pages/explore.py", title="Explore", icon=":material/biotech:", url_path="explore"),
-    st.Page("app_pages/robustness.py", title="Robustness", icon=":material/shield:", url_path="robustness"),
-    st.Page("app_pages/isa_tradeoff.py", title="ISA trade-off", icon=":material/balance:", url_path="isa"),
-    st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
-    st.Page("app_pages/about.py", title="About", icon=":material/menu_book:", url_path="about"),
-]
-st.navigation(PAGES).run()
+st.title("Does a proper interpretation help robustness?")
+st.markdown(
+    """
+An adversarial example changes a network's decision with a perturbation too small to see. Can it also
+keep the network's **interpretation map** (CAM, Grad-CAM++, Integrated Gradients, …) unchanged, so that
+inspecting the explanation would not reveal the attack? Boopathy et al. (ICML 2020) show that the answer
+depends on how the two maps are compared: measured on the true class alone (1-class discrepancy), such
+*interpretability sneaking attacks* seem to succeed; measured on the true **and** the target class
+(2-class ℓ1), they cannot hide — the discrepancy is bounded below by half the logit gap ½(Z_y − Z_t).
+
+The converse is the paper's second claim: training a network only to keep its interpretation stable under
+perturbation (**Int**, no adversarial cross-entropy) already makes its *classification* robust,
+competitive with PGD adversarial training and TRADES at large ε. This app lets you attack the authors'
+networks and your own, watch maps and numbers move step by step, draw the robustness and trade-off
+curves, and train small models yourself.
+"""
+)
+
+st.subheader("Available here")
+models = model_table()
+c1, c2, c3 = st.columns(3)
+with c1:
+    st.markdown("**Datasets**")
+    for name, label in DATASET_LABELS.items():
+        source = full_data_source(name)
+        full = f"; full test set from `{source}`" if source else ""
+        st.markdown(f"- {label}: demo sample (300 test images){full}")
+with c2:
+    st.markdown("**Models**")
+    by_source: dict[str, int] = {}
+    for m in models:
+        by_source[m["source"]] = by_source.get(m["source"], 0) + 1
+    st.markdown("\n".join(f"- {n} {s}" for s, n in sorted(by_source.items())) or "- none found")
+    st.caption(f"shipped: `{paths.checkpoints_dir()}` · runs: `{paths.runs_dir()}`")
+with c3:
+    st.markdown("**Compute**")
+    st.markdown(f"- device: `{device()}`\n- interp_core {__version__}")
+
+st.subheader("Pages")
+page_links()
+
+with st.expander("All models"):
+    st.table([{k: m[k] for k in ("name", "dataset", "arch", "method", "source")}
+              | {"clean accuracy": f"{m['metrics']['clean_accuracy']:.4f}"
+                 if "clean_accuracy" in m["metrics"] else "—"}
+              for m in models])

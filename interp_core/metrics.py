@@ -10,17 +10,23 @@ from __future__ import annotations
 
 import torch
 
-NORMS = ("l1", "l2")
+#: Distances between two maps: l1, l2 (the root of the sum of squares, as the authors report) and
+#: sq_l2 (the sum of squares, the smooth form used as an attack loss).
+DISTANCES = ("l1", "l2", "sq_l2")
 MEASURES = ("1class", "2class", "allclass")
 NORMALIZATIONS = ("raw", "range")
 
 
-def map_distance(a: torch.Tensor, b: torch.Tensor, norm: str = "l1") -> torch.Tensor:
-    """||a - b||_1, or the squared l2 norm, over all but the batch dimension: (N, ...) -> (N,)."""
-    if norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+def map_distance(a: torch.Tensor, b: torch.Tensor, distance: str = "l1") -> torch.Tensor:
+    """||a - b||_1, ||a - b||_2 or ||a - b||_2^2 (``distance`` "l1", "l2", "sq_l2") over all but the
+    batch dimension: (N, ...) -> (N,)."""
+    if distance not in DISTANCES:
+        raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
     diff = (a - b).flatten(1)
-    return diff.abs().sum(1) if norm == "l1" else diff.pow(2).sum(1)
+    if distance == "l1":
+        return diff.abs().sum(1)
+    squares = diff.pow(2).sum(1)
+    return squares.sqrt() if distance == "l2" else squares
 
 
 def map_range(maps: torch.Tensor) -> torch.Tensor:
@@ -34,17 +40,17 @@ def normalize_by_range(distance: torch.Tensor, clean_map: torch.Tensor, eps: flo
     return distance / map_range(clean_map).clamp_min(eps)
 
 
-def class_discrepancy(clean: torch.Tensor, adv: torch.Tensor, norm: str = "l1",
+def class_discrepancy(clean: torch.Tensor, adv: torch.Tensor, distance: str = "l1",
                       normalization: str = "raw") -> torch.Tensor:
     """Discrepancy of one class's maps: clean, adv (N, 1, h, w) or (N, h, w) -> (N,)."""
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-    d = map_distance(clean, adv, norm)
+    d = map_distance(clean, adv, distance)
     return normalize_by_range(d, clean) if normalization == "range" else d
 
 
 def discrepancy(clean: torch.Tensor, adv: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None,
-                measure: str = "2class", norm: str = "l1", normalization: str = "raw") -> torch.Tensor:
+                measure: str = "2class", distance: str = "l1", normalization: str = "raw") -> torch.Tensor:
     """1-class, 2-class or all-class discrepancy between per-class maps.
 
     clean, adv: (N, K, h, w) maps of every class for the clean and the perturbed images;
@@ -52,7 +58,7 @@ def discrepancy(clean: torch.Tensor, adv: torch.Tensor, y: torch.Tensor, target:
     - 1class:  D1 = d_y
     - 2class:  D2 = (d_y + d_t) / 2
     - allclass: (1/K) sum_c d_c
-    where d_c is ``class_discrepancy`` of class c (l1, or squared l2; raw or range-normalized).
+    where d_c is ``class_discrepancy`` of class c (``distance`` l1, l2 or sq_l2; raw or range-normalized).
     """
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
@@ -61,7 +67,7 @@ def discrepancy(clean: torch.Tensor, adv: torch.Tensor, y: torch.Tensor, target:
 
     def d(cls: torch.Tensor) -> torch.Tensor:
         index = cls.view(-1, 1, 1, 1).expand(-1, 1, *clean.shape[2:])
-        return class_discrepancy(clean.gather(1, index), adv.gather(1, index), norm, normalization)
+        return class_discrepancy(clean.gather(1, index), adv.gather(1, index), distance, normalization)
 
     if measure == "1class":
         return d(y)

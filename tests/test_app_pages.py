@@ -15,14 +15,14 @@ from interp_core import paths
 from interp_core.attacks import ATTACKS
 
 ROOT = paths.PROJECT_ROOT
-sys.path.insert(0, str(ROOT))  # the app imports pages.common, as `streamlit run app.py` allows
+sys.path.insert(0, str(ROOT))  # the app imports app_support, as `streamlit run app.py` allows
 TIMEOUT = 120
 
 
 def open_page(page: str) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     at.run()
-    at.switch_page(f"app_pages/{page}.py").run()
+    at.switch_page(f"pages/{page}.py").run()
     assert not at.exception, at.exception
     return at
 
@@ -42,7 +42,7 @@ def test_home_lists_what_is_available():
 
 def test_about_defines_every_measure():
     at = open_page("about")
-    from interp_core.explore import METRIC_DEFINITIONS
+    from interp_core.services.explore import METRIC_DEFINITIONS
 
     shown = set(at.table[0].value["measure"])
     assert shown == set(METRIC_DEFINITIONS)
@@ -92,7 +92,7 @@ def test_explore_rejects_bad_uploads_and_keeps_working():
 def test_train_starts_shows_progress_and_stops(dataset, tmp_path, monkeypatch):
     import time
 
-    from interp_core import jobs
+    from interp_core.services import jobs
 
     monkeypatch.setenv("INTERP_CORE_RUNS_DIR", str(tmp_path))
     at = open_page("train")

@@ -59,10 +59,10 @@ def test_explore_numbers_match_the_library(browser, app_url, shots):
 
     # the same inputs through the library: the page's defaults (first model, first attack, its defaults)
     from interp_core.data import load_dataset
-    from interp_core.explore import explore
+    from interp_core.services.explore import explore
     from interp_core.interpret import LABELS
     from interp_core.models import load_model
-    from app_pages.attack_controls import default_attack, make_attack_fn
+    from app_support.attack_controls import default_attack, make_attack_fn
 
     index = int(image.split(" · ")[0].lstrip("#"))
     data = load_dataset("mnist", "demo")

@@ -1,4 +1,4 @@
-"""interp_core.explore: what the Explore page shows, checked against the metrics computed directly."""
+"""interp_core.services.explore: what the Explore page shows, checked against the metrics computed directly."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 
 from interp_core.attacks import PGD
-from interp_core.explore import METRIC_DEFINITIONS, explore, metrics_rows, to_csv, to_json, to_npz, to_png
+from interp_core.services.explore import METRIC_DEFINITIONS, explore, metrics_rows, to_csv, to_json, to_npz
+from interp_core.services.figures import to_png
 from interp_core.interpret import explain_classes, get_explainer
 from interp_core.metrics import discrepancy, kendall_tau, two_class_bound
 

@@ -1,4 +1,4 @@
-"""Background training jobs (interp_core.jobs): real subprocesses on a tiny run of demo images."""
+"""Background training jobs (interp_core.services.jobs): real subprocesses on a tiny run of demo images."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from interp_core import jobs
+from interp_core.services import jobs
 from interp_core.models import available_models, load_model
 
 TINY = {"method": "normal", "dataset": "mnist", "epochs": 2, "subset": 64, "batch_size": 16, "eval_n": 16,

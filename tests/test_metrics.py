@@ -40,12 +40,25 @@ def test_discrepancies_follow_their_definitions():
     assert torch.allclose(discrepancy(clean, adv, y, t, measure="2class"), 0.5 * (l1[rows, y] + l1[rows, t]))
     assert torch.allclose(discrepancy(clean, adv, y, measure="allclass"), l1.mean(1))
     sq = (clean - adv).pow(2).sum(dim=(2, 3))
-    assert torch.allclose(discrepancy(clean, adv, y, t, norm="l2"), 0.5 * (sq[rows, y] + sq[rows, t]))
+    assert torch.allclose(discrepancy(clean, adv, y, t, distance="sq_l2"), 0.5 * (sq[rows, y] + sq[rows, t]))
+    assert torch.allclose(discrepancy(clean, adv, y, t, distance="l2"), 0.5 * (sq[rows, y].sqrt() + sq[rows, t].sqrt()))
     ranges = clean.flatten(2).amax(2) - clean.flatten(2).amin(2)
     normalized = discrepancy(clean, adv, y, t, normalization="range")
     assert torch.allclose(normalized, 0.5 * (l1[rows, y] / ranges[rows, y] + l1[rows, t] / ranges[rows, t]))
     with pytest.raises(ValueError, match="target"):
         discrepancy(clean, adv, y, measure="2class")
+
+
+def test_normalized_l2_is_the_authors_root_of_squares_over_range():
+    """Hand-computed: the clean map [[0, 4], [1, 2]] has range 4; the change [[3, 0], [0, 4]] has
+    l2 norm 5, so the range-normalized l2 discrepancy is 5 / 4 (and sq_l2 gives 25 / 4)."""
+    clean = torch.tensor([[[[0.0, 4.0], [1.0, 2.0]]]])
+    adv = clean + torch.tensor([[[[3.0, 0.0], [0.0, 4.0]]]])
+    y = torch.tensor([0])
+    assert discrepancy(clean, adv, y, measure="1class", distance="l2", normalization="range").item() == 1.25
+    assert discrepancy(clean, adv, y, measure="1class", distance="sq_l2", normalization="range").item() == 6.25
+    with pytest.raises(ValueError, match="distance must be one of"):
+        discrepancy(clean, adv, y, measure="1class", distance="l3")
 
 
 def test_one_class_measure_misses_a_change_of_the_target_map_only():

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from interp_core.attacks.engine import PGD, margin_loss
 from interp_core.interpret import CAM, Explainer, explain_all_classes, explain_classes, get_explainer
-from interp_core.metrics import MEASURES, discrepancy, two_class_bound
+from interp_core.metrics import DISTANCES, MEASURES, discrepancy, two_class_bound
 from interp_core.models import smooth_copy
 
 ISA_EXPLAINERS = ("cam", "gradcampp", "ig")
@@ -48,13 +48,13 @@ def _measure_classes(measure: str, y: Tensor, target: Tensor) -> Tensor | None:
     return None
 
 
-def measure_discrepancy(clean: Tensor, adv: Tensor, y: Tensor, target: Tensor, measure: str, norm: str,
+def measure_discrepancy(clean: Tensor, adv: Tensor, y: Tensor, target: Tensor, measure: str, distance: str,
                         normalization: str) -> Tensor:
     """``metrics.discrepancy`` on maps laid out by ``_measure_classes`` (y first, then t), (N,)."""
     if measure == "allclass":
-        return discrepancy(clean, adv, y, target, measure, norm, normalization)
+        return discrepancy(clean, adv, y, target, measure, distance, normalization)
     zeros = torch.zeros_like(y)
-    return discrepancy(clean, adv, zeros, zeros + 1 if measure == "2class" else None, measure, norm, normalization)
+    return discrepancy(clean, adv, zeros, zeros + 1 if measure == "2class" else None, measure, distance, normalization)
 
 
 class ISA:
@@ -62,7 +62,7 @@ class ISA:
 
     Args:
         eps: l-inf radius; gamma: weight of the discrepancy (0: a plain targeted margin attack).
-        measure: "1class", "2class" or "allclass"; norm: "l1" or "l2" (squared);
+        measure: "1class", "2class" or "allclass"; distance: "l1", "l2" or "sq_l2" (squared l2);
         normalization: "raw" (the paper's attack-time maps) or "range".
         explainer: "cam", "gradcampp" or "ig"; IG maps are taken on ``smooth_copy(model, beta)``
             (ReLU -> softplus) so that their gradient is not zero (PAPER.md section 3).
@@ -75,7 +75,7 @@ class ISA:
 
     targeted = True
 
-    def __init__(self, eps, gamma=0.0, measure: str = "2class", norm: str = "l1", normalization: str = "raw",
+    def __init__(self, eps, gamma=0.0, measure: str = "2class", distance: str = "l1", normalization: str = "raw",
                  explainer: str = "cam", explainer_options: dict | None = None, steps: int = 10,
                  step_scale: float = 0.2, softsign_scale: float = 1000.0, kappa: float = 0.1,
                  smooth_beta: float = 10.0):
@@ -85,14 +85,16 @@ class ISA:
             raise ValueError(f"ISA explainer must be one of {ISA_EXPLAINERS}, got {explainer!r}")
         if (gamma.dim() != 1 or (gamma < 0).any()) if isinstance(gamma, Tensor) else gamma < 0:
             raise ValueError(f"gamma must be >= 0: a number or a tensor (N,), got {gamma!r}")
-        self.eps, self.gamma, self.measure, self.norm, self.normalization = eps, gamma, measure, norm, normalization
+        if distance not in DISTANCES:
+            raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
+        self.eps, self.gamma, self.measure, self.distance, self.normalization = eps, gamma, measure, distance, normalization
         self.explainer_name, self.explainer_options = explainer, dict(explainer_options or {})
         self.explainer = get_explainer(explainer, **self.explainer_options)
         self.steps, self.step_scale, self.softsign_scale = steps, step_scale, softsign_scale
         self.kappa, self.smooth_beta = kappa, smooth_beta
 
     def __repr__(self) -> str:
-        return (f"ISA(measure={self.measure!r}, norm={self.norm!r}, explainer={self.explainer_name!r}, "
+        return (f"ISA(measure={self.measure!r}, distance={self.distance!r}, explainer={self.explainer_name!r}, "
                 f"steps={self.steps})")
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None,
@@ -113,7 +115,7 @@ class ISA:
 
         def objective(model_, x_adv, x_, y_, target_):
             adv = class_maps(self.explainer, map_model, x_adv, classes, num_classes, create_graph=True)
-            d = measure_discrepancy(clean, adv, y_, target_, self.measure, self.norm, self.normalization)
+            d = measure_discrepancy(clean, adv, y_, target_, self.measure, self.distance, self.normalization)
             return -(margin_loss(model_(x_adv), target_, self.kappa) + gamma * d)
 
         return PGD(self.eps, step, self.steps, objective=objective, **engine_kwargs)(model, x, y, target, callback)
@@ -185,7 +187,7 @@ def minimum_eps(model: nn.Module, x: Tensor, y: Tensor, target: Tensor, max_eps:
 def maximum_gamma(model: nn.Module, x: Tensor, y: Tensor, target: Tensor, eps: Tensor, attack_options: dict,
                   start: float = 5e-5, upper: float = 1.0, rounds: int = 10) -> tuple[Tensor, Tensor, Tensor]:
     """Search (2) of PAPER.md section 5: at per-example eps (N,), the largest gamma in [0, upper]
-    for which ISA (``attack_options``: measure, norm, explainer, ...) still reaches the target.
+    for which ISA (``attack_options``: measure, distance, explainer, ...) still reaches the target.
     Returns gamma (N,) (NaN where none worked), its x_adv, success (N,)."""
     def run(gamma):
         x_adv = ISA(eps, gamma, **attack_options)(model, x, y, target)
@@ -213,9 +215,11 @@ def isa_tradeoff(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None =
                  **attack_options) -> TradeoffCurves:
     """Trade-off curves of ISA on images x (N, C, H, W) in [0, 1]: eps_min from search (1), then
     for each eps = p * eps_min (capped at 1) the largest-gamma success of search (2), evaluated
-    with the unsmoothed model's maps. ``attack_options`` configure ``ISA`` (measure, norm, explainer...)."""
+    with the unsmoothed model's maps. ``attack_options`` configure ``ISA`` (measure, distance, explainer...);
+    the reported discrepancies use l1 for an l1 attack and l2 (not squared) for l2 and sq_l2 attacks."""
     target = runner_up(model, x, y) if target is None else target
-    options = {"measure": "2class", "norm": "l1", "explainer": "cam", **attack_options}
+    options = {"measure": "2class", "distance": "l1", "explainer": "cam", **attack_options}
+    reported = "l1" if options["distance"] == "l1" else "l2"
     eps_min, _, found = minimum_eps(model, x, y, target, rounds=rounds, steps=options.get("steps", 10),
                                     kappa=options.get("kappa", 0.1))
     explainer = get_explainer(options["explainer"], **options.get("explainer_options", {}))
@@ -232,7 +236,7 @@ def isa_tradeoff(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None =
         gamma, x_adv, ok = maximum_gamma(model, xs, ys, ts, eps, options, rounds=rounds)
         adv = class_maps(explainer, model, x_adv, None, num_classes)
         linf = (x_adv - xs).flatten(1).abs().amax(1)
-        scores = {m: discrepancy(clean[idx], adv, ys, ts, m, options["norm"], "range") for m in MEASURES}
+        scores = {m: discrepancy(clean[idx], adv, ys, ts, m, reported, "range") for m in MEASURES}
         for j in ok.nonzero().squeeze(1).tolist():
             curves.points[int(idx[j])].append({
                 "multiplier": p, "gamma": float(gamma[j]), "eps": float(eps[j]), "linf": float(linf[j]),

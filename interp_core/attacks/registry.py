@@ -46,7 +46,7 @@ _SPECS = (
     AttackSpec("paper-pgd", "PGD, the authors' protocol", paper_pgd, {"eps": 0.1, "steps": 200, "step_size": 0.01},
                False, "200 signed steps of 0.01 from x, no random start, one restart (PAPER.md section 5)"),
     AttackSpec("isa", "ISA (interpretability sneaking)", ISA,
-               {"eps": 0.1, "gamma": 0.0, "measure": "2class", "norm": "l1", "explainer": "cam", "steps": 10},
+               {"eps": 0.1, "gamma": 0.0, "measure": "2class", "distance": "l1", "explainer": "cam", "steps": 10},
                True, "targeted margin + gamma * discrepancy, 10 soft-sign steps of 0.2 eps"),
     AttackSpec("aai", "AAI (top-k interpretation attack)", AAI,
                {"eps": 0.1, "steps": 200, "step_size": 0.01, "k": 8, "random_start": True, "seed": 0},

@@ -22,7 +22,7 @@ from pathlib import Path
 from interp_core.attacks import PAPER_EPS
 from interp_core.evaluate import SUBSETS, evaluation_set
 from interp_core.evaluate.reproduce import AAI_EPS
-from interp_core.metrics import MEASURES, NORMS
+from interp_core.metrics import DISTANCES, MEASURES
 from interp_core.models import load_model
 from interp_core.runtime import configure_threads, resolve_device
 
@@ -36,6 +36,15 @@ def parse_floats(text: str) -> list[float]:
         return [float(Fraction(part.strip())) for part in text.split(",") if part.strip()]
     except (ValueError, ZeroDivisionError) as err:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0,2/255,0.1: {err}") from None
+
+
+class RenamedFlag(argparse.Action):
+    """An old flag kept as an alias of its new name: stores the value and warns on stderr."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        new = "--" + self.dest.replace("_", "-")
+        print(f"warning: {option_string} is renamed {new}; the old name will go away", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def register(commands) -> None:
@@ -78,7 +87,9 @@ def register(commands) -> None:
                '"multiplier", "gamma", "eps", "linf", "discrepancy", "best_so_far", "1class", "2class", '
                '"allclass"}], "summary": [{"multiplier", "successes", "mean_linf", "mean_discrepancy"}]}]}')
     p.add_argument("--measures", default="1class,2class", help=f"comma-separated, of {MEASURES}")
-    p.add_argument("--norm", default="l1", choices=NORMS)
+    p.add_argument("--distance", default="l1", choices=DISTANCES,
+                   help="discrepancy distance the attack minimizes (reports use l1, or l2 for l2/sq_l2)")
+    p.add_argument("--norm", dest="distance", choices=DISTANCES, action=RenamedFlag, help=argparse.SUPPRESS)
     p.add_argument("--explainer", default="cam", choices=["cam", "gradcampp", "ig"])
     p.add_argument("--ig-steps", type=int, default=100,
                    help="IG Riemann steps (the attack differentiates through them)")
@@ -206,13 +217,13 @@ def run_isa(args) -> None:
     model, card, x, y, what = _setup(args)
     bar = _Bar("isa")
     try:
-        result = isa_evaluation(model, x, y, measures, args.norm, args.explainer, tuple(args.multipliers),
+        result = isa_evaluation(model, x, y, measures, args.distance, args.explainer, tuple(args.multipliers),
                                 args.targets, args.rounds,
                                 {"steps": args.ig_steps} if args.explainer == "ig" else None, what, bar)
     finally:
         bar.close()
     out = {**result, "model": card.name, "dataset": args.dataset}
-    lines = [f"{card.name}, ISA ({args.explainer}, {args.norm}), {what}"]
+    lines = [f"{card.name}, ISA ({args.explainer}, {args.distance}), {what}"]
     for curve in result["curves"]:
         lines.append(f"  attack measure {curve['measure']}:")
         lines += [f"    x{s['multiplier']:g} eps_min: {s['successes']} successes, mean linf {s['mean_linf']:.4f}, "

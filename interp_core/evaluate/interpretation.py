@@ -104,7 +104,7 @@ def bound_evaluation(model: nn.Module, x: Tensor, y: Tensor, targets: str = "ran
 
 
 def isa_evaluation(model: nn.Module, x: Tensor, y: Tensor, measures: tuple[str, ...] = ("1class", "2class"),
-                   norm: str = "l1", explainer: str = "cam", multipliers: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 4.0),
+                   distance: str = "l1", explainer: str = "cam", multipliers: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 4.0),
                    targets: str = "random", rounds: int = 10, explainer_options: dict | None = None,
                    subset: str = "", progress: Progress | None = None) -> dict:
     """ISA trade-off curves on images x (N, C, H, W) in [0, 1], one per attack measure.
@@ -120,7 +120,7 @@ def isa_evaluation(model: nn.Module, x: Tensor, y: Tensor, measures: tuple[str, 
     target = choose_targets(model, x, y, targets)
     curves = []
     for i, measure in enumerate(measures):
-        found = isa_tradeoff(model, x, y, target, multipliers, rounds, measure=measure, norm=norm,
+        found = isa_tradeoff(model, x, y, target, multipliers, rounds, measure=measure, distance=distance,
                              explainer=explainer, explainer_options=explainer_options or {})
         points = []
         for img, per in enumerate(found.points):
@@ -138,7 +138,7 @@ def isa_evaluation(model: nn.Module, x: Tensor, y: Tensor, measures: tuple[str, 
         curves.append({"measure": measure, "eps_min": found.eps_min, "points": points, "summary": summary})
         if progress:
             progress(i + 1, len(measures))
-    protocol = {"attack": "isa", "norm": norm, "explainer": explainer, "multipliers": list(multipliers),
+    protocol = {"attack": "isa", "distance": distance, "explainer": explainer, "multipliers": list(multipliers),
                 "rounds": rounds, "steps": 10, "step_size": "0.2 eps soft-sign (clip 1000 grad)",
                 "gamma_start": 5e-5, "eps_start": 0.05, "targets": targets, "normalization": "range"}
     return {"protocol": protocol, "n": len(y), "subset": subset, "curves": curves,

@@ -1,4 +1,4 @@
-"""Train: a small model in a background process (interp_core.jobs), live curves, a stop button.
+"""Train: a small model in a background process (interp_core.services.jobs), live curves, a stop button.
 
 Jobs live on disk (runs/<job id>/), so a run survives page reloads and shows its state to every
 later visit; a finished run's checkpoint appears in every model picker.
@@ -8,10 +8,13 @@ import json
 
 import streamlit as st
 
-from interp_core import jobs, ui_plots
+from interp_core.services import figures, jobs
 from interp_core.models import ARCHITECTURES
 from interp_core.training import ADVERSARIAL, DEFAULT_GAMMA, PRESETS, TRAINING_METHODS
-from app_pages.common import DATASET_LABELS, export_buttons, full_data_source
+from app_support.common import DATASET_LABELS, export_buttons, full_data_source
+from app_support.layout import setup_page
+
+setup_page("Train")
 
 HISTORY_FIELDS = ("step", "epoch", "loss", "accuracy", "eps", "images_per_s")
 PRESET = "cpu"  # the reduced schedule of the shipped checkpoints, sized for a CPU
@@ -90,11 +93,11 @@ def job_view(job_id: str) -> None:
     if history:
         steps = [h["step"] for h in history]
         c1, c2, c3 = st.columns(3)
-        c1.plotly_chart(ui_plots.curves_figure({"loss": (steps, [h["loss"] for h in history])}, "step", "loss"),
+        c1.plotly_chart(figures.curves_figure({"loss": (steps, [h["loss"] for h in history])}, "step", "loss"),
                         key=f"loss_{job_id}")
-        c2.plotly_chart(ui_plots.curves_figure({"accuracy": (steps, [h["accuracy"] for h in history])}, "step",
+        c2.plotly_chart(figures.curves_figure({"accuracy": (steps, [h["accuracy"] for h in history])}, "step",
                                                "batch accuracy", (0, 1)), key=f"acc_{job_id}")
-        c3.plotly_chart(ui_plots.curves_figure({"ε": (steps, [h["eps"] for h in history])}, "step", "training ε"),
+        c3.plotly_chart(figures.curves_figure({"ε": (steps, [h["eps"] for h in history])}, "step", "training ε"),
                         key=f"eps_{job_id}")
         st.caption(f"{history[-1]['images_per_s']:.0f} images/s")
     if status["state"] != "running":

@@ -6,7 +6,7 @@ images for the true class y and the attack's class t, and measures how far the m
 tau and the top-k intersection of the true-class maps, and the 2-class bound next to D2 on the
 CAM/(h*w) scale. It also records the attack's trajectory (iterate, prediction and maps at every
 step). The result holds numpy arrays only, so it can be cached, exported and rendered by any UI;
-``to_csv``, ``to_json``, ``to_npz`` and ``to_png`` are the exports.
+``to_csv``, ``to_json`` and ``to_npz`` are the exports (the PNG figure is ``figures.to_png``).
 
 Which class is t: the attack's target for a targeted attack (by default the runner-up class of the
 clean image, as the attacks choose it); otherwise the adversarial
@@ -25,12 +25,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 
 from interp_core.attacks import runner_up
 from interp_core.interpret import LABELS, get_explainer, upsample_to_input
 from interp_core.metrics import discrepancy, kendall_tau, topk_intersection, two_class_bound
-from interp_core.ui_plots import image_rgb, panels_image
 
 TOPK_CELLS = 8
 
@@ -326,22 +324,4 @@ def to_npz(result: ExploreResult) -> bytes:
                        f"{m.model}/trajectory/{m.trajectory.explainer}": m.trajectory.maps}
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
-
-
-def to_png(result: ExploreResult, index: int = 0, cell: int = 112) -> bytes:
-    """A figure of image ``index``: per model one row of clean, adversarial and amplified
-    perturbation, then per explainer the true-class clean, adversarial and difference maps on one
-    shared symmetric RdBu scale per row. PNG bytes."""
-    rows = []
-    for m in result.models:
-        rows.append((m.model, [("clean", image_rgb(result.x[index])), ("adversarial", image_rgb(m.x_adv[index])),
-                               ("perturbation", image_rgb(m.perturbation[index]))], None))
-        for name, ms in m.maps.items():
-            panels = [ms.clean_up[index, 0], ms.adv_up[index, 0], ms.diff_up[index, 0]]
-            limit = max(float(np.abs(p).max()) for p in panels) or 1.0
-            rows.append((f"{LABELS.get(name, name)} | D2 range {ms.metrics['D2 range'][index]:.3f}",
-                         list(zip(("clean map", "adv map", "difference"), panels)), limit))
-    buffer = io.BytesIO()
-    Image.fromarray(panels_image(rows, cell)).save(buffer, format="PNG")
     return buffer.getvalue()

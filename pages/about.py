@@ -2,8 +2,11 @@
 
 import streamlit as st
 
-from interp_core.explore import BOUND_DEFINITION, METRIC_DEFINITIONS
+from interp_core.services.explore import BOUND_DEFINITION, METRIC_DEFINITIONS
 from interp_core.interpret import LABELS
+from app_support.layout import setup_page
+
+setup_page("About")
 
 st.title("Methods and measures")
 

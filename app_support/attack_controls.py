@@ -1,6 +1,6 @@
 """Sidebar widgets for an attack and its parameters, built from ``interp_core.attacks.ATTACKS`` (one
 widget per registered default, typed by the default's type), and the adapter that turns the chosen
-settings into ``attack_fn(model, x, y, target, callback)`` for interp_core.explore."""
+settings into ``attack_fn(model, x, y, target, callback)`` for interp_core.services.explore."""
 
 from __future__ import annotations
 
@@ -10,17 +10,18 @@ from typing import Sequence
 import streamlit as st
 
 from interp_core.attacks import ATTACKS, build_attack
-from interp_core.metrics import MEASURES
+from interp_core.metrics import DISTANCES, MEASURES
 
 DEFAULT_ATTACK = "pgd"
 #: The usual threat model per dataset (PAPER.md section 5), replacing the registry's generic eps.
 DATASET_EPS = {"mnist": 0.3, "cifar10": 8 / 255}
 LABELS = {"eps": "ε", "step_size": "step size", "steps": "steps", "gamma": "γ (discrepancy weight)",
           "kappa": "κ (margin confidence)", "k": "top-k cells", "restarts": "restarts", "random_start": "random start",
-          "seed": "seed", "measure": "discrepancy measure", "norm": "norm", "explainer": "map attacked",
+          "seed": "seed", "measure": "discrepancy measure", "norm": "threat model", "distance": "discrepancy distance",
+          "explainer": "map attacked",
           "rounds": "search rounds"}
 #: Choices of the string-valued settings; a default picks the list that holds it.
-CHOICES = {"measure": [list(MEASURES)], "norm": [["linf", "l2"], ["l1", "l2"]],
+CHOICES = {"measure": [list(MEASURES)], "norm": [["linf", "l2"]], "distance": [list(DISTANCES)],
            "explainer": [["cam", "gradcampp", "ig"]]}
 #: Bounds that keep one click affordable for a shared machine.
 LIMITS = {"steps": 500, "restarts": 10, "rounds": 20, "k": 64, "seed": 2**31 - 1}
@@ -63,7 +64,7 @@ def attack_controls(dataset: str, class_names: Sequence[str], key: str) -> tuple
             elif isinstance(default, str):
                 options = next(c for c in CHOICES[param] if default in c)
                 params[param] = st.selectbox(label, options, index=options.index(default), key=wkey)
-                norm = params[param] if param == "norm" and params[param] in ("linf", "l2") else norm
+                norm = params[param] if param == "norm" else norm
             elif isinstance(default, int):
                 params[param] = int(st.number_input(label, min_value=0, max_value=LIMITS.get(param, 10_000),
                                                     value=default, step=1, key=wkey))

@@ -7,11 +7,15 @@ from pathlib import Path
 
 import streamlit as st
 
-from interp_core import paths, ui_plots
+from interp_core import paths
+from interp_core.services import figures
 from interp_core.attacks import PAPER_EPS
 from interp_core.evaluate import PROTOCOLS, aai_evaluation, evaluation_set, robust_accuracy
 from interp_core.evaluate.reproduce import TABLE_FILES, load_reproduce_tables, reproduce_command
-from app_pages.common import dataset_picker, export_buttons, get_model, model_label, model_picker, progress_bar
+from app_support.common import dataset_picker, export_buttons, get_model, model_label, model_picker, progress_bar
+from app_support.layout import setup_page
+
+setup_page("Robustness")
 
 DEFAULT_REPRODUCE = "results/reproduce-quick"  # the committed quick run
 DEFAULT_FULL = "results/reproduce"
@@ -65,7 +69,7 @@ def show_results(requests: list[dict]) -> None:
     scale = 255 if requests[0]["dataset"] == "cifar10" else 1
     unit = "ε (×1/255)" if scale == 255 else "ε"
     st.subheader("Robust accuracy")
-    st.plotly_chart(ui_plots.curves_figure({r["model"]: ([row["eps"] * scale for row in r["robust"]["results"]],
+    st.plotly_chart(figures.curves_figure({r["model"]: ([row["eps"] * scale for row in r["robust"]["results"]],
                                                          [row["accuracy"] for row in r["robust"]["results"]])
                                             for r in results}, unit, "robust accuracy", (0, 1)), key="rob_acc")
     for r in results:
@@ -73,7 +77,7 @@ def show_results(requests: list[dict]) -> None:
             st.warning(f"{r['model']}: {warning}")
     if any(r["aai"] for r in results):
         st.subheader("Interpretation robustness (AAI)")
-        st.plotly_chart(ui_plots.curves_figure({r["model"]: ([row["eps"] * scale for row in r["aai"]["results"]],
+        st.plotly_chart(figures.curves_figure({r["model"]: ([row["eps"] * scale for row in r["aai"]["results"]],
                                                              [row["kendall_tau"] for row in r["aai"]["results"]])
                                                 for r in results if r["aai"]}, unit, "mean Kendall τ (kept predictions)",
                                                (-0.2, 1)), key="rob_tau")

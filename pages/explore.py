@@ -1,6 +1,6 @@
 """Explore: attack one image on one or more models and compare interpretation maps and discrepancies.
 
-Widgets -> ``run_explore`` (one cached call into interp_core.explore) -> render.
+Widgets -> ``run_explore`` (one cached call into interp_core.services.explore) -> render.
 """
 
 import random
@@ -9,15 +9,19 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app_pages.attack_controls import attack_controls, make_attack_fn
-from app_pages.common import (DATASET_LABELS, IMAGE_SHAPES, dataset_picker, export_buttons, folder_fingerprint,
+from app_support.attack_controls import attack_controls, make_attack_fn
+from app_support.common import (DATASET_LABELS, IMAGE_SHAPES, dataset_picker, export_buttons, folder_fingerprint,
                               get_dataset, get_image_folder, get_model, model_label, model_picker, uploaded_image)
-from interp_core import paths, ui_plots
+from interp_core import paths
+from interp_core.services import figures
 from interp_core.attacks import ATTACKS
 from interp_core.data import ImageDataset
-from interp_core.explore import (BOUND_DEFINITION, METRIC_DEFINITIONS, ExploreResult, explore, to_csv, to_json, to_npz,
-                                 to_png)
+from interp_core.services.explore import (BOUND_DEFINITION, METRIC_DEFINITIONS, ExploreResult, explore, to_csv, to_json,
+                                          to_npz)
 from interp_core.interpret import EXPLAINERS, LABELS
+from app_support.layout import setup_page
+
+setup_page("Explore")
 
 GALLERY_LIMIT = 2000  # predictions for the gallery filter cover the first images of the split
 DEFAULT_EXPLAINERS = ["cam", "gradcampp", "saliency", "ig"]
@@ -101,9 +105,9 @@ def pick_gallery_image(source: tuple, spec: str | None, model_classes: list[str]
     start = options.index(index) - options.index(index) % THUMBS
     shown = options[start:start + THUMBS]
     short, short_pred = [name[:4] for name in data.class_names], [name[:4] for name in model_classes]
-    st.image(ui_plots.panels_image([("true / predicted" if preds is not None else "true class", [
+    st.image(figures.panels_image([("true / predicted" if preds is not None else "true class", [
         (f"#{i} {short[labels[i]]}" + (f"/{short_pred[preds[i]]}" if preds is not None else ""),
-         ui_plots.image_rgb(data.images[i].numpy())) for i in shown], None)], cell=THUMB_PX))
+         figures.image_rgb(data.images[i].numpy())) for i in shown], None)], cell=THUMB_PX))
     y = None if to_model is None else int(to_model[labels[index]])
     return data.images[index:index + 1].numpy(), y, describe(index)
 
@@ -147,10 +151,10 @@ def render(res: ExploreResult) -> None:
             st.markdown(f"#### {m.model}")
             y, t = int(m.y[0]), int(m.target[0])
             # image text stays ASCII: the PIL fallback font has no Greek or arrows
-            st.image(ui_plots.panels_image([(f"Linf {m.linf[0]:.4f} | L2 {m.l2[0]:.3f}", [
-                (f"clean -> {names[m.clean_pred[0]]} ({m.clean_prob[0].max():.0%})", ui_plots.image_rgb(res.x[0])),
-                (f"adv -> {names[m.adv_pred[0]]} ({m.adv_prob[0].max():.0%})", ui_plots.image_rgb(m.x_adv[0])),
-                (f"perturbation x{0.5 / max(float(m.linf[0]), 1e-12):.1f}", ui_plots.image_rgb(m.perturbation[0]))],
+            st.image(figures.panels_image([(f"Linf {m.linf[0]:.4f} | L2 {m.l2[0]:.3f}", [
+                (f"clean -> {names[m.clean_pred[0]]} ({m.clean_prob[0].max():.0%})", figures.image_rgb(res.x[0])),
+                (f"adv -> {names[m.adv_pred[0]]} ({m.adv_prob[0].max():.0%})", figures.image_rgb(m.x_adv[0])),
+                (f"perturbation x{0.5 / max(float(m.linf[0]), 1e-12):.1f}", figures.image_rgb(m.perturbation[0]))],
                 None)], cell=IMAGE_PX))
             for label, prob in (("clean", m.clean_prob[0]), ("adversarial", m.adv_prob[0])):
                 top = prob.argsort()[::-1][:TOPK]
@@ -169,7 +173,7 @@ def render(res: ExploreResult) -> None:
                "feature grid; \"input\" upsamples them bilinearly for display only.")
     for name in res.models[0].maps:
         for col, i in zip(st.columns(len(res.models)), range(len(res.models))):
-            col.image(ui_plots.maps_image(res, name, i, cls=0 if cls.startswith("true") else 1,
+            col.image(figures.maps_image(res, name, i, cls=0 if cls.startswith("true") else 1,
                                           upsampled=grid == "input"))
 
     st.subheader("Discrepancy numbers")
@@ -185,7 +189,7 @@ def render(res: ExploreResult) -> None:
     st.subheader("Export")
     # built when clicked (deferred), so showing the results does not pay for every export
     export_buttons("explore", csv=lambda: to_csv(res), json=lambda: to_json(res), npz=lambda: to_npz(res),
-                   png=lambda: to_png(res), stem="explore")
+                   png=lambda: figures.to_png(res), stem="explore")
 
 
 @st.fragment
@@ -199,8 +203,8 @@ def trajectory_view(res: ExploreResult) -> None:
         traj = m.trajectory
         y, t = int(m.y[0]), int(m.target[0])
         st.markdown(f"**{m.model}**")
-        st.image(ui_plots.step_image(traj, res.class_names, y, t, step))
-        st.plotly_chart(ui_plots.trajectory_figure(traj, res.class_names, y, t, step=step), key=f"traj_{m.model}")
+        st.image(figures.step_image(traj, res.class_names, y, t, step))
+        st.plotly_chart(figures.trajectory_figure(traj, res.class_names, y, t, step=step), key=f"traj_{m.model}")
 
 
 st.title("Explore an attack")

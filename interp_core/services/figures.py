@@ -8,7 +8,8 @@ and bars are plotly figures.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Sequence
+import io
+from typing import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -16,9 +17,8 @@ from PIL import Image, ImageDraw, ImageFont
 from plotly.subplots import make_subplots
 
 from interp_core.interpret import LABELS
+from interp_core.services.explore import ExploreResult, Trajectory
 
-if TYPE_CHECKING:
-    from interp_core.explore import ExploreResult, Trajectory
 
 PANEL_PX = 150
 
@@ -152,3 +152,21 @@ def bound_scatter_figure(bound: Sequence[float], d2: Sequence[float], label: str
     fig.update_layout(height=380, margin=dict(l=5, r=5, t=10, b=5), xaxis_title="½ (Z_y(x) − Z_t(x))",
                       yaxis_title="D2 of CAM/(h·w)", legend=dict(orientation="h", y=-0.25))
     return fig
+
+
+def to_png(result: ExploreResult, index: int = 0, cell: int = 112) -> bytes:
+    """A figure of image ``index``: per model one row of clean, adversarial and amplified
+    perturbation, then per explainer the true-class clean, adversarial and difference maps on one
+    shared symmetric RdBu scale per row. PNG bytes."""
+    rows = []
+    for m in result.models:
+        rows.append((m.model, [("clean", image_rgb(result.x[index])), ("adversarial", image_rgb(m.x_adv[index])),
+                               ("perturbation", image_rgb(m.perturbation[index]))], None))
+        for name, ms in m.maps.items():
+            panels = [ms.clean_up[index, 0], ms.adv_up[index, 0], ms.diff_up[index, 0]]
+            limit = max(float(np.abs(p).max()) for p in panels) or 1.0
+            rows.append((f"{LABELS.get(name, name)} | D2 range {ms.metrics['D2 range'][index]:.3f}",
+                         list(zip(("clean map", "adv map", "difference"), panels)), limit))
+    buffer = io.BytesIO()
+    Image.fromarray(panels_image(rows, cell)).save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -6,12 +6,15 @@ import json
 import numpy as np
 import streamlit as st
 
-from interp_core import ui_plots
+from interp_core.services import figures
 from interp_core.evaluate import bound_evaluation, isa_evaluation
-from interp_core.explore import rows_to_csv
+from interp_core.services.explore import rows_to_csv
 from interp_core.metrics import MEASURES
-from app_pages.common import (dataset_picker, export_buttons, get_dataset, get_model, model_label, model_picker,
+from app_support.common import (dataset_picker, export_buttons, get_dataset, get_model, model_label, model_picker,
                               npz_bytes, progress_bar)
+from app_support.layout import setup_page
+
+setup_page("ISA trade-off")
 
 MEASURE_LABELS = {"1class": "1-class", "2class": "2-class", "allclass": "all-class"}
 
@@ -64,8 +67,8 @@ with st.sidebar.expander("ISA settings", expanded=True):
 tab_curve, tab_bound = st.tabs(["Trade-off for one image", "Bound scatter for a batch"])
 with tab_curve:
     c1, c2 = st.columns([1, 5])
-    c1.image(ui_plots.panels_image([(f"#{index}", [(f"true {data.class_names[int(data.labels[index])]}",
-                                                    ui_plots.image_rgb(data.images[index].numpy()))], None)], 112))
+    c1.image(figures.panels_image([(f"#{index}", [(f"true {data.class_names[int(data.labels[index])]}",
+                                                    figures.image_rgb(data.images[index].numpy()))], None)], 112))
     c2.markdown(f"Model **{specs[0] if specs else '—'}**; target t: {targets} class. "
                 "The search finds ε_min (smallest ε that reaches t with γ = 0), then at each ε = p·ε_min the "
                 "largest γ that still reaches t. Points are real successes; y = range-normalized discrepancy "
@@ -80,7 +83,7 @@ with tab_curve:
         result = tradeoff(**request)
         curves = {MEASURE_LABELS[c["measure"]]: ([p["linf"] for p in c["points"]],
                                                  [p["discrepancy"] for p in c["points"]]) for c in result["curves"]}
-        fig = ui_plots.curves_figure(curves, "‖δ‖∞", "range-normalized discrepancy")
+        fig = figures.curves_figure(curves, "‖δ‖∞", "range-normalized discrepancy")
         st.plotly_chart(fig, key="isa_curves")
         rows = [{"measure": MEASURE_LABELS[c["measure"]], "ε_min": f"{c['eps_min'][0]:.4f}", "p": p["multiplier"],
                  "γ": f"{p['gamma']:.3g}", "‖δ‖∞": f"{p['linf']:.4f}",
@@ -106,7 +109,7 @@ with tab_bound:
     if request:
         result = bound_scatter(**request)
         points = result["points"]
-        st.plotly_chart(ui_plots.bound_scatter_figure([p["half_margin"] for p in points], [p["d2"] for p in points]),
+        st.plotly_chart(figures.bound_scatter_figure([p["half_margin"] for p in points], [p["d2"] for p in points]),
                         key="isa_bound")
         st.metric("Points below the diagonal (bound violations)", result["violations"],
                   help=f"of {len(points)} successful attacks on {result['attempted']} correctly classified images")
