@@ -130,7 +130,8 @@ def test_schedules_follow_the_paper():
 
 def _tiny(method="int", **kw) -> TrainConfig:
     settings = dict(epochs=2, batch_size=8, subset=32, lr=1e-3, eps=0.1, eps_ramp=[1, 3], steps=2, step_size=0.05,
-                    eval_n=8, eval_steps=2, checkpoint_every=3, train_split="demo", eval_split="demo", seed=5)
+                    eval_n=8, eval_steps=2, checkpoint_every=3, train_split="demo", eval_split="demo", seed=5,
+                    schedule_in="steps")
     settings.update(kw)
     return make_config(method, "mnist", preset="cpu", **settings)
 

@@ -8,14 +8,27 @@ learning-rate and eps-ramp functions of the step (PAPER.md section 6).
 
 ``cpu``: the reduced schedule of the project's shipped checkpoints, sized for a 2-core CPU
 (a training subset, a few epochs, fewer inner steps with a larger step, lr 1e-3, a short ramp).
+
+``classroom``: a compare of two methods that ends within minutes on a 2-core CPU (one thread per
+run), small training eps so that even a short run learns; it shows a difference, not the paper's
+numbers.
+
+The ``paper`` schedule is given in optimizer steps, as the authors define it. The others give
+the eps ramp, the lr switches and the regularizer warm-up as fractions of the run's total steps
+(``schedule_in="fraction"``), resolved by :meth:`TrainConfig.resolve` once the number of training
+images is known, so any run length reaches the training eps.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
 
 from interp_core.training.methods import DEFAULT_GAMMA, TRAINING_METHODS
+
+#: Units of the schedule positions (eps_ramp, lr_steps, gamma_start) of a TrainConfig.
+SCHEDULE_UNITS = ("steps", "fraction")
 
 
 @dataclass
@@ -23,7 +36,9 @@ class TrainConfig:
     """Everything that determines a training run (saved in the checkpoint's card).
 
     lr_steps: [[step, lr], ...] switches of the learning rate after ``lr`` at step 0; eps_ramp:
-    [start, end] steps of the linear eps ramp (eps = 0 before start); subset: train on the first
+    [start, end] steps of the linear eps ramp (eps = 0 before start); schedule_in: "steps" (the
+    positions in eps_ramp, lr_steps and gamma_start are optimizer steps) or "fraction" (they are
+    fractions in [0, 1] of the run's total steps; :meth:`resolve` turns them into steps); subset: train on the first
     ``subset`` images of ``train_split`` (None: all); eval_*: the final held-out check (PGD as
     the authors evaluate: no random start, ``eval_steps`` signed steps of ``eval_step_size`` at
     the training eps, on the first ``eval_n`` images of ``eval_split``); checkpoint_every: steps
@@ -58,7 +73,8 @@ class TrainConfig:
     preset: str = ""
     init: str = "torch"
     authors_ig_weight: bool = False
-    gamma_start: int = 0
+    gamma_start: float = 0
+    schedule_in: str = "steps"
 
     def __post_init__(self):
         if self.method not in TRAINING_METHODS:
@@ -78,8 +94,17 @@ class TrainConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.init not in ("torch", "authors"):
             raise ValueError(f"init must be 'torch' or 'authors', got {self.init!r}")
-        if self.gamma_start < 0:
-            raise ValueError(f"gamma_start must be >= 0, got {self.gamma_start}")
+        if self.schedule_in not in SCHEDULE_UNITS:
+            raise ValueError(f"schedule_in must be one of {SCHEDULE_UNITS}, got {self.schedule_in!r}")
+        positions = {"eps_ramp": list(self.eps_ramp), "gamma_start": [self.gamma_start],
+                     "lr_steps": [at for at, _ in self.lr_steps]}
+        top = 1 if self.schedule_in == "fraction" else math.inf
+        for name, values in positions.items():
+            if any(not 0 <= v <= top for v in values):
+                allowed = "[0, 1] (fractions of the run's steps)" if top == 1 else ">= 0 (steps)"
+                raise ValueError(f"{name} positions must be in {allowed}, got {values}")
+        if len(self.eps_ramp) != 2 or self.eps_ramp[0] > self.eps_ramp[1]:
+            raise ValueError(f"eps_ramp must be [start, end] with start <= end, got {self.eps_ramp}")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -92,8 +117,23 @@ class TrainConfig:
             raise ValueError(f"unknown training settings {sorted(unknown)}; known: {sorted(known)}")
         return cls(**data)
 
+    def run_steps(self, n_images: int) -> int:
+        """Optimizer steps of a one-process run on ``n_images`` training images (full batches only)."""
+        return self.epochs * (n_images // self.batch_size)
+
+    def resolve(self, total_steps: int) -> "TrainConfig":
+        """This config with every schedule position in optimizer steps, for a run of ``total_steps``
+        (>= 1) steps: fractions are rounded to the nearest step; a "steps" config is returned as is."""
+        if total_steps < 1:
+            raise ValueError(f"total_steps must be >= 1, got {total_steps}")
+        if self.schedule_in == "steps":
+            return self
+        at = lambda fraction: int(round(fraction * total_steps))  # noqa: E731
+        return replace(self, schedule_in="steps", eps_ramp=[at(f) for f in self.eps_ramp],
+                       lr_steps=[[at(f), lr] for f, lr in self.lr_steps], gamma_start=at(self.gamma_start))
+
     def lr_at(self, step: int) -> float:
-        """Learning rate at a (0-based) optimizer step."""
+        """Learning rate at a (0-based) optimizer step (of a config in steps: see :meth:`resolve`)."""
         lr = self.lr
         for at, value in sorted(self.lr_steps):
             if step >= at:
@@ -110,7 +150,8 @@ class TrainConfig:
         return self.gamma
 
     def eps_at(self, step: int) -> float:
-        """Training eps at a step: 0 until eps_ramp[0], linear up to ``eps`` at eps_ramp[1]."""
+        """Training eps at a step: 0 until eps_ramp[0], linear up to ``eps`` at eps_ramp[1] (of a config
+        in steps: see :meth:`resolve`)."""
         start, end = self.eps_ramp
         if step >= end:
             return self.eps
@@ -128,10 +169,16 @@ PRESETS: dict[str, dict[str, dict]] = {
                         authors_ig_weight=True),
     },
     "cpu": {
-        "mnist": dict(epochs=3, batch_size=50, lr=1e-3, lr_steps=[[450, 3e-4]], eps=0.3, eps_ramp=[50, 300],
-                      steps=10, step_size=0.04, subset=10000),
-        "cifar10": dict(epochs=3, batch_size=128, lr=1e-3, lr_steps=[], eps=8 / 255, eps_ramp=[20, 120],
-                        steps=5, step_size=2.5 / 255, subset=10000),
+        "mnist": dict(epochs=3, batch_size=50, lr=1e-3, lr_steps=[[0.75, 3e-4]], eps=0.3, eps_ramp=[0.08, 0.5],
+                      steps=10, step_size=0.04, subset=10000, schedule_in="fraction"),
+        "cifar10": dict(epochs=3, batch_size=128, lr=1e-3, lr_steps=[], eps=8 / 255, eps_ramp=[0.08, 0.5],
+                        steps=5, step_size=2.5 / 255, subset=10000, schedule_in="fraction"),
+    },
+    "classroom": {
+        "mnist": dict(epochs=1, batch_size=50, lr=2e-3, lr_steps=[], eps=0.15, eps_ramp=[0.1, 0.4],
+                      steps=3, step_size=0.05, subset=10000, schedule_in="fraction"),
+        "cifar10": dict(epochs=1, batch_size=64, lr=1e-3, lr_steps=[], eps=2 / 255, eps_ramp=[0.1, 0.4],
+                        steps=3, step_size=1 / 255, subset=6000, schedule_in="fraction"),
     },
 }
 

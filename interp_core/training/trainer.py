@@ -118,6 +118,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, device: str | torch.device =
     if steps_per_epoch == 0:
         raise ValueError(f"{len(labels)} training images do not fill one batch of {cfg.batch_size}")
     total_steps = cfg.epochs * steps_per_epoch
+    schedule = cfg.resolve(total_steps)  # fractions of the run -> steps
 
     def emit(event: dict) -> None:
         if rank == 0:
@@ -143,9 +144,9 @@ def train(cfg: TrainConfig, out: str | os.PathLike, device: str | torch.device =
             index = order[i * local_batch:(i + 1) * local_batch]
             x, y = images[index].to(device), labels[index].to(device)
             for group in optimizer.param_groups:
-                group["lr"] = cfg.lr_at(step)
-            eps = cfg.eps_at(step) if cfg.method in ADVERSARIAL else 0.0
-            method_cfg = MethodConfig(eps=eps, steps=cfg.steps, step_size=cfg.step_size, gamma=cfg.gamma_at(step),
+                group["lr"] = schedule.lr_at(step)
+            eps = schedule.eps_at(step) if cfg.method in ADVERSARIAL else 0.0
+            method_cfg = MethodConfig(eps=eps, steps=cfg.steps, step_size=cfg.step_size, gamma=schedule.gamma_at(step),
                                       seed=cfg.seed * 1_000_003 + step)
             loss, logs = runner(x, y, method_cfg)
             flags = torch.tensor([loss.item(), logs["accuracy"], float(stop()),
@@ -166,7 +167,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, device: str | torch.device =
             if step % log_every == 0 or i == steps_per_epoch - 1:
                 now = time.perf_counter()
                 emit({"event": "step", "step": step, "total_steps": total_steps, "epoch": epoch,
-                      "loss": float(flags[0]), "accuracy": float(flags[1]), "eps": eps, "lr": cfg.lr_at(step - 1),
+                      "loss": float(flags[0]), "accuracy": float(flags[1]), "eps": eps, "lr": schedule.lr_at(step - 1),
                       "images_per_s": window_images / max(now - window_start, 1e-9)})
                 window_start, window_images = now, 0
             if flags[2] > 0:
