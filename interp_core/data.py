@@ -11,6 +11,8 @@ tree), or ``cifar10-jpeg.tar.gz`` (unpacked once into the cache).
 Splits follow the authors: ``train`` is the training set without its first 5,000 images, which
 form ``heldout``; ``train_full`` is all of it; ``test`` is the test set. A small sample of real
 test images ships with the package (``demo`` source) so the app and tests run without data.
+Its first 200 images are the authors' seed-99 evaluation subset of the test set; offline training
+uses the other 100 (``demo_train``) and keeps those 200 (``demo_heldout``) for evaluation.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ RIMAGENET_RANGES = {
 HELDOUT = 5000
 SPLITS = ("train", "heldout", "train_full", "test")
 DATASETS = {"mnist": (1, 28, MNIST_CLASSES), "cifar10": (3, 32, CIFAR10_CLASSES)}
+#: Parts of the demo sample: all of it, the 100 images after the paper subset, the paper subset.
+DEMO_SPLITS = {"demo": slice(None), "demo_train": slice(200, None), "demo_heldout": slice(0, 200)}
 DEMO_DIR = paths.PACKAGE_DIR / "demo_data"
 
 
@@ -67,14 +71,17 @@ def load_dataset(name: str, split: str = "test", n: int | None = None,
                  data_dir: str | Path | None = None, download: bool = True) -> ImageDataset:
     """MNIST (``mnist``) or CIFAR-10 (``cifar10``); ``n`` keeps the first n images of the split.
 
-    ``split="demo"`` returns the committed sample of test images (no data directory needed).
+    ``split="demo"`` returns the committed sample of test images (no data directory needed);
+    ``demo_train`` / ``demo_heldout`` its parts (``DEMO_SPLITS``).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; known: {sorted(DATASETS)} (and image folders)")
-    if split == "demo":
-        data = load_demo(name)
+    if split in DEMO_SPLITS:
+        demo = load_demo(name)
+        data = ImageDataset(name, split, demo.images[DEMO_SPLITS[split]], demo.labels[DEMO_SPLITS[split]],
+                            demo.class_names, demo.source)
     elif split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; use one of {SPLITS + ('demo',)}")
+        raise ValueError(f"unknown split {split!r}; use one of {SPLITS + tuple(DEMO_SPLITS)}")
     else:
         images, labels, source = _find(name, "test" if split == "test" else "train", data_dir, download)
         if split == "train":

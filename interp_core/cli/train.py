@@ -28,7 +28,8 @@ def register(commands) -> None:
     p.add_argument("--dataset", required=True, choices=["mnist", "cifar10"])
     p.add_argument("--arch", default="smallgap", choices=sorted(ARCHITECTURES))
     p.add_argument("--preset", default="paper", choices=sorted(PRESETS),
-                   help="paper: the authors' schedule; cpu: the reduced schedule of the shipped checkpoints")
+                   help="paper: the authors' schedule; cpu: the reduced schedule of the shipped checkpoints; "
+                        "classroom: a run of minutes on a CPU")
     p.add_argument("--epochs", type=int)
     p.add_argument("--eps", type=float, help="training eps in [0, 1] (CIFAR: 8/255 = 0.0314)")
     p.add_argument("--steps", type=int, help="inner attack steps")
@@ -40,9 +41,11 @@ def register(commands) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--eval-n", type=int, help="held-out images for the final check (0: skip)")
     p.add_argument("--eval-steps", type=int, help="PGD steps of the final check")
-    p.add_argument("--train-split", choices=["train", "train_full", "demo"],
-                   help="training images (default train: the first 5,000 held out; demo: the committed sample)")
-    p.add_argument("--eval-split", choices=["heldout", "test", "demo"], help="images of the final check")
+    p.add_argument("--train-split", choices=["train", "train_full", "demo", "demo_train"],
+                   help="training images (default train: the first 5,000 held out; demo: the committed sample; "
+                        "demo_train: its 100 images after the paper subset)")
+    p.add_argument("--eval-split", choices=["heldout", "test", "demo", "demo_heldout"],
+                   help="images of the final check (demo_heldout: the paper subset's 200 demo images)")
     p.add_argument("--checkpoint-every", type=int, help="steps between periodic checkpoints")
     p.add_argument("--out", default=None,
                    help="checkpoint .safetensors path, or a folder (default runs/<dataset>-<arch>-<method>/)")
