@@ -31,7 +31,8 @@ def available_models(dataset: str | None = None) -> list[ModelEntry]:
     """Shipped checkpoints, then the paper's networks, then the user's runs; optionally one dataset.
 
     A paper network already shipped as a converted checkpoint is listed once, under the shipped
-    name. Unreadable files are skipped.
+    name. Unreadable files are skipped, and so are the checkpoints of runs that did not finish
+    (their card says ``finished: false``; they still load by path and resume).
     """
     entries: dict[str, ModelEntry] = {}
     for folder in (paths.checkpoints_dir(), paths.runs_dir()):
@@ -39,6 +40,8 @@ def available_models(dataset: str | None = None) -> list[ModelEntry]:
             try:
                 card = read_card(path)
             except CheckpointError:
+                continue
+            if card.metrics.get("finished") is False:
                 continue
             entries.setdefault(card.name, ModelEntry(card.name, path, card))
     converted = {e.card.converted_from for e in entries.values()}

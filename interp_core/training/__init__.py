@@ -13,10 +13,17 @@ from interp_core.training.methods import (
     inner_attack,
 )
 from interp_core.training.schedules import PRESETS, TrainConfig, make_config
-from interp_core.training.trainer import TrainingDiverged, TrainResult, heldout_metrics, state_path, train
+from interp_core.training.trainer import (
+    TrainingDiverged,
+    TrainResult,
+    heldout_metrics,
+    previous_state_path,
+    state_path,
+    train,
+)
 
 __all__ = [
     "ADVERSARIAL", "DEFAULT_GAMMA", "TRAINING_METHODS", "MethodConfig", "cam_discrepancy", "get_method", "ig_ce",
     "inner_attack", "PRESETS", "TrainConfig", "make_config", "TrainingDiverged", "TrainResult", "heldout_metrics",
-    "state_path", "train",
+    "previous_state_path", "state_path", "train",
 ]

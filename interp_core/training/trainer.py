@@ -59,6 +59,11 @@ def state_path(checkpoint: Path) -> Path:
     return checkpoint.with_suffix(".state.pt")
 
 
+def previous_state_path(checkpoint: Path) -> Path:
+    """The side file of the checkpoint before the one being written (a crash may leave it the match)."""
+    return checkpoint.with_suffix(".prev.state.pt")
+
+
 class _MethodLoss(nn.Module):
     """Runs a method's loss inside ``forward`` so DDP sees the whole step (inner attack included)."""
 
@@ -225,13 +230,17 @@ def _save(out, cfg, model, optimizer, step, elapsed, epoch_times, name, source, 
                      metrics=metrics,
                      description=f"{cfg.method} on {cfg.dataset} ({cfg.preset or 'custom'} schedule), "
                                  f"{metrics['epochs_completed']}/{cfg.epochs} epochs")
-    # The side file goes first: a checkpoint is only resumable from a matching state, and a crash
-    # between the two writes leaves a newer state beside an older model, which _restore rejects.
+    # The side file goes first: a checkpoint is only resumable from a matching state. The state of
+    # the current model is kept as the previous state until the new model is written, so a crash
+    # between (or during) the two writes leaves a matching pair for _restore.
     state = {"step": step, "elapsed": elapsed, "epoch_times": list(epoch_times), "config": cfg.to_json(),
              "optimizer": optimizer.state_dict()}
+    if state_path(out).is_file() and out.is_file():
+        os.replace(state_path(out), previous_state_path(out))
     with atomic_write(state_path(out)) as tmp:
         torch.save(state, tmp)
     save_checkpoint(model, card, out)
+    previous_state_path(out).unlink(missing_ok=True)
 
 
 # Settings that may change on resume (longer training, a different final check).
@@ -239,18 +248,20 @@ _RESUMABLE_CHANGES = {"epochs", "eval_n", "eval_steps", "eval_step_size", "check
 
 
 def _restore(out: Path, cfg: TrainConfig, model, optimizer, device) -> tuple[int, float, list]:
-    side = state_path(out)
-    if not side.is_file():
-        raise ValueError(f"cannot resume: {side} (optimizer state) is missing")
-    state = torch.load(side, map_location=device, weights_only=True)
+    sides = [p for p in (state_path(out), previous_state_path(out)) if p.is_file()]
+    if not sides:
+        raise ValueError(f"cannot resume: {state_path(out)} (optimizer state) is missing")
+    trained, card = load_checkpoint(out, device)
+    states = [torch.load(side, map_location=device, weights_only=True) for side in sides]
+    matching = [s for s in states if s["step"] == card.metrics.get("steps")]
+    if not matching:
+        raise ValueError(f"cannot resume {out}: weights (step {card.metrics.get('steps')}) and optimizer state "
+                         f"(step {', '.join(str(s['step']) for s in states)}) do not match")
+    state = matching[0]
     saved = json.loads(state["config"])
     changed = {k for k, v in json.loads(cfg.to_json()).items() if saved.get(k) != v} - _RESUMABLE_CHANGES
     if changed:
         raise ValueError(f"cannot resume {out}: settings differ from the saved run: {sorted(changed)}")
-    trained, card = load_checkpoint(out, device)
-    if card.metrics.get("steps") != state["step"]:
-        raise ValueError(f"cannot resume {out}: weights (step {card.metrics.get('steps')}) and optimizer state "
-                         f"(step {state['step']}) do not match")
     model.load_state_dict(trained.state_dict())
     optimizer.load_state_dict(state["optimizer"])
     return int(state["step"]), float(state["elapsed"]), list(state["epoch_times"])
