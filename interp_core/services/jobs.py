@@ -1,11 +1,30 @@
-"""Background training runs for the app: each run is a subprocess ``python -m interp_core train``
-writing into ``runs/<job_id>/``, with one torch thread (``INTERP_CORE_THREADS=1``).
+"""Background training runs for the app: each run is a worker process
+(``python -m interp_core.services.jobs <folder> <mode>``, one torch thread) that trains with the
+``interp_core train`` command, then evaluates the finished model (:func:`evaluate_model`).
 
-Everything about a job lives on disk, so it survives page reloads and server restarts and every
-visitor sees it: ``job.json`` (settings, command, pid), ``progress.jsonl`` (the trainer's
-progress events), ``stdout.log`` (its last line is the JSON summary), ``stderr.log``, and the
-checkpoint ``<dataset>-<arch>-<method>-<job_id>.safetensors``, which
-:func:`interp_core.models.available_models` lists (source "user") once written.
+Everything about a job lives on disk in ``runs/<job_id>/``, so it survives page reloads and server
+restarts and every visitor sees it:
+
+- ``job.json``: settings, the training command, the worker's pid and mode, the compare group;
+- ``progress.jsonl``: one JSON event per line: ``launch`` (written before each worker starts,
+  with its mode), the trainer's ``step`` / ``epoch`` / ``checkpoint`` / ``end`` events, the
+  evaluation's ``eval`` progress (stage, done, total), and ``error`` / ``eval_error`` messages;
+- ``stdout.log`` / ``stderr.log`` of the workers (appended by every launch);
+- the checkpoint ``<dataset>-<arch>-<method>-<job_id>.safetensors`` with its optimizer state,
+  and ``<checkpoint stem>.evaluation.json`` (:func:`evaluation_path`), the automatic evaluation.
+
+Every file is replaced atomically (written beside, then renamed) or appended line by line, so no
+half-written file is ever read as complete. A job's state comes from those files and from whether
+its worker process is alive (its pid, running a command line naming the job's folder):
+
+- ``running``: training; ``evaluating``: trained, the evaluation is under way;
+- ``finished``: trained to the end (``evaluation`` holds the results once written);
+- ``stopped``: stopped from the page (SIGTERM: the trainer writes a checkpoint and exits);
+- ``failed``: the training ended with an error (loss not finite, disk full: ``message`` says
+  which), or the worker died without a result (killed, machine restarted).
+
+A stopped or failed run is not a model (the registry skips unfinished checkpoints);
+``resumable`` says whether :func:`resume_job` can continue it from its last checkpoint.
 
 Limits keep a classroom from exhausting the machine: at most ``MAX_RUNNING`` jobs at once
 (``INTERP_CORE_MAX_JOBS``), at most ``MAX_EPOCHS`` epochs and ``MAX_SUBSET`` training images per
@@ -14,22 +33,45 @@ job. Breaking one raises ValueError with the reason.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Callable
+
+from torch import nn
 
 from interp_core import paths
-from interp_core.training import make_config
+from interp_core.attacks import PAPER_EPS, PAPER_SUBSET
+from interp_core.evaluate import aai_evaluation, evaluation_set, robust_accuracy
+from interp_core.metrics import accuracy
+from interp_core.models import load_checkpoint, read_card
+from interp_core.models.checkpoint import CheckpointError, atomic_write
+from interp_core.training import make_config, previous_state_path, state_path
 
 MAX_RUNNING = int(os.environ.get("INTERP_CORE_MAX_JOBS", "2"))
 MAX_EPOCHS = 20
 MAX_SUBSET = 20_000
-STATES = ("running", "finished", "stopped", "failed")
+STATES = ("running", "evaluating", "finished", "stopped", "failed")
+ACTIVE = ("running", "evaluating")
+#: Images of the automatic evaluation: the paper's subset size; a job may ask for fewer, and the
+#: classroom preset does by default (its compare ends within minutes).
+EVALUATION_N = PAPER_SUBSET["n"]
+PRESET_EVALUATION_N = {"classroom": 30}
+#: The two eps of the automatic AAI evaluation per dataset.
+AAI_EPS = {"mnist": (0.1, 0.3), "cifar10": (2 / 255, 8 / 255)}
+#: The shipped paper networks a run is compared with, and where their evaluations are stored
+#: (written by ``tools/train_references.py`` with :func:`evaluate_model`).
+REFERENCE_MODELS = {d: tuple(f"{d}-smallgap-{m}-paper" for m in ("normal", "pgd-at", "int"))
+                    for d in ("mnist", "cifar10")}
+REFERENCES = paths.PROJECT_ROOT / "results" / "train-references.json"
 
 # Settings a job may set; each maps to a ``train`` flag.
 _FLAGS = {
@@ -38,7 +80,25 @@ _FLAGS = {
     "batch_size": "--batch-size", "lr": "--lr", "subset": "--subset", "seed": "--seed", "eval_n": "--eval-n",
     "eval_steps": "--eval-steps", "train_split": "--train-split", "eval_split": "--eval-split",
 }
+#: Settings of the job itself: images of the automatic evaluation (0: none), a name for the run.
+_JOB_SETTINGS = ("evaluate_n", "name")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
+_DIVERGED = "loss became"  # the trainer's message for a non-finite loss: resuming would repeat it
 _POPEN: dict[str, subprocess.Popen] = {}  # children of this process, reaped by job_status
+_LOCK = threading.Lock()  # one start at a time per server process (the limit check and the launch)
+
+#: progress(stage, done, total) of :func:`evaluate_model`.
+StageProgress = Callable[[str, int, int], None]
+
+
+def check_name(name: str) -> str:
+    """``name`` if it is a plain file name for the runs folder: letters, digits, ``_``, ``.`` and
+    ``-``, starting with a letter or digit, at most 80 characters, no ``..``. Raises ValueError
+    otherwise (path separators, absolute paths and ``..`` never name a run)."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or ".." in name:
+        raise ValueError(f"{name!r} is not a run name: use 1-80 letters, digits, '_', '.' or '-', starting with a "
+                         "letter or digit, without '..' or path separators")
+    return name
 
 
 def start_job(config: dict) -> str:
@@ -46,13 +106,232 @@ def start_job(config: dict) -> str:
 
     config: ``method``, ``dataset`` (required) and any of arch, preset (default "cpu"), epochs,
     eps, steps, step_size, gamma, batch_size, lr, subset, seed, eval_n, eval_steps, train_split,
-    eval_split. Raises ValueError for unknown or out-of-limit settings, or when ``MAX_RUNNING``
-    jobs are already running.
+    eval_split; and for the job: evaluate_n (images of the automatic evaluation, 0 to
+    ``EVALUATION_N``; default ``PRESET_EVALUATION_N`` of the preset, else ``EVALUATION_N``), name (a label, :func:`check_name`). Raises
+    ValueError for unknown or out-of-limit settings, or when ``MAX_RUNNING`` jobs are active.
     """
-    unknown = set(config) - set(_FLAGS)
+    with _LOCK:
+        prepared = _prepare(config)
+        _check_capacity(1)
+        return _create(*prepared)
+
+
+def start_compare(config: dict, methods: tuple[str, str] = ("normal", "int")) -> list[str]:
+    """Start two runs that differ only in ``method`` (same data, schedule, budget and seed);
+    returns their job ids. ``config`` as for :func:`start_job`, without ``method``. Each job's
+    status names the other under ``compare``."""
+    if "method" in config:
+        raise ValueError("a compare sets the method of each run: leave 'method' out of its settings")
+    if len(methods) != 2 or methods[0] == methods[1]:
+        raise ValueError(f"a compare needs two different methods, got {list(methods)}")
+    with _LOCK:
+        prepared = [_prepare({**config, "method": m}) for m in methods]
+        _check_capacity(2)
+        group = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        ids = [_create(*p, compare=group) for p in prepared]
+    for job_id in ids:
+        _update_info(job_id, compare_jobs=ids)
+    return ids
+
+
+def resume_job(job_id: str) -> dict:
+    """Continue a stopped or failed run from its last checkpoint (the trainer's ``resume``), then
+    evaluate it; returns its status. Raises ValueError when the run is not resumable."""
+    with _LOCK:
+        status = job_status(job_id)
+        if not status["resumable"]:
+            raise ValueError(f"run {job_id} cannot be resumed: {status['message']}")
+        _check_capacity(1)
+        _launch(_folder(job_id), "resume")
+    return job_status(job_id)
+
+
+def evaluate_job(job_id: str) -> dict:
+    """Run the automatic evaluation of a finished run again (after it was stopped or failed);
+    returns the status. Raises ValueError unless the run is finished and not active."""
+    with _LOCK:
+        status = job_status(job_id)
+        if status["state"] != "finished" or status["checkpoint"] is None:
+            raise ValueError(f"run {job_id} is {status['state']}: only a finished run can be evaluated")
+        _check_capacity(1)
+        _launch(_folder(job_id), "evaluate")
+    return job_status(job_id)
+
+
+def stop_job(job_id: str) -> dict:
+    """Ask an active job to stop (SIGTERM: training writes a checkpoint and exits; an evaluation
+    ends without results); returns its status."""
+    folder = _folder(job_id)
+    info = _read_info(folder)
+    if _alive(job_id, info["pid"], folder):
+        _update_info(job_id, stop_requested=True)
+        os.kill(info["pid"], signal.SIGTERM)
+    return job_status(job_id)
+
+
+def job_status(job_id: str) -> dict:
+    """State of a job, read from its files.
+
+    Returns id, state (one of ``STATES``), message, config, compare ({"group", "jobs"} or None),
+    history (list of {step, epoch, loss, accuracy, eps, images_per_s}), total_steps,
+    checkpoint (path or None), checkpoint_step (steps in the checkpoint file, or None), metrics
+    (the trainer's summary of a finished or stopped run), evaluation (the dict of
+    :func:`evaluate_model`, or None), eval_progress ({"stage", "done", "total"} while
+    evaluating, else None), eval_message (why a finished run has no evaluation, or ""),
+    resumable (bool), started (epoch seconds).
+    """
+    folder = _folder(job_id)
+    info = _read_info(folder)
+    events = _events(folder / "progress.jsonl")
+    launches = [i for i, e in enumerate(events) if e.get("event") == "launch"]
+    last = launches[-1] if launches else 0
+    mode = events[last].get("mode", "train") if launches else "train"
+    ends = [i for i, e in enumerate(events) if e.get("event") == "end"]
+    end = events[ends[-1]] if ends and (mode == "evaluate" or ends[-1] > last) else None
+    errors = [e["message"] for e in events[last:] if e.get("event") == "error"]
+    history, total = [], None
+    for event in events:
+        if event.get("event") == "step":
+            total = event["total_steps"]
+            while history and history[-1]["step"] >= event["step"]:
+                history.pop()  # logged after the checkpoint a resumed run restarted from
+            history.append({k: event[k] for k in ("step", "epoch", "loss", "accuracy", "eps", "images_per_s")})
+    checkpoint = Path(info["checkpoint"])
+    has_checkpoint = checkpoint.is_file()
+    evaluation = read_evaluation(checkpoint) if has_checkpoint else None
+    alive = _alive(job_id, info["pid"], folder)
+    eval_progress, eval_message = None, ""
+    metrics = dict(end.get("metrics", {})) if end is not None else {}
+    if alive and (end is None or end["status"] != "finished"):
+        state = "running"
+        message = "stopping (writing a checkpoint)" if info["stop_requested"] else (
+            f"step {history[-1]['step']}/{total}" if history else "starting")
+    elif alive:
+        state = "evaluating"
+        ticks = [e for e in events[last:] if e.get("event") == "eval"]
+        eval_progress = {k: ticks[-1][k] for k in ("stage", "done", "total")} if ticks else None
+        message = "stopping the evaluation" if info["stop_requested"] else "evaluating the trained model"
+    elif end is not None:
+        state = end["status"]
+        message = f"{state} after {end['step']} steps" + (
+            f" in {metrics['train_seconds']} s" if "train_seconds" in metrics else "")
+        if state == "finished" and evaluation is None and info.get("evaluate_n", EVALUATION_N):
+            eval_errors = [e["message"] for e in events[last:] if e.get("event") == "eval_error"]
+            eval_message = eval_errors[-1] if eval_errors else "the evaluation did not complete (its process ended)"
+    else:
+        state = "failed"
+        stderr = _last_line(folder / "stderr.log")
+        if errors:
+            message = errors[-1]
+        elif stderr.startswith("error: "):
+            message = stderr[len("error: "):]
+        else:
+            message = ("the run's process ended without finishing (killed, or the machine restarted)"
+                       + (f": {stderr}" if stderr and "Error" in stderr else ""))
+    checkpoint_step = _checkpoint_step(checkpoint) if has_checkpoint else None
+    resumable = (not alive and state in ("stopped", "failed") and checkpoint_step is not None
+                 and _DIVERGED not in message
+                 and (state_path(checkpoint).is_file() or previous_state_path(checkpoint).is_file()))
+    if state == "failed" and checkpoint_step is not None:
+        message += f"; the last checkpoint (step {checkpoint_step}) is kept" + (
+            " and can be resumed" if resumable else "")
+    compare = {"group": info["compare"], "jobs": info.get("compare_jobs", [])} if info.get("compare") else None
+    return {"id": job_id, "state": state, "message": message, "config": info["config"], "compare": compare,
+            "history": history, "total_steps": total, "checkpoint": str(checkpoint) if has_checkpoint else None,
+            "checkpoint_step": checkpoint_step, "metrics": metrics, "evaluation": evaluation,
+            "eval_progress": eval_progress, "eval_message": eval_message, "resumable": resumable,
+            "started": info["started"]}
+
+
+def list_jobs() -> list[dict]:
+    """Status of every job in the runs folder, newest first; folders that are not jobs of this
+    folder (bad names, links out of it, unreadable job files) are left out."""
+    root = paths.runs_dir()
+    ids = sorted((p.parent.name for p in root.glob("*/job.json")), reverse=True) if root.is_dir() else []
+    found = []
+    for job_id in ids:
+        try:
+            found.append(job_status(job_id))
+        except (ValueError, KeyError, OSError):
+            continue
+    return found
+
+
+def evaluation_path(checkpoint: str | os.PathLike) -> Path:
+    """Where the automatic evaluation of a checkpoint is stored: ``<stem>.evaluation.json`` beside it."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.evaluation.json")
+
+
+def read_evaluation(checkpoint: str | os.PathLike) -> dict | None:
+    """The stored evaluation of a checkpoint (:func:`evaluate_model`'s dict), or None."""
+    path = evaluation_path(checkpoint)
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def evaluate_model(model: nn.Module, dataset: str, n: int = EVALUATION_N,
+                   progress: StageProgress | None = None) -> dict:
+    """The evaluation shown for every run and reference model: on the first ``n`` (1 to 200) images
+    of the authors' seed-99 test subset (read from the demo sample, which holds them first, so no
+    data directory is needed), clean accuracy, the authors' PGD
+    (:func:`interp_core.evaluate.robust_accuracy`, protocol "paper") at every nonzero eps of
+    ``PAPER_EPS[dataset]``, and the AAI Kendall tau (:func:`interp_core.evaluate.aai_evaluation`)
+    at the two eps of ``AAI_EPS[dataset]``.
+
+    Returns {"dataset", "n", "subset", "clean_accuracy", "accuracy": [{"eps", "accuracy"}] (eps 0
+    is the clean accuracy), "robust_protocol", "aai": [{"eps", "kendall_tau", "topk_intersection",
+    "kept"}], "aai_protocol", "warnings", "seconds"}; accuracies and tau in [0, 1] / [-1, 1]
+    (tau is NaN where no image kept its class).
+    """
+    if dataset not in PAPER_EPS:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(PAPER_EPS)}")
+    if not 1 <= n <= EVALUATION_N:
+        raise ValueError(f"n must be between 1 and {EVALUATION_N} (the paper subset), got {n}")
+    started = time.perf_counter()
+    data, subset = evaluation_set(dataset, "demo", n=n, subset="paper")
+    x, y = data.images, data.labels
+    clean = accuracy(model, x, y)
+    grid = [e for e in PAPER_EPS[dataset] if e > 0]
+
+    def stage(name: str):
+        return (lambda done, total: progress(name, done, total)) if progress else None
+
+    robust = robust_accuracy(model, x, y, grid, "paper", subset=subset, progress=stage("robust accuracy"))
+    aai = aai_evaluation(model, x, y, list(AAI_EPS[dataset]), subset=subset, progress=stage("AAI Kendall tau"))
+    return {"dataset": dataset, "n": len(y), "subset": subset, "clean_accuracy": clean,
+            "accuracy": [{"eps": 0.0, "accuracy": clean}] + [{"eps": r["eps"], "accuracy": r["accuracy"]}
+                                                           for r in robust.results],
+            "robust_protocol": robust.protocol, "aai": aai["results"], "aai_protocol": aai["protocol"],
+            "warnings": robust.warnings, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def reference_evaluations(dataset: str, n: int) -> dict[str, dict]:
+    """The stored evaluations (:func:`evaluate_model`) of ``REFERENCE_MODELS[dataset]`` on ``n``
+    images, by model name; empty when ``REFERENCES`` has none for that size."""
+    try:
+        stored = json.loads(REFERENCES.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return stored.get("evaluations", {}).get(dataset, {}).get(str(n), {})
+
+
+# --- inside the app process --------------------------------------------------------------------
+
+def _prepare(config: dict) -> tuple[dict, dict, object]:
+    """Checked training settings, job settings and the TrainConfig of a job's config."""
+    unknown = set(config) - set(_FLAGS) - set(_JOB_SETTINGS)
     if unknown:
-        raise ValueError(f"unknown job settings {sorted(unknown)}; allowed: {sorted(_FLAGS)}")
-    settings = {"preset": "cpu", "arch": "smallgap", **config}
+        raise ValueError(f"unknown job settings {sorted(unknown)}; allowed: {sorted(set(_FLAGS) | set(_JOB_SETTINGS))}")
+    settings = {"preset": "cpu", "arch": "smallgap", **{k: v for k, v in config.items() if k in _FLAGS}}
+    job = {k: config[k] for k in _JOB_SETTINGS if k in config}
+    evaluate_n = job.setdefault("evaluate_n", PRESET_EVALUATION_N.get(settings["preset"], EVALUATION_N))
+    if not isinstance(evaluate_n, int) or not 0 <= evaluate_n <= EVALUATION_N:
+        raise ValueError(f"evaluate_n must be an integer from 0 to {EVALUATION_N}, got {evaluate_n!r}")
+    if "name" in job:
+        check_name(job["name"])
     for key in ("method", "dataset"):
         if key not in settings:
             raise ValueError(f"a job needs {key!r}")
@@ -62,12 +341,22 @@ def start_job(config: dict) -> str:
         raise ValueError(f"at most {MAX_EPOCHS} epochs per job on this server, got {cfg.epochs}")
     if cfg.subset is None or cfg.subset > MAX_SUBSET:
         raise ValueError(f"a job trains on at most {MAX_SUBSET} images: set subset <= {MAX_SUBSET}")
-    running = [j for j in list_jobs() if j["state"] == "running"]
-    if len(running) >= MAX_RUNNING:
-        raise ValueError(f"{len(running)} training jobs are already running (limit {MAX_RUNNING}); "
-                         "wait for one to finish or stop one")
+    return settings, job, cfg
 
-    job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+def _check_capacity(needed: int) -> None:
+    active = [j for j in list_jobs() if j["state"] in ACTIVE]
+    if len(active) + needed > MAX_RUNNING:
+        raise ValueError(f"{len(active)} training jobs are active (limit {MAX_RUNNING}"
+                         + (f", a compare starts {needed}" if needed > 1 else "")
+                         + "); wait for one to finish or stop one")
+
+
+def _create(settings: dict, job: dict, cfg, compare: str | None = None) -> str:
+    stamp = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    job_id = stamp
+    if "name" in job:
+        job_id = check_name(f"{stamp}-{job['name']}" + (f"-{cfg.method}" if compare else ""))
     folder = paths.runs_dir() / job_id
     folder.mkdir(parents=True)
     name = f"{cfg.dataset}-{cfg.arch}-{cfg.method}-{job_id}"
@@ -75,83 +364,55 @@ def start_job(config: dict) -> str:
                "--progress-jsonl", str(folder / "progress.jsonl"), "--device", "cpu"]
     for key, value in settings.items():
         command += [_FLAGS[key], str(value)]
-    env = dict(os.environ, INTERP_CORE_THREADS="1")
-    with open(folder / "stdout.log", "wb") as out, open(folder / "stderr.log", "wb") as err:
-        proc = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)  # the run outlives the app's session
-    _POPEN[job_id] = proc
-    _write_json(folder / "job.json", {"id": job_id, "config": settings, "command": command, "pid": proc.pid,
+    _write_json(folder / "job.json", {"id": job_id, "config": settings, "command": command, "pid": None,
                                       "started": time.time(), "checkpoint": str(folder / f"{name}.safetensors"),
-                                      "stop_requested": False})
+                                      "stop_requested": False, "compare": compare, **job})
+    _launch(folder, "train")
     return job_id
 
 
-def job_status(job_id: str) -> dict:
-    """State of a job: id, state (running / finished / stopped / failed), config, history (list of
-    {step, epoch, loss, accuracy, eps, images_per_s}), total_steps, message, checkpoint (path or
-    None), metrics (the summary of a finished or stopped run), started (epoch seconds)."""
-    folder = _folder(job_id)
-    info = json.loads((folder / "job.json").read_text())
-    history, total = [], None
-    progress = folder / "progress.jsonl"
-    if progress.is_file():
-        for line in progress.read_text().splitlines():
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line being written
-            if event.get("event") == "step":
-                total = event["total_steps"]
-                history.append({k: event[k] for k in ("step", "epoch", "loss", "accuracy", "eps", "images_per_s")})
-    summary = _last_json(folder / "stdout.log")
-    metrics: dict = {}
-    if _alive(job_id, info["pid"], folder):
-        state = "running"
-        message = "stopping (writing a checkpoint)" if info["stop_requested"] else (
-            f"step {history[-1]['step']}/{total}" if history else "starting")
-    elif summary is not None:
-        state = summary["status"]
-        metrics = {k: v for k, v in summary.items() if k not in ("status", "checkpoint")}
-        message = f"{state} after {summary['steps']} steps in {summary['train_seconds']} s"
-    else:
-        state = "failed"
-        message = _last_line(folder / "stderr.log") or "the training process ended without a result"
-    checkpoint = Path(info["checkpoint"])
-    return {"id": job_id, "state": state, "config": info["config"], "history": history, "total_steps": total,
-            "message": message, "checkpoint": str(checkpoint) if checkpoint.is_file() else None,
-            "metrics": metrics, "started": info["started"]}
-
-
-def stop_job(job_id: str) -> dict:
-    """Ask a running job to stop (SIGTERM: it writes a checkpoint and exits); returns its status."""
-    folder = _folder(job_id)
-    info = json.loads((folder / "job.json").read_text())
-    if _alive(job_id, info["pid"], folder):
-        info["stop_requested"] = True
-        _write_json(folder / "job.json", info)
-        os.kill(info["pid"], signal.SIGTERM)
-    return job_status(job_id)
-
-
-def list_jobs() -> list[dict]:
-    """Status of every job in the runs folder, newest first."""
-    root = paths.runs_dir()
-    ids = sorted((p.parent.name for p in root.glob("*/job.json")), reverse=True) if root.is_dir() else []
-    return [job_status(i) for i in ids]
+def _launch(folder: Path, mode: str) -> None:
+    """Start the job's worker in ``mode`` ("train", "resume" or "evaluate")."""
+    for leftover in folder.glob("*.tmp"):  # an atomic write cut short by a killed worker
+        leftover.unlink(missing_ok=True)
+    _append(folder, {"event": "launch", "mode": mode, "time": time.time()})
+    worker = [sys.executable, "-m", "interp_core.services.jobs", str(folder), mode]
+    env = dict(os.environ, INTERP_CORE_THREADS="1")
+    with open(folder / "stdout.log", "ab") as out, open(folder / "stderr.log", "ab") as err:
+        proc = subprocess.Popen(worker, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)  # the run outlives the app's session
+    _POPEN[folder.name] = proc
+    _update_info(folder.name, pid=proc.pid, mode=mode, stop_requested=False)
 
 
 def _folder(job_id: str) -> Path:
-    folder = paths.runs_dir() / job_id
-    if "/" in job_id or job_id.startswith(".") or not (folder / "job.json").is_file():
+    try:
+        check_name(job_id)
+    except ValueError:
+        raise ValueError(f"no training job {job_id!r}") from None
+    root = paths.runs_dir()
+    folder = root / job_id
+    if not (folder / "job.json").is_file() or folder.resolve().parent != root.resolve():
         raise ValueError(f"no training job {job_id!r}")
     return folder
 
 
-def _alive(job_id: str, pid: int, folder: Path) -> bool:
-    """Whether the job's process runs; a recycled pid (another command line) does not count."""
+def _read_info(folder: Path) -> dict:
+    return json.loads((folder / "job.json").read_text())
+
+
+def _update_info(job_id: str, **changes) -> None:
+    folder = _folder(job_id)
+    _write_json(folder / "job.json", {**_read_info(folder), **changes})
+
+
+def _alive(job_id: str, pid: int | None, folder: Path) -> bool:
+    """Whether the job's worker runs; a recycled pid (another command line) does not count."""
     proc = _POPEN.get(job_id)
     if proc is not None:
         return proc.poll() is None  # also reaps the finished child
+    if pid is None:
+        return False
     if Path("/proc/self").exists():  # Linux: also tells a zombie (empty command line) from a run
         try:
             return str(folder).encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
@@ -164,15 +425,26 @@ def _alive(job_id: str, pid: int, folder: Path) -> bool:
     return True
 
 
-def _last_json(path: Path) -> dict | None:
-    if not path.is_file():
-        return None
-    lines = path.read_text().strip().splitlines()
+def _checkpoint_step(checkpoint: Path) -> int | None:
     try:
-        value = json.loads(lines[-1]) if lines else None
-    except json.JSONDecodeError:
+        return read_card(checkpoint).metrics.get("steps")
+    except CheckpointError:
         return None
-    return value if isinstance(value, dict) and "status" in value else None
+
+
+def _events(path: Path) -> list[dict]:
+    """The JSON lines of a progress file; a line being written (not yet valid JSON) is skipped."""
+    if not path.is_file():
+        return []
+    events = []
+    for line in path.read_text().splitlines():
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
 
 
 def _last_line(path: Path) -> str:
@@ -185,6 +457,75 @@ def _last_line(path: Path) -> str:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    with atomic_write(path) as tmp:
+        Path(tmp).write_text(json.dumps(data))
+
+
+def _append(folder: Path, event: dict) -> None:
+    with open(folder / "progress.jsonl", "a") as f:
+        f.write(json.dumps(event) + "\n")
+
+
+# --- the worker process ------------------------------------------------------------------------
+
+class _EvaluationStopped(Exception):
+    """SIGTERM during the evaluation."""
+
+
+def _raise_stop(signum, frame) -> None:
+    raise _EvaluationStopped
+
+
+def _write_problem(err: BaseException) -> str:
+    """A message for an error while training or writing the run's files."""
+    full = (isinstance(err, OSError) and err.errno == errno.ENOSPC) or any(
+        sign in str(err) for sign in ("No space left", "StorageFull"))
+    if full:
+        return ("the disk is full: the run could not write its files; the last complete checkpoint is kept "
+                "(free some space, then resume)")
+    return f"the run ended with an error: {type(err).__name__}: {err}"
+
+
+def _work(folder: Path, mode: str) -> int:
+    """The worker: train (mode "train" or "resume") with the ``interp_core train`` command of
+    job.json, then, if the training finished, evaluate (also mode "evaluate") and store the
+    evaluation atomically beside the checkpoint. Returns the exit code."""
+    from safetensors import SafetensorError
+
+    from interp_core.cli import main
+
+    info = _read_info(folder)
+    if mode in ("train", "resume"):
+        try:  # the command after `python -m interp_core`
+            code = main(info["command"][3:] + (["--resume"] if mode == "resume" else []))
+        except (OSError, RuntimeError, SafetensorError) as err:
+            _append(folder, {"event": "error", "message": _write_problem(err)})
+            raise
+        ends = [e for e in _events(folder / "progress.jsonl") if e.get("event") in ("launch", "end")]
+        if code or not ends or ends[-1].get("status") != "finished":
+            return code
+    n = info.get("evaluate_n", EVALUATION_N)
+    if n == 0 or _read_info(folder)["stop_requested"]:
+        return 0
+    signal.signal(signal.SIGTERM, _raise_stop)
+    checkpoint = Path(info["checkpoint"])
+    try:
+        model, card = load_checkpoint(checkpoint)
+        result = evaluate_model(model.requires_grad_(False), card.dataset, n, lambda stage, done, total: _append(
+            folder, {"event": "eval", "stage": stage, "done": done, "total": total}))
+        with atomic_write(evaluation_path(checkpoint)) as tmp:
+            Path(tmp).write_text(json.dumps({"model": card.name, **result}))
+    except _EvaluationStopped:
+        _append(folder, {"event": "eval_error", "message": "the evaluation was stopped; evaluate again to see it"})
+        return 0
+    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+        _append(folder, {"event": "eval_error", "message": f"the evaluation failed: {_write_problem(err)}"})
+        raise
+    return 0
+
+
+if __name__ == "__main__":
+    from interp_core.runtime import configure_threads
+
+    configure_threads(shared=True)
+    sys.exit(_work(Path(sys.argv[1]), sys.argv[2]))
