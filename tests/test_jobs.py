@@ -253,8 +253,7 @@ def test_evaluate_model_checks_its_image_count(mnist_normal):
 # --- presets: the Train page's schedules scale with the run -----------------------------------
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
-@pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
+@pytest.mark.parametrize(("preset", "dataset"), [(p, d) for p in sorted(PRESETS) for d in PRESETS[p]])
 def test_every_preset_reaches_its_training_eps(preset, dataset):
     cfg = make_config("pgd-at", dataset, preset=preset)
     size = {"paper": 55_000 if dataset == "mnist" else 45_000}.get(preset, cfg.subset)  # the train split

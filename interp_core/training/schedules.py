@@ -9,9 +9,11 @@ learning-rate and eps-ramp functions of the step (PAPER.md section 6).
 ``cpu``: the reduced schedule of the project's shipped checkpoints, sized for a 2-core CPU
 (a training subset, a few epochs, fewer inner steps with a larger step, lr 1e-3, a short ramp).
 
-``classroom``: a compare of two methods that ends within minutes on a 2-core CPU (one thread per
-run), small training eps so that even a short run learns; it shows a difference, not the paper's
-numbers.
+``classroom``: a compare of two methods that ends within 5 minutes on the project's 2-core CPU
+(one thread per run, both at once, evaluation included): one epoch of 10,000 MNIST images at a
+small training eps (0.15) with a 2-step inner attack, so that even a short run learns; it shows a
+difference a class can see (accuracy and AAI tau at eps 0.1), not the paper's numbers. MNIST only:
+a CIFAR-10 run of that budget stayed near chance accuracy (measured: 93 steps of 64 images).
 
 The ``paper`` schedule is given in optimizer steps, as the authors define it. The others give
 the eps ramp, the lr switches and the regularizer warm-up as fractions of the run's total steps
@@ -176,9 +178,7 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     "classroom": {
         "mnist": dict(epochs=1, batch_size=50, lr=2e-3, lr_steps=[], eps=0.15, eps_ramp=[0.1, 0.4],
-                      steps=3, step_size=0.05, subset=10000, schedule_in="fraction"),
-        "cifar10": dict(epochs=1, batch_size=64, lr=1e-3, lr_steps=[], eps=2 / 255, eps_ramp=[0.1, 0.4],
-                        steps=3, step_size=1 / 255, subset=6000, schedule_in="fraction"),
+                      steps=2, step_size=0.1, subset=10000, schedule_in="fraction"),
     },
 }
 
