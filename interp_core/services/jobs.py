@@ -358,31 +358,38 @@ def _create(settings: dict, job: dict, cfg, compare: str | None = None) -> str:
     if "name" in job:
         job_id = check_name(f"{stamp}-{job['name']}" + (f"-{cfg.method}" if compare else ""))
     folder = paths.runs_dir() / job_id
-    folder.mkdir(parents=True)
     name = f"{cfg.dataset}-{cfg.arch}-{cfg.method}-{job_id}"
     command = [sys.executable, "-m", "interp_core", "train", "--out", str(folder), "--name", name, "--json",
                "--progress-jsonl", str(folder / "progress.jsonl"), "--device", "cpu"]
     for key, value in settings.items():
         command += [_FLAGS[key], str(value)]
-    _write_json(folder / "job.json", {"id": job_id, "config": settings, "command": command, "pid": None,
-                                      "started": time.time(), "checkpoint": str(folder / f"{name}.safetensors"),
-                                      "stop_requested": False, "compare": compare, **job})
+    try:
+        folder.mkdir(parents=True)
+        _write_json(folder / "job.json", {"id": job_id, "config": settings, "command": command, "pid": None,
+                                          "started": time.time(), "checkpoint": str(folder / f"{name}.safetensors"),
+                                          "stop_requested": False, "compare": compare, **job})
+    except OSError as err:
+        raise ValueError(f"the run could not be started: {_write_problem(err)}") from None
     _launch(folder, "train")
     return job_id
 
 
 def _launch(folder: Path, mode: str) -> None:
-    """Start the job's worker in ``mode`` ("train", "resume" or "evaluate")."""
-    for leftover in folder.glob("*.tmp"):  # an atomic write cut short by a killed worker
-        leftover.unlink(missing_ok=True)
-    _append(folder, {"event": "launch", "mode": mode, "time": time.time()})
-    worker = [sys.executable, "-m", "interp_core.services.jobs", str(folder), mode]
-    env = dict(os.environ, INTERP_CORE_THREADS="1")
-    with open(folder / "stdout.log", "ab") as out, open(folder / "stderr.log", "ab") as err:
-        proc = subprocess.Popen(worker, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)  # the run outlives the app's session
-    _POPEN[folder.name] = proc
-    _update_info(folder.name, pid=proc.pid, mode=mode, stop_requested=False)
+    """Start the job's worker in ``mode`` ("train", "resume" or "evaluate"); a file that cannot be
+    written (a full disk) raises ValueError with the reason."""
+    try:
+        for leftover in folder.glob("*.tmp"):  # an atomic write cut short by a killed worker
+            leftover.unlink(missing_ok=True)
+        _append(folder, {"event": "launch", "mode": mode, "time": time.time()})
+        worker = [sys.executable, "-m", "interp_core.services.jobs", str(folder), mode]
+        env = dict(os.environ, INTERP_CORE_THREADS="1")
+        with open(folder / "stdout.log", "ab") as out, open(folder / "stderr.log", "ab") as err:
+            proc = subprocess.Popen(worker, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
+                                    start_new_session=True)  # the run outlives the app's session
+        _POPEN[folder.name] = proc
+        _update_info(folder.name, pid=proc.pid, mode=mode, stop_requested=False)
+    except OSError as err:
+        raise ValueError(f"the run could not be started: {_write_problem(err)}") from None
 
 
 def _folder(job_id: str) -> Path:
