@@ -23,6 +23,7 @@ from interp_core import paths
 from interp_core.data import DatasetNotFound, ImageDataset, load_dataset, load_image_folder, read_image
 from interp_core.models import CheckpointError, available_models, load_model, read_card
 from interp_core.runtime import configure_threads, resolve_device
+from interp_core.services import jobs
 
 DATASET_LABELS = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
 IMAGE_SHAPES = {"mnist": (1, 28), "cifar10": (3, 32)}
@@ -43,14 +44,18 @@ def _model_files_fingerprint() -> tuple:
     """Names and modification times of every model file, so new runs invalidate the model list."""
     folders = (paths.checkpoints_dir(), paths.runs_dir(), paths.paper_networks_dir())
     return tuple((str(p), p.stat().st_mtime_ns) for folder in folders if folder.is_dir()
-                 for p in sorted(folder.glob("**/*")) if p.suffix in (".safetensors", ".npz"))
+                 for p in sorted(folder.glob("**/*"))
+                 if p.suffix in (".safetensors", ".npz") or p.name.endswith(".evaluation.json"))
 
 
 @st.cache_data(show_spinner=False)
 def _model_table(fingerprint: tuple) -> list[dict]:
-    return [{"name": e.name, "path": str(e.path), "dataset": e.card.dataset, "arch": e.card.arch,
-             "method": e.card.method, "source": e.card.source, "metrics": e.card.metrics}
-            for e in available_models()]
+    table = [{"name": e.name, "path": str(e.path), "dataset": e.card.dataset, "arch": e.card.arch,
+              "method": e.card.method, "source": e.card.source, "metrics": e.card.metrics,
+              "modified": e.path.stat().st_mtime, "evaluated": jobs.evaluation_path(e.path).is_file()}
+             for e in available_models()]
+    # the user's runs first, newest first; then the registry's order
+    return sorted(table, key=lambda m: -m["modified"] if m["source"] == "user" else float("inf"))
 
 
 def model_table(dataset: str | None = None) -> list[dict]:
@@ -121,13 +126,17 @@ def _save_upload(data: bytes, suffix: str) -> Path:
 
 def model_picker(dataset: str, key: str, prefer: tuple[str, ...] = ("normal",), multiple: bool = True) -> list[str]:
     """Sidebar choice of models for ``dataset``: the registered ones plus an uploaded checkpoint;
-    selected at first: the first model (shipped ones come first) of each method in ``prefer``.
+    the user's finished runs are listed first (newest first) with their method and status; selected
+    at first: the first shipped model (else any) of each method in ``prefer``.
     Returns model specs (names, or the path of a validated upload)."""
     table = model_table(dataset)
     names = [m["name"] for m in table]
-    default = [next(m["name"] for m in table if m["method"] == method) for method in prefer
+    shipped_first = sorted(table, key=lambda m: m["source"] == "user")
+    default = [next(m["name"] for m in shipped_first if m["method"] == method) for method in prefer
                if any(m["method"] == method for m in table)] or names[:1]
-    labels = {m["name"]: f"{m['name']}  ·  {m['method']} ({m['source']})" for m in table}
+    labels = {m["name"]: f"{m['name']}  ·  {m['method']} ("
+                         + (f"your run, {'evaluated' if m['evaluated'] else 'finished'})" if m["source"] == "user"
+                            else f"{m['source']})") for m in table}
     if multiple:
         chosen = st.sidebar.multiselect("Models (side by side)", names, default=default,
                                         format_func=labels.get, key=f"{key}_models_{dataset}")

@@ -98,11 +98,13 @@ def test_train_starts_shows_progress_and_stops(dataset, tmp_path, monkeypatch):
     at = open_page("train")
     at.selectbox(key="train_dataset").set_value(dataset).run()
     at.selectbox(key="train_method").set_value("pgd-at").run()
-    at.radio(key="train_split").set_value("demo").run()
+    at.radio(key="train_split").set_value("demo_train").run()
+    assert any("held out for the evaluation" in c.value for c in at.caption)
     at.button(key="train_start").click().run()
     assert not at.exception, at.exception
-    job_id = at.session_state["train_job"]
+    job_id = at.session_state["train_view"]
     assert jobs.job_status(job_id)["config"]["dataset"] == dataset
+    assert jobs.job_status(job_id)["config"]["train_split"] == "demo_train"
     deadline = time.monotonic() + 90
     while not jobs.job_status(job_id)["history"] and jobs.job_status(job_id)["state"] == "running":
         assert time.monotonic() < deadline, "no progress within 90 s"
@@ -110,16 +112,118 @@ def test_train_starts_shows_progress_and_stops(dataset, tmp_path, monkeypatch):
     at.run()
     assert any(p.proto.value >= 0 for p in at.get("progress")) or jobs.job_status(job_id)["state"] != "running"
     assert len(at.get("plotly_chart")) == 3  # loss, accuracy, eps curves
-    if jobs.job_status(job_id)["state"] == "running":
+    if jobs.job_status(job_id)["state"] in jobs.ACTIVE:
         at.button(key=f"stop_{job_id}").click().run()
     deadline = time.monotonic() + 60
-    while jobs.job_status(job_id)["state"] == "running":
+    while jobs.job_status(job_id)["state"] in jobs.ACTIVE:
         assert time.monotonic() < deadline, "the run did not stop"
         time.sleep(0.5)
     at.run()
     assert not at.exception, at.exception
     assert jobs.job_status(job_id)["state"] in ("stopped", "finished")
     assert any(s in m.value for m in at.markdown for s in ("stopped", "finished"))
+
+
+@pytest.fixture(scope="module")
+def finished_runs(tmp_path_factory):
+    """Real jobs, ended: a compare (normal vs int) and then a single pgd-at run, each evaluated on 2 images."""
+    import os
+    import time
+
+    from interp_core.services import jobs
+
+    runs = tmp_path_factory.mktemp("runs")
+    previous = os.environ.get("INTERP_CORE_RUNS_DIR")
+    os.environ["INTERP_CORE_RUNS_DIR"] = str(runs)
+    tiny = {"dataset": "mnist", "preset": "classroom", "epochs": 1, "subset": 32, "batch_size": 16, "eval_n": 0,
+            "train_split": "demo_train", "evaluate_n": 2, "steps": 2}
+
+    def wait(ids):
+        deadline = time.monotonic() + 300
+        while any(jobs.job_status(j)["state"] in jobs.ACTIVE for j in ids):
+            assert time.monotonic() < deadline, [jobs.job_status(j) for j in ids]
+            time.sleep(0.5)
+        assert all(jobs.job_status(j)["evaluation"] for j in ids), [jobs.job_status(j) for j in ids]
+
+    try:
+        compare = jobs.start_compare(tiny, ("normal", "int"))
+        wait(compare)
+        single = jobs.start_job({**tiny, "method": "pgd-at"})
+        wait([single])
+        yield {"runs": runs, "compare": compare, "single": single}
+    finally:
+        if previous is None:
+            os.environ.pop("INTERP_CORE_RUNS_DIR", None)
+        else:
+            os.environ["INTERP_CORE_RUNS_DIR"] = previous
+
+
+def _evaluation_frame(at):
+    frame = next(d.value for d in at.dataframe if "model" in d.value.columns)
+    numeric = frame.drop(columns=["model", "source"])
+    assert numeric.map(lambda v: isinstance(v, float)).all().all()  # one type per column
+    return frame
+
+
+def test_train_finished_run_shows_its_evaluation_and_opens_explore(finished_runs):
+    import json
+
+    from interp_core.models import available_models
+
+    at = open_page("train")
+    assert at.session_state["train_view"] == finished_runs["single"]  # the newest run
+    frame = _evaluation_frame(at)
+    assert list(frame["model"])[0] == "pgd-at (this run)"
+    assert {"acc ε=0", "acc ε=0.1", "acc ε=0.4", "AAI τ ε=0.1", "AAI τ ε=0.3"} <= set(frame.columns)
+    accuracies = [float(v) for c in frame.columns if c.startswith("acc") for v in frame[c]]
+    assert all(0 <= a <= 1 for a in accuracies)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 5  # loss, accuracy, eps; accuracy vs eps, tau vs eps
+    traces = json.loads(charts[3].proto.spec)["data"]
+    assert traces[0]["name"] == "pgd-at (this run)" and len(traces[0]["x"]) == 7
+    assert any("2 images" in c.value for c in at.caption)
+    at.button(key=f"explore_{finished_runs['single']}").click().run()
+    assert not at.exception, at.exception
+    name = next(e.name for e in available_models() if e.name.endswith(finished_runs["single"]))
+    assert at.query_params["models"] == name and at.query_params["dataset"] == "mnist"
+
+
+def test_train_compare_shows_both_runs_side_by_side(finished_runs):
+    import json
+
+    normal, robust = finished_runs["compare"]
+    at = open_page("train")
+    at.selectbox(key="train_view").set_value(robust).run()
+    assert not at.exception, at.exception
+    frame = _evaluation_frame(at)
+    assert list(frame["model"])[:2] == [f"normal (run {normal})", f"int (run {robust})"]
+    assert sum(":material/check_circle:" in m.value for m in at.markdown) == 2  # both runs' states
+    charts = at.get("plotly_chart")
+    loss = json.loads(charts[0].proto.spec)["data"]
+    assert [t["name"] for t in loss] == ["normal", "int"]
+    curves = json.loads(charts[3].proto.spec)["data"]
+    assert [t["name"] for t in curves][:2] == [f"normal (run {normal})", f"int (run {robust})"]
+
+
+def test_train_start_switches_the_view_and_pickers_list_user_runs_first(finished_runs):
+    from interp_core.services import jobs
+
+    at = open_page("train")
+    at.selectbox(key="train_view").set_value(finished_runs["compare"][0]).run()
+    at.radio(key="train_split").set_value("demo_train").run()
+    at.button(key="train_start").click().run()
+    assert not at.exception, at.exception
+    new = at.session_state["train_view"]
+    try:
+        assert new not in (finished_runs["single"], *finished_runs["compare"])
+        assert at.selectbox(key="train_view").value == new
+    finally:
+        jobs.stop_job(new)
+    explore = open_page("explore")
+    options = explore.multiselect(key="explore_models_mnist").options
+    user = [o for o in options if "your run" in o]
+    assert options[:len(user)] == user and len(user) == 3  # user runs first; the stopped one is not a model
+    assert finished_runs["single"] in user[0] and "pgd-at (your run, evaluated)" in user[0]  # newest first
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10"])

@@ -83,7 +83,7 @@ def test_train_start_progress_stop(browser, app_url, shots):
     page = browser.new_context(viewport=VIEWPORT).new_page()
     page.goto(f"{app_url}/train")
     page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
-    page.get_by_text("demo sample (300, offline)").click()  # trains offline, without the full data
+    page.get_by_text("demo sample (offline)").click()  # trains offline, without the full data
     bench_app.wait_idle(page)
     page.get_by_label("Epochs").fill("20")  # long enough to be stopped
     page.get_by_label("Epochs").press("Enter")
@@ -91,9 +91,31 @@ def test_train_start_progress_stop(browser, app_url, shots):
     page.get_by_role("button", name="Start training").click()
     page.locator("[data-testid='stProgress']").first.wait_for(timeout=120_000)  # live progress of the run
     page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for(timeout=60_000)
-    bench_app.screenshot(page, shots / "train.png")
     page.get_by_role("button", name="Stop").first.click()
-    page.get_by_text(re.compile(r"(stopped|finished) after \d+ steps")).first.wait_for(timeout=120_000)
+    page.get_by_text(re.compile(r"stopped after \d+ steps")).first.wait_for(timeout=120_000)
+    page.get_by_role("button", name="Resume").wait_for(timeout=30_000)  # a stopped run can be resumed
+    assert not bench_app.errors(page)
+
+
+def test_train_run_ends_with_its_evaluation(browser, app_url, shots):
+    """A short offline run: the page follows it through training and the automatic evaluation, then
+    shows the evaluation table and the accuracy and tau curves."""
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    page.goto(f"{app_url}/train")
+    page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
+    page.get_by_text("demo sample (offline)").click()
+    bench_app.wait_idle(page)
+    for label, value in (("Epochs", "2"), ("Evaluation images", "10")):
+        page.get_by_label(label).fill(value)
+        page.get_by_label(label).press("Enter")
+        bench_app.wait_idle(page)
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text(re.compile(r"evaluation: (loading|robust accuracy|AAI)")).first.wait_for(timeout=300_000)
+    page.get_by_role("heading", name="Evaluation").wait_for(timeout=600_000)
+    page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=30_000)
+    assert page.locator("[data-testid='stPlotlyChart'] .main-svg").count() >= 5  # training + evaluation curves
+    assert page.get_by_role("button", name=re.compile("Open .* in Explore")).count() == 1
+    bench_app.screenshot(page, shots / "train.png")
     assert not bench_app.errors(page)
 
 
