@@ -106,8 +106,9 @@ def test_train_run_ends_with_its_evaluation(browser, app_url, shots):
     page.get_by_text("demo sample (offline)").click()
     bench_app.wait_idle(page)
     for label, value in (("Epochs", "2"), ("Evaluation images", "10")):
-        page.get_by_label(label).fill(value)
-        page.get_by_label(label).press("Enter")
+        field = page.get_by_role("spinbutton", name=label)
+        field.fill(value)
+        field.press("Enter")
         bench_app.wait_idle(page)
     page.get_by_role("button", name="Start training").click()
     page.get_by_text(re.compile(r"evaluation: (loading|robust accuracy|AAI)")).first.wait_for(timeout=300_000)
