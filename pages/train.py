@@ -213,8 +213,7 @@ def evaluation_view(statuses: list[dict]) -> None:
     evaluations = {s["id"]: s["evaluation"] for s in statuses}
     first = next(iter(evaluations.values()))
     data, n = first["dataset"], first["n"]
-    labels = {job_id: f"{states[job_id]['config']['method']} (this run)" if len(evaluations) == 1 else
-              f"{states[job_id]['config']['method']} (run {job_id})" for job_id in evaluations}
+    labels = {job_id: f"{states[job_id]['config']['method']} (your run)" for job_id in evaluations}
     shown = {labels[j]: ("your run", e) for j, e in evaluations.items()}
     references = jobs.reference_evaluations(data, n)
     shown |= {f"{e['method']} (paper network)": ("paper network", e) for e in references.values()}

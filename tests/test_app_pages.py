@@ -173,15 +173,15 @@ def test_train_finished_run_shows_its_evaluation_and_opens_explore(finished_runs
     at = open_page("train")
     assert at.session_state["train_view"] == finished_runs["single"]  # the newest run
     frame = _evaluation_frame(at)
-    assert list(frame["model"])[0] == "pgd-at (this run)"
+    assert list(frame["model"])[0] == "pgd-at (your run)"
     assert {"acc ε=0", "acc ε=0.1", "acc ε=0.4", "AAI τ ε=0.1", "AAI τ ε=0.3"} <= set(frame.columns)
     accuracies = [float(v) for c in frame.columns if c.startswith("acc") for v in frame[c]]
     assert all(0 <= a <= 1 for a in accuracies)
     charts = at.get("plotly_chart")
     assert len(charts) == 5  # loss, accuracy, eps; accuracy vs eps, tau vs eps
     traces = json.loads(charts[3].proto.spec)["data"]
-    assert traces[0]["name"] == "pgd-at (this run)" and len(traces[0]["x"]) == 7
-    assert any("2 images" in c.value for c in at.caption)
+    assert traces[0]["name"] == "pgd-at (your run)" and len(traces[0]["x"]) == 7
+    assert any("2 images" in c.value and "No paper-network references for 2 images" in c.value for c in at.caption)
     at.button(key=f"explore_{finished_runs['single']}").click().run()
     assert not at.exception, at.exception
     name = next(e.name for e in available_models() if e.name.endswith(finished_runs["single"]))
@@ -191,18 +191,36 @@ def test_train_finished_run_shows_its_evaluation_and_opens_explore(finished_runs
 def test_train_compare_shows_both_runs_side_by_side(finished_runs):
     import json
 
-    normal, robust = finished_runs["compare"]
+    _, robust = finished_runs["compare"]
     at = open_page("train")
     at.selectbox(key="train_view").set_value(robust).run()
     assert not at.exception, at.exception
     frame = _evaluation_frame(at)
-    assert list(frame["model"])[:2] == [f"normal (run {normal})", f"int (run {robust})"]
+    assert list(frame["model"])[:2] == ["normal (your run)", "int (your run)"]
     assert sum(":material/check_circle:" in m.value for m in at.markdown) == 2  # both runs' states
     charts = at.get("plotly_chart")
     loss = json.loads(charts[0].proto.spec)["data"]
     assert [t["name"] for t in loss] == ["normal", "int"]
     curves = json.loads(charts[3].proto.spec)["data"]
-    assert [t["name"] for t in curves][:2] == [f"normal (run {normal})", f"int (run {robust})"]
+    assert [t["name"] for t in curves][:2] == ["normal (your run)", "int (your run)"]
+
+
+def test_train_evaluation_shows_the_stored_references_of_its_image_count(finished_runs, tmp_path, monkeypatch):
+    import json
+
+    from interp_core.services import jobs
+
+    stored = jobs.job_status(finished_runs["single"])["evaluation"]  # stands in for a reference's numbers
+    references = {name: {**stored, "model": name, "method": name.split("-smallgap-")[1].rsplit("-", 1)[0]}
+                  for name in jobs.REFERENCE_MODELS["mnist"]}
+    path = tmp_path / "references.json"
+    path.write_text(json.dumps({"evaluations": {"mnist": {"2": references}}}))
+    monkeypatch.setattr(jobs, "REFERENCES", path)
+    at = open_page("train")
+    frame = _evaluation_frame(at)
+    assert list(frame["model"]) == ["pgd-at (your run)", "normal (paper network)", "pgd-at (paper network)",
+                                    "int (paper network)"]
+    assert list(frame["source"]) == ["your run"] + ["paper network"] * 3
 
 
 def test_train_start_switches_the_view_and_pickers_list_user_runs_first(finished_runs):

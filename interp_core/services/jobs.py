@@ -310,12 +310,13 @@ def evaluate_model(model: nn.Module, dataset: str, n: int = EVALUATION_N,
 
 def reference_evaluations(dataset: str, n: int) -> dict[str, dict]:
     """The stored evaluations (:func:`evaluate_model`) of ``REFERENCE_MODELS[dataset]`` on ``n``
-    images, by model name; empty when ``REFERENCES`` has none for that size."""
+    images, by model name in that order; empty when ``REFERENCES`` has none for that size."""
     try:
         stored = json.loads(REFERENCES.read_text())
     except (OSError, json.JSONDecodeError):
         return {}
-    return stored.get("evaluations", {}).get(dataset, {}).get(str(n), {})
+    found = stored.get("evaluations", {}).get(dataset, {}).get(str(n), {})
+    return {name: found[name] for name in REFERENCE_MODELS.get(dataset, ()) if name in found}
 
 
 # --- inside the app process --------------------------------------------------------------------
