@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from interp_core import data
-from interp_core.data import DatasetNotFound, load_dataset, load_image_folder, load_rimagenet, paper_subset, read_image
+from interp_core.data import DatasetNotFound, load_dataset, load_image_folder, load_rimagenet, paper_subset
+from interp_core.images import ImageIntakeError, read_image
 
 
 @pytest.fixture
@@ -130,8 +131,8 @@ def test_bad_arguments_and_malformed_images(no_shared, tmp_path):
     with pytest.raises(ValueError, match="positive"):
         load_dataset("mnist", "demo", n=0)
     (tmp_path / "bad.png").write_bytes(b"\x89PNG not really")
-    with pytest.raises(ValueError, match="not a readable image"):
-        read_image(tmp_path / "bad.png")
+    with pytest.raises(ImageIntakeError, match="bad.png' is not an image"):
+        read_image(tmp_path / "bad.png", "mnist")
 
 
 def test_image_folder_skips_non_images(tmp_path):
@@ -140,11 +141,16 @@ def test_image_folder_skips_non_images(tmp_path):
         for i in range(3):
             Image.new("RGB", (40, 30), (color, color, color)).save(tmp_path / "f" / cls / f"{i}.png")
     (tmp_path / "f" / "cats" / "notes.txt").write_text("not an image")
-    ds = load_image_folder(tmp_path / "f", size=32)
+    ds = load_image_folder(tmp_path / "f", "cifar10")
     assert ds.images.shape == (6, 3, 32, 32) and ds.class_names == ["cats", "dogs"]
     assert ds.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert ds.images[:3].mean() > 0.7 and ds.images[3:].mean() < 0.1
+    assert ds.notes[0] == "cats/0.png: resized from 40×30 to 32×32 (aspect ratio not kept)"
+    assert any(n.startswith("skipped: 'cats/notes.txt' is not an image") for n in ds.notes)
+    assert len(load_image_folder(tmp_path / "f", "mnist", n=4)) == 4
+    assert load_image_folder(tmp_path / "f", "mnist", n=4).images.shape == (4, 1, 28, 28)
     with pytest.raises(DatasetNotFound):
-        load_image_folder(tmp_path / "nothing", size=32)
+        load_image_folder(tmp_path / "nothing", "cifar10")
 
 
 def test_rimagenet_maps_imagenet_indices_to_super_classes(tmp_path):
