@@ -110,6 +110,21 @@ def test_cifar_jpeg_archive_is_unpacked_once_into_the_cache(no_shared):
     assert torch.equal(load_dataset("cifar10", "test", data_dir=root).images, test.images)
 
 
+def test_cifar_image_tree_is_read_through_the_intake(no_shared):
+    tree = no_shared / "d" / "cifar10" / "test"
+    for label, cls in enumerate(data.CIFAR10_CLASSES):
+        (tree / cls).mkdir(parents=True)
+        Image.new("RGB", (32, 32), (label * 25, 7, 9)).save(tree / cls / "a.png")
+    Image.new("L", (64, 48), 200).save(tree / "cat" / "b.bmp")  # another size and mode: converted
+    test = load_dataset("cifar10", "test", data_dir=no_shared / "d")
+    assert test.images.shape == (11, 3, 32, 32) and test.labels.tolist() == [0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 9]
+    assert torch.equal(test.images[0, :, 0, 0], torch.tensor([0, 7, 9]) / 255.0)
+    assert torch.allclose(test.images[4], torch.full((3, 32, 32), 200 / 255))
+    (tree / "dog" / "broken.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(ImageIntakeError, match="dog/broken.png' is not an image"):
+        load_dataset("cifar10", "test", data_dir=no_shared / "d")
+
+
 def test_missing_dataset_says_where_it_looked(no_shared, monkeypatch):
     import torchvision
 
