@@ -108,12 +108,13 @@ def read_image(source: bytes | str | os.PathLike | BinaryIO, dataset_or_shape: s
             image = image.resize((width, height), Image.Resampling.LANCZOS)
         x = np.asarray(image, dtype=np.float32) / 255.0
         x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
-    target = "grayscale" if channels == 1 else "RGB"
     if mode != ("L" if channels == 1 else "RGB") and not (channels == 1 and mode in _DEEP_MODES):
-        notes.append(f"converted from mode {mode} to {target}" + (" without a colour profile" if mode == "CMYK" else ""))
+        notes.append(f"converted from mode {mode} to {'grayscale' if channels == 1 else 'RGB'}"
+                     + (" without a colour profile" if mode == "CMYK" else ""))
     if upright != (width, height):
         w, h = upright
-        notes.append(f"resized from {w}×{h} to {width}×{height}" + ("" if w * height == h * width else " (aspect ratio not kept)"))
+        notes.append(f"resized from {w}×{h} to {width}×{height}"
+                     + ("" if w * height == h * width else " (aspect ratio not kept)"))
     return IntakeResult(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), name, fmt, size, mode,
                         tuple(notes))
 

@@ -205,15 +205,11 @@ def _encoded(image: Image.Image, fmt: str, **options) -> bytes:
     return buffer.getvalue()
 
 
-def _fuzz_valid(data, dataset):
+def _read(data, dataset):
     assert check_intake(data, dataset)
 
 
-def _fuzz_damaged(data, dataset):
-    check_intake(data, dataset)
-
-
-def _fuzz_random(data, dataset):
+def _read_or_refused(data, dataset):
     check_intake(data, dataset)
 
 
@@ -224,10 +220,10 @@ def _twins(strategy, check):
     return fast, slow
 
 
-test_valid_files_are_read, test_valid_files_are_read_many = _twins(valid_files(), _fuzz_valid)
-test_damaged_files_are_read_or_refused, test_damaged_files_are_read_or_refused_many = _twins(damaged_files(), _fuzz_damaged)
+test_valid_files_are_read, test_valid_files_are_read_many = _twins(valid_files(), _read)
+test_damaged_files_are_read_or_refused, test_damaged_files_are_read_or_refused_many = _twins(damaged_files(), _read_or_refused)
 test_random_bytes_are_refused_or_read, test_random_bytes_are_refused_or_read_many = _twins(
-    st.one_of(st.binary(max_size=64), st.binary(min_size=64, max_size=4096)), _fuzz_random)
+    st.one_of(st.binary(max_size=64), st.binary(min_size=64, max_size=4096)), _read_or_refused)
 
 
 def _peak_kb() -> int:
