@@ -20,7 +20,8 @@ import streamlit as st
 import torch
 
 from interp_core import paths
-from interp_core.data import DatasetNotFound, ImageDataset, load_dataset, load_image_folder, read_image
+from interp_core.data import DatasetNotFound, ImageDataset, load_dataset, load_image_folder
+from interp_core.images import ImageIntakeError, read_image
 from interp_core.models import CheckpointError, available_models, load_model, read_card
 from interp_core.runtime import configure_threads, resolve_device
 
@@ -82,8 +83,7 @@ def get_image_folder(root: str, dataset: str, fingerprint: tuple) -> ImageDatase
     """The image folder ``root`` (``<class>/<images>``) converted and resized to the input of
     ``dataset``'s models (IMAGE_SHAPES); ``fingerprint`` is folder_fingerprint(root). Raises
     DatasetNotFound (a FileNotFoundError) for a folder without class subfolders or readable images."""
-    channels, size = IMAGE_SHAPES[dataset]
-    return load_image_folder(root, size, channels)
+    return load_image_folder(root, dataset)
 
 
 @st.cache_data(show_spinner=False)
@@ -167,23 +167,23 @@ def model_label(spec: str) -> str:
 
 
 def uploaded_image(dataset: str, key: str) -> np.ndarray | None:
-    """An uploaded image as float32 (1, C, H, W) in [0, 1] for ``dataset``, or None (with an
-    st.error for a malformed file or a size that does not fit)."""
-    channels, size = IMAGE_SHAPES[dataset]
-    upload = st.sidebar.file_uploader(f"Image ({size}×{size} for {DATASET_LABELS[dataset]}, PNG/JPEG)",
-                                      type=["png", "jpg", "jpeg", "bmp", "gif", "webp"], key=f"{key}_image")
+    """An uploaded image as float32 (1, C, H, W) in [0, 1] for ``dataset``, converted by
+    interp_core.images.read_image (its notes shown as a caption), or None (with an st.error for a
+    file that cannot be used)."""
+    _, size = IMAGE_SHAPES[dataset]
+    upload = st.sidebar.file_uploader(f"Image (converted to {size}×{size} for {DATASET_LABELS[dataset]})",
+                                      type=["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"],
+                                      key=f"{key}_image")
     if upload is None:
         return None
     try:
-        array = read_image(upload, None, channels)
-    except ValueError as err:
+        result = read_image(upload.getvalue(), dataset, name=upload.name)
+    except ImageIntakeError as err:
         st.error(f"Image not used: {err}")
         return None
-    if array.shape[1:] != (size, size):
-        st.error(f"Image not used: it is {array.shape[2]}×{array.shape[1]} pixels; {DATASET_LABELS[dataset]} "
-                 f"models take {size}×{size}. Resize it first.")
-        return None
-    return (array[None].astype(np.float32) / 255.0)
+    if result.notes:
+        st.caption("Uploaded image: " + "; ".join(result.notes) + ".")
+    return result.x[None].numpy()
 
 
 @contextlib.contextmanager

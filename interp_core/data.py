@@ -18,14 +18,14 @@ from __future__ import annotations
 import gzip
 import pickle
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from interp_core import paths
+from interp_core.images import MAX_PIXELS, ImageIntakeError, read_image
 
 MNIST_CLASSES = [str(i) for i in range(10)]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -46,7 +46,8 @@ class DatasetNotFound(FileNotFoundError):
 
 @dataclass
 class ImageDataset:
-    """images (N, C, H, W) float32 in [0, 1]; labels (N,) int64; where it came from."""
+    """images (N, C, H, W) float32 in [0, 1]; labels (N,) int64; where it came from; notes: what
+    reading an image folder did (files skipped, with the reason; conversions per file), else empty."""
 
     name: str
     split: str
@@ -54,13 +55,14 @@ class ImageDataset:
     labels: torch.Tensor
     class_names: list[str]
     source: str
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, index) -> "ImageDataset":
         return ImageDataset(self.name, self.split, self.images[index], self.labels[index],
-                            self.class_names, self.source)
+                            self.class_names, self.source, self.notes)
 
 
 def load_dataset(name: str, split: str = "test", n: int | None = None,
@@ -151,7 +153,7 @@ def _read_cifar10(root: Path, part: str, looked: list) -> tuple | None:
     tree = root / "cifar10"
     looked.append(str(tree))
     if (tree / part).is_dir():
-        return (*_read_image_tree(tree / part, CIFAR10_CLASSES, 32), paths.display(tree))
+        return (*_read_image_tree(tree / part), paths.display(tree))
     archive = root / "cifar10-jpeg.tar.gz"
     looked.append(str(archive))
     if archive.is_file():
@@ -180,30 +182,19 @@ class _PlainUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refused {module}.{name} in a CIFAR batch file")
 
 
-def _read_image_tree(folder: Path, classes: list[str], size: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Every image of ``folder/<class>/``, sorted by class then file name, as uint8 (N, C, H, W)."""
+def _read_image_tree(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every image of ``folder/<CIFAR-10 class>/``, sorted by class then file name, as uint8 (N, 3, 32, 32)."""
     images, labels = [], []
-    for label, cls in enumerate(classes):
+    for label, cls in enumerate(CIFAR10_CLASSES):
         for path in sorted((folder / cls).iterdir()):
-            images.append(read_image(path, size))
+            images.append(_uint8(read_image(path, "cifar10").x))
             labels.append(label)
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
-def read_image(path_or_file, size: int | None = None, channels: int = 3) -> np.ndarray:
-    """One image file as uint8 (C, H, W), converted to ``channels`` (1 or 3), resized to size x size.
-
-    Raises ValueError with a clear message for unreadable or malformed files.
-    """
-    try:
-        with Image.open(path_or_file) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
-            if size is not None and img.size != (size, size):
-                img = img.resize((size, size), Image.BILINEAR)
-            array = np.asarray(img, dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(f"not a readable image: {err}") from None
-    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+def _uint8(x: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> uint8, exact for the 8-bit images of datasets stored at their size."""
+    return np.rint(x.numpy() * 255.0).astype(np.uint8)
 
 
 def _cached_jpeg_tar(archive: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
@@ -222,7 +213,7 @@ def _cached_jpeg_tar(archive: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
         members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.startswith(f"{part}/")),
                          key=lambda m: (CIFAR10_CLASSES.index(m.name.split("/")[1]), m.name))
         for member in members:
-            images.append(read_image(tar.extractfile(member), 32))
+            images.append(_uint8(read_image(tar.extractfile(member), "cifar10", name=member.name).x))
             labels.append(CIFAR10_CLASSES.index(member.name.split("/")[1]))
     images, labels = np.stack(images), np.asarray(labels, dtype=np.int64)
     order = np.random.default_rng(0).permutation(len(labels))
@@ -263,26 +254,38 @@ def paper_subset(n: int, total: int, seed: int = 99) -> np.ndarray:
     return np.random.RandomState(seed).permutation(total)[:n]
 
 
-def load_image_folder(root: str | Path, size: int, channels: int = 3, n: int | None = None) -> ImageDataset:
-    """Any folder with one subfolder per class; images resized to size x size."""
+def load_image_folder(root: str | Path, dataset_or_shape: str | tuple[int, int, int], n: int | None = None,
+                      max_pixels: int = MAX_PIXELS) -> ImageDataset:
+    """Any folder with one subfolder per class, its images read by :func:`interp_core.images.read_image`
+    as the input of ``dataset_or_shape`` ("mnist", "cifar10" or (C, H, W)); ``n`` keeps the first n.
+
+    A file that is not a usable image is skipped; ``notes`` says which and why, and what was
+    converted in each image ("cats/a.png: resized from 40×30 to 32×32 ...").
+    """
     root = Path(root)
     classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     if not classes:
         raise DatasetNotFound(f"{root}: expected one subfolder per class with images inside")
-    images, labels = [], []
+    images, labels, notes = [], [], []
     for label, cls in enumerate(classes):
+        if n is not None and len(labels) >= n:
+            break
         for path in sorted(p for p in (root / cls).iterdir() if p.is_file()):
             try:
-                images.append(read_image(path, size, channels))
-            except ValueError:
-                continue  # a stray non-image file in a class folder is skipped, not fatal
+                result = read_image(path, dataset_or_shape, name=f"{cls}/{path.name}", max_pixels=max_pixels)
+            except ImageIntakeError as err:
+                notes.append(f"skipped: {err}")
+                continue
+            images.append(result.x)
             labels.append(label)
+            if result.notes:
+                notes.append(f"{result.name}: " + "; ".join(result.notes))
             if n is not None and len(labels) >= n:
                 break
     if not images:
-        raise DatasetNotFound(f"{root}: no readable images in the class folders")
-    return ImageDataset(root.name, "folder", _to_float(np.stack(images)),
-                        torch.tensor(labels, dtype=torch.int64), classes, str(root))
+        raise DatasetNotFound(f"{root}: no readable images in the class folders ({len(notes)} files skipped)")
+    return ImageDataset(root.name, "folder", torch.stack(images), torch.tensor(labels, dtype=torch.int64), classes,
+                        str(root), notes)
 
 
 def load_rimagenet(imagenet_split_dir: str | Path, size: int = 224, n_per_class: int | None = None) -> ImageDataset:
@@ -300,7 +303,7 @@ def load_rimagenet(imagenet_split_dir: str | Path, size: int = 224, n_per_class:
     for label, (lo, hi) in enumerate(RIMAGENET_RANGES.values()):
         files = sorted(f for i in range(lo, hi + 1) for f in (root / wnids[i]).iterdir() if f.is_file())
         for path in files[:n_per_class]:
-            images.append(read_image(path, size))
+            images.append(read_image(path, (3, size, size)).x)
             labels.append(label)
-    return ImageDataset("rimagenet", root.name, _to_float(np.stack(images)),
+    return ImageDataset("rimagenet", root.name, torch.stack(images),
                         torch.tensor(labels, dtype=torch.int64), classes, str(root))

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from interp_core.models.architectures import ARCHITECTURES, CAMNet, SameConv2d
-from interp_core.models.checkpoint import CheckpointError, ModelCard
+from interp_core.models.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, ModelCard, check_file_size
 
 PAPER_CREDIT = (
     "Trained and released by Boopathy, Liu, Zhang, Liu, Chen, Chang and Daniel for 'Proper Network "
@@ -151,11 +151,11 @@ def model_from_arrays(arrays: dict[str, np.ndarray], arch: str | None = None) ->
     return model.eval()
 
 
-def load_paper_network(path: str | Path) -> tuple[CAMNet, ModelCard]:
-    """A paper network from its ``.npz`` or ``.pkl`` file, with a card built from its file name."""
+def load_paper_network(path: str | Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> tuple[CAMNet, ModelCard]:
+    """A paper network from its ``.npz`` or ``.pkl`` file (at most ``max_bytes``, checked before
+    reading), with a card built from its file name."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
+    check_file_size(path, max_bytes, "paper network")
     if path.suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as f:
