@@ -257,7 +257,9 @@ def render(res: ExploreResult, dataset: str, view: dict) -> None:
             (st.success if m.goal_reached[0] else st.warning)(goal_readout(res, i), icon=":material/check_circle:"
                                                               if m.goal_reached[0] else ":material/warning:")
             left, right = st.columns([3, 2]) if rows else (st.container(), st.container())
-            left.image(figures.model_summary_image(res, i, cell=view["cell"], font_px=view["font_px"]))
+            title, captions = figures.summary_text(res, i, with_model=False)
+            left.image(figures.model_summary_image(res, i, cell=view["cell"], font_px=view["font_px"],
+                                                   with_model=False), alt=f"{title}: " + "; ".join(captions))
             with right:
                 readouts(res, i, dataset)
 

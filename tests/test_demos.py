@@ -156,3 +156,14 @@ def test_minimum_eps_shows_the_eps_it_found():
     found = float(at.metric[0].value)
     assert 0 < found < 1 and at.metric[0].label.startswith("ε found")
     assert "max eps=1" in next(c.value for c in at.caption if c.value.startswith("Results for"))
+
+
+def test_presentation_mode_enlarges_type_and_folds_the_settings():
+    at = open_explore(home(), {**DEMOS[0].params, "present": "1"})
+    assert at.toggle(key="explore_present").value
+    assert any("font-size: 20px" in h.proto.body for h in at.get("html"))
+    folded = {e.label: e.proto.expanded for e in at.sidebar.expander}
+    assert folded["Attack parameters"] is False and folded["View"] is False
+    plain = open_explore(home(), DEMOS[0].params)
+    assert not any("font-size" in h.proto.body for h in plain.get("html"))
+    assert {e.label: e.proto.expanded for e in plain.sidebar.expander}["Attack parameters"] is True

@@ -135,17 +135,28 @@ def panels_image(rows: Sequence[tuple[str, Sequence[tuple[str, np.ndarray]], flo
 
 
 def model_summary_image(result: ExploreResult, model_index: int, index: int = 0, cell: int = PANEL_PX,
-                        font_px: int = FONT_PX) -> np.ndarray:
+                        font_px: int = FONT_PX, with_model: bool = True) -> np.ndarray:
     """One model's attack on image ``index``: clean and adversarial images with their predictions,
     and the perturbation on mid-grey (0 = grey) amplified to fill [0, 1], or "no perturbation". The
-    title gives the model, the perturbation's size and whether the attack reached its goal."""
-    m, names = result.models[model_index], result.class_names
-    title = (f"{m.model} | Linf {m.linf[index]:.4f} | L2 {m.l2[index]:.3f} | "
-             f"{goal_readout(result, model_index, index, True)}")
-    panels = [(f"clean: {names[m.clean_pred[index]]} ({m.clean_prob[index].max():.0%})", image_rgb(result.x[index])),
-              (f"adversarial: {names[m.adv_pred[index]]} ({m.adv_prob[index].max():.0%})", image_rgb(m.x_adv[index])),
-              (perturbation_readout(m, index, True), image_rgb(m.perturbation[index]))]
+    title gives the model (unless not ``with_model``: a page that heads it already), the
+    perturbation's size and whether the attack reached its goal."""
+    m = result.models[model_index]
+    title, captions = summary_text(result, model_index, index, with_model)
+    panels = list(zip(captions, (image_rgb(result.x[index]), image_rgb(m.x_adv[index]),
+                                 image_rgb(m.perturbation[index]))))
     return panels_image([(title, panels, None)], cell, font_px)
+
+
+def summary_text(result: ExploreResult, model_index: int, index: int = 0,
+                 with_model: bool = True) -> tuple[str, list[str]]:
+    """The title and the three panel captions of ``model_summary_image`` (ASCII), e.g. for the
+    image's alternative text."""
+    m, names = result.models[model_index], result.class_names
+    title = ((f"{m.model} | " if with_model else "") + f"Linf {m.linf[index]:.4f} | L2 {m.l2[index]:.3f} | "
+             f"{goal_readout(result, model_index, index, True)}")
+    return title, [f"clean: {names[m.clean_pred[index]]} ({m.clean_prob[index].max():.0%})",
+                   f"adversarial: {names[m.adv_pred[index]]} ({m.adv_prob[index].max():.0%})",
+                   perturbation_readout(m, index, True)]
 
 
 def map_limit(result: ExploreResult, explainer: str, index: int = 0, cls: int = 0, upsampled: bool = False,
@@ -229,8 +240,9 @@ def trajectory_figure(trajectory: Trajectory, names: Sequence[str], y: int, t: i
     fig.update_layout(height=260, margin=dict(l=5, r=5, t=10, b=5), xaxis_title="attack step",
                       legend=dict(orientation="h", y=-0.3), font=dict(size=14))
     fig.update_yaxes(title_text="probability", range=[0, 1], secondary_y=False)
+    # its own round ticks, not ticks lined up with the probability grid (which land on odd values)
     fig.update_yaxes(title_text=f"{LABELS.get(trajectory.explainer, trajectory.explainer)} discrepancy",
-                     secondary_y=True, rangemode="tozero")
+                     secondary_y=True, rangemode="tozero", tickmode="auto", nticks=6, showgrid=False)
     return fig
 
 
