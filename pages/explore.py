@@ -7,6 +7,7 @@ the guided demos on the home page are such links.
 """
 
 import dataclasses
+import functools
 import hashlib
 import random
 from urllib.parse import urlencode
@@ -172,7 +173,7 @@ def apply_link(link: Link, params: dict[str, str]) -> bool:
     """Put a link's settings into the widgets' session state (before they are drawn); returns
     whether the link asks for the results (run=1)."""
     ss = st.session_state
-    take = lambda *args, **kwargs: link.take(params, *args, **kwargs)  # noqa: E731
+    take = functools.partial(link.take, params)
     dataset = take("dataset", "explore_dataset", options=list(DATASET_LABELS)) or ss.get("explore_dataset", "mnist")
     take("split", "explore_split", options=["demo"] + (["test"] if full_data_source(dataset) else []))
     source = take("source", "explore_source", options=list(SOURCES)) or ss.get("explore_source", "gallery")

@@ -98,6 +98,8 @@ def test_demo_aai_keeps_the_labels_and_int_keeps_its_map(demo_runs):
 
 def test_demo_robust_training_keeps_the_maps(demo_runs):
     at = demo_runs["robust"]
+    reached, missed = goals(at)  # normal and PGD-AT flip to 8; the attack fails on Int
+    assert reached == ["goal reached: label flipped 1 → 8"] * 2 and missed == ["attack failed: the label is still 1"]
     tau = kendall_cam(at)
     assert tau[PGD_AT] > tau[NORMAL] + 0.2 and tau[INT] > tau[NORMAL] + 0.2
     assert at.toggle(key="explore_shared").value and at.toggle(key="explore_overlay").value

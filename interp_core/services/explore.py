@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from interp_core.attacks import ATTACKS, build_attack, runner_up
-from interp_core.interpret import LABELS, get_explainer, upsample_to_input
+from interp_core.interpret import get_explainer, upsample_to_input
 from interp_core.metrics import discrepancy, kendall_tau, topk_intersection, two_class_bound
 
 TOPK_CELLS = 8
