@@ -32,8 +32,8 @@ curves, and train small models yourself.
 )
 
 st.subheader("Guided demos")
-st.markdown("One click opens the Explore page with every setting filled and the attack run. Each runs in a few "
-            "seconds on a laptop's CPU, on an image where it was measured to work.")
+st.markdown("One click opens the Explore page with every setting filled and the attack run, on an image where it "
+            "was measured to work (about 1 to 13 s of computing on a busy 2-core CPU).")
 available = {m["name"] for m in model_table("mnist")}
 for row in range(0, len(DEMOS), 2):
     for col, demo in zip(st.columns(2), DEMOS[row:row + 2]):

@@ -86,6 +86,9 @@ def test_demo_isa_hides_from_the_one_class_measure_not_from_the_two_class_bound(
     assert reached == ["goal reached: target 8 is the prediction"] and not missed
     d2, sign, bound, d1, line = bound_numbers(at)
     assert d1 < bound <= d2 and sign == "≥" and "applies and holds" in line
+    # without the discrepancy term (γ = 0) the same attack moves the true-class map past the floor
+    plain = open_explore(home(), {**next(d.params for d in DEMOS if d.key == "isa"), "gamma": "0.0"})
+    assert bound_numbers(plain)[3] > bound
 
 
 def test_demo_aai_keeps_the_labels_and_int_keeps_its_map(demo_runs):
