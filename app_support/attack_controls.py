@@ -46,19 +46,52 @@ def _pixel_scale(dataset: str, param: str, norm: str) -> bool:
     return dataset == "cifar10" and norm == "linf" and param in ("eps", "step_size")
 
 
-def attack_controls(dataset: str, class_names: Sequence[str], key: str) -> tuple[str, dict, int | None]:
-    """Attack name, its parameters and the target class (None: untargeted, or the runner-up class)."""
+#: Where an attack's setting needs a word of advice beside its widget.
+HINTS = {("isa", "gamma"): "γ that works on MNIST: about 0.001–0.01 (0: a plain targeted attack; much larger: "
+                           "the target is not reached and the attack returns the clean image)",
+         ("min-eps", "eps"): "the upper limit of the search; the ε it finds is shown with the results"}
+
+
+def param_key(key: str, name: str, dataset: str, param: str) -> str:
+    """Session-state key of the widget of setting ``param`` of attack ``name``."""
+    return f"{key}_{name}_{dataset}_{param}"
+
+
+def param_fields(name: str, dataset: str, key: str) -> dict[str, tuple[str, object, object]]:
+    """For a link (app_support.url_state): per setting of attack ``name``, its widget's key, a value
+    of the widget's type (bool, str, int or float, in the units the widget shows) and its allowed
+    values (a list, or a predicate)."""
+    fields = {}
+    for param, default in param_defaults(name, dataset).items():
+        if isinstance(default, bool):
+            allowed = (True, False)
+        elif isinstance(default, str):
+            allowed = next(c for c in CHOICES[param] if default in c)
+        elif isinstance(default, int):
+            allowed = (lambda v, top=LIMITS.get(param, 10_000): 0 <= v <= top)
+        else:
+            allowed, default = (lambda v: v >= 0), float(default or 0.0)
+        fields[param] = (param_key(key, name, dataset, param), default, allowed)
+    return fields
+
+
+def attack_controls(dataset: str, class_names: Sequence[str], key: str,
+                    expanded: bool = True) -> tuple[str, dict, int | None]:
+    """Attack name, its parameters and the target class (None: untargeted, or the runner-up class);
+    the parameters' expander is open unless ``expanded`` is False (presentation mode)."""
     names = list(ATTACKS)
     name = st.sidebar.selectbox("Attack", names, index=names.index(DEFAULT_ATTACK), key=f"{key}_attack",
                                 format_func=lambda n: ATTACKS[n].label, help=ATTACKS[DEFAULT_ATTACK].description)
     spec = ATTACKS[name]
     st.sidebar.caption(spec.description)
     params: dict = {}
-    with st.sidebar.expander("Attack parameters", expanded=True):
+    with st.sidebar.expander("Attack parameters", expanded=expanded):
         defaults = param_defaults(name, dataset)
         norm = defaults.get("norm", "linf")
         for param, default in defaults.items():
-            label, wkey = LABELS.get(param, param), f"{key}_{name}_{dataset}_{param}"
+            label, wkey = LABELS.get(param, param), param_key(key, name, dataset, param)
+            if (name, param) in HINTS:
+                st.caption(HINTS[name, param])
             if isinstance(default, bool):
                 params[param] = st.checkbox(label, value=default, key=wkey)
             elif isinstance(default, str):
