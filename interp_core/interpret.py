@@ -231,8 +231,13 @@ def get_explainer(name: str, **options) -> Explainer:
 
 def explain_classes(explainer: Explainer, model, x: torch.Tensor, classes: torch.Tensor,
                     create_graph: bool = False) -> torch.Tensor:
-    """Maps of several classes per example: classes (N, M) -> (N, M, h, w)."""
-    return torch.cat([explainer(model, x, classes[:, j], create_graph) for j in range(classes.shape[1])], dim=1)
+    """Maps of several classes per example: x (N, C, H, W), classes (N, M) -> (N, M, h, w).
+
+    One explainer call on the M copies of x stacked into a batch of N * M (fewer, larger batches:
+    IG's scaled copies of every class go through the model together)."""
+    n, m = classes.shape
+    maps = explainer(model, x.repeat(m, 1, 1, 1), classes.t().reshape(-1), create_graph)  # (M * N, 1, h, w)
+    return maps.view(m, n, *maps.shape[2:]).transpose(0, 1).contiguous()
 
 
 def explain_all_classes(explainer: Explainer, model, x: torch.Tensor, num_classes: int,

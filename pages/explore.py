@@ -9,12 +9,12 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app_support.attack_controls import attack_controls, make_attack_fn
+from app_support.attack_controls import attack_controls
 from app_support.common import (DATASET_LABELS, IMAGE_SHAPES, dataset_picker, export_buttons, folder_fingerprint,
                               get_dataset, get_image_folder, get_model, model_label, model_picker, uploaded_image)
 from interp_core import paths
 from interp_core.services import figures
-from interp_core.attacks import ATTACKS
+from interp_core.attacks import ATTACKS, build_attack
 from interp_core.data import ImageDataset
 from interp_core.services.explore import (BOUND_DEFINITION, METRIC_DEFINITIONS, ExploreResult, explore, to_csv, to_json,
                                           to_npz)
@@ -58,10 +58,9 @@ def run_explore(x: np.ndarray, y: int | None, class_names: tuple, specs: tuple, 
     """The one call into interp_core per Run press, cached by every input."""
     models = {model_label(s): get_model(s) for s in specs}
     return explore(models, torch.from_numpy(x), None if y is None else torch.tensor([y]),
-                   make_attack_fn(attack, dict(params)), list(explainers),
+                   build_attack(attack, **dict(params)), list(explainers),
                    attack_info={"name": attack, **dict(params), "target": target},
-                   target=None if target is None else torch.tensor([target]), targeted=ATTACKS[attack].targeted,
-                   class_names=class_names,
+                   target=None if target is None else torch.tensor([target]), class_names=class_names,
                    trajectory_explainer=trajectory)
 
 
