@@ -21,6 +21,7 @@ import torch
 
 from interp_core import paths
 from interp_core.data import DatasetNotFound, ImageDataset, load_dataset, load_image_folder, read_image
+from interp_core.io import write_atomic
 from interp_core.models import CheckpointError, available_models, load_model, read_card
 from interp_core.runtime import configure_threads, resolve_device
 
@@ -109,13 +110,9 @@ def dataset_picker(key: str, with_full: bool = True) -> tuple[str, str]:
 
 def _save_upload(data: bytes, suffix: str) -> Path:
     """Uploaded bytes into the cache, named by their hash (same file, same path)."""
-    folder = paths.cache_dir() / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:20]}{suffix}"
+    path = paths.cache_dir() / "uploads" / f"{hashlib.sha256(data).hexdigest()[:20]}{suffix}"
     if not path.exists():
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomic(path, data)
     return path
 
 

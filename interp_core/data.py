@@ -16,7 +16,6 @@ test images ships with the package (``demo`` source) so the app and tests run wi
 from __future__ import annotations
 
 import gzip
-import pickle
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from PIL import Image
 
 from interp_core import paths
+from interp_core.io import atomic_write, load_arrays_pickle
 
 MNIST_CLASSES = [str(i) for i in range(10)]
 CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
@@ -164,20 +164,10 @@ def _read_cifar_batches(folder: Path, part: str) -> tuple[np.ndarray, np.ndarray
     images, labels = [], []
     for name in names:
         with open(folder / name, "rb") as f:
-            batch = _PlainUnpickler(f, encoding="bytes").load()
+            batch = load_arrays_pickle(f, encoding="bytes")  # the official pickles hold dicts, lists, arrays
         images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
     return np.concatenate(images), np.concatenate(labels)
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    """The official CIFAR pickles hold only dicts, lists, bytes and numpy arrays."""
-
-    def find_class(self, module, name):
-        if (module, name) in {("numpy.core.multiarray", "_reconstruct"), ("numpy", "ndarray"),
-                              ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct")}:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refused {module}.{name} in a CIFAR batch file")
 
 
 def _read_image_tree(folder: Path, classes: list[str], size: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -227,10 +217,8 @@ def _cached_jpeg_tar(archive: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
     images, labels = np.stack(images), np.asarray(labels, dtype=np.int64)
     order = np.random.default_rng(0).permutation(len(labels))
     images, labels = images[order], labels[order]
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, images=images, labels=labels)
-    tmp.replace(cache)
+    with atomic_write(cache) as tmp, open(tmp, "wb") as f:
+        np.savez(f, images=images, labels=labels)
     return images, labels
 
 

@@ -8,7 +8,7 @@ import streamlit as st
 
 from interp_core.services import figures
 from interp_core.evaluate import bound_evaluation, isa_evaluation
-from interp_core.services.explore import rows_to_csv
+from interp_core.io import rows_to_csv
 from interp_core.metrics import MEASURES
 from app_support.common import (dataset_picker, export_buttons, get_dataset, get_model, model_label, model_picker,
                               npz_bytes, progress_bar)

@@ -16,7 +16,6 @@ closest to winning). For an image without a label, y is the clean prediction.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import time
@@ -28,6 +27,7 @@ import torch
 
 from interp_core.attacks import Attack, runner_up
 from interp_core.interpret import LABELS, explain_classes, get_explainer, upsample_to_input
+from interp_core.io import rows_to_csv
 from interp_core.metrics import best_other_class, discrepancy, kendall_tau, topk_intersection, two_class_bound
 
 TOPK_CELLS = 8
@@ -274,16 +274,6 @@ def metrics_rows(result: ExploreResult) -> list[dict]:
 def to_csv(result: ExploreResult) -> str:
     """The metrics rows as CSV text."""
     return rows_to_csv(metrics_rows(result))
-
-
-def rows_to_csv(rows: list[dict]) -> str:
-    """Rows of equal keys as CSV text (header from the first row); empty text for no rows."""
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def to_json(result: ExploreResult) -> str:

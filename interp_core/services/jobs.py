@@ -24,12 +24,12 @@ import time
 from pathlib import Path
 
 from interp_core import paths
+from interp_core.io import write_atomic
 from interp_core.training import make_config
 
 MAX_RUNNING = int(os.environ.get("INTERP_CORE_MAX_JOBS", "2"))
 MAX_EPOCHS = 20
 MAX_SUBSET = 20_000
-STATES = ("running", "finished", "stopped", "failed")
 
 # Settings a job may set; each maps to a ``train`` flag.
 _FLAGS = {
@@ -185,6 +185,4 @@ def _last_line(path: Path) -> str:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data))

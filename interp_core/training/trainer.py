@@ -30,9 +30,9 @@ from torch.utils.data.distributed import DistributedSampler
 
 from interp_core.attacks import PGD
 from interp_core.data import load_dataset
+from interp_core.io import atomic_write
 from interp_core.metrics import accuracy
 from interp_core.models import ModelCard, build_model, load_checkpoint, save_checkpoint
-from interp_core.models.checkpoint import atomic_write
 from interp_core.training.methods import ADVERSARIAL, MethodConfig, get_method
 from interp_core.training.schedules import TrainConfig
 
