@@ -20,13 +20,14 @@ import streamlit as st
 import torch
 
 from interp_core import paths
-from interp_core.data import DatasetNotFound, ImageDataset, load_dataset, load_image_folder, read_image
+from interp_core.data import DATASETS, DatasetNotFound, ImageDataset, load_dataset, load_image_folder, read_image
 from interp_core.io import write_atomic
 from interp_core.models import CheckpointError, available_models, load_model, read_card
 from interp_core.runtime import configure_threads, resolve_device
 
-DATASET_LABELS = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
-IMAGE_SHAPES = {"mnist": (1, 28), "cifar10": (3, 32)}
+#: Display labels and model input shapes (channels, size) of the registry's datasets.
+DATASET_LABELS = {name: info.label for name, info in DATASETS.items()}
+IMAGE_SHAPES = {name: (info.channels, info.size) for name, info in DATASETS.items()}
 
 
 @st.cache_resource

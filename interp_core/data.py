@@ -19,6 +19,7 @@ import gzip
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -36,7 +37,22 @@ RIMAGENET_RANGES = {
 }
 HELDOUT = 5000
 SPLITS = ("train", "heldout", "train_full", "test")
-DATASETS = {"mnist": (1, 28, MNIST_CLASSES), "cifar10": (3, 32, CIFAR10_CLASSES)}
+
+
+class DatasetInfo(NamedTuple):
+    """A dataset of the registry: images (channels, size, size), its classes, a display label."""
+
+    channels: int
+    size: int
+    class_names: list[str]
+    label: str
+
+
+#: The datasets by name: the CLI's choices and the app's pickers come from here.
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist": DatasetInfo(1, 28, MNIST_CLASSES, "MNIST"),
+    "cifar10": DatasetInfo(3, 32, CIFAR10_CLASSES, "CIFAR-10"),
+}
 DEMO_DIR = paths.PACKAGE_DIR / "demo_data"
 
 
@@ -82,7 +98,7 @@ def load_dataset(name: str, split: str = "test", n: int | None = None,
         elif split == "heldout":
             images, labels = images[:HELDOUT], labels[:HELDOUT]
         data = ImageDataset(name, split, _to_float(images), torch.from_numpy(labels.astype(np.int64)),
-                            list(DATASETS[name][2]), source)
+                            list(DATASETS[name].class_names), source)
     if n is not None:
         if n < 1:
             raise ValueError(f"n must be positive, got {n}")
@@ -243,7 +259,7 @@ def load_demo(name: str) -> ImageDataset:
     with np.load(path, allow_pickle=False) as f:
         images, labels = f["images"], f["labels"]
     return ImageDataset(name, "demo", _to_float(images), torch.from_numpy(labels.astype(np.int64)),
-                        list(DATASETS[name][2]), f"demo sample ({path.name})")
+                        list(DATASETS[name].class_names), f"demo sample ({path.name})")
 
 
 def paper_subset(n: int, total: int, seed: int = 99) -> np.ndarray:

@@ -43,10 +43,12 @@ def _pick(maps: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class Explainer:
-    """Base class: subclasses implement ``_explain``. ``native_grid`` tells whether maps live on
-    the feature grid (True) or the input grid (False)."""
+    """Base class: subclasses implement ``_explain``. ``name`` is the registry key, ``label`` the
+    display name; ``native_grid`` tells whether maps live on the feature grid (True) or the input
+    grid (False)."""
 
     name: str = ""
+    label: str = ""
     native_grid: bool = False
 
     def __call__(self, model: torch.nn.Module, x: torch.Tensor, target, create_graph: bool = False) -> torch.Tensor:
@@ -67,7 +69,7 @@ class Explainer:
 class CAM(Explainer):
     """CAM_c(x) = sum_k W[c, k] A_k(x) on the last feature grid; its grid mean is the logit Z_c."""
 
-    name, native_grid = "cam", True
+    name, label, native_grid = "cam", "CAM", True
 
     def _explain(self, model: CAMNet, x, target, create_graph):
         return _pick(model.cam(x), target)
@@ -76,7 +78,7 @@ class CAM(Explainer):
 class GradCAMPlusPlus(Explainer):
     """Grad-CAM++ in the paper's closed form for a GAP + linear head: CAM with max(W, 0)."""
 
-    name, native_grid = "gradcampp", True
+    name, label, native_grid = "gradcampp", "Grad-CAM++", True
 
     def _explain(self, model: CAMNet, x, target, create_graph):
         return _pick(cam_from_features(model.features(x), model.head.weight.clamp(min=0)), target)
@@ -91,7 +93,7 @@ class GradCAM(Explainer):
     app's cached models) never carries a foreign hook.
     """
 
-    name, native_grid = "gradcam", True
+    name, label, native_grid = "gradcam", "Grad-CAM", True
 
     def __init__(self, layer: str | None = None):
         self.layer = layer
@@ -132,7 +134,7 @@ def _input_gradient(model, x, target, create_graph: bool) -> torch.Tensor:
 class Saliency(Explainer):
     """Input gradient dZ_target/dx summed over channels (``absolute``: of its absolute value)."""
 
-    name = "saliency"
+    name, label = "saliency", "Saliency"
 
     def __init__(self, absolute: bool = False):
         self.absolute = absolute
@@ -149,7 +151,7 @@ class Saliency(Explainer):
 class InputXGradient(Explainer):
     """x * dZ_target/dx, summed over channels."""
 
-    name = "input_x_gradient"
+    name, label = "input_x_gradient", "Input x Gradient"
 
     def _explain(self, model, x, target, create_graph):
         if create_graph:
@@ -164,7 +166,7 @@ class IntegratedGradients(Explainer):
     channels: the right Riemann sum of the paper's evaluation form (baseline 0, 100 steps).
     ``batch_steps`` bounds how many scaled copies go through the model at once (memory)."""
 
-    name = "ig"
+    name, label = "ig", "Integrated Gradients"
 
     def __init__(self, steps: int = 100, baseline: float = 0.0, batch_steps: int = 25):
         if steps < 1:
@@ -198,7 +200,7 @@ class SmoothGrad(Explainer):
     summed over channels (Smilkov et al. 2017). Noise comes from a generator seeded with ``seed``,
     so the same call gives the same map."""
 
-    name = "smoothgrad"
+    name, label = "smoothgrad", "SmoothGrad"
 
     def __init__(self, samples: int = 25, noise: float = 0.15, seed: int = 0):
         self.samples, self.noise, self.seed = samples, noise, seed
@@ -213,13 +215,12 @@ class SmoothGrad(Explainer):
         return (total / self.samples).sum(dim=1, keepdim=True)
 
 
+#: Every explainer by name: the app's and the CLI's choices come from here.
 EXPLAINERS: dict[str, type[Explainer]] = {
     cls.name: cls for cls in (CAM, GradCAM, GradCAMPlusPlus, Saliency, IntegratedGradients, SmoothGrad, InputXGradient)
 }
-LABELS = {
-    "cam": "CAM", "gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "saliency": "Saliency",
-    "ig": "Integrated Gradients", "smoothgrad": "SmoothGrad", "input_x_gradient": "Input x Gradient",
-}
+#: Display names by explainer name.
+LABELS = {name: cls.label for name, cls in EXPLAINERS.items()}
 
 
 def get_explainer(name: str, **options) -> Explainer:

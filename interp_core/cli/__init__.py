@@ -16,6 +16,7 @@ import sys
 from interp_core.cli import basic
 from interp_core.cli import evaluate as evaluate_cmd
 from interp_core.cli import train as train_cmd
+from interp_core.data import DATASETS, SPLITS
 
 COMMAND_MODULES = (basic, train_cmd, evaluate_cmd)
 
@@ -29,8 +30,8 @@ def add_common(parser: argparse.ArgumentParser, model: bool = True, dataset: boo
     if model:
         parser.add_argument("--model", required=True, help="shipped name, checkpoint path, or paper .npz/.pkl")
     if dataset:
-        parser.add_argument("--dataset", required=True, choices=["mnist", "cifar10"])
-        parser.add_argument("--split", default="test", choices=["test", "train", "heldout", "train_full", "demo"])
+        parser.add_argument("--dataset", required=True, choices=list(DATASETS))
+        parser.add_argument("--split", default="test", choices=SPLITS + ("demo",))
         parser.add_argument("--n", type=int, default=None, help="use the first N images of the split")
         parser.add_argument("--data-dir", default=None, help="dataset root (else INTERP_CORE_DATA_DIR, ../shared/data)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from interp_core.data import load_dataset
+from interp_core.data import DATASETS, load_dataset
 from interp_core.metrics import accuracy
 from interp_core.models import available_models, load_model
 from interp_core.runtime import configure_threads, resolve_device
@@ -16,7 +16,7 @@ def register(commands) -> None:
     p.set_defaults(run=run_accuracy)
 
     p = commands.add_parser("models", help="list shipped checkpoints, paper networks and user runs")
-    p.add_argument("--dataset", default=None, choices=["mnist", "cifar10"])
+    p.add_argument("--dataset", default=None, choices=list(DATASETS))
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run_models)
 

@@ -19,7 +19,7 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from interp_core.attacks import PAPER_EPS
+from interp_core.attacks import ISA_EXPLAINERS, PAPER_EPS
 from interp_core.evaluate import SUBSETS, evaluation_set
 from interp_core.evaluate.reproduce import AAI_EPS
 from interp_core.metrics import DISTANCES, MEASURES
@@ -90,7 +90,7 @@ def register(commands) -> None:
     p.add_argument("--distance", default="l1", choices=DISTANCES,
                    help="discrepancy distance the attack minimizes (reports use l1, or l2 for l2/sq_l2)")
     p.add_argument("--norm", dest="distance", choices=DISTANCES, action=RenamedFlag, help=argparse.SUPPRESS)
-    p.add_argument("--explainer", default="cam", choices=["cam", "gradcampp", "ig"])
+    p.add_argument("--explainer", default="cam", choices=ISA_EXPLAINERS)
     p.add_argument("--ig-steps", type=int, default=100,
                    help="IG Riemann steps (the attack differentiates through them)")
     p.add_argument("--multipliers", type=parse_floats, default=[1.0, 1.5, 2.0, 3.0, 4.0])
