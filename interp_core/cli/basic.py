@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from interp_core.cli.common import add_common, emit
 from interp_core.data import DATASETS, load_dataset
 from interp_core.metrics import accuracy
 from interp_core.models import available_models, load_model
@@ -9,8 +10,6 @@ from interp_core.runtime import configure_threads, resolve_device
 
 
 def register(commands) -> None:
-    from interp_core.cli import add_common
-
     p = commands.add_parser("accuracy", help="clean accuracy of a model on a dataset split")
     add_common(p)
     p.set_defaults(run=run_accuracy)
@@ -22,8 +21,6 @@ def register(commands) -> None:
 
 
 def run_accuracy(args) -> None:
-    from interp_core.cli import emit
-
     configure_threads(shared=False)
     device = resolve_device(args.device)
     model, card = load_model(args.model, device)
@@ -38,8 +35,6 @@ def run_accuracy(args) -> None:
 
 
 def run_models(args) -> None:
-    from interp_core.cli import emit
-
     rows = [{"name": e.name, "dataset": e.card.dataset, "arch": e.card.arch, "method": e.card.method,
              "source": e.card.source, "metrics": e.card.metrics, "path": str(e.path)}
             for e in available_models(args.dataset)]

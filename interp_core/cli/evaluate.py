@@ -19,6 +19,7 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
+from interp_core.cli.common import add_common, emit
 from interp_core.attacks import ISA_EXPLAINERS, PAPER_EPS
 from interp_core.evaluate import SUBSETS, evaluation_set
 from interp_core.evaluate.reproduce import AAI_EPS
@@ -48,8 +49,6 @@ class RenamedFlag(argparse.Action):
 
 
 def register(commands) -> None:
-    from interp_core.cli import add_common
-
     evaluate = commands.add_parser("evaluate", help="robust accuracy, AAI, ISA and the 2-class bound")
     sub = evaluate.add_subparsers(dest="evaluation", required=True)
 
@@ -159,8 +158,6 @@ def _json_safe(value):
 
 
 def _finish(args, name: str, result: dict, text: str) -> None:
-    from interp_core.cli import emit
-
     result = _json_safe(result)
     if args.out:
         out = Path(args.out)
@@ -249,7 +246,6 @@ def run_bound(args) -> None:
 
 
 def run_reproduce(args) -> None:
-    from interp_core.cli import emit
     from interp_core.evaluate.reproduce import reproduce
 
     configure_threads(shared=False)

@@ -19,6 +19,7 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from interp_core import paths
+from interp_core.cli.common import CLIError, emit
 from interp_core.runtime import configure_threads, resolve_device
 from interp_core.training import TrainConfig, TrainingDiverged, cli_flag, make_config, train
 from interp_core.training.schedules import number
@@ -83,8 +84,6 @@ def _output_path(args, cfg: TrainConfig) -> Path:
 def run_train(args) -> int:
     import torch.distributed as dist
     from tqdm import tqdm
-
-    from interp_core.cli import CLIError, emit
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = resolve_device(args.device)
