@@ -200,7 +200,8 @@ class TradeoffCurves:
 
     ``points[i]`` lists, for image i, dicts ``{"multiplier", "gamma", "eps", "linf", "1class",
     "2class", "allclass"}`` of its real successes: ``linf`` the actual ||x' - x||_inf and the
-    three range-normalized discrepancies (the attack's norm) of the evaluation maps."""
+    three range-normalized discrepancies of the evaluation maps (in the attack's distance: l1, or
+    l2 for l2 and sq_l2)."""
 
     options: dict
     eps_min: list[float]
