@@ -26,7 +26,7 @@ from captum.attr import Saliency as CaptumSaliency
 from interp_core.models.architectures import CAMNet, cam_from_features
 
 
-def _check(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def _check(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if x.dim() != 4:
         raise ValueError(f"x must be (N, C, H, W), got shape {tuple(x.shape)}")
     target = torch.as_tensor(target, device=x.device).long().reshape(-1)
@@ -34,6 +34,10 @@ def _check(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = target.expand(x.shape[0])
     if target.shape[0] != x.shape[0]:
         raise ValueError(f"target has {target.shape[0]} entries for {x.shape[0]} images")
+    classes = model.head.out_features if isinstance(model, CAMNet) else None  # other models: unknown K
+    if target.numel() and (target.min() < 0 or (classes is not None and target.max() >= classes)):
+        upper = classes - 1 if classes is not None else "K - 1"
+        raise ValueError(f"target classes must be in [0, {upper}], got {sorted(set(target.tolist()))}")
     return target
 
 
@@ -52,7 +56,7 @@ class Explainer:
     native_grid: bool = False
 
     def __call__(self, model: torch.nn.Module, x: torch.Tensor, target, create_graph: bool = False) -> torch.Tensor:
-        target = _check(x, target)
+        target = _check(model, x, target)
         if create_graph:
             return self._explain(model, x, target, True)
         with torch.enable_grad():
@@ -169,8 +173,9 @@ class IntegratedGradients(Explainer):
     name, label = "ig", "Integrated Gradients"
 
     def __init__(self, steps: int = 100, baseline: float = 0.0, batch_steps: int = 25):
-        if steps < 1:
-            raise ValueError("IG needs at least one step")
+        if not (isinstance(steps, int) and steps >= 2):
+            raise ValueError(f"IG steps must be an integer >= 2 (Captum's Riemann sum needs two points), "
+                             f"got {steps!r}")
         self.steps, self.baseline, self.batch_steps = steps, baseline, batch_steps
 
     def _explain(self, model, x, target, create_graph):

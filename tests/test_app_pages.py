@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import sys
 
 import numpy as np
@@ -104,11 +105,17 @@ def test_train_starts_shows_progress_and_stops(dataset, tmp_path, monkeypatch):
     job_id = at.session_state["train_job"]
     assert jobs.job_status(job_id)["config"]["dataset"] == dataset
     deadline = time.monotonic() + 90
-    while not jobs.job_status(job_id)["history"] and jobs.job_status(job_id)["state"] == "running":
+    while not jobs.job_status(job_id)["history"]:
+        assert jobs.job_status(job_id)["state"] != "failed", jobs.job_status(job_id)["message"]
         assert time.monotonic() < deadline, "no progress within 90 s"
         time.sleep(1)
+    before = jobs.job_status(job_id)["history"][-1]["step"]
     at.run()
-    assert any(p.proto.value >= 0 for p in at.get("progress")) or jobs.job_status(job_id)["state"] != "running"
+    after = jobs.job_status(job_id)
+    (bar,) = at.get("progress")  # the run's progress: "step D of T" at D / T
+    done, total = map(int, re.fullmatch(r"step (\d+) of (\d+)", bar.proto.text).groups())
+    assert total == after["total_steps"] and before <= done <= after["history"][-1]["step"]
+    assert bar.proto.value == int(100 * done / total)
     assert len(at.get("plotly_chart")) == 3  # loss, accuracy, eps curves
     if jobs.job_status(job_id)["state"] == "running":
         at.button(key=f"stop_{job_id}").click().run()

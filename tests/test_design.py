@@ -131,7 +131,8 @@ def test_the_checker_finds_an_added_cycle_and_a_layer_break(tmp_path):
     clean = import_graph(_fake_package(tmp_path / "clean", files))
     assert clean["pkg.a"] == {"pkg.b"} and clean["pkg.b"] == {"pkg.c"} and clean["pkg.sub.d"] == {"pkg.a"}
     assert find_cycle(clean) is None
-    cyclic = import_graph(_fake_package(tmp_path / "cyclic", {**files, "c.py": "from . import sub\nfrom .sub.d import y\n"}))
+    cycle_back = {"c.py": "from . import sub\nfrom .sub.d import y\n"}  # c -> sub.d -> a -> b -> c
+    cyclic = import_graph(_fake_package(tmp_path / "cyclic", {**files, **cycle_back}))
     assert find_cycle(cyclic) == ["pkg.a", "pkg.b", "pkg.c", "pkg.sub.d", "pkg.a"]
 
     broken = import_graph(PACKAGE)

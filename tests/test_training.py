@@ -224,8 +224,9 @@ def test_train_flags_rebuild_every_config_field(preset, dataset):
                       subset=100, batch_size=10, init="authors", authors_ig_weight=(preset != "paper"),
                       gamma_start=7, eval_step_size=2 / 255, train_split="demo", eval_split="test")
     args = config_to_args(cfg)
-    assert {a for a in args if a.startswith("--")} == {
-        ("--" if getattr(cfg, f.name) is not False else "--no-") + f.name.replace("_", "-") for f in fields(TrainConfig)}
+    flags = {a for a in args if a.startswith("--")}
+    assert flags == {("--" if getattr(cfg, f.name) is not False else "--no-") + f.name.replace("_", "-")
+                     for f in fields(TrainConfig)}
     assert config_from_args(build_parser().parse_args(["train", *args])) == cfg
 
 

@@ -131,8 +131,9 @@ def check_settings(eps, step_size=None, steps: int = 0, norm: str = "linf", rest
     MinimumEps) for the settings they take.
 
     eps: l-inf radius in [0, 1] or l2 radius >= 0, a number or a tensor (N,); step_size: >= 0 (> 0
-    when steps > 0 and eps > 0), or None where the attack derives it from eps; steps: an integer in [0, 100000]; norm: "linf" or "l2"; restarts:
-    an integer in [1, 1000] (> 1 needs random_start and keep_best).
+    when steps > 0 and eps > 0), or None where the attack derives it from eps; steps: an integer in
+    [0, 100000]; norm: "linf" or "l2"; restarts: an integer in [1, 1000] (> 1 needs random_start and
+    keep_best).
     """
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
