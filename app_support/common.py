@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import os
 from pathlib import Path
 from typing import Callable
@@ -192,13 +191,6 @@ def progress_bar(label: str):
     bar = st.progress(0.0, text=label)
     yield lambda done, total: bar.progress(min(done / max(total, 1), 1.0), text=f"{label} {done}/{total}")
     bar.empty()
-
-
-def npz_bytes(**arrays: np.ndarray) -> bytes:
-    """Arrays as the bytes of a compressed .npz file, for a download button."""
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
 
 
 Export = str | bytes | Callable[[], str | bytes] | None

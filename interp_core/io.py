@@ -1,6 +1,7 @@
 """Files, written and read one way across the project: atomic writes (checkpoints, trainer state,
-dataset caches, job files, uploads), CSV text of result rows, and pickles restricted to plain
-numpy arrays (the authors' network files, the CIFAR-10 batches)."""
+dataset caches, job files, uploads), CSV text of result rows, compressed .npz bytes of arrays
+(exports), and pickles restricted to plain numpy arrays (the authors' network files, the CIFAR-10
+batches)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
+
+import numpy as np
 
 
 @contextmanager
@@ -46,6 +49,13 @@ def rows_to_csv(rows: list[dict]) -> str:
         writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def npz_bytes(**arrays: np.ndarray) -> bytes:
+    """Named arrays as the bytes of a compressed .npz file (for a download or an export)."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
     return buffer.getvalue()
 
 

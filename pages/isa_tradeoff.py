@@ -10,10 +10,10 @@ from interp_core.services import figures
 from interp_core.attacks import ISA_EXPLAINERS
 from interp_core.evaluate import bound_evaluation, isa_evaluation
 from interp_core.interpret import LABELS
-from interp_core.io import rows_to_csv
+from interp_core.io import npz_bytes, rows_to_csv
 from interp_core.metrics import MEASURES
 from app_support.common import (dataset_picker, export_buttons, get_dataset, get_model, model_label, model_picker,
-                              npz_bytes, progress_bar)
+                              progress_bar)
 from app_support.layout import setup_page
 
 setup_page("ISA trade-off")

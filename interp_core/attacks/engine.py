@@ -48,15 +48,25 @@ class Attack(Protocol):
                  callback: Callback | None = None) -> Tensor: ...
 
 
-class CrossEntropy:
+class LogitObjective:
+    """An objective of the logits alone: ``from_logits(logits, y, target) -> (N,)``. The engine
+    scores candidates from one forward pass of such objectives."""
+
+    targeted: bool = False
+
+    def __call__(self, model, x_adv, x, y, target=None):
+        return self.from_logits(model(x_adv), y, target)
+
+    def from_logits(self, logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+class CrossEntropy(LogitObjective):
     """Untargeted: CE(Z(x'), y), ascended. Targeted: -CE(Z(x'), t), so the attack descends the
     target's cross-entropy."""
 
     def __init__(self, targeted: bool = False):
         self.targeted = targeted
-
-    def __call__(self, model, x_adv, x, y, target=None):
-        return self.from_logits(model(x_adv), y, target)
 
     def from_logits(self, logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         if self.targeted:
@@ -79,7 +89,7 @@ def _margin(logits: Tensor, cls: Tensor) -> Tensor:
     return best_other_class(logits, cls).values - logits.gather(1, cls[:, None]).squeeze(1)
 
 
-class Margin:
+class Margin(LogitObjective):
     """C&W margin with confidence ``kappa``. Targeted: maximizes -margin(x', t) (t must win by
     kappa); untargeted: maximizes -margin(x', y) clipped the other way, i.e. min(max_{j != y} Z_j
     - Z_y, kappa)."""
@@ -88,9 +98,6 @@ class Margin:
         if kappa < 0:
             raise ValueError(f"kappa must be >= 0, got {kappa}")
         self.kappa, self.targeted = kappa, targeted
-
-    def __call__(self, model, x_adv, x, y, target=None):
-        return self.from_logits(model(x_adv), y, target)
 
     def from_logits(self, logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         if self.targeted:
@@ -270,7 +277,7 @@ class _Run:
     def score(self, x_adv: Tensor) -> tuple[Tensor, Tensor]:
         """(success, objective) of a candidate, for keeping the best example per input."""
         a = self.a
-        if isinstance(a.objective, (CrossEntropy, Margin)):
+        if isinstance(a.objective, LogitObjective):
             with torch.no_grad():
                 logits = self.model(x_adv)
             value = a.objective.from_logits(logits, self.y, self.target)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from interp_core.cli.common import add_common, emit
+from interp_core.cli.common import add_common, emit, model_for_dataset
 from interp_core.data import DATASETS, load_dataset
 from interp_core.metrics import accuracy
-from interp_core.models import available_models, load_model
-from interp_core.runtime import configure_threads, resolve_device
+from interp_core.models import available_models
 
 
 def register(commands) -> None:
@@ -21,11 +20,7 @@ def register(commands) -> None:
 
 
 def run_accuracy(args) -> None:
-    configure_threads(shared=False)
-    device = resolve_device(args.device)
-    model, card = load_model(args.model, device)
-    if card.dataset != args.dataset:
-        raise ValueError(f"model {card.name!r} was trained on {card.dataset}, not {args.dataset}")
+    model, card, device = model_for_dataset(args)
     data = load_dataset(args.dataset, args.split, n=args.n, data_dir=args.data_dir)
     acc = accuracy(model, data.images.to(device), data.labels.to(device))
     result = {"model": card.name, "dataset": args.dataset, "split": args.split, "n": len(data),

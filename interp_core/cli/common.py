@@ -5,7 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 
+import torch
+
 from interp_core.data import DATASETS, SPLITS
+from interp_core.models import ModelCard, load_model
+from interp_core.runtime import configure_threads, resolve_device
 
 
 class CLIError(Exception):
@@ -28,3 +32,14 @@ def add_common(parser: argparse.ArgumentParser, model: bool = True, dataset: boo
 def emit(args: argparse.Namespace, result: dict, text: str) -> None:
     """Print the human-readable text, or (with --json) the result as the last stdout line."""
     print(json.dumps(result) if args.json else text)
+
+
+def model_for_dataset(args: argparse.Namespace) -> tuple[torch.nn.Module, ModelCard, torch.device]:
+    """The --model of a command that runs alone (every core), on --device, checked against
+    --dataset: (model in eval mode, its card, the device)."""
+    configure_threads(shared=False)
+    device = resolve_device(args.device)
+    model, card = load_model(args.model, device)
+    if card.dataset != args.dataset:
+        raise ValueError(f"model {card.name!r} was trained on {card.dataset}, not {args.dataset}")
+    return model, card, device

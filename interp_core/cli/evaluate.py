@@ -19,12 +19,11 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from interp_core.cli.common import add_common, emit
+from interp_core.cli.common import add_common, emit, model_for_dataset
 from interp_core.attacks import ISA_EXPLAINERS, PAPER_EPS
 from interp_core.evaluate import SUBSETS, evaluation_set
 from interp_core.evaluate.reproduce import AAI_EPS
 from interp_core.metrics import DISTANCES, MEASURES
-from interp_core.models import load_model
 from interp_core.runtime import configure_threads, resolve_device
 
 ROBUST_HELP = ('{"protocol": {name, attack, steps, step_size, random_start, restarts, ...}, "n": N, '
@@ -137,11 +136,7 @@ class _Bar:
 
 
 def _setup(args):
-    configure_threads(shared=False)
-    device = resolve_device(args.device)
-    model, card = load_model(args.model, device)
-    if card.dataset != args.dataset:
-        raise ValueError(f"model {card.name!r} was trained on {card.dataset}, not {args.dataset}")
+    model, card, device = model_for_dataset(args)
     data, what = evaluation_set(args.dataset, args.split, n=args.n, subset=args.subset, data_dir=args.data_dir)
     return model, card, data.images.to(device), data.labels.to(device), what
 

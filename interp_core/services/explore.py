@@ -16,7 +16,6 @@ closest to winning). For an image without a label, y is the clean prediction.
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ import torch
 
 from interp_core.attacks import Attack, runner_up
 from interp_core.interpret import LABELS, explain_classes, get_explainer, upsample_to_input
-from interp_core.io import rows_to_csv
+from interp_core.io import npz_bytes, rows_to_csv
 from interp_core.metrics import best_other_class, discrepancy, kendall_tau, topk_intersection, two_class_bound
 
 TOPK_CELLS = 8
@@ -293,6 +292,4 @@ def to_npz(result: ExploreResult) -> bytes:
         if m.trajectory is not None:
             arrays |= {f"{m.model}/trajectory/x": m.trajectory.x,
                        f"{m.model}/trajectory/{m.trajectory.explainer}": m.trajectory.maps}
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
+    return npz_bytes(**arrays)
