@@ -1,5 +1,6 @@
 """End to end in a real browser: ``streamlit run app.py`` on a free localhost port, driven by
-Playwright in Debian's headless Chromium (``INTERP_CORE_CHROMIUM``, default /usr/bin/chromium).
+Playwright in Debian's headless Chromium (``INTERP_CORE_CHROMIUM``, default /usr/bin/chromium),
+through the driver in tools/app_driver.py.
 
 Screenshots go to ``INTERP_CORE_SCREENSHOTS`` when set (the README's docs/screenshots), else to the
 test's temporary folder.
@@ -17,7 +18,8 @@ import pytest
 from interp_core import paths
 
 sys.path.insert(0, str(paths.PROJECT_ROOT))
-from benchmarks import bench_app  # noqa: E402
+from app_support.layout import PAGES  # noqa: E402
+from tools import app_driver  # noqa: E402
 
 pytestmark = pytest.mark.browser
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -25,11 +27,11 @@ VIEWPORT = {"width": 1400, "height": 1000}
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(bench_app.CHROMIUM).is_file():
-        pytest.skip(f"needs Chromium at {bench_app.CHROMIUM} (apt-get install chromium)")
+    if not Path(app_driver.CHROMIUM).is_file():
+        pytest.skip(f"needs Chromium at {app_driver.CHROMIUM} (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
-        chromium = bench_app.launch_browser(pw)
+        chromium = app_driver.launch_browser(pw)
         yield chromium
         chromium.close()
 
@@ -37,7 +39,7 @@ def browser():
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    with bench_app.app_server(env={"INTERP_CORE_RUNS_DIR": str(runs)}) as url:
+    with app_driver.app_server(env={"INTERP_CORE_RUNS_DIR": str(runs)}) as url:
         yield url
 
 
@@ -50,12 +52,12 @@ def shots(tmp_path) -> Path:
 
 def test_explore_numbers_match_the_library(browser, app_url, shots):
     page = browser.new_context(viewport=VIEWPORT).new_page()
-    bench_app.open_explore(page, app_url)
-    image = bench_app.current_image(page)
-    bench_app.run_attack(page)
-    assert not bench_app.errors(page)
-    shown = bench_app.metrics_table(page)
-    bench_app.screenshot(page, shots / "explore.png")
+    app_driver.open_explore(page, app_url)
+    image = app_driver.current_image(page)
+    app_driver.run_attack(page)
+    assert not app_driver.errors(page)
+    shown = app_driver.metrics_table(page)
+    app_driver.screenshot(page, shots / "explore.png")
 
     # the same inputs through the library: the page's defaults (first model, first attack, its defaults)
     from interp_core.data import load_dataset
@@ -85,17 +87,17 @@ def test_train_start_progress_stop(browser, app_url, shots):
     page.goto(f"{app_url}/train")
     page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
     page.get_by_text("demo sample (300, offline)").click()  # trains offline, without the full data
-    bench_app.wait_idle(page)
+    app_driver.wait_idle(page)
     page.get_by_label("Epochs").fill("20")  # long enough to be stopped
     page.get_by_label("Epochs").press("Enter")
-    bench_app.wait_idle(page)
+    app_driver.wait_idle(page)
     page.get_by_role("button", name="Start training").click()
     page.locator("[data-testid='stProgress']").first.wait_for(timeout=120_000)  # live progress of the run
     page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for(timeout=60_000)
-    bench_app.screenshot(page, shots / "train.png")
+    app_driver.screenshot(page, shots / "train.png")
     page.get_by_role("button", name="Stop").first.click()
     page.get_by_text(re.compile(r"(stopped|finished) after \d+ steps")).first.wait_for(timeout=120_000)
-    assert not bench_app.errors(page)
+    assert not app_driver.errors(page)
 
 
 #: The button that fills a page with results; pressed (defaults: tens of seconds) only when
@@ -108,9 +110,24 @@ def test_every_page_renders(browser, app_url, shots, page_name):
     page = browser.new_context(viewport=VIEWPORT).new_page()
     page.goto(app_url if page_name == "home" else f"{app_url}/{page_name}")
     page.locator("h1").first.wait_for(timeout=60_000)
-    bench_app.wait_idle(page)
+    app_driver.wait_idle(page)
     if page_name in RUN_BUTTONS and "INTERP_CORE_SCREENSHOTS" in os.environ:
         page.get_by_role("button", name=RUN_BUTTONS[page_name]).click()
-        bench_app.wait_idle(page, timeout=600_000)
-    assert not bench_app.errors(page)
-    bench_app.screenshot(page, shots / f"{page_name}.png")
+        app_driver.wait_idle(page, timeout=600_000)
+    assert not app_driver.errors(page)
+    app_driver.screenshot(page, shots / f"{page_name}.png")
+
+
+@pytest.mark.parametrize("script, title", [(script, title) for script, title, _, _ in PAGES])
+def test_every_deep_link_runs_the_shared_setup(browser, app_url, script, title):
+    """A fresh browser opening a page's own URL (/, /explore, ...) gets the set-up every page
+    shares: the page title, and the sidebar's links to every page with their titles."""
+    path = "" if script == "app.py" else Path(script).stem
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    page.goto(f"{app_url}/{path}")
+    page.locator("h1").first.wait_for(timeout=60_000)
+    app_driver.wait_idle(page)
+    assert page.title() == f"{title} · interp_core lab"
+    assert app_driver.sidebar_links(page) == [t for _, t, _, _ in PAGES]
+    assert not app_driver.errors(page)
+    page.context.close()
