@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from interp_core import paths
 from interp_core.attacks import ATTACKS
 
+pytestmark = pytest.mark.integration
 ROOT = paths.PROJECT_ROOT
 sys.path.insert(0, str(ROOT))  # the app imports app_support, as `streamlit run app.py` allows
 TIMEOUT = 120

@@ -154,3 +154,14 @@ def test_the_public_api_is_importable_and_import_stays_light():
         assert name in interp_core.__all__
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         interp_core.nope  # noqa: B018
+
+
+def test_pyproject_declares_the_requirements():
+    """``pip install .`` installs what requirements.txt lists (runtime), the test extra the rest."""
+    tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+    project = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["project"]
+    lines = [line.split("#")[0].strip() for line in (PACKAGE.parent / "requirements.txt").read_text().splitlines()]
+    listed = [line for line in lines if line]
+    declared = project["dependencies"] + project["optional-dependencies"]["test"]
+    assert sorted(listed) == sorted(declared)
+    assert not any(d.split(">")[0] in ("pytest", "playwright") for d in project["dependencies"])
