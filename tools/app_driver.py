@@ -170,6 +170,6 @@ def errors(page) -> list[str]:
 
 
 def sidebar_links(page) -> list[str]:
-    """The texts of the page links in the sidebar, in order."""
-    return [link.inner_text().strip()
-            for link in page.locator("[data-testid='stSidebar'] [data-testid='stPageLink']").all()]
+    """The labels of the page links in the sidebar, in order (without their icons)."""
+    links = page.locator("[data-testid='stSidebar'] [data-testid='stPageLink'] [data-testid='stMarkdownContainer']")
+    return [label.inner_text().strip() for label in links.all()]
