@@ -169,7 +169,9 @@ def errors(page) -> list[str]:
     return [e.inner_text() for e in shown.all()]
 
 
-def sidebar_links(page) -> list[str]:
-    """The labels of the page links in the sidebar, in order (without their icons)."""
+def sidebar_links(page, at_least: int = 1, timeout: float = 60_000) -> list[str]:
+    """The labels of the page links in the sidebar, in order (without their icons), once at least
+    ``at_least`` of them are drawn."""
     links = page.locator("[data-testid='stSidebar'] [data-testid='stPageLink'] [data-testid='stMarkdownContainer']")
+    links.nth(at_least - 1).wait_for(timeout=timeout)
     return [label.inner_text().strip() for label in links.all()]
