@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import argparse
 import json
+from fractions import Fraction
 
 import torch
 
 from interp_core.data import DATASETS, SPLITS
 from interp_core.models import ModelCard, load_model
 from interp_core.runtime import configure_threads, resolve_device
+
+
+def number(text: str) -> float:
+    """A float flag value, also written as a fraction: "8/255" -> 0.0313..."""
+    try:
+        return float(Fraction(text.strip()))
+    except (ValueError, ZeroDivisionError):
+        raise ValueError(f"expected a number such as 0.03 or 8/255, got {text!r}") from None
 
 
 class CLIError(Exception):

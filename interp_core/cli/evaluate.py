@@ -16,10 +16,9 @@ import argparse
 import json
 import math
 import sys
-from fractions import Fraction
 from pathlib import Path
 
-from interp_core.cli.common import add_common, emit, model_for_dataset
+from interp_core.cli.common import add_common, emit, model_for_dataset, number
 from interp_core.attacks import ISA_EXPLAINERS, PAPER_EPS
 from interp_core.evaluate import SUBSETS, evaluation_set
 from interp_core.evaluate.reproduce import AAI_EPS
@@ -33,8 +32,8 @@ ROBUST_HELP = ('{"protocol": {name, attack, steps, step_size, random_start, rest
 def parse_floats(text: str) -> list[float]:
     """'0,2/255,0.1' -> [0.0, 0.00784..., 0.1]."""
     try:
-        return [float(Fraction(part.strip())) for part in text.split(",") if part.strip()]
-    except (ValueError, ZeroDivisionError) as err:
+        return [number(part) for part in text.split(",") if part.strip()]
+    except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0,2/255,0.1: {err}") from None
 
 

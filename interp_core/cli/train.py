@@ -19,10 +19,9 @@ from dataclasses import MISSING, fields
 from pathlib import Path
 
 from interp_core import paths
-from interp_core.cli.common import CLIError, emit
+from interp_core.cli.common import CLIError, emit, number
 from interp_core.runtime import configure_threads, resolve_device
 from interp_core.training import TrainConfig, TrainingDiverged, cli_flag, make_config, train
-from interp_core.training.schedules import number
 
 
 def register(commands) -> None:

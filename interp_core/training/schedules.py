@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from fractions import Fraction
 from typing import Callable
 
 from interp_core.data import DATASETS
@@ -22,20 +21,12 @@ from interp_core.models import ARCHITECTURES, INITS
 from interp_core.training.methods import DEFAULT_GAMMA, TRAINING_METHODS
 
 
-def number(text: str) -> float:
-    """A float, also written as a fraction: "8/255" -> 0.0313..."""
-    try:
-        return float(Fraction(text.strip()))
-    except (ValueError, ZeroDivisionError):
-        raise ValueError(f"expected a number such as 0.03 or 8/255, got {text!r}") from None
-
-
 def step_lr_pairs(text: str) -> list[list]:
     """Learning-rate switches "STEP:LR,STEP:LR" -> [[step, lr], ...]; "none" (or "") -> []."""
     if text.strip() in ("", "none"):
         return []
     try:
-        return [[int(step), number(lr)] for step, lr in (part.split(":") for part in text.split(","))]
+        return [[int(step), float(lr)] for step, lr in (part.split(":") for part in text.split(","))]
     except ValueError:
         raise ValueError(f"expected STEP:LR,STEP:LR such as 40000:1e-4,60000:1e-5, got {text!r}") from None
 
