@@ -1,15 +1,14 @@
 """Sidebar widgets for an attack and its parameters, built from ``interp_core.attacks.ATTACKS`` (one
-widget per registered default, typed by the default's type), and the adapter that turns the chosen
-settings into ``attack_fn(model, x, y, target, callback)`` for interp_core.services.explore."""
+widget per parameter the registry shows, typed by the builder's default). The chosen settings go
+to ``interp_core.attacks.build_attack``, whose attacks all take the step callback."""
 
 from __future__ import annotations
 
-import inspect
 from typing import Sequence
 
 import streamlit as st
 
-from interp_core.attacks import ATTACKS, build_attack
+from interp_core.attacks import ATTACKS, ISA_EXPLAINERS, NORMS
 from interp_core.metrics import DISTANCES, MEASURES
 
 DEFAULT_ATTACK = "pgd"
@@ -20,20 +19,17 @@ LABELS = {"eps": "ε", "step_size": "step size", "steps": "steps", "gamma": "γ 
           "seed": "seed", "measure": "discrepancy measure", "norm": "threat model", "distance": "discrepancy distance",
           "explainer": "map attacked",
           "rounds": "search rounds"}
-#: Choices of the string-valued settings; a default picks the list that holds it.
-CHOICES = {"measure": [list(MEASURES)], "norm": [["linf", "l2"]], "distance": [list(DISTANCES)],
-           "explainer": [["cam", "gradcampp", "ig"]]}
+#: Choices of the string-valued settings (the explainer is shown for ISA only).
+CHOICES = {"measure": list(MEASURES), "norm": list(NORMS), "distance": list(DISTANCES),
+           "explainer": list(ISA_EXPLAINERS)}
 #: Bounds that keep one click affordable for a shared machine.
 LIMITS = {"steps": 500, "restarts": 10, "rounds": 20, "k": 64, "seed": 2**31 - 1}
 
 
 def param_defaults(name: str, dataset: str) -> dict:
-    """The registry's defaults of attack ``name``, with the dataset's usual eps (an upper limit
-    for the minimum-eps search keeps its own)."""
-    defaults = dict(ATTACKS[name].defaults)
-    if "eps" in defaults and name != "min-eps":
-        defaults["eps"] = DATASET_EPS[dataset]
-    return defaults
+    """The builder's defaults of the parameters attack ``name`` shows, eps first: the dataset's
+    usual eps where the builder has none (the minimum-eps search keeps its own upper limit)."""
+    return {"eps": DATASET_EPS[dataset], **ATTACKS[name].defaults}
 
 
 def default_attack(dataset: str) -> tuple[str, dict]:
@@ -95,7 +91,7 @@ def attack_controls(dataset: str, class_names: Sequence[str], key: str,
             if isinstance(default, bool):
                 params[param] = st.checkbox(label, value=default, key=wkey)
             elif isinstance(default, str):
-                options = next(c for c in CHOICES[param] if default in c)
+                options = CHOICES[param]
                 params[param] = st.selectbox(label, options, index=options.index(default), key=wkey)
                 norm = params[param] if param == "norm" else norm
             elif isinstance(default, int):
@@ -115,11 +111,3 @@ def attack_controls(dataset: str, class_names: Sequence[str], key: str,
         target = None if choice == "runner-up" else list(class_names).index(choice)
     return name, params, target
 
-
-def make_attack_fn(name: str, params: dict):
-    """attack_fn(model, x, y, target, callback) -> x_adv; the callback sees every iterate where the
-    attack offers that hook (the trajectory view), and is left out where it does not."""
-    attack = build_attack(name, **params)
-    if "callback" in inspect.signature(attack.__call__).parameters:
-        return lambda model, x, y, target, callback: attack(model, x, y, target, callback=callback)
-    return lambda model, x, y, target, callback: attack(model, x, y, target)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import os
 import time
 from pathlib import Path
@@ -21,13 +20,15 @@ import streamlit as st
 import torch
 
 from interp_core import paths
-from interp_core.data import DatasetNotFound, ImageDataset, load_dataset, load_image_folder
+from interp_core.data import DATASETS, DatasetNotFound, ImageDataset, load_dataset, load_image_folder
 from interp_core.images import ImageIntakeError, read_image
+from interp_core.io import write_atomic
 from interp_core.models import CheckpointError, available_models, load_model, read_card
 from interp_core.runtime import configure_threads, resolve_device
 
-DATASET_LABELS = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
-IMAGE_SHAPES = {"mnist": (1, 28), "cifar10": (3, 32)}
+#: Display labels and model input shapes (channels, size) of the registry's datasets.
+DATASET_LABELS = {name: info.label for name, info in DATASETS.items()}
+IMAGE_SHAPES = {name: (info.channels, info.size) for name, info in DATASETS.items()}
 
 
 @st.cache_resource
@@ -110,13 +111,9 @@ def dataset_picker(key: str, with_full: bool = True) -> tuple[str, str]:
 
 def _save_upload(data: bytes, suffix: str) -> Path:
     """Uploaded bytes into the cache, named by their hash (same file, same path)."""
-    folder = paths.cache_dir() / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:20]}{suffix}"
+    path = paths.cache_dir() / "uploads" / f"{hashlib.sha256(data).hexdigest()[:20]}{suffix}"
     if not path.exists():
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomic(path, data)
     return path
 
 
@@ -200,13 +197,6 @@ def progress_bar(label: str):
 
     yield tick
     bar.empty()
-
-
-def npz_bytes(**arrays: np.ndarray) -> bytes:
-    """Arrays as the bytes of a compressed .npz file, for a download button."""
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
 
 
 Export = str | bytes | Callable[[], str | bytes] | None

@@ -16,7 +16,6 @@ test images ships with the package (``demo`` source) so the app and tests run wi
 from __future__ import annotations
 
 import gzip
-import pickle
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +24,10 @@ import numpy as np
 import torch
 
 from interp_core import paths
+from interp_core.datasets import CIFAR10_CLASSES, DATASETS, MNIST_CLASSES, DatasetInfo
 from interp_core.images import MAX_PIXELS, ImageIntakeError, read_image
+from interp_core.io import atomic_write, load_arrays_pickle
 
-MNIST_CLASSES = [str(i) for i in range(10)]
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 # R-ImageNet super-classes: inclusive ranges of ImageNet class indices (PAPER.md section 1).
 RIMAGENET_RANGES = {
     "dog": (151, 268), "cat": (281, 285), "frog": (30, 32), "turtle": (33, 37), "bird": (80, 100),
@@ -36,7 +35,8 @@ RIMAGENET_RANGES = {
 }
 HELDOUT = 5000
 SPLITS = ("train", "heldout", "train_full", "test")
-DATASETS = {"mnist": (1, 28, MNIST_CLASSES), "cifar10": (3, 32, CIFAR10_CLASSES)}
+
+
 DEMO_DIR = paths.PACKAGE_DIR / "demo_data"
 
 
@@ -84,7 +84,7 @@ def load_dataset(name: str, split: str = "test", n: int | None = None,
         elif split == "heldout":
             images, labels = images[:HELDOUT], labels[:HELDOUT]
         data = ImageDataset(name, split, _to_float(images), torch.from_numpy(labels.astype(np.int64)),
-                            list(DATASETS[name][2]), source)
+                            list(DATASETS[name].class_names), source)
     if n is not None:
         if n < 1:
             raise ValueError(f"n must be positive, got {n}")
@@ -166,20 +166,10 @@ def _read_cifar_batches(folder: Path, part: str) -> tuple[np.ndarray, np.ndarray
     images, labels = [], []
     for name in names:
         with open(folder / name, "rb") as f:
-            batch = _PlainUnpickler(f, encoding="bytes").load()
+            batch = load_arrays_pickle(f, encoding="bytes")  # the official pickles hold dicts, lists, arrays
         images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
     return np.concatenate(images), np.concatenate(labels)
-
-
-class _PlainUnpickler(pickle.Unpickler):
-    """The official CIFAR pickles hold only dicts, lists, bytes and numpy arrays."""
-
-    def find_class(self, module, name):
-        if (module, name) in {("numpy.core.multiarray", "_reconstruct"), ("numpy", "ndarray"),
-                              ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct")}:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refused {module}.{name} in a CIFAR batch file")
 
 
 def _read_image_tree(folder: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -218,10 +208,8 @@ def _cached_jpeg_tar(archive: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
     images, labels = np.stack(images), np.asarray(labels, dtype=np.int64)
     order = np.random.default_rng(0).permutation(len(labels))
     images, labels = images[order], labels[order]
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, images=images, labels=labels)
-    tmp.replace(cache)
+    with atomic_write(cache) as tmp, open(tmp, "wb") as f:
+        np.savez(f, images=images, labels=labels)
     return images, labels
 
 
@@ -246,7 +234,7 @@ def load_demo(name: str) -> ImageDataset:
     with np.load(path, allow_pickle=False) as f:
         images, labels = f["images"], f["labels"]
     return ImageDataset(name, "demo", _to_float(images), torch.from_numpy(labels.astype(np.int64)),
-                        list(DATASETS[name][2]), f"demo sample ({path.name})")
+                        list(DATASETS[name].class_names), f"demo sample ({path.name})")
 
 
 def paper_subset(n: int, total: int, seed: int = 99) -> np.ndarray:

@@ -35,6 +35,8 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
+
+from interp_core.datasets import DATASETS
 from PIL import ExifTags, Image, ImageOps
 
 MAX_PIXELS = 40_000_000
@@ -67,11 +69,9 @@ def input_shape(dataset_or_shape: str | tuple[int, int, int]) -> tuple[int, int,
     """(C, H, W) of a dataset's model input ("mnist": (1, 28, 28), "cifar10": (3, 32, 32)), or a
     given (C, H, W) checked: C is 1 or 3, H and W are positive."""
     if isinstance(dataset_or_shape, str):
-        from interp_core.data import DATASETS  # data.py reads its image files with this module
-
         if dataset_or_shape not in DATASETS:
             raise ValueError(f"unknown dataset {dataset_or_shape!r}; known: {sorted(DATASETS)}")
-        channels, size, _ = DATASETS[dataset_or_shape]
+        channels, size = DATASETS[dataset_or_shape].channels, DATASETS[dataset_or_shape].size
         return channels, size, size
     shape = tuple(dataset_or_shape)
     if len(shape) != 3 or shape[0] not in (1, 3) or not all(isinstance(s, int) and s > 0 for s in shape):

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import torch
 
+from interp_core.models import eval_mode
+
 #: Distances between two maps: l1, l2 (the root of the sum of squares, as the authors report) and
 #: sq_l2 (the sum of squares, the smooth form used as an attack loss).
 DISTANCES = ("l1", "l2", "sq_l2")
@@ -114,6 +116,13 @@ def topk_intersection(a: torch.Tensor, b: torch.Tensor, k: int = 8) -> torch.Ten
     return (top_a & top_b).sum(1).float() / k
 
 
+def best_other_class(logits: torch.Tensor, cls: torch.Tensor) -> torch.return_types.max:
+    """The highest-scoring class other than ``cls`` per example: logits (N, K), cls (N,) ->
+    ``(values, indices)``, each (N,). With cls = y it is the runner-up (best wrong) class; the C&W
+    margin is ``values - Z_cls``."""
+    return logits.scatter(1, cls[:, None], float("-inf")).max(1)
+
+
 def correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-example correctness (N,) bool; accuracy is its mean."""
     return logits.argmax(1) == y
@@ -122,11 +131,7 @@ def correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
     """Clean accuracy in [0, 1] of ``model`` on x (N, C, H, W) in [0, 1] with labels y (N,)."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         hits = sum(correct(model(x[i:i + batch_size]), y[i:i + batch_size]).sum().item()
                    for i in range(0, len(y), batch_size))
-    finally:
-        model.train(was_training)
     return hits / max(len(y), 1)

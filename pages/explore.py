@@ -16,14 +16,14 @@ import numpy as np
 import streamlit as st
 import torch
 
-from app_support.attack_controls import DEFAULT_ATTACK, attack_controls, make_attack_fn, param_fields
+from app_support.attack_controls import DEFAULT_ATTACK, attack_controls, param_fields
 from app_support.common import (DATASET_LABELS, IMAGE_SHAPES, dataset_picker, export_buttons, folder_fingerprint,
                                 full_data_source, get_dataset, get_image_folder, get_model, model_label, model_picker,
                                 model_table, uploaded_image)
 from app_support.layout import setup_page
 from app_support.url_state import Link
 from interp_core import paths
-from interp_core.attacks import ATTACKS
+from interp_core.attacks import ATTACKS, build_attack
 from interp_core.data import ImageDataset
 from interp_core.interpret import EXPLAINERS, LABELS
 from interp_core.services import figures
@@ -81,10 +81,10 @@ def run_model(x: np.ndarray, y: int | None, class_names: tuple, spec: str, attac
     correctly classified image (ISA)."""
     settings = attack_settings(attack, dict(params))
     return explore({model_label(spec): get_model(spec)}, torch.from_numpy(x),
-                   None if y is None else torch.tensor([y]), make_attack_fn(attack, dict(params)), list(explainers),
+                   None if y is None else torch.tensor([y]), build_attack(attack, **dict(params)), list(explainers),
                    attack_info={"name": attack, **settings, "target": target},
-                   target=None if target is None else torch.tensor([target]), targeted=ATTACKS[attack].targeted,
-                   class_names=class_names, trajectory_explainer=trajectory, goal=attack_goal(attack),
+                   target=None if target is None else torch.tensor([target]), class_names=class_names,
+                   trajectory_explainer=trajectory, goal=attack_goal(attack),
                    require_correct=attack in NEEDS_CORRECT, dataset=DATASET_LABELS[dataset], image_ids=[image_id])
 
 

@@ -7,11 +7,13 @@ import numpy as np
 import streamlit as st
 
 from interp_core.services import figures
+from interp_core.attacks import ISA_EXPLAINERS
 from interp_core.evaluate import bound_evaluation, isa_evaluation
-from interp_core.services.explore import rows_to_csv
+from interp_core.interpret import LABELS
+from interp_core.io import npz_bytes, rows_to_csv
 from interp_core.metrics import MEASURES
 from app_support.common import (dataset_picker, export_buttons, get_dataset, get_model, model_label, model_picker,
-                              npz_bytes, progress_bar)
+                              progress_bar)
 from app_support.layout import setup_page
 
 setup_page("ISA trade-off")
@@ -55,7 +57,7 @@ with st.sidebar.expander("ISA settings", expanded=True):
     index = st.number_input(f"Image index (0–{len(data) - 1})", 0, len(data) - 1, 0, key="isa_index")
     measures = st.multiselect("Attack measures", MEASURES, default=list(MEASURES), format_func=MEASURE_LABELS.get,
                               key="isa_measures")
-    explainer = st.selectbox("Map", ["cam", "gradcampp", "ig"], key="isa_explainer")
+    explainer = st.selectbox("Map", ISA_EXPLAINERS, format_func=LABELS.get, key="isa_explainer")
     multipliers = st.multiselect("ε = p · ε_min for p in", [1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0],
                                  default=[1.0, 1.5, 2.0, 3.0, 4.0], key="isa_mult")
     rounds = st.slider("Search rounds (bisection)", 2, 10, 10, key="isa_rounds")

@@ -4,8 +4,6 @@ Before a run the page estimates its time from a measured per-step cost (interp_c
 during it, a progress bar with the time left and a Cancel button (a click stops the run at its next
 progress step: Streamlit interrupts a script when a new run is asked for)."""
 
-import csv
-import io
 import json
 from pathlib import Path
 
@@ -16,6 +14,7 @@ from interp_core.services import figures
 from interp_core.attacks import PAPER_EPS
 from interp_core.evaluate import PROTOCOLS, aai_evaluation, evaluation_set, robust_accuracy
 from interp_core.evaluate.reproduce import TABLE_FILES, load_reproduce_tables, reproduce_command
+from interp_core.io import rows_to_csv
 from interp_core.services.estimate import measure_costs, robustness_seconds
 from app_support.common import dataset_picker, export_buttons, get_model, model_label, model_picker, progress_bar
 from app_support.layout import setup_page
@@ -134,11 +133,7 @@ def show_results(requests: list[dict]) -> None:
                + f" · {sum(r['robust']['seconds'] + (r['aai'] or {}).get('seconds', 0) for r in results):.1f} s"
                " of compute")
 
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    export_buttons("rob", csv=buffer.getvalue(), json=json.dumps(results, indent=1, default=str), stem="robustness")
+    export_buttons("rob", csv=rows_to_csv(rows), json=json.dumps(results, indent=1, default=str), stem="robustness")
 
 
 def paper_tables() -> None:

@@ -11,6 +11,7 @@ import streamlit as st
 from interp_core.services import figures, jobs
 from interp_core.models import ARCHITECTURES
 from interp_core.training import ADVERSARIAL, DEFAULT_GAMMA, PRESETS, TRAINING_METHODS
+from interp_core.io import rows_to_csv
 from app_support.common import DATASET_LABELS, export_buttons, full_data_source
 from app_support.layout import setup_page
 
@@ -105,8 +106,7 @@ def job_view(job_id: str) -> None:
             st.success(f"Checkpoint `{status['checkpoint']}` — it is listed in every model picker (source: user).")
         if status["metrics"]:
             st.json(status["metrics"], expanded=False)
-        rows = "\n".join(",".join(str(h[k]) for k in HISTORY_FIELDS) for h in history)
-        export_buttons(f"train_{job_id}", csv=",".join(HISTORY_FIELDS) + "\n" + rows,
+        export_buttons(f"train_{job_id}", csv=rows_to_csv([{k: h[k] for k in HISTORY_FIELDS} for h in history]),
                        json=json.dumps(status, indent=1), stem=job_id)
         if states[job_id]["state"] == "running":
             st.rerun()  # the job just ended: refresh the run list and the model pickers

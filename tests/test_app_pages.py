@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 from interp_core import paths
 from interp_core.attacks import ATTACKS
 
+pytestmark = pytest.mark.integration
 ROOT = paths.PROJECT_ROOT
 sys.path.insert(0, str(ROOT))  # the app imports app_support, as `streamlit run app.py` allows
 TIMEOUT = 120
@@ -106,11 +107,17 @@ def test_train_starts_shows_progress_and_stops(dataset, tmp_path, monkeypatch):
     job_id = at.session_state["train_job"]
     assert jobs.job_status(job_id)["config"]["dataset"] == dataset
     deadline = time.monotonic() + 90
-    while not jobs.job_status(job_id)["history"] and jobs.job_status(job_id)["state"] == "running":
+    while not jobs.job_status(job_id)["history"]:
+        assert jobs.job_status(job_id)["state"] != "failed", jobs.job_status(job_id)["message"]
         assert time.monotonic() < deadline, "no progress within 90 s"
         time.sleep(1)
+    before = jobs.job_status(job_id)["history"][-1]["step"]
     at.run()
-    assert any(p.proto.value >= 0 for p in at.get("progress")) or jobs.job_status(job_id)["state"] != "running"
+    after = jobs.job_status(job_id)
+    (bar,) = at.get("progress")  # the run's progress: "step D of T" at D / T
+    done, total = map(int, re.fullmatch(r"step (\d+) of (\d+)", bar.proto.text).groups())
+    assert total == after["total_steps"] and before <= done <= after["history"][-1]["step"]
+    assert bar.proto.value == int(100 * done / total)
     assert len(at.get("plotly_chart")) == 3  # loss, accuracy, eps curves
     if jobs.job_status(job_id)["state"] == "running":
         at.button(key=f"stop_{job_id}").click().run()

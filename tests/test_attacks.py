@@ -9,8 +9,10 @@ import torch.nn.functional as F
 
 from interp_core.attacks import (
     ATTACKS,
+    Attack,
     ISA,
     PAPER_EPS,
+    MinimumEps,
     PGD,
     bound_points,
     build_attack,
@@ -267,8 +269,59 @@ def test_paper_grids():
 def test_build_attack_refuses_unknown_names_and_options():
     with pytest.raises(ValueError, match="unknown attack"):
         build_attack("deepfool")
-    with pytest.raises(ValueError, match="takes"):
-        build_attack("fgsm", steps=3)
+    accepted = r"\['eps', 'norm', 'objective', 'targeted'\]"
+    with pytest.raises(ValueError, match=rf"attack 'fgsm' takes {accepted}, not \['steps'\]"):
+        build_attack("fgsm", eps=0.1, steps=3)
+    with pytest.raises(ValueError, match="takes .*missing a required argument: 'eps'"):
+        build_attack("pgd", steps=3)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_registry_defaults_are_the_builders(name):
+    """The registry repeats no default: what it shows is what the builder uses."""
+    spec = ATTACKS[name]
+    eps = {"eps": 0.1} if "eps" not in spec.defaults else {}
+    attack = build_attack(name, **eps)
+    assert set(spec.defaults) <= set(spec.params) <= set(spec.accepted())
+    assert isinstance(attack, Attack) and attack.targeted == spec.targeted
+    checked = 0
+    for param, value in spec.defaults.items():
+        if hasattr(attack, param) and value is not None:  # ISA keeps its explainer's name beside the explainer
+            assert getattr(attack, f"{param}_name", getattr(attack, param)) == value, param
+            checked += 1
+    assert checked >= min(len(spec.defaults), 2)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_attack_reports_its_iterates(name, mnist_normal, batch):
+    """The callback of the Attack protocol: every step (of every restart) of the PGD-based attacks,
+    every bisection round of the minimum-eps search, each iterate in the ball and the box."""
+    x, y = batch[0][:4], batch[1][:4]
+    attack = _attack(name, 0.1)
+    seen = []
+    x_adv = attack(mnist_normal, x, y, _target(name, y), callback=lambda k, xs: seen.append((k, xs.clone())))
+    rounds = attack.rounds if isinstance(attack, MinimumEps) else None
+    expected = list(range(rounds + 1)) if rounds else list(range(attack.steps + 1)) * getattr(attack, "restarts", 1)
+    assert [k for k, _ in seen] == expected
+    for _, xs in seen:
+        assert xs.shape == x.shape and (xs - x).abs().max() <= 0.1 + 1e-6 and xs.min() >= 0 and xs.max() <= 1
+    if name in ("fgsm", "paper-pgd", "isa", "min-eps"):  # no random start
+        assert torch.equal(seen[0][1], x)
+    if name in ("aai", "min-eps"):  # the final iterate / the best round's example is the result
+        assert torch.equal(seen[-1][1], x_adv)
+
+
+@pytest.mark.parametrize("name, params, message", [
+    ("aai", dict(eps=2.0), "eps must be finite and in \\[0, 1.0\\]"),
+    ("isa", dict(eps=2.0), "eps must be finite and in \\[0, 1.0\\]"),
+    ("min-eps", dict(eps=2.0), "eps must be finite and in \\[0, 1.0\\]"),
+    ("aai", dict(eps=0.1, steps=-1), "steps must be an integer in \\[0, 100000\\]"),
+    ("aai", dict(eps=0.1, step_size=-0.1), "step_size must be finite"),
+    ("min-eps", dict(eps=0.5, rounds=0), "rounds must be an integer in \\[1, 100\\]"),
+])
+def test_settings_are_checked_when_an_attack_is_built(name, params, message):
+    with pytest.raises(ValueError, match=message):
+        build_attack(name, **params)
 
 
 def test_ce_objective_is_the_per_example_cross_entropy(mnist_normal, batch):

@@ -22,34 +22,35 @@ from interp_core.metrics import discrepancy, kendall_tau, two_class_bound
 EXPLAINERS = ["cam", "gradcampp", "saliency"]
 
 
-def pgd_fn(eps: float, steps: int = 10):
-    """attack_fn for explore: the engine's PGD (the app's adapter, make_attack_fn, adds the
-    per-step callback where the engine offers it)."""
-    attack = PGD(eps, 0.01, steps)
-    return lambda model, x, y, target, callback: attack(model, x, y, target)
+def pgd_fn(eps: float, steps: int = 10) -> PGD:
+    """The engine's PGD, an ``interp_core.attacks.Attack`` as explore takes it."""
+    return PGD(eps, 0.01, steps)
 
 
-def stepping_fn(steps: int, size: float = 0.02):
-    """A stand-in attack that walks x along a fixed sign pattern and reports every iterate, to check
-    how explore records a trajectory."""
+class Stepping:
+    """A stand-in attack (the ``Attack`` protocol) that walks x along a fixed sign pattern and
+    reports every iterate, to check how explore records a trajectory."""
 
-    def run(model, x, y, target, callback):
+    targeted = False
+
+    def __init__(self, steps: int, size: float = 0.02):
+        self.steps, self.size = steps, size
+
+    def __call__(self, model, x, y, target=None, *, callback=None):
         direction = torch.sign(torch.randn(x.shape, generator=torch.Generator().manual_seed(0)))
         x_k = x
         callback(0, x_k)
-        for k in range(1, steps + 1):
-            x_k = (x + k * size * direction).clamp(0, 1)
+        for k in range(1, self.steps + 1):
+            x_k = (x + k * self.size * direction).clamp(0, 1)
             callback(k, x_k)
         return x_k
-
-    return run
 
 
 @pytest.fixture
 def result(mnist_normal, mnist_demo):
     x, y = mnist_demo.images[:3], mnist_demo.labels[:3]
     return explore({"normal": mnist_normal}, x, y, pgd_fn(0.2), EXPLAINERS, {"name": "pgd"},
-                   class_names=mnist_demo.class_names)
+                   class_names=mnist_demo.class_names, trajectory_explainer=None)
 
 
 def test_metrics_match_the_library(result, mnist_normal, mnist_demo):
@@ -91,7 +92,7 @@ def test_shapes_and_perturbation(result):
 
 def test_trajectory_records_every_step(mnist_normal, mnist_demo):
     x, y = mnist_demo.images[:2], mnist_demo.labels[:2]
-    res = explore({"normal": mnist_normal}, x, y, stepping_fn(5), ["cam", "saliency"], trajectory_explainer="cam")
+    res = explore({"normal": mnist_normal}, x, y, Stepping(5), ["cam", "saliency"], trajectory_explainer="cam")
     traj, m = res.models[0].trajectory, res.models[0]
     assert traj.x.shape == (6, 2, 1, 28, 28) and traj.maps.shape == (6, 2, 2, 7, 7)
     np.testing.assert_allclose(traj.x[0], res.x, atol=1e-7)
@@ -103,8 +104,8 @@ def test_trajectory_records_every_step(mnist_normal, mnist_demo):
     np.testing.assert_array_equal(traj.pred[-1], m.adv_pred)
 
 
-def test_no_trajectory_without_steps(result):
-    assert result.models[0].trajectory is None  # the plain engine call reports no iterates
+def test_no_trajectory_when_not_asked(result):
+    assert result.models[0].trajectory is None  # trajectory_explainer=None records none
 
 
 def test_zero_eps_changes_nothing(mnist_normal, mnist_demo):
@@ -159,7 +160,7 @@ def test_rejects_bad_input(mnist_normal, mnist_demo):
 def test_engine_trajectory_ends_at_the_adversarial_example(mnist_normal, mnist_demo):
     x, y = mnist_demo.images[:3], mnist_demo.labels[:3]
     attack = PGD(0.2, 0.01, 10)
-    res = explore({"normal": mnist_normal}, x, y, lambda m, x_, y_, t, cb: attack(m, x_, y_, t, callback=cb), ["cam"])
+    res = explore({"normal": mnist_normal}, x, y, attack, ["cam"])
     traj, m = res.models[0].trajectory, res.models[0]
     assert traj.x.shape[0] == 11  # the start point and 10 steps
     flipped = m.adv_pred != m.y

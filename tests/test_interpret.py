@@ -44,9 +44,11 @@ def test_gradcam_on_an_inner_layer_matches_captum_and_leaves_no_hook(mnist_norma
     ours = GradCAM("conv2")(mnist_normal, x, y, create_graph=True)
     captum = LayerGradCam(mnist_normal, mnist_normal.conv2).attribute(x, target=y, relu_attributions=True)
     assert torch.allclose(ours, captum, atol=1e-5)
-    with pytest.raises(Exception):
+    assert all(not m._forward_hooks for m in mnist_normal.modules())  # hooks go on a private copy
+    with pytest.raises(ValueError, match=r"target classes must be in \[0, 9\], got \[99\]"):
         GradCAM("conv2")(mnist_normal, x, torch.full((4,), 99), create_graph=True)
-    assert all(not m._forward_hooks for m in mnist_normal.modules())
+    with pytest.raises(ValueError, match=r"target classes must be in \[0, 9\], got \[-1\]"):
+        get_explainer("saliency")(mnist_normal, x, -1)
 
 
 def test_gradcampp_is_cam_with_positive_head_weights(mnist_normal, batch):

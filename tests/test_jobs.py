@@ -9,6 +9,8 @@ import pytest
 from interp_core.services import jobs
 from interp_core.models import available_models, load_model
 
+pytestmark = pytest.mark.integration
+
 TINY = {"method": "normal", "dataset": "mnist", "epochs": 2, "subset": 64, "batch_size": 16, "eval_n": 16,
         "eval_steps": 2, "train_split": "demo", "eval_split": "demo"}
 

@@ -10,13 +10,27 @@
   budgets ``UAR_ATTACKS`` and target stream ``authors_targets``;
 - ``ATTACKS`` / ``build_attack``: every attack by name.
 
-Every attack is called as ``attack(model, x, y, target=None) -> x_adv``.
+Every attack implements the ``Attack`` protocol: a ``targeted`` flag and
+``attack(model, x, y, target=None, *, callback=None) -> x_adv``; ``check_settings`` validates the
+settings of every attack built on the engine.
 """
 
 from interp_core.attacks.aai import AAI
-from interp_core.attacks.engine import OBJECTIVES, PGD, CrossEntropy, Margin, Objective, margin_loss
+from interp_core.attacks.engine import (
+    NORMS,
+    OBJECTIVES,
+    PGD,
+    Attack,
+    Callback,
+    CrossEntropy,
+    Margin,
+    Objective,
+    check_settings,
+    margin_loss,
+)
 from interp_core.attacks.isa import (
     ISA,
+    ISA_EXPLAINERS,
     MinimumEps,
     TradeoffCurves,
     bound_points,
@@ -30,7 +44,8 @@ from interp_core.attacks.registry import ATTACKS, AttackSpec, build_attack
 from interp_core.attacks.uar import UAR_ATTACKS, UARAttack, authors_targets
 
 __all__ = [
-    "AAI", "OBJECTIVES", "PGD", "CrossEntropy", "Margin", "Objective", "margin_loss", "ISA", "MinimumEps",
+    "AAI", "NORMS", "OBJECTIVES", "PGD", "Attack", "Callback", "CrossEntropy", "Margin", "Objective", "check_settings",
+    "margin_loss", "ISA", "ISA_EXPLAINERS", "MinimumEps",
     "TradeoffCurves", "bound_points", "isa_tradeoff", "maximum_gamma", "minimum_eps", "runner_up",
     "PAPER_EPS", "PAPER_SUBSET", "PaperProtocol", "fgsm", "paper_pgd", "pgd", "ATTACKS", "AttackSpec",
     "build_attack", "UAR_ATTACKS", "UARAttack", "authors_targets",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from interp_core.attacks.engine import PGD
+from interp_core.attacks.engine import PGD, Callback, check_settings
 from interp_core.interpret import get_explainer
 
 
@@ -25,16 +25,16 @@ class AAI:
                  random_start: bool = True, seed: int | None = 0, explainer: str = "cam"):
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
+        check_settings(eps, step_size, steps, random_start=random_start, keep_best=False)
         self.options = dict(random_start=random_start, seed=seed, keep_best=False)
-        PGD(eps, step_size, steps, **self.options)  # validates the settings now, not at the first call
         self.eps, self.steps, self.step_size, self.k = eps, steps, step_size, k
         self.explainer_name, self.explainer = explainer, get_explainer(explainer)
 
     def __repr__(self) -> str:
         return f"AAI(eps={self.eps}, steps={self.steps}, step_size={self.step_size}, k={self.k})"
 
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None,
-                 callback=None) -> Tensor:
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None, *,
+                 callback: Callback | None = None) -> Tensor:
         """``callback(step, x_adv)`` sees every iterate, as in ``PGD.__call__``."""
         clean = self.explainer(model, x, y).flatten(1)
         if self.k > clean.shape[1]:

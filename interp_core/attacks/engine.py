@@ -13,29 +13,60 @@ engine only asks autograd for d objective / d x_adv. Gradients are taken with
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from interp_core.metrics import best_other_class
+from interp_core.models import eval_mode
+
 Objective = Callable[[nn.Module, Tensor, Tensor, Tensor, "Tensor | None"], Tensor]
+#: ``callback(step, x_adv)``: sees an attack's iterates (step 0: the start point), for step-by-step views.
+Callback = Callable[[int, Tensor], None]
 
 NORMS = ("linf", "l2")
 UPDATES = ("sign", "normalized", "softsign")
 _TOL = 1e-5
 
 
-class CrossEntropy:
+@runtime_checkable
+class Attack(Protocol):
+    """What every attack is (``ATTACKS`` builds them all; PGD and its presets, ISA, AAI, MinimumEps).
+
+    ``attack(model, x, y, target=None, *, callback=None) -> x_adv``: x (N, C, H, W) in [0, 1], y (N,)
+    true classes, target (N,) the classes a targeted attack aims for (``targeted`` attacks default
+    it to the runner-up class where they allow None). Returns x_adv of x's shape, device and dtype,
+    in [0, 1] and inside the attack's threat model; the model's modes and parameters are left as
+    they were. ``callback(step, x_adv)`` sees the attack's iterates as it goes (step 0: the start).
+    """
+
+    targeted: bool
+
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None, *,
+                 callback: Callback | None = None) -> Tensor: ...
+
+
+class LogitObjective:
+    """An objective of the logits alone: ``from_logits(logits, y, target) -> (N,)``. The engine
+    scores candidates from one forward pass of such objectives."""
+
+    targeted: bool = False
+
+    def __call__(self, model, x_adv, x, y, target=None):
+        return self.from_logits(model(x_adv), y, target)
+
+    def from_logits(self, logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+class CrossEntropy(LogitObjective):
     """Untargeted: CE(Z(x'), y), ascended. Targeted: -CE(Z(x'), t), so the attack descends the
     target's cross-entropy."""
 
     def __init__(self, targeted: bool = False):
         self.targeted = targeted
-
-    def __call__(self, model, x_adv, x, y, target=None):
-        return self.from_logits(model(x_adv), y, target)
 
     def from_logits(self, logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         if self.targeted:
@@ -50,12 +81,15 @@ def margin_loss(logits: Tensor, cls: Tensor, kappa: float) -> Tensor:
     """C&W margin of class ``cls`` (PAPER.md section 5): max(max_{j != c} Z_j - Z_c, -kappa), (N,).
 
     Below zero once c wins; clipped at -kappa so that a margin of kappa is enough."""
-    own = logits.gather(1, cls[:, None]).squeeze(1)
-    others = logits.scatter(1, cls[:, None], float("-inf")).amax(1)
-    return (others - own).clamp_min(-kappa)
+    return _margin(logits, cls).clamp_min(-kappa)
 
 
-class Margin:
+def _margin(logits: Tensor, cls: Tensor) -> Tensor:
+    """max_{j != c} Z_j - Z_c, unclipped, (N,)."""
+    return best_other_class(logits, cls).values - logits.gather(1, cls[:, None]).squeeze(1)
+
+
+class Margin(LogitObjective):
     """C&W margin with confidence ``kappa``. Targeted: maximizes -margin(x', t) (t must win by
     kappa); untargeted: maximizes -margin(x', y) clipped the other way, i.e. min(max_{j != y} Z_j
     - Z_y, kappa)."""
@@ -65,15 +99,10 @@ class Margin:
             raise ValueError(f"kappa must be >= 0, got {kappa}")
         self.kappa, self.targeted = kappa, targeted
 
-    def __call__(self, model, x_adv, x, y, target=None):
-        return self.from_logits(model(x_adv), y, target)
-
     def from_logits(self, logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
         if self.targeted:
             return -margin_loss(logits, target, self.kappa)
-        own = logits.gather(1, y[:, None]).squeeze(1)
-        others = logits.scatter(1, y[:, None], float("-inf")).amax(1)
-        return (others - own).clamp_max(self.kappa)
+        return _margin(logits, y).clamp_max(self.kappa)
 
     def __repr__(self) -> str:
         return f"Margin(kappa={self.kappa}, targeted={self.targeted})"
@@ -105,17 +134,32 @@ def check_data(x: Tensor, y: Tensor, target: Tensor | None, targeted: bool) -> t
     return y.long(), target
 
 
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Every module of ``model`` in eval mode inside the block; each module's own mode is restored
-    afterwards, also on errors (a model may mix modes, e.g. frozen batch norm)."""
-    modes = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, mode in modes:
-            module.training = mode
+def check_settings(eps, step_size=None, steps: int = 0, norm: str = "linf", restarts: int = 1,
+                   random_start: bool = False, keep_best: bool = True) -> None:
+    """Check an attack's settings when it is configured, not at its first call: raises ValueError
+    naming the allowed range. PGD runs it, and so do the attacks built on PGD (ISA, AAI,
+    MinimumEps) for the settings they take.
+
+    eps: l-inf radius in [0, 1] or l2 radius >= 0, a number or a tensor (N,); step_size: >= 0 (> 0
+    when steps > 0 and eps > 0), or None where the attack derives it from eps; steps: an integer in
+    [0, 100000]; norm: "linf" or "l2"; restarts: an integer in [1, 1000] (> 1 needs random_start and
+    keep_best).
+    """
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
+    _check_radius("eps", eps, 1.0 if norm == "linf" else math.inf)
+    if not (isinstance(steps, int) and 0 <= steps <= 100_000):
+        raise ValueError(f"steps must be an integer in [0, 100000], got {steps!r}")
+    if step_size is not None:
+        _check_radius("step_size", step_size, math.inf)
+        if steps > 0 and not isinstance(step_size, Tensor) and step_size == 0 and (isinstance(eps, Tensor) or eps > 0):
+            raise ValueError("step_size must be > 0 when steps > 0")
+    if not (isinstance(restarts, int) and 1 <= restarts <= 1000):
+        raise ValueError(f"restarts must be an integer in [1, 1000], got {restarts!r}")
+    if restarts > 1 and not random_start:
+        raise ValueError("restarts > 1 repeat the same deterministic run unless random_start=True")
+    if restarts > 1 and not keep_best:
+        raise ValueError("restarts > 1 need keep_best=True to choose between the runs")
 
 
 class PGD:
@@ -144,7 +188,7 @@ class PGD:
             or "softsign": x' + step_size * clip(softsign_scale * grad, -1, 1), the ISA update.
         softsign_scale: the scale of the softsign update (the authors use 1000).
 
-    Calling ``attack(model, x, y, target=None, callback=None)`` with x (N, C, H, W) in [0, 1]
+    An :class:`Attack`: ``attack(model, x, y, target=None, *, callback=None)`` with x (N, C, H, W) in [0, 1]
     returns x_adv of the same shape, device and dtype, in [0, 1] and inside the ball. The model is
     put in eval mode for the attack and its modes are restored afterwards. ``callback(step, x_adv)``,
     if given, sees every iterate of every restart (step 0 = the start point), for step-by-step views.
@@ -154,20 +198,9 @@ class PGD:
                  restarts: int = 1, objective: Objective | str = "ce", targeted: bool = False,
                  seed: int | None = None, kappa: float = 0.1, update: str | None = None,
                  softsign_scale: float = 1000.0, keep_best: bool = True):
-        if norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-        _check_radius("eps", eps, 1.0 if norm == "linf" else math.inf)
-        _check_radius("step_size", step_size, math.inf)
-        if not (isinstance(steps, int) and 0 <= steps <= 100_000):
-            raise ValueError(f"steps must be an integer in [0, 100000], got {steps!r}")
-        if steps > 0 and not isinstance(step_size, Tensor) and step_size == 0 and (isinstance(eps, Tensor) or eps > 0):
-            raise ValueError("step_size must be > 0 when steps > 0")
-        if not (isinstance(restarts, int) and 1 <= restarts <= 1000):
-            raise ValueError(f"restarts must be an integer in [1, 1000], got {restarts!r}")
-        if restarts > 1 and not random_start:
-            raise ValueError("restarts > 1 repeat the same deterministic run unless random_start=True")
-        if restarts > 1 and not keep_best:
-            raise ValueError("restarts > 1 need keep_best=True to choose between the runs")
+        if step_size is None:
+            raise ValueError("step_size must be given: a number >= 0 or a tensor (N,)")
+        check_settings(eps, step_size, steps, norm, restarts, random_start, keep_best)
         update = update or ("sign" if norm == "linf" else "normalized")
         if update not in UPDATES:
             raise ValueError(f"update must be one of {UPDATES}, got {update!r}")
@@ -188,8 +221,8 @@ class PGD:
                 f"random_start={self.random_start}, restarts={self.restarts}, objective={self.objective!r}, "
                 f"targeted={self.targeted}, update={self.update!r})")
 
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None,
-                 callback: Callable[[int, Tensor], None] | None = None) -> Tensor:
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None, *,
+                 callback: Callback | None = None) -> Tensor:
         y, target = check_data(x, y, target, self.targeted)
         x = x.detach()
         eps, step_size = _per_example(self.eps, x, "eps"), _per_example(self.step_size, x, "step_size")
@@ -216,7 +249,7 @@ class _Run:
     """One call of a PGD configuration on one batch: radii as (N, 1, ..., 1) tensors, generator."""
 
     def __init__(self, attack: PGD, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None,
-                 eps: Tensor, step_size: Tensor, callback: Callable[[int, Tensor], None] | None = None):
+                 eps: Tensor, step_size: Tensor, callback: Callback | None = None):
         self.a, self.model, self.x, self.y, self.target = attack, model, x, y, target
         self.callback = callback
         self.eps, self.step_size = eps, step_size
@@ -247,7 +280,7 @@ class _Run:
     def score(self, x_adv: Tensor) -> tuple[Tensor, Tensor]:
         """(success, objective) of a candidate, for keeping the best example per input."""
         a = self.a
-        if isinstance(a.objective, (CrossEntropy, Margin)):
+        if isinstance(a.objective, LogitObjective):
             with torch.no_grad():
                 logits = self.model(x_adv)
             value = a.objective.from_logits(logits, self.y, self.target)

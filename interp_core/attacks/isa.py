@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from interp_core.attacks.engine import PGD, margin_loss
+from interp_core.attacks.engine import PGD, Callback, check_settings, margin_loss
 from interp_core.interpret import CAM, Explainer, explain_all_classes, explain_classes, get_explainer
-from interp_core.metrics import DISTANCES, MEASURES, discrepancy, two_class_bound
+from interp_core.metrics import DISTANCES, MEASURES, best_other_class, discrepancy, two_class_bound
 from interp_core.models import smooth_copy
 
 ISA_EXPLAINERS = ("cam", "gradcampp", "ig")
@@ -26,7 +26,7 @@ ISA_EXPLAINERS = ("cam", "gradcampp", "ig")
 def runner_up(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """The default attack target: the highest-scoring class other than y, (N,)."""
     with torch.no_grad():
-        return model(x).scatter(1, y[:, None], float("-inf")).argmax(1)
+        return best_other_class(model(x), y).indices
 
 
 def class_maps(explainer: Explainer, model: nn.Module, x: Tensor, classes: Tensor | None, num_classes: int,
@@ -87,6 +87,7 @@ class ISA:
             raise ValueError(f"gamma must be >= 0: a number or a tensor (N,), got {gamma!r}")
         if distance not in DISTANCES:
             raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
+        check_settings(eps, steps=steps)
         self.eps, self.gamma, self.measure, self.distance, self.normalization = eps, gamma, measure, distance, normalization
         self.explainer_name, self.explainer_options = explainer, dict(explainer_options or {})
         self.explainer = get_explainer(explainer, **self.explainer_options)
@@ -97,8 +98,8 @@ class ISA:
         return (f"ISA(measure={self.measure!r}, distance={self.distance!r}, explainer={self.explainer_name!r}, "
                 f"steps={self.steps})")
 
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None,
-                 callback=None) -> Tensor:
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None, *,
+                 callback: Callback | None = None) -> Tensor:
         """``callback(step, x_adv)`` sees every iterate, as in ``PGD.__call__``."""
         target = runner_up(model, x, y) if target is None else target
         step = self.step_scale * (self.eps if isinstance(self.eps, Tensor) else float(self.eps))
@@ -106,8 +107,8 @@ class ISA:
         uses_maps = bool((gamma > 0).any())
         engine_kwargs = dict(norm="linf", targeted=True, update="softsign", softsign_scale=self.softsign_scale)
         if not uses_maps:
-            objective = _MarginObjective(self.kappa)
-            return PGD(self.eps, step, self.steps, objective=objective, **engine_kwargs)(model, x, y, target, callback)
+            return PGD(self.eps, step, self.steps, objective="margin", kappa=self.kappa,
+                       **engine_kwargs)(model, x, y, target, callback=callback)
         map_model = smooth_copy(model, self.smooth_beta) if self.explainer_name == "ig" else model
         num_classes = _num_classes(model, x)
         classes = _measure_classes(self.measure, y, target)
@@ -118,20 +119,8 @@ class ISA:
             d = measure_discrepancy(clean, adv, y_, target_, self.measure, self.distance, self.normalization)
             return -(margin_loss(model_(x_adv), target_, self.kappa) + gamma * d)
 
-        return PGD(self.eps, step, self.steps, objective=objective, **engine_kwargs)(model, x, y, target, callback)
-
-
-class _MarginObjective:
-    """-margin_t(x') for the targeted searches (gamma = 0); named so that repr shows it."""
-
-    def __init__(self, kappa: float):
-        self.kappa = kappa
-
-    def __call__(self, model, x_adv, x, y, target):
-        return -margin_loss(model(x_adv), target, self.kappa)
-
-    def __repr__(self) -> str:
-        return f"-margin_t(kappa={self.kappa})"
+        return PGD(self.eps, step, self.steps, objective=objective, **engine_kwargs)(model, x, y, target,
+                                                                                     callback=callback)
 
 
 def _num_classes(model: nn.Module, x: Tensor) -> int:
@@ -144,19 +133,23 @@ def _reaches(model: nn.Module, x_adv: Tensor, target: Tensor) -> Tensor:
         return model(x_adv).argmax(1) == target
 
 
-def _search(run, n: int, like: Tensor, start: float, upper: float, rounds: int, grow_on_success: bool):
+def _search(run, n: int, like: Tensor, start: float, upper: float, rounds: int, grow_on_success: bool,
+            callback: Callback | None = None):
     """The authors' per-example doubling / bisection search over a value in [0, upper].
 
     ``run(value (N,)) -> (x_adv, success (N,))``. A round that should grow the value sets the lower
     end to it and doubles it while that stays below the midpoint; a round that should shrink it
     sets the upper end and moves to the midpoint. Returns the best successful value per example
     (smallest when success shrinks, largest when it grows), its x_adv, and whether any succeeded.
+    ``callback(round, best_x)`` sees the best examples so far: ``like`` at round 0, then each round's.
     """
     value = torch.full((n,), start, dtype=like.dtype, device=like.device)
     lo, hi = torch.zeros_like(value), torch.full_like(value, upper)
     best_value = torch.full_like(value, float("nan"))
     best_x, found = like.clone(), torch.zeros(n, dtype=torch.bool, device=like.device)
-    for _ in range(rounds):
+    if callback:
+        callback(0, best_x)
+    for round_ in range(1, rounds + 1):
         x_adv, ok = run(value)
         improve = ok & (~found | (value > best_value if grow_on_success else value < best_value))
         best_value = torch.where(improve, value, best_value)
@@ -166,22 +159,27 @@ def _search(run, n: int, like: Tensor, start: float, upper: float, rounds: int, 
         lo, hi = torch.where(grow, value, lo), torch.where(grow, hi, value)
         mid = (lo + hi) / 2
         value = torch.where(grow, torch.minimum(2 * value, mid), mid)
+        if callback:
+            callback(round_, best_x)
     return best_value, best_x, found
 
 
 def minimum_eps(model: nn.Module, x: Tensor, y: Tensor, target: Tensor, max_eps: float = 1.0, start: float = 0.05,
-                rounds: int = 10, steps: int = 10, kappa: float = 0.1) -> tuple[Tensor, Tensor, Tensor]:
+                rounds: int = 10, steps: int = 10, kappa: float = 0.1,
+                callback: Callback | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Search (1) of PAPER.md section 5: the smallest l-inf eps at which a ``steps``-step targeted
     margin attack (ISA with gamma = 0) reaches ``target``, per example.
 
     Returns eps_min (N,) (NaN where no eps <= max_eps worked), x_adv (N, C, H, W) found at eps_min
-    (x where none), success (N,) bool.
+    (x where none), success (N,) bool. ``callback(round, x_adv)`` sees the best examples after
+    each bisection round (round 0: x).
     """
     def run(eps):
         x_adv = ISA(eps, 0.0, steps=steps, kappa=kappa)(model, x, y, target)
         return x_adv, _reaches(model, x_adv, target)
 
-    return _search(run, x.shape[0], x, min(start, max_eps), max_eps, rounds, grow_on_success=False)
+    return _search(run, x.shape[0], x, min(start, max_eps), max_eps, rounds, grow_on_success=False,
+                   callback=callback)
 
 
 def maximum_gamma(model: nn.Module, x: Tensor, y: Tensor, target: Tensor, eps: Tensor, attack_options: dict,
@@ -202,7 +200,8 @@ class TradeoffCurves:
 
     ``points[i]`` lists, for image i, dicts ``{"multiplier", "gamma", "eps", "linf", "1class",
     "2class", "allclass"}`` of its real successes: ``linf`` the actual ||x' - x||_inf and the
-    three range-normalized discrepancies (the attack's norm) of the evaluation maps."""
+    three range-normalized discrepancies of the evaluation maps (in the attack's distance: l1, or
+    l2 for l2 and sq_l2)."""
 
     options: dict
     eps_min: list[float]
@@ -246,22 +245,27 @@ def isa_tradeoff(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None =
 
 class MinimumEps:
     """The minimum-eps targeted attack as a registered attack: ``minimum_eps`` within [0, eps];
-    returns the example found at the smallest successful eps (x where none)."""
+    returns the example found at the smallest successful eps (x where none). ``callback(round,
+    x_adv)`` sees the best examples after each bisection round."""
 
     targeted = True
 
     def __init__(self, eps: float = 1.0, rounds: int = 10, steps: int = 10, kappa: float = 0.1):
-        PGD(eps, 0.0, 0)  # validates eps
+        check_settings(eps, steps=steps)
+        if not (isinstance(rounds, int) and 1 <= rounds <= 100):
+            raise ValueError(f"rounds must be an integer in [1, 100], got {rounds!r}")
         self.eps, self.rounds, self.steps, self.kappa = eps, rounds, steps, kappa
 
     def __repr__(self) -> str:
         return f"MinimumEps(eps={self.eps}, rounds={self.rounds}, steps={self.steps})"
 
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None, *,
+                 callback: Callback | None = None) -> Tensor:
         if self.eps == 0:
             return x.detach().clone()
         target = runner_up(model, x, y) if target is None else target
-        return minimum_eps(model, x, y, target, self.eps, rounds=self.rounds, steps=self.steps, kappa=self.kappa)[1]
+        return minimum_eps(model, x, y, target, self.eps, rounds=self.rounds, steps=self.steps, kappa=self.kappa,
+                           callback=callback)[1]
 
 
 def bound_points(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None, rounds: int = 10,

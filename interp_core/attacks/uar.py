@@ -52,7 +52,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from interp_core.attacks.engine import CrossEntropy, check_data, eval_mode
+from interp_core.attacks.engine import CrossEntropy, check_data
+from interp_core.models import eval_mode
 
 #: The authors' budgets (0-255 pixel scale, as the reference). The paper evaluates CIFAR-10 and
 #: R-ImageNet; MNIST takes the CIFAR-10 budgets (no authors' value exists).

@@ -17,14 +17,13 @@ import argparse
 import json
 import math
 import sys
-from fractions import Fraction
 from pathlib import Path
 
-from interp_core.attacks import PAPER_EPS, UAR_ATTACKS
+from interp_core.cli.common import add_common, emit, model_for_dataset, number
+from interp_core.attacks import ISA_EXPLAINERS, PAPER_EPS, UAR_ATTACKS
 from interp_core.evaluate import SUBSETS, evaluation_set
 from interp_core.evaluate.reproduce import AAI_EPS
 from interp_core.metrics import DISTANCES, MEASURES
-from interp_core.models import load_model
 from interp_core.runtime import configure_threads, resolve_device
 
 ROBUST_HELP = ('{"protocol": {name, attack, steps, step_size, random_start, restarts, ...}, "n": N, '
@@ -34,8 +33,8 @@ ROBUST_HELP = ('{"protocol": {name, attack, steps, step_size, random_start, rest
 def parse_floats(text: str) -> list[float]:
     """'0,2/255,0.1' -> [0.0, 0.00784..., 0.1]."""
     try:
-        return [float(Fraction(part.strip())) for part in text.split(",") if part.strip()]
-    except (ValueError, ZeroDivisionError) as err:
+        return [number(part) for part in text.split(",") if part.strip()]
+    except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0,2/255,0.1: {err}") from None
 
 
@@ -49,8 +48,6 @@ class RenamedFlag(argparse.Action):
 
 
 def register(commands) -> None:
-    from interp_core.cli import add_common
-
     evaluate = commands.add_parser("evaluate", help="robust accuracy, AAI, ISA and the 2-class bound")
     sub = evaluate.add_subparsers(dest="evaluation", required=True)
 
@@ -91,7 +88,7 @@ def register(commands) -> None:
     p.add_argument("--distance", default="l1", choices=DISTANCES,
                    help="discrepancy distance the attack minimizes (reports use l1, or l2 for l2/sq_l2)")
     p.add_argument("--norm", dest="distance", choices=DISTANCES, action=RenamedFlag, help=argparse.SUPPRESS)
-    p.add_argument("--explainer", default="cam", choices=["cam", "gradcampp", "ig"])
+    p.add_argument("--explainer", default="cam", choices=ISA_EXPLAINERS)
     p.add_argument("--ig-steps", type=int, default=100,
                    help="IG Riemann steps (the attack differentiates through them)")
     p.add_argument("--multipliers", type=parse_floats, default=[1.0, 1.5, 2.0, 3.0, 4.0])
@@ -148,11 +145,7 @@ class _Bar:
 
 
 def _setup(args):
-    configure_threads(shared=False)
-    device = resolve_device(args.device)
-    model, card = load_model(args.model, device)
-    if card.dataset != args.dataset:
-        raise ValueError(f"model {card.name!r} was trained on {card.dataset}, not {args.dataset}")
+    model, card, device = model_for_dataset(args)
     data, what = evaluation_set(args.dataset, args.split, n=args.n, subset=args.subset, data_dir=args.data_dir)
     return model, card, data.images.to(device), data.labels.to(device), what
 
@@ -169,8 +162,6 @@ def _json_safe(value):
 
 
 def _finish(args, name: str, result: dict, text: str) -> None:
-    from interp_core.cli import emit
-
     result = _json_safe(result)
     if args.out:
         out = Path(args.out)
@@ -278,7 +269,6 @@ def run_uar(args) -> None:
 
 
 def run_reproduce(args) -> None:
-    from interp_core.cli import emit
     from interp_core.evaluate.reproduce import reproduce
 
     configure_threads(shared=False)

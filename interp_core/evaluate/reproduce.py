@@ -23,6 +23,7 @@ from interp_core.attacks import PAPER_EPS
 from interp_core.evaluate.data import evaluation_set
 from interp_core.evaluate.interpretation import aai_evaluation, bound_evaluation, isa_evaluation
 from interp_core.evaluate.robust import robust_accuracy
+from interp_core.io import rows_to_csv, write_atomic
 from interp_core.models import load_model
 
 #: (dataset, paper-file prefix, architecture) of each PGD / AAI table.
@@ -74,10 +75,7 @@ def paper_networks(dataset: str, prefix: str, arch: str, methods=None) -> list[t
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_atomic(path, rows_to_csv(rows))
 
 
 def _markdown_table(rows: list[dict], row_key: str, col_key: str, value_key: str, col_fmt, value_fmt) -> str:

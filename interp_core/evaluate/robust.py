@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from interp_core.attacks import PaperProtocol, pgd
 from interp_core.metrics import correct
+from interp_core.models import eval_mode
 
 #: progress(done, total): called by long evaluations after each unit of work.
 Progress = Callable[[int, int], None]
@@ -63,14 +64,9 @@ def _batched(attack, model: nn.Module, x: Tensor, y: Tensor, batch_size: int, on
 
 def zero_gradient_share(model: nn.Module, x: Tensor, y: Tensor) -> float:
     """Share of images whose cross-entropy input gradient is exactly zero (a masking symptom)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            x_req = x.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(F.cross_entropy(model(x_req), y, reduction="sum"), x_req)
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.enable_grad():
+        x_req = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(x_req), y, reduction="sum"), x_req)
     return float((grad.flatten(1).abs().amax(1) == 0).float().mean())
 
 
@@ -85,13 +81,9 @@ class _AutoAttack:
 
         with torch.no_grad():
             num_classes = model(x[:1]).shape[1]
-        modes = [(m, m.training) for m in model.modules()]
-        try:
+        with eval_mode(model):
             x_adv = torchattacks.AutoAttack(model, norm="Linf", eps=self.eps, version="standard",
                                             n_classes=num_classes, seed=self.seed)(x, y)
-        finally:
-            for module, mode in modes:
-                module.training = mode
         if (x_adv - x).abs().max() > self.eps + 1e-5 or x_adv.min() < 0 or x_adv.max() > 1:
             raise RuntimeError("torchattacks AutoAttack left the eps-ball or the [0, 1] box")
         return x_adv.detach()

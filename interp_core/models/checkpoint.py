@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from contextlib import contextmanager
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -28,6 +26,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from interp_core import __version__
 from interp_core.data import DATASETS
+from interp_core.io import atomic_write
 from interp_core.models.architectures import ARCHITECTURES, INITS, CAMNet, init_authors_
 
 CARD_KEY = "interp_core.card"
@@ -101,25 +100,8 @@ def build_model(arch: str, in_channels: int, num_classes: int, init: str = "torc
     return init_authors_(model) if init == "authors" else model
 
 
-@contextmanager
-def atomic_write(path: str | os.PathLike):
-    """Yield a temporary file name beside ``path``; on success it replaces ``path`` in one rename,
-    so a crash mid-write leaves the previous file intact. The result is readable by all (0644)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_checkpoint(model: CAMNet, card: ModelCard, path: str | os.PathLike) -> Path:
-    """Write weights and card atomically (``atomic_write``)."""
+    """Write weights and card atomically (``interp_core.io.atomic_write``)."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with atomic_write(path) as tmp:
         save_file(tensors, tmp, metadata={CARD_KEY: card.to_json()})
@@ -167,7 +149,7 @@ def _card(path: Path, meta: dict[str, str]) -> ModelCard:
     except ValueError as err:
         raise CheckpointError(f"{path}: the model card is invalid ({err})") from None
     if card.dataset in DATASETS:
-        channels, _, classes = DATASETS[card.dataset]
+        channels, classes = DATASETS[card.dataset].channels, DATASETS[card.dataset].class_names
         if (card.in_channels, card.num_classes) != (channels, len(classes)):
             raise CheckpointError(
                 f"{path}: the model card does not fit its dataset: {card.dataset} models take {channels} input "

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from interp_core.io import load_arrays_pickle
 from interp_core.models.architectures import ARCHITECTURES, CAMNet, SameConv2d
 from interp_core.models.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, ModelCard, check_file_size
 
@@ -36,22 +37,6 @@ PAPER_METHODS = {
 _DATASETS = {"mnist": "mnist", "cifar": "cifar10"}
 _NAME = re.compile(r"^(mnist|cifar)_(smallgap|pool|wresnet)_([a-z0-9]+)_(\d+)$")
 
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
-}
-
-
-class _ArraysOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(
-                f"refused: the pickle asks for {module}.{name}; only plain numpy arrays are accepted"
-            )
-        return super().find_class(module, name)
-
-
 def read_paper_pickle(path: str | Path) -> dict[str, np.ndarray]:
     """Arrays of an authors' ``.pkl`` file as ``layer<i>_kernel/bias`` names.
 
@@ -61,7 +46,7 @@ def read_paper_pickle(path: str | Path) -> dict[str, np.ndarray]:
     """
     data = Path(path).read_bytes()
     try:
-        obj = _ArraysOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
+        obj = load_arrays_pickle(io.BytesIO(data), encoding="latin1")
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
         raise CheckpointError(f"{path}: not a pickle of plain numpy arrays ({err})") from None
     if isinstance(obj, dict):

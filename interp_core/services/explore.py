@@ -22,19 +22,18 @@ closest to winning). For an image without a label, y is the clean prediction.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from interp_core.attacks import ATTACKS, build_attack, runner_up
-from interp_core.interpret import get_explainer, upsample_to_input
-from interp_core.metrics import discrepancy, kendall_tau, topk_intersection, two_class_bound
+from interp_core.attacks import ATTACKS, Attack, build_attack, runner_up
+from interp_core.interpret import LABELS, explain_classes, get_explainer, upsample_to_input
+from interp_core.io import npz_bytes, rows_to_csv
+from interp_core.metrics import best_other_class, discrepancy, kendall_tau, topk_intersection, two_class_bound
 
 TOPK_CELLS = 8
 #: Below this ||x' - x||_inf the attack left the image as it was: no perturbation to amplify.
@@ -164,10 +163,6 @@ class ExploreResult:
         return self.image_ids[index] if index < len(self.image_ids) else index
 
 
-#: attack_fn(model, x, y, target, callback) -> x_adv; ``callback(step, x_step)`` sees each iterate.
-AttackFn = Callable[..., torch.Tensor]
-
-
 def attack_goal(name: str) -> str:
     """The goal (GOALS) of the registered attack ``name``: "keep" for AAI, "reach" for a targeted
     attack, else "flip"."""
@@ -209,27 +204,27 @@ def check_correct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, clas
 
 
 def explore(models: dict[str, torch.nn.Module], x: torch.Tensor, y: torch.Tensor | None,
-            attack_fn: AttackFn, explainers: Sequence[str], attack_info: dict | None = None,
-            target: torch.Tensor | None = None, targeted: bool = False, class_names: Sequence[str] | None = None,
+            attack: Attack, explainers: Sequence[str], attack_info: dict | None = None,
+            target: torch.Tensor | None = None, class_names: Sequence[str] | None = None,
             trajectory_explainer: str | None = "cam", goal: str | None = None, require_correct: bool = False,
             dataset: str = "", image_ids: Sequence | None = None) -> ExploreResult:
     """Attack every model on x and measure its interpretations (PAPER.md sections 3-5).
 
     models: name -> CAM-capable model (eval mode); x: (N, C, H, W) in [0, 1]; y: (N,) true labels,
-    or None to use each model's clean prediction; attack_fn(model, x, y, target, callback) ->
-    x_adv from the attacks registry; explainers: names from interpret.EXPLAINERS; target: (N,)
-    attack targets, or None (a targeted attack then aims at the runner-up class); targeted: whether
-    the attack is targeted (registry flag); trajectory_explainer: the explainer whose maps
-    are recorded at every attack step (None: no trajectory); goal: one of GOALS ("reach" when
-    targeted, else "flip", by default; ``attack_goal`` gives a registered attack's);
-    require_correct: raise MisclassifiedImage (before attacking) when a model misclassifies an
-    image; dataset and image_ids (N,): where the images come from, for the exports.
+    or None to use each model's clean prediction; attack: an ``interp_core.attacks.Attack`` (e.g.
+    from ``build_attack``), whose callback records the trajectory; explainers: names from
+    interpret.EXPLAINERS; target: (N,) attack targets, or None (a targeted attack then aims at the
+    runner-up class); trajectory_explainer: the explainer whose maps are recorded at every attack
+    step (None: no trajectory); goal: one of GOALS ("reach" when the attack is targeted, else
+    "flip", by default; ``attack_goal`` gives a registered attack's); require_correct: raise
+    MisclassifiedImage (before attacking) when a model misclassifies an image; dataset and
+    image_ids (N,): where the images come from, for the exports.
     """
     if x.dim() != 4:
         raise ValueError(f"x must be (N, C, H, W), got shape {tuple(x.shape)}")
     if not explainers:
         raise ValueError("choose at least one explainer")
-    goal = goal or ("reach" if targeted else "flip")
+    goal = goal or ("reach" if attack.targeted else "flip")
     if goal not in GOALS:
         raise ValueError(f"goal must be one of {GOALS}, got {goal!r}")
     if image_ids is not None and len(image_ids) != len(x):
@@ -244,29 +239,30 @@ def explore(models: dict[str, torch.nn.Module], x: torch.Tensor, y: torch.Tensor
     for name, model in models.items():
         if require_correct and y is not None:
             check_correct(model, x, y, names, name)
-        result.models.append(_explore_model(name, model, x, y, attack_fn, explainers, target, targeted,
-                                            trajectory_explainer, goal))
+        result.models.append(_explore_model(name, model, x, y, attack, explainers, target, trajectory_explainer,
+                                            goal))
     return result
 
 
-def _explore_model(name, model, x, y, attack_fn, explainers, target, targeted, trajectory_explainer,
+def _explore_model(name, model, x, y, attack: Attack, explainers, target, trajectory_explainer,
                    goal) -> ModelResult:
     start = time.perf_counter()
     with torch.no_grad():
         clean_logits = model(x)
     y = clean_logits.argmax(1) if y is None else y.to(x.device)
-    if targeted and target is None:
+    if attack.targeted and target is None:
         target = runner_up(model, x, y)
     steps: list[torch.Tensor] = []
-    x_adv = attack_fn(model, x, y, target, lambda step, xs: steps.append(xs.detach().clone())).detach()
+    x_adv = attack(model, x, y, target, callback=lambda step, xs: steps.append(xs.detach().clone())).detach()
     with torch.no_grad():
         adv_logits = model(x_adv)
-    t = target.to(x.device) if target is not None else _attack_class(adv_logits, y)
+    # the class the attack pushed toward: the best wrong class at x' (its prediction if flipped)
+    t = target.to(x.device) if target is not None else best_other_class(adv_logits, y).indices
     both = torch.cat([x, x_adv])
     classes = torch.stack([y, t], 1).repeat(2, 1)  # (2N, 2): explain y and t on clean and adv
     maps = {e: _map_set(e, model, both, classes, x.shape[-2:]) for e in explainers}
     with torch.no_grad():
-        cams = _explain_pairs(get_explainer("cam"), model, both, classes)
+        cams = explain_classes(get_explainer("cam"), model, both, classes)
     h, w = cams.shape[-2:]
     n = len(x)
     cam_hw = cams / (h * w)
@@ -293,13 +289,6 @@ def _explore_model(name, model, x, y, attack_fn, explainers, target, targeted, t
     )
 
 
-def _attack_class(adv_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The class the attack pushed toward: the best wrong class at x' (its prediction if flipped)."""
-    wrong = adv_logits.clone()
-    wrong.scatter_(1, y[:, None], float("-inf"))
-    return wrong.argmax(1)
-
-
 def _yt(n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     """Indices of y and t in the stacked (y, t) maps, for metrics.discrepancy."""
     return torch.zeros(n, dtype=torch.long, device=device), torch.ones(n, dtype=torch.long, device=device)
@@ -308,7 +297,7 @@ def _yt(n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
 def _map_set(explainer_name: str, model, both: torch.Tensor, classes: torch.Tensor, size) -> MapSet:
     """Maps of classes (y, t) on the clean and adversarial images, and their agreement numbers."""
     explainer = get_explainer(explainer_name)
-    maps = _explain_pairs(explainer, model, both, classes)
+    maps = explain_classes(explainer, model, both, classes)
     n = len(both) // 2
     clean, adv = maps[:n], maps[n:]
     y_idx, t_idx = _yt(n, both.device)
@@ -327,14 +316,6 @@ def _map_set(explainer_name: str, model, both: torch.Tensor, classes: torch.Tens
                   metrics={k: v.cpu().numpy() for k, v in metrics.items()})
 
 
-def _explain_pairs(explainer, model, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """Maps of two classes per image, classes (B, 2) -> (B, 2, h, w), in ONE explainer call on a
-    batch of 2B (fewer, larger batches: IG's 100 scaled copies go through the model together)."""
-    b = len(x)
-    maps = explainer(model, torch.cat([x, x]), torch.cat([classes[:, 0], classes[:, 1]]))
-    return torch.cat([maps[:b], maps[b:]], 1)
-
-
 def _trajectory(explainer_name: str, model, x, y, t, steps: list[torch.Tensor],
                 clean_maps: MapSet | None) -> Trajectory:
     """Predictions and (y, t) maps at every recorded iterate, explained as one batch."""
@@ -345,9 +326,9 @@ def _trajectory(explainer_name: str, model, x, y, t, steps: list[torch.Tensor],
         logits = model(flat)
     classes = torch.stack([y, t], 1).repeat(s, 1)
     explainer = get_explainer(explainer_name)
-    maps = _explain_pairs(explainer, model, flat, classes)
+    maps = explain_classes(explainer, model, flat, classes)
     clean = (torch.from_numpy(clean_maps.clean).to(x.device) if clean_maps is not None
-             else _explain_pairs(explainer, model, x, torch.stack([y, t], 1)))
+             else explain_classes(explainer, model, x, torch.stack([y, t], 1)))
     clean_rep = clean.repeat(s, 1, 1, 1)
     y_idx, t_idx = _yt(s * n, x.device)
     d1 = discrepancy(clean_rep, maps, y_idx, measure="1class")
@@ -460,16 +441,6 @@ def to_csv(result: ExploreResult) -> str:
     return rows_to_csv(metrics_rows(result))
 
 
-def rows_to_csv(rows: list[dict]) -> str:
-    """Rows of equal keys as CSV text (header from the first row); empty text for no rows."""
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def to_json(result: ExploreResult) -> str:
     """Dataset, gallery numbers, models, attack settings and goal, metric definitions and the
     metrics rows as JSON text."""
@@ -490,6 +461,4 @@ def to_npz(result: ExploreResult) -> bytes:
         if m.trajectory is not None:
             arrays |= {f"{m.model}/trajectory/x": m.trajectory.x,
                        f"{m.model}/trajectory/{m.trajectory.explainer}": m.trajectory.maps}
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
+    return npz_bytes(**arrays)

@@ -21,37 +21,32 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 from interp_core import paths
-from interp_core.training import make_config
+from interp_core.io import write_atomic
+from interp_core.training import TrainConfig, config_to_args, make_config
 
 MAX_RUNNING = int(os.environ.get("INTERP_CORE_MAX_JOBS", "2"))
 MAX_EPOCHS = 20
 MAX_SUBSET = 20_000
-STATES = ("running", "finished", "stopped", "failed")
 
-# Settings a job may set; each maps to a ``train`` flag.
-_FLAGS = {
-    "method": "--method", "dataset": "--dataset", "arch": "--arch", "preset": "--preset", "epochs": "--epochs",
-    "eps": "--eps", "steps": "--steps", "step_size": "--step-size", "gamma": "--gamma",
-    "batch_size": "--batch-size", "lr": "--lr", "subset": "--subset", "seed": "--seed", "eval_n": "--eval-n",
-    "eval_steps": "--eval-steps", "train_split": "--train-split", "eval_split": "--eval-split",
-}
+# Settings a job may set: the TrainConfig fields (each has a ``train`` flag).
+_SETTINGS = tuple(f.name for f in fields(TrainConfig))
 _POPEN: dict[str, subprocess.Popen] = {}  # children of this process, reaped by job_status
 
 
 def start_job(config: dict) -> str:
     """Start a training run in the background; returns its job id.
 
-    config: ``method``, ``dataset`` (required) and any of arch, preset (default "cpu"), epochs,
-    eps, steps, step_size, gamma, batch_size, lr, subset, seed, eval_n, eval_steps, train_split,
-    eval_split. Raises ValueError for unknown or out-of-limit settings, or when ``MAX_RUNNING``
+    config: ``method``, ``dataset`` (required) and any other TrainConfig field (preset default
+    "cpu"). Raises ValueError for unknown or out-of-limit settings, or when ``MAX_RUNNING``
     jobs are already running.
     """
-    unknown = set(config) - set(_FLAGS)
+    unknown = set(config) - set(_SETTINGS)
     if unknown:
-        raise ValueError(f"unknown job settings {sorted(unknown)}; allowed: {sorted(_FLAGS)}")
+        raise ValueError(f"unknown job settings {sorted(unknown)}; allowed: {sorted(_SETTINGS)}")
     settings = {"preset": "cpu", "arch": "smallgap", **config}
     for key in ("method", "dataset"):
         if key not in settings:
@@ -72,9 +67,7 @@ def start_job(config: dict) -> str:
     folder.mkdir(parents=True)
     name = f"{cfg.dataset}-{cfg.arch}-{cfg.method}-{job_id}"
     command = [sys.executable, "-m", "interp_core", "train", "--out", str(folder), "--name", name, "--json",
-               "--progress-jsonl", str(folder / "progress.jsonl"), "--device", "cpu"]
-    for key, value in settings.items():
-        command += [_FLAGS[key], str(value)]
+               "--progress-jsonl", str(folder / "progress.jsonl"), "--device", "cpu", *config_to_args(cfg)]
     env = dict(os.environ, INTERP_CORE_THREADS="1")
     with open(folder / "stdout.log", "wb") as out, open(folder / "stderr.log", "wb") as err:
         proc = subprocess.Popen(command, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
@@ -185,6 +178,4 @@ def _last_line(path: Path) -> str:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(data))

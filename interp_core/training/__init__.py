@@ -12,11 +12,11 @@ from interp_core.training.methods import (
     ig_ce,
     inner_attack,
 )
-from interp_core.training.schedules import PRESETS, TrainConfig, make_config
+from interp_core.training.schedules import PRESETS, TrainConfig, cli_flag, config_to_args, make_config
 from interp_core.training.trainer import TrainingDiverged, TrainResult, heldout_metrics, state_path, train
 
 __all__ = [
     "ADVERSARIAL", "DEFAULT_GAMMA", "TRAINING_METHODS", "MethodConfig", "cam_discrepancy", "get_method", "ig_ce",
-    "inner_attack", "PRESETS", "TrainConfig", "make_config", "TrainingDiverged", "TrainResult", "heldout_metrics",
-    "state_path", "train",
+    "inner_attack", "PRESETS", "TrainConfig", "cli_flag", "config_to_args", "make_config", "TrainingDiverged",
+    "TrainResult", "heldout_metrics", "state_path", "train",
 ]
