@@ -95,14 +95,16 @@ def test_strong_protocol_stops_early_and_is_at_least_as_strong(mnist_normal, sma
     assert strong.protocol["name"] == "strong" and "early_stop" in strong.protocol
 
 
-def test_autoattack_runs_on_three_channel_inputs():
+def test_autoattack_runs_on_three_channel_inputs_and_keeps_the_random_state():
     from interp_core.data import load_dataset
     from interp_core.evaluate.robust import _TorchAttack
     from interp_core.models import load_model
 
     model, _ = load_model("cifar10-smallgap-normal-paper")
     data = load_dataset("cifar10", "demo", n=4)
+    rng = torch.get_rng_state()
     x_adv = _TorchAttack("AutoAttack", 2 / 255, version="standard", seed=0)(model, data.images, data.labels)
+    assert torch.equal(torch.get_rng_state(), rng)  # torchattacks reseeds torch; the caller's state is kept
     assert x_adv.shape == data.images.shape
     assert (x_adv - data.images).abs().max() <= 2 / 255 + 1e-5
     assert accuracy(model, x_adv, data.labels) <= accuracy(model, data.images, data.labels)

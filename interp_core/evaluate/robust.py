@@ -6,7 +6,9 @@ the final iterate counts). Every eps of the grid is evaluated in one pass: each 
 is stacked once per eps > 0, each row with its own radius. The engine ascends the per-example
 cross-entropy summed over the batch, so a row's gradient does not depend on the other rows (the
 authors' batch-mean loss differs by a constant factor, which the sign removes); the stacked pass
-gives, image by image, the result of one batch per eps.
+gives, image by image, the result of one batch per eps (bit for bit where the kernels compute a
+row independently of the batch size, as the CPU ones do; a GPU library may pick other algorithms
+for other batch sizes, which changes the rounding).
 
 ``strong`` (the project's addition): the per-image worst case over a sequence of attacks, each
 run only on the (eps, image) pairs that every earlier attack left standing, and each stopping on
@@ -95,7 +97,8 @@ def zero_gradient_share(model: nn.Module, x: Tensor, y: Tensor) -> float:
 
 class _TorchAttack:
     """A torchattacks l-inf attack by class name (``AutoAttack``, ``Square``) as
-    ``attack(model, x, y) -> x_adv``; model modes restored, the result checked against the ball."""
+    ``attack(model, x, y) -> x_adv``; model modes and torch's global random state (torchattacks
+    seeds it) restored, the result checked against the ball."""
 
     def __init__(self, name: str, eps: float, **options):
         self.name, self.eps, self.options = name, eps, options
@@ -107,7 +110,7 @@ class _TorchAttack:
         if self.name == "AutoAttack":
             with torch.no_grad():
                 options["n_classes"] = model(x[:1]).shape[1]
-        with eval_mode(model):
+        with eval_mode(model), torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
             x_adv = getattr(torchattacks, self.name)(model, norm="Linf", eps=self.eps, **options)(x, y)
         if (x_adv - x).abs().max() > self.eps + 1e-5 or x_adv.min() < 0 or x_adv.max() > 1:
             raise RuntimeError(f"torchattacks {self.name} left the eps-ball or the [0, 1] box")
