@@ -60,7 +60,8 @@ def run(quick: bool) -> dict:
                 fns["captum"] = captum
             repeats = (1 if name in ("ig", "smoothgrad") else 3) * (1 if quick else 3)
             t = medians(fns, repeats)
-            row = {"model": model_name, "explainer": name, "repeats": repeats, "CPU ms per batch (ours)": 1000 * t["ours"]}
+            row = {"model": model_name, "explainer": name, "repeats": repeats,
+                   "CPU ms per batch (ours)": 1000 * t["ours"]}
             row["ours / captum"] = t["ours"] / t["captum"] if captum is not None else "no Captum counterpart"
             rows.append(row)
     return {"title": "Explainers against Captum", "settings": {"threads": 1, "batch": batch, "warm-up": "one round"},

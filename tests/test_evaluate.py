@@ -13,6 +13,7 @@ from torch import nn
 from interp_core.attacks import PaperProtocol, pgd
 from interp_core.cli import main
 from interp_core.evaluate import (
+    MASKING_SIGNS,
     aai_evaluation,
     bound_evaluation,
     evaluation_set,
@@ -139,6 +140,7 @@ def test_masking_signs_fire_on_models_built_for_them(mnist_normal, small):
     assert zero_gradient_share(masked, x, y) == 1.0
     result = robust_accuracy(masked, x, y, [0.0, 0.3], steps=10)
     assert {"vanishing-gradients", "unbounded-survives", "black-box-wins"} <= set(result.masking_signs)
+    assert set(result.masking_signs) <= set(MASKING_SIGNS)
     for name in result.masking_signs:
         assert any(w.startswith(f"{name}: ") for w in result.warnings)
 
