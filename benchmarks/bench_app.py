@@ -75,16 +75,23 @@ def two_sessions(browser, url: str) -> dict:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--quick", action="store_true", help="2 repeats")
     args = parser.parse_args(argv)
+    repeats = 2 if args.quick else args.repeats
     from playwright.sync_api import sync_playwright
 
+    from benchmarks.results import record
+
+    rows = []
     with app_server() as url, sync_playwright() as pw:
         browser = launch_browser(pw)
         page = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
         for dataset, model, target in (("MNIST", "mnist-smallgap-normal-paper", 1.0),
                                        ("CIFAR-10", "cifar10-wresnet-normal-paper", 3.0)):
-            times, compute = explore_latency(page, url, dataset, model, args.repeats)
+            times, compute = explore_latency(page, url, dataset, model, repeats)
             median = statistics.median(times)
+            rows.append({"model": model, "click-to-rendered median s": median, "target s": target,
+                         "library compute median s": statistics.median(compute), "n": len(times)})
             print(f"explore {dataset:<8} {model:<30} PGD-40, {len(EXPLAINERS)} explainers: click-to-rendered median "
                   f"{median:.2f} s (min {min(times):.2f}, max {max(times):.2f}, n={len(times)}; library compute "
                   f"median {statistics.median(compute):.2f} s); target <= {target:.0f} s: "
@@ -93,6 +100,10 @@ def main(argv=None) -> None:
         print(f"two sessions at once: images {both['images']}, both done in {both['both_seconds']:.2f} s, "
               f"own state only: {both['own_state_only']}, errors: {both['errors'] or 'none'}")
         browser.close()
+    record("app", {"title": "App latency (Explore, PGD-40, four explainers)", "settings": {"repeats": repeats},
+                   "tables": {"Explore click-to-rendered": rows},
+                   "notes": [f"two sessions at once: both done in {both['both_seconds']:.2f} s, own state only: "
+                             f"{both['own_state_only']}, errors: {both['errors'] or 'none'}"]}, args.quick)
 
 
 if __name__ == "__main__":

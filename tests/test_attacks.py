@@ -109,6 +109,8 @@ def test_attacks_lower_accuracy_on_an_undefended_model(mnist_normal, batch):
     ({"step_size": 0.0}, "step_size"), ({"norm": "l3"}, "norm"), ({"restarts": 3}, "random_start"),
     ({"objective": "hinge"}, "objective"), ({"update": "adam"}, "update"),
     ({"restarts": 2, "random_start": True, "keep_best": False}, "keep_best"),
+    ({"early_stop": True, "keep_best": False}, "early_stop"),
+    ({"early_stop": True, "objective": lambda m, xa, x_, y_, t: m(xa)[:, 0]}, "early_stop"),
 ])
 def test_absurd_settings_are_refused(kwargs, message):
     settings = {"eps": 0.1, "step_size": 0.01, "steps": 5, **kwargs}
@@ -146,6 +148,39 @@ def test_restarts_keep_the_best_example(mnist_normal, batch):
     several = PGD(0.08, 0.01, 5, random_start=True, restarts=4, seed=3)(mnist_normal, x, y)
     with torch.no_grad():
         assert torch.all(ok(several) >= ok(single))  # the first restart is the single run
+
+
+def _gradient_rows(model) -> list:
+    """Rows of every forward pass the model makes while autograd records (the attack's image-steps)."""
+    rows = []
+    model.register_forward_pre_hook(lambda m, inputs: rows.append(len(inputs[0])) if torch.is_grad_enabled() else None)
+    return rows
+
+
+@pytest.mark.parametrize("restarts, random_start, objective", [(1, False, "ce"), (3, True, "ce"), (3, True, "margin")])
+def test_early_stop_breaks_what_the_full_run_breaks_for_less_work(mnist_normal, batch, restarts, random_start,
+                                                                  objective):
+    """Per example: the full run's final iterate (best of its restarts) breaks it => the early-stopping
+    run, which follows the same path (the same random starts) until its first success, breaks it."""
+    x, y = batch
+    rows = _gradient_rows(mnist_normal)
+    broken, work = {}, {}
+    for early_stop in (False, True):
+        rows.clear()
+        attack = PGD(0.08, 0.01, 12, random_start=random_start, restarts=restarts, objective=objective, seed=1,
+                     early_stop=early_stop)
+        x_adv = attack(mnist_normal, x, y)
+        work[early_stop] = sum(rows)
+        with torch.no_grad():
+            broken[early_stop] = mnist_normal(x_adv).argmax(1) != y
+        assert (x_adv - x).abs().max() <= 0.08 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    assert broken[False].any() and torch.all(broken[True] >= broken[False])
+    assert work[True] < work[False]
+
+
+def test_early_stop_refuses_a_callback(mnist_normal, batch):
+    with pytest.raises(ValueError, match="early_stop"):
+        PGD(0.1, 0.01, 2, early_stop=True)(mnist_normal, *batch, callback=lambda step, x_adv: None)
 
 
 def test_matches_torchattacks_pgd_step_for_step(mnist_normal, batch):

@@ -271,3 +271,54 @@ def test_paper_networks_are_listed_once(paper_networks_dir):
     assert "mnist-smallgap-normal-paper" in names and "mnist_smallgap_normal_100" not in names
     assert "mnist_pool_normal_100" in names
     assert read_card(paths.checkpoints_dir() / "mnist-smallgap-int-paper.safetensors").converted_from == "mnist_smallgap_int_100"
+
+
+def test_model_listing_is_cached_until_a_folder_changes(monkeypatch, tmp_path):
+    """A new checkpoint in a run subfolder appears at the next lookup; without changes the listing
+    is reused (no file is read again)."""
+    import interp_core.models.registry as registry
+
+    monkeypatch.setenv("INTERP_CORE_RUNS_DIR", str(tmp_path / "runs"))
+    (tmp_path / "runs" / "job1").mkdir(parents=True)
+    before = {e.name for e in available_models()}
+    assert "fresh-run" not in before
+    reads = []
+    monkeypatch.setattr(registry, "read_card", lambda path: reads.append(path) or read_card(path))
+    assert {e.name for e in available_models()} == before and not reads
+    card = ModelCard(name="fresh-run", arch="smallgap", dataset="mnist", method="normal", in_channels=1,
+                     num_classes=10)
+    path = save_checkpoint(build_model("smallgap", 1, 10), card, tmp_path / "runs" / "job1" / "fresh.safetensors")
+    entries = {e.name: e for e in available_models("mnist")}
+    assert entries["fresh-run"].path == path and reads
+    model, loaded = load_model("fresh-run")
+    assert loaded == card and isinstance(model, ARCHITECTURES["smallgap"])
+    path.unlink()
+    assert "fresh-run" not in {e.name for e in available_models()}
+
+
+def test_paper_networks_are_listed_from_their_names_without_reading_them(monkeypatch, tmp_path):
+    """An .npz named in the authors' scheme is listed from its name (its bytes are not even valid);
+    loading it reads it. Its card from the name equals the card from the weights."""
+    from interp_core.models.paper import card_from_name
+
+    folder = tmp_path / "paper-networks"
+    folder.mkdir()
+    monkeypatch.setenv("INTERP_CORE_PAPER_NETWORKS", str(folder))
+    (folder / "cifar_wresnet_igsum_200.npz").write_bytes(b"not read when listing")
+    np.savez(folder / "mnist_pool_int015_100.npz", **_tf_arrays(build_model("pool", 1, 10)))
+    entries = {e.name: e for e in available_models()}
+    card = entries["cifar_wresnet_igsum_200"].card
+    assert (card.dataset, card.arch, card.method, card.in_channels, card.source) == ("cifar10", "wresnet",
+                                                                                    "ig-sum-norm", 3, "paper")
+    assert entries["mnist_pool_int015_100"].card == card_from_name("mnist_pool_int015_100")
+    _, loaded = load_model("mnist_pool_int015_100")
+    assert loaded == entries["mnist_pool_int015_100"].card and loaded.hyperparameters["gamma"] == 0.015
+    with pytest.raises(CheckpointError):
+        load_model("cifar_wresnet_igsum_200")
+
+
+def test_listed_paper_cards_match_the_loaded_networks(paper_networks_dir):
+    from interp_core.models.paper import card_from_name
+
+    for path in sorted(paper_networks_dir.glob("*.npz"))[::7]:
+        assert card_from_name(path.stem) == load_paper_network(path)[1]

@@ -1,7 +1,8 @@
 """``evaluate robust|aai|isa|bound|uar`` and ``reproduce`` (PAPER.md sections 4-5).
 
 JSON shapes (``--json``: the last stdout line):
-- robust: {"protocol": {...}, "n", "results": [{"eps", "accuracy", "attacks"?}], "warnings", ...}
+- robust: {"protocol": {...}, "n", "results": [{"eps", "accuracy", "attacks"?}], "per_image", "warnings",
+  "masking_signs", ...}
 - aai:    {"protocol": {...}, "n", "results": [{"eps", "kendall_tau", "topk_intersection", "kept"}], ...}
 - isa:    {"protocol": {...}, "n", "curves": [{"measure", "eps_min", "points": [...], "summary": [...]}], ...}
 - bound:  {"n", "attempted", "violations", "points": [{"half_margin", "d2", "index", "target", "eps"}], ...}
@@ -27,7 +28,9 @@ from interp_core.metrics import DISTANCES, MEASURES
 from interp_core.runtime import configure_threads, resolve_device
 
 ROBUST_HELP = ('{"protocol": {name, attack, steps, step_size, random_start, restarts, ...}, "n": N, '
-               '"results": [{"eps": e, "accuracy": a, "attacks": {...} (strong only)}], "warnings": [...]}')
+               '"results": [{"eps": e, "accuracy": a, "attacks": {attack: accuracy left after it and every '
+               'attack before it} (strong only)}], "per_image": [[robust per image] per eps], "warnings": [...], '
+               '"masking_signs": [names of the gradient-masking signs that fired]}')
 
 
 def parse_floats(text: str) -> list[float]:
@@ -62,7 +65,8 @@ def register(commands) -> None:
 
     p = common("robust", "robust accuracy per eps", ROBUST_HELP)
     p.add_argument("--protocol", default="paper", choices=["paper", "strong"],
-                   help="paper: the authors' PGD; strong: + random-start restarts, margin PGD, AutoAttack")
+                   help="paper: the authors' PGD; strong: + random-start restarts, margin PGD, AutoAttack, each "
+                        "stopping on an image at its first success")
     p.add_argument("--eps", type=parse_floats, default=None,
                    help="e.g. 0,0.1,0.3 or 0,2/255,8/255 (default: the paper's grid)")
     p.add_argument("--steps", type=int, default=200)

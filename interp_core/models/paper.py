@@ -152,13 +152,25 @@ def load_paper_network(path: str | Path, max_bytes: int = MAX_CHECKPOINT_BYTES) 
     else:
         raise CheckpointError(f"{path}: paper networks are .npz or .pkl files")
     model = model_from_arrays(arrays)
-    return model, paper_card(path.stem, model)
-
-
-def paper_card(stem: str, model: CAMNet) -> ModelCard:
-    """Card for a paper network named ``<dataset>_<arch>_<method>_<epochs>``."""
     arch = next(name for name, cls in ARCHITECTURES.items() if type(model) is cls)
     in_channels = next(m for m in model.modules() if isinstance(m, SameConv2d)).in_channels
+    return model, paper_card(path.stem, arch, in_channels, model.head.weight.shape[0])
+
+
+def card_from_name(stem: str) -> ModelCard | None:
+    """The card of a paper network named ``<dataset>_<arch>_<method>_<epochs>`` (e.g.
+    ``mnist_smallgap_int_100``) from the name alone, without reading the file (10 classes, MNIST 1
+    input channel, CIFAR-10 3); None for a name that does not follow the scheme."""
+    match = _NAME.match(stem)
+    if not match:
+        return None
+    dataset = _DATASETS[match.group(1)]
+    return paper_card(stem, match.group(2), 1 if dataset == "mnist" else 3, 10)
+
+
+def paper_card(stem: str, arch: str, in_channels: int, num_classes: int) -> ModelCard:
+    """Card for a paper network named ``<dataset>_<arch>_<method>_<epochs>`` (other names: dataset
+    from the input channels, method "unknown")."""
     match = _NAME.match(stem)
     dataset, method, hyper = ("mnist" if in_channels == 1 else "cifar10"), "unknown", {}
     if match:
@@ -173,7 +185,7 @@ def paper_card(stem: str, model: CAMNet) -> ModelCard:
         hyper["train_eps"] = 0.3 if dataset == "mnist" else 8 / 255
     return ModelCard(
         name=stem, arch=arch, dataset=dataset, method=method, in_channels=in_channels,
-        num_classes=model.head.weight.shape[0], source="paper", hyperparameters=hyper,
+        num_classes=num_classes, source="paper", hyperparameters=hyper,
         description=f"The authors' released {arch} network trained with {method} on {dataset}.",
         credit=PAPER_CREDIT,
     )
