@@ -3,7 +3,7 @@
 - ``fgsm``, ``pgd`` (cross-entropy or C&W margin, untargeted or targeted), ``paper_pgd`` and
   ``PaperProtocol`` (the authors' evaluation: 200 sign steps of 0.01, no random start), with their
   eps grids ``PAPER_EPS`` and subset ``PAPER_SUBSET``;
-- ``ISA`` (interpretability sneaking), its searches ``minimum_eps`` / ``maximum_gamma`` and the
+- ``ISA`` (interpretability sneaking) and its step budgets ``ISA_BUDGETS``, its searches ``minimum_eps`` / ``maximum_gamma`` and the
   trade-off curves ``isa_tradeoff``; ``MinimumEps`` and ``bound_points`` (section 4's bound);
 - ``AAI`` (top-k attack on the interpretation);
 - ``ATTACKS`` / ``build_attack``: every attack by name.
@@ -15,6 +15,7 @@ from interp_core.attacks.aai import AAI
 from interp_core.attacks.engine import OBJECTIVES, PGD, CrossEntropy, Margin, Objective, margin_loss
 from interp_core.attacks.isa import (
     ISA,
+    ISA_BUDGETS,
     MinimumEps,
     TradeoffCurves,
     bound_points,
@@ -27,7 +28,7 @@ from interp_core.attacks.presets import PAPER_EPS, PAPER_SUBSET, PaperProtocol, 
 from interp_core.attacks.registry import ATTACKS, AttackSpec, build_attack
 
 __all__ = [
-    "AAI", "OBJECTIVES", "PGD", "CrossEntropy", "Margin", "Objective", "margin_loss", "ISA", "MinimumEps",
+    "AAI", "OBJECTIVES", "PGD", "CrossEntropy", "Margin", "Objective", "margin_loss", "ISA", "ISA_BUDGETS", "MinimumEps",
     "TradeoffCurves", "bound_points", "isa_tradeoff", "maximum_gamma", "minimum_eps", "runner_up",
     "PAPER_EPS", "PAPER_SUBSET", "PaperProtocol", "fgsm", "paper_pgd", "pgd", "ATTACKS", "AttackSpec",
     "build_attack",

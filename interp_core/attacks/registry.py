@@ -46,13 +46,17 @@ _SPECS = (
     AttackSpec("paper-pgd", "PGD, the authors' protocol", paper_pgd, {"eps": 0.1, "steps": 200, "step_size": 0.01},
                False, "200 signed steps of 0.01 from x, no random start, one restart (PAPER.md section 5)"),
     AttackSpec("isa", "ISA (interpretability sneaking)", ISA,
-               {"eps": 0.1, "gamma": 0.0, "measure": "2class", "distance": "l1", "explainer": "cam", "steps": 10},
-               True, "targeted margin + gamma * discrepancy, 10 soft-sign steps of 0.2 eps"),
+               {"eps": 0.1, "gamma": 0.0, "measure": "2class", "distance": "l1", "explainer": "cam", "steps": 10,
+                "step_scale": 0.2},
+               True, "targeted margin + gamma * discrepancy; the authors' budget is 10 soft-sign steps of 0.2 eps, "
+                     "a finer one 100 steps of 0.02 eps"),
     AttackSpec("aai", "AAI (top-k interpretation attack)", AAI,
                {"eps": 0.1, "steps": 200, "step_size": 0.01, "k": 8, "random_start": True, "seed": 0},
                False, "moves the true-class CAM off its clean top-k cells, keeping the class"),
-    AttackSpec("min-eps", "Minimum-eps targeted", MinimumEps, {"eps": 1.0, "rounds": 10, "steps": 10},
-               True, "bisection for the smallest eps <= eps at which a 10-step targeted attack succeeds"),
+    AttackSpec("min-eps", "Minimum-eps targeted", MinimumEps,
+               {"eps": 1.0, "rounds": 10, "steps": 10, "step_scale": 0.2},
+               True, "bisection for the smallest eps <= eps at which a targeted margin attack (soft-sign steps of "
+                     "step_scale * eps) succeeds"),
 )
 ATTACKS: dict[str, AttackSpec] = {spec.name: spec for spec in _SPECS}
 
@@ -72,7 +76,7 @@ def build_attack(name: str, **params):
 _EXTRA = {
     "fgsm": {"objective"},
     "pgd": {"kappa", "objective", "targeted"},
-    "isa": {"normalization", "explainer_options", "step_scale", "softsign_scale", "kappa", "smooth_beta"},
-    "aai": {"explainer"},
+    "isa": {"normalization", "explainer_options", "softsign_scale", "kappa", "smooth_beta"},
+    "aai": {"explainer", "explainer_options"},
     "min-eps": {"kappa"},
 }
