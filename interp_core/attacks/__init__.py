@@ -6,6 +6,8 @@
 - ``ISA`` (interpretability sneaking) and its step budgets ``ISA_BUDGETS``, its searches ``minimum_eps`` / ``maximum_gamma`` and the
   trade-off curves ``isa_tradeoff``; ``MinimumEps`` and ``bound_points`` (section 4's bound);
 - ``AAI`` (top-k attack on the interpretation);
+- ``UARAttack``: the unforeseen attacks (fog, Gabor, snow, JPEG l-inf / l2 / l1) with the authors'
+  budgets ``UAR_ATTACKS`` and target stream ``authors_targets``;
 - ``ATTACKS`` / ``build_attack``: every attack by name.
 
 Every attack is called as ``attack(model, x, y, target=None) -> x_adv``.
@@ -26,10 +28,11 @@ from interp_core.attacks.isa import (
 )
 from interp_core.attacks.presets import PAPER_EPS, PAPER_SUBSET, PaperProtocol, fgsm, paper_pgd, pgd
 from interp_core.attacks.registry import ATTACKS, AttackSpec, build_attack
+from interp_core.attacks.uar import UAR_ATTACKS, UARAttack, authors_targets
 
 __all__ = [
     "AAI", "OBJECTIVES", "PGD", "CrossEntropy", "Margin", "Objective", "margin_loss", "ISA", "ISA_BUDGETS", "MinimumEps",
     "TradeoffCurves", "bound_points", "isa_tradeoff", "maximum_gamma", "minimum_eps", "runner_up",
     "PAPER_EPS", "PAPER_SUBSET", "PaperProtocol", "fgsm", "paper_pgd", "pgd", "ATTACKS", "AttackSpec",
-    "build_attack",
+    "build_attack", "UAR_ATTACKS", "UARAttack", "authors_targets",
 ]

@@ -13,7 +13,8 @@ engine only asks autograd for d objective / d x_adv. Gradients are taken with
 from __future__ import annotations
 
 import math
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -81,7 +82,10 @@ class Margin:
 OBJECTIVES = {"ce": CrossEntropy, "margin": Margin}
 
 
-def _check_data(x: Tensor, y: Tensor, target: Tensor | None, targeted: bool) -> tuple[Tensor, Tensor | None]:
+def check_data(x: Tensor, y: Tensor, target: Tensor | None, targeted: bool) -> tuple[Tensor, Tensor | None]:
+    """Validate an attack's data: x (N, C, H, W) float in [0, 1], y (N,) integer labels, target (N,)
+    integer classes (required when ``targeted``). Returns (y, target) as int64 on x's device;
+    raises ValueError naming what is wrong."""
     if x.dim() < 2:
         raise ValueError(f"x must be batched (N, C, H, W), got shape {tuple(x.shape)}")
     if not x.is_floating_point():
@@ -99,6 +103,19 @@ def _check_data(x: Tensor, y: Tensor, target: Tensor | None, targeted: bool) -> 
             raise ValueError(f"target must be integer classes of shape ({x.shape[0]},), got {tuple(target.shape)}")
         target = target.long()
     return y.long(), target
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Every module of ``model`` in eval mode inside the block; each module's own mode is restored
+    afterwards, also on errors (a model may mix modes, e.g. frozen batch norm)."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, mode in modes:
+            module.training = mode
 
 
 class PGD:
@@ -173,19 +190,13 @@ class PGD:
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None,
                  callback: Callable[[int, Tensor], None] | None = None) -> Tensor:
-        y, target = _check_data(x, y, target, self.targeted)
+        y, target = check_data(x, y, target, self.targeted)
         x = x.detach()
         eps, step_size = _per_example(self.eps, x, "eps"), _per_example(self.step_size, x, "step_size")
         if x.shape[0] == 0 or not (eps > 0).any():
             return x.clone()
-        modes = [(m, m.training) for m in model.modules()]
-        model.eval()
-        try:
-            with torch.enable_grad():
-                x_adv = _Run(self, model, x, y, target, eps, step_size, callback).result()
-        finally:
-            for module, mode in modes:
-                module.training = mode
+        with eval_mode(model), torch.enable_grad():
+            x_adv = _Run(self, model, x, y, target, eps, step_size, callback).result()
         self._check_result(x_adv, x, eps)
         return x_adv
 

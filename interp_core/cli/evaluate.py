@@ -1,4 +1,4 @@
-"""``evaluate robust|aai|isa|bound`` and ``reproduce`` (PAPER.md sections 4-5).
+"""``evaluate robust|aai|isa|bound|uar`` and ``reproduce`` (PAPER.md sections 4-5).
 
 JSON shapes (``--json``: the last stdout line):
 - robust: {"protocol": {...}, "n", "results": [{"eps", "accuracy", "attacks"?}], "warnings", ...}
@@ -6,6 +6,7 @@ JSON shapes (``--json``: the last stdout line):
 - isa:    {"protocol": {...}, "n", "curves": [{"measure", "eps_min", "points": [...], "summary": [...]}], ...}
 - bound:  {"n", "attempted", "violations", "points": [{"half_margin", "d2", "index", "target", "eps"}], ...}
   (d2 on the CAM / (h w) scale)
+- uar:    {"protocol": {...}, "n", "clean_accuracy", "results": [{"attack", "eps", "accuracy", "target_rate"}], ...}
 - reproduce: {"out", "settings", "parts": {name: {"seconds", "files"}}, "warnings"}
 Every result also carries "model", "dataset", "subset" (which images) and "seconds".
 """
@@ -19,7 +20,7 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
-from interp_core.attacks import PAPER_EPS
+from interp_core.attacks import PAPER_EPS, UAR_ATTACKS
 from interp_core.evaluate import SUBSETS, evaluation_set
 from interp_core.evaluate.reproduce import AAI_EPS
 from interp_core.metrics import DISTANCES, MEASURES
@@ -105,6 +106,15 @@ def register(commands) -> None:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--steps", type=int, default=10)
     p.set_defaults(run=run_bound)
+
+    p = common("uar", "accuracy under the unforeseen attacks (fog, gabor, snow, JPEG), targeted at random wrong classes",
+               '{"protocol": {...}, "n": N, "clean_accuracy": a, "results": [{"attack", "eps", "accuracy", '
+               '"target_rate", "seconds"}]}')
+    p.add_argument("--attacks", default=",".join(UAR_ATTACKS),
+                   help=f"comma-separated subset of {','.join(UAR_ATTACKS)} (budgets: the authors')")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--seed", type=int, default=99, help="numpy seed of the target stream and seed of the random starts")
+    p.set_defaults(run=run_uar)
 
     p = commands.add_parser(
         "reproduce", help="the paper's tables and figures on its networks (CSV, markdown, plotly HTML/PNG)",
@@ -246,6 +256,25 @@ def run_bound(args) -> None:
             f"classified images ({what}); bound violations: {result['violations']}"
             + (f"; min d2 - half margin {min(gaps):.4f}" if gaps else ""))
     _finish(args, "bound", out, text)
+
+
+def run_uar(args) -> None:
+    from interp_core.evaluate import uar_evaluation
+
+    attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())  # uar_evaluation checks them
+    model, card, x, y, what = _setup(args)
+    bar = _Bar("uar")
+    try:
+        result = uar_evaluation(model, x, y, attacks, args.dataset, steps=args.steps, seed=args.seed,
+                                batch_size=args.batch_size, subset=what, progress=bar)
+    finally:
+        bar.close()
+    out = {**result, "model": card.name, "dataset": args.dataset}
+    lines = [f"{card.name}, unforeseen attacks ({args.steps} steps, targets numpy seed {args.seed}), {what}",
+             f"  clean accuracy {result['clean_accuracy']:.4f}"]
+    lines += [f"  {r['attack']} (eps {r['eps']:g}): accuracy {r['accuracy']:.4f}, on target {r['target_rate']:.4f}"
+              for r in result["results"]]
+    _finish(args, "uar", out, "\n".join(lines + [f"({result['seconds']:.1f} s)"]))
 
 
 def run_reproduce(args) -> None:

@@ -5,8 +5,9 @@ Every result records the protocol that produced it (attack, steps, step size, re
 from interp_core.evaluate.data import SUBSETS, evaluation_set
 from interp_core.evaluate.interpretation import aai_evaluation, bound_evaluation, choose_targets, isa_evaluation
 from interp_core.evaluate.robust import PROTOCOLS, Progress, RobustResult, robust_accuracy, zero_gradient_share
+from interp_core.evaluate.uar import uar_evaluation  # accuracy under the unforeseen attacks (UAR)
 
 __all__ = [
     "SUBSETS", "evaluation_set", "aai_evaluation", "bound_evaluation", "choose_targets", "isa_evaluation",
-    "PROTOCOLS", "Progress", "RobustResult", "robust_accuracy", "zero_gradient_share",
+    "PROTOCOLS", "Progress", "RobustResult", "robust_accuracy", "zero_gradient_share", "uar_evaluation",
 ]
