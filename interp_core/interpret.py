@@ -172,7 +172,7 @@ class IntegratedGradients(Explainer):
     Riemann sum of the paper's evaluation form (baseline 0, 100 steps).
 
     ``form="display"``: the map of the model as given, summed over channels, (N, 1, H, W).
-    ``form="authors"``: the authors' map (docs/method.md#ig): the full (N, 1, C, H, W) map of
+    ``form="authors"``: the authors' map (docs/method.md#maps): the full (N, 1, C, H, W) map of
     ``smooth_copy(model, AUTHORS_IG_BETA)``, ReLU replaced by softplus with beta = 1, whether the
     map is attacked or reported. ``batch_steps`` bounds how many scaled copies go through the
     model at once (memory)."""

@@ -12,8 +12,7 @@ from app_support.common import (dataset_picker, export_buttons, full_data_source
 from app_support.layout import setup_page
 from interp_core.attacks import ISA_BUDGETS
 from interp_core.attacks.isa import ISA_EXPLAINERS
-from interp_core.evaluate import (AUTHORS_SETS, bound_evaluation, evaluation_set, isa_evaluation, resolve_targets,
-                                  tradeoff_text)
+from interp_core.evaluate import bound_evaluation, evaluation_set, isa_evaluation, resolve_targets, tradeoff_text
 from interp_core.evaluate.reproduce import tradeoff_figure
 from interp_core.interpret import IG_FORMS
 from interp_core.metrics import MEASURES

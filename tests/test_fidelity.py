@@ -245,3 +245,28 @@ def test_about_page_covers_every_registered_attack_with_formulas():
     assert not missing, f"the About page does not name {missing}"
     assert len(at.get("latex")) >= 8
     assert "docs/method.md#isa" in text and "PAPER.md" not in text
+
+
+# --- reproduce ------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.shared
+def test_reproduce_quick_shows_both_tradeoffs_with_both_budgets_and_a_uar_table(paper_networks_dir, full_data,
+                                                                                   tmp_path):
+    import csv
+
+    from interp_core.evaluate.reproduce import reproduce
+
+    summary = reproduce(tmp_path, quick=True, parts=("isa", "uar"))
+    assert set(summary["parts"]) == {"isa", "uar"}
+    with open(tmp_path / "isa_tradeoff.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["dataset"], r["budget"]) for r in rows} == {(d, b) for d in ("mnist", "cifar10") for b in ISA_BUDGETS}
+    text = (tmp_path / "isa_tradeoff.md").read_text()
+    assert text.count("Measured:") == 4 and "expected" not in text.lower()
+    assert "1class: the mean raw discrepancy (running minimum)" in text and "the bound 1/2 h w" in text
+    uar = (tmp_path / "uar_accuracy.md").read_text()
+    assert "cifar_smallgap_normal_200" in uar and "cifar_wresnet_normal_200" in uar and "jpeg-l1" in uar
+    readme = (tmp_path / "README.md").read_text()
+    assert "A quick run uses fewer networks" in readme and "uar:" in readme

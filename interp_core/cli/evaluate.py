@@ -170,6 +170,9 @@ def _budget(args) -> tuple[int, float]:
 
 def _targets(args, model, x, y):
     """--targets resolved for the loaded images: a tensor and the words that name it."""
+    if args.targets == "authors" and args.split not in ("test", "demo"):
+        raise ValueError("the authors' targets follow their image sets of the test set; use --split test or demo, "
+                         "or --targets random / runner-up")
     target = resolve_targets(args.targets, args.subset, model, x, y, args.seed)
     label = {"authors": f"authors' stream of the {args.subset} set", "random": f"random, seed {args.seed}",
              "runner-up": "runner-up"}[args.targets]

@@ -51,9 +51,9 @@ def evaluation_set(dataset: str, split: str = "test", n: int | None = None, subs
     """The images of an evaluation and a description of them.
 
     ``subset`` in ``AUTHORS_SETS`` (default "paper"): the authors' image set, n images (default the
-    set's own size) from its start in its seed's permutation of the test split; on ``split="demo"``
-    only "paper" is available, as the first n demo images, which are that subset of the test set.
-    ``subset="first"``: the first n images of the split.
+    set's own size) from its start in its seed's permutation of the split (the authors' images on
+    the test split); on ``split="demo"`` only "paper" is available, as the first n demo images,
+    which are that subset of the test set. ``subset="first"``: the first n images of the split.
     """
     if subset not in SUBSETS:
         raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
@@ -67,8 +67,6 @@ def evaluation_set(dataset: str, split: str = "test", n: int | None = None, subs
         data = load_dataset(dataset, split, n=n, data_dir=data_dir)
         what = "paper seed-99 subset (demo copy)" if subset == "paper" else "first images"
         return data, f"{what}: {len(data)} of {dataset} {split} ({data.source})"
-    if split != "test":
-        raise ValueError(f"the authors' image sets are slices of the test set; subset {subset!r} needs --split test")
     full = load_dataset(dataset, split, data_dir=data_dir)
     n = chosen.n if n is None else n
     if not 1 <= n <= len(full) - chosen.start:

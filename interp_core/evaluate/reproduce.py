@@ -31,7 +31,7 @@ import torch
 
 from interp_core import paths
 from interp_core.attacks import ISA_BUDGETS, PAPER_EPS
-from interp_core.evaluate.data import AUTHORS_SETS, authors_set_targets, evaluation_set
+from interp_core.evaluate.data import authors_set_targets, evaluation_set
 from interp_core.evaluate.interpretation import aai_evaluation, bound_evaluation, isa_evaluation, tradeoff_text
 from interp_core.evaluate.robust import Progress, robust_accuracy
 from interp_core.evaluate.uar import uar_evaluation
@@ -405,16 +405,17 @@ def uar_table(run: Run) -> dict:
         result = uar_evaluation(model, x, y, dataset=dataset, steps=s.uar_steps, subset=what)
         rows.append({"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
                      "clean": result["clean_accuracy"], **{r["attack"]: r["accuracy"] for r in result["results"]},
-                     "steps": s.uar_steps, "n": len(y), "subset": what})
+                     "steps": s.uar_steps, "targets": result["protocol"]["targets"], "n": len(y), "subset": what})
         run.tick("uar")(j + 1, len(jobs))
     if not rows:
         run.warnings.append(f"uar: no CIFAR-10 paper networks found in {paths.paper_networks_dir()}")
         return run.finish(started, [])
     _write_csv(run.out / "uar_accuracy.csv", rows)
-    attacks = [k for k in rows[0] if k not in ("dataset", "arch", "method", "network", "clean", "steps", "n", "subset")]
-    lines = [f"## Unforeseen attacks (docs/method.md#uar)", "",
+    attacks = [k for k in rows[0]
+               if k not in ("dataset", "arch", "method", "network", "clean", "steps", "targets", "n", "subset")]
+    lines = ["## Unforeseen attacks (docs/method.md#uar)", "",
              f"Accuracy under each attack with the authors' budgets, {s.uar_steps} steps of eps / sqrt(steps) from a "
-             f"random start, targeted at the authors' targets; images: {rows[0]['subset']}.", "",
+             f"random start; targets: {rows[0]['targets']}; images: {rows[0]['subset']}.", "",
              "| network | clean | " + " | ".join(attacks) + " |", "|---" * (len(attacks) + 2) + "|"]
     lines += [f"| {r['network']} | {r['clean']:.3f} | " + " | ".join(f"{r[a]:.3f}" for a in attacks) + " |" for r in rows]
     (run.out / "uar_accuracy.md").write_text("\n".join(lines) + "\n")
@@ -456,7 +457,8 @@ def _write_readme(out: Path, quick: bool, s: Settings, summary: dict) -> None:
     timing = "\n".join(f"- {name}: {p['seconds']} s" for name, p in summary["parts"].items())
     sizes = (f"Sizes: PGD and AAI tables {s.n} images, {s.steps} PGD steps, {s.aai_steps} AAI steps; bound "
              f"{s.bound_n} images; ISA trade-off {s.tradeoff_n} of the authors' 5 trade-off images, multipliers "
-             f"{', '.join(f'{p:g}' for p in s.multipliers)}, {s.rounds} search rounds, measures "
+             f"{', '.join(f'{p:g}' for p in s.multipliers)} (each curve starts at its minimum-eps example, p = 1), "
+             f"{s.rounds} search rounds, measures "
              f"{', '.join(s.tradeoff_measures)}, budgets {', '.join(s.budgets)}; UAR {s.uar_n} images, "
              f"{s.uar_steps} steps." + (" A quick run uses fewer networks, images, steps, rounds and multipliers "
                                         "than the authors (full run: 200 images, 200 steps, every network)."
