@@ -17,7 +17,7 @@ DATASET_EPS = {"mnist": 0.3, "cifar10": 8 / 255}
 LABELS = {"eps": "ε", "step_size": "step size", "steps": "steps", "gamma": "γ (discrepancy weight)",
           "kappa": "κ (margin confidence)", "k": "top-k cells", "restarts": "restarts", "random_start": "random start",
           "seed": "seed", "measure": "discrepancy measure", "norm": "threat model", "distance": "discrepancy distance",
-          "explainer": "map attacked",
+          "explainer": "map attacked", "step_scale": "step (share of ε)",
           "rounds": "search rounds"}
 #: Choices of the string-valued settings (the explainer is shown for ISA only).
 CHOICES = {"measure": list(MEASURES), "norm": list(NORMS), "distance": list(DISTANCES),

@@ -4,8 +4,9 @@
 
 ``x`` is (N, C, H, W) in [0, 1] and ``target`` (N,) the class to explain per example. CAM-family
 maps (CAM, Grad-CAM++, Grad-CAM) live on the feature grid (h, w); gradient maps (saliency, IG,
-SmoothGrad, input x gradient) on the input grid, summed over colour channels. Maps are raw (not
-normalized); ``upsample_to_input`` resizes for display.
+SmoothGrad, input x gradient) on the input grid, summed over colour channels. One exception: IG
+in the authors' form (``form="authors"``, the map of their measures) keeps the channels, shape
+(N, 1, C, H, W). Maps are raw (not normalized); ``upsample_to_input`` resizes for display.
 
 With ``create_graph=False`` the map is detached and computed by Captum where Captum has the
 method; with ``create_graph=True`` the project's own differentiable form is used (for attacks and
@@ -23,7 +24,7 @@ from captum.attr import IntegratedGradients as CaptumIG
 from captum.attr import LayerGradCam
 from captum.attr import Saliency as CaptumSaliency
 
-from interp_core.models.architectures import CAMNet, cam_from_features
+from interp_core.models.architectures import CAMNet, cam_from_features, smooth_copy
 
 
 def _check(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -165,39 +166,56 @@ class InputXGradient(Explainer):
         return attribution.sum(dim=1, keepdim=True)
 
 
+#: Forms of the IG map: "display" (summed over colour channels, of the model as given: the map the
+#: app shows) and "authors" (the authors' measure map: every channel kept, computed on the
+#: network's softplus copy with beta ``AUTHORS_IG_BETA``, both when attacking and when reporting).
+IG_FORMS = ("display", "authors")
+AUTHORS_IG_BETA = 1.0
+
+
 class IntegratedGradients(Explainer):
-    """IG_c(x) = (x - b) * mean_{k=1..steps} dZ_c/dz at z = b + (k / steps)(x - b), summed over
-    channels: the right Riemann sum of the paper's evaluation form (baseline 0, 100 steps).
-    ``batch_steps`` bounds how many scaled copies go through the model at once (memory)."""
+    """IG_c(x) = (x - b) * mean_{k=1..steps} dZ_c/dz at z = b + (k / steps)(x - b): the right
+    Riemann sum of the paper's evaluation form (baseline 0, 100 steps).
+
+    ``form="display"``: the map of the model as given, summed over channels, (N, 1, H, W).
+    ``form="authors"``: the authors' map (docs/method.md#maps): the full (N, 1, C, H, W) map of
+    ``smooth_copy(model, AUTHORS_IG_BETA)``, ReLU replaced by softplus with beta = 1, whether the
+    map is attacked or reported. ``batch_steps`` bounds how many scaled copies go through the
+    model at once (memory)."""
 
     name, label = "ig", "Integrated Gradients"
 
-    def __init__(self, steps: int = 100, baseline: float = 0.0, batch_steps: int = 25):
+    def __init__(self, steps: int = 100, baseline: float = 0.0, batch_steps: int = 25, form: str = "display"):
         if not (isinstance(steps, int) and steps >= 2):
             raise ValueError(f"IG steps must be an integer >= 2 (Captum's Riemann sum needs two points), "
                              f"got {steps!r}")
-        self.steps, self.baseline, self.batch_steps = steps, baseline, batch_steps
+        if form not in IG_FORMS:
+            raise ValueError(f"IG form must be one of {IG_FORMS}, got {form!r}")
+        self.steps, self.baseline, self.batch_steps, self.form = steps, baseline, batch_steps, form
 
     def _explain(self, model, x, target, create_graph):
+        if self.form == "authors":
+            model = smooth_copy(model, AUTHORS_IG_BETA)
         baseline = torch.full_like(x, self.baseline)
         if not create_graph:
             attribution = CaptumIG(model).attribute(
                 x, baselines=baseline, target=target, n_steps=self.steps, method="riemann_right",
                 internal_batch_size=x.shape[0] * self.batch_steps,
             )
-            return attribution.sum(dim=1, keepdim=True)
-        total = torch.zeros_like(x)
-        for start in range(1, self.steps + 1, self.batch_steps):
-            alphas = torch.arange(start, min(start + self.batch_steps, self.steps + 1), device=x.device,
-                                  dtype=x.dtype) / self.steps
-            z = baseline + alphas.view(-1, 1, 1, 1, 1) * (x - baseline)  # (S, N, C, H, W)
-            if not z.requires_grad:
-                z.requires_grad_(True)
-            s = z.shape[0]
-            scores = model(z.reshape(-1, *x.shape[1:])).gather(1, target.repeat(s)[:, None]).sum()
-            (grad,) = torch.autograd.grad(scores, z, create_graph=True)
-            total = total + grad.sum(dim=0)
-        return ((x - baseline) * total / self.steps).sum(dim=1, keepdim=True)
+        else:
+            total = torch.zeros_like(x)
+            for start in range(1, self.steps + 1, self.batch_steps):
+                alphas = torch.arange(start, min(start + self.batch_steps, self.steps + 1), device=x.device,
+                                      dtype=x.dtype) / self.steps
+                z = baseline + alphas.view(-1, 1, 1, 1, 1) * (x - baseline)  # (S, N, C, H, W)
+                if not z.requires_grad:
+                    z.requires_grad_(True)
+                s = z.shape[0]
+                scores = model(z.reshape(-1, *x.shape[1:])).gather(1, target.repeat(s)[:, None]).sum()
+                (grad,) = torch.autograd.grad(scores, z, create_graph=True)
+                total = total + grad.sum(dim=0)
+            attribution = (x - baseline) * total / self.steps
+        return attribution.unsqueeze(1) if self.form == "authors" else attribution.sum(dim=1, keepdim=True)
 
 
 class SmoothGrad(Explainer):
@@ -248,7 +266,8 @@ def explain_classes(explainer: Explainer, model, x: torch.Tensor, classes: torch
 
 def explain_all_classes(explainer: Explainer, model, x: torch.Tensor, num_classes: int,
                         create_graph: bool = False) -> torch.Tensor:
-    """Maps of every class: (N, K, h, w). CAM takes one forward pass; others one pass per class."""
+    """Maps of every class: (N, K, h, w) (or (N, K, C, H, W), as ``explain_classes``). CAM takes
+    one forward pass; others one pass per class."""
     if isinstance(explainer, CAM):
         maps = model.cam(x)
         return maps if create_graph else maps.detach()

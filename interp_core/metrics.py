@@ -55,7 +55,8 @@ def discrepancy(clean: torch.Tensor, adv: torch.Tensor, y: torch.Tensor, target:
                 measure: str = "2class", distance: str = "l1", normalization: str = "raw") -> torch.Tensor:
     """1-class, 2-class or all-class discrepancy between per-class maps.
 
-    clean, adv: (N, K, h, w) maps of every class for the clean and the perturbed images;
+    clean, adv: (N, K, h, w) maps of every class for the clean and the perturbed images (or
+    (N, K, C, H, W): a map with several channels, such as IG in the authors' form, counts as one);
     y: (N,) true classes; target: (N,) attack targets (needed for "2class").
     - 1class:  D1 = d_y
     - 2class:  D2 = (d_y + d_t) / 2
@@ -64,11 +65,12 @@ def discrepancy(clean: torch.Tensor, adv: torch.Tensor, y: torch.Tensor, target:
     """
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
-    if clean.shape != adv.shape or clean.dim() != 4:
-        raise ValueError(f"clean and adv must both be (N, K, h, w); got {tuple(clean.shape)}, {tuple(adv.shape)}")
+    if clean.shape != adv.shape or clean.dim() < 4:
+        raise ValueError(f"clean and adv must both be (N, K, h, w) (or (N, K, C, H, W)); got {tuple(clean.shape)}, "
+                         f"{tuple(adv.shape)}")
 
     def d(cls: torch.Tensor) -> torch.Tensor:
-        index = cls.view(-1, 1, 1, 1).expand(-1, 1, *clean.shape[2:])
+        index = cls.view(-1, *[1] * (clean.dim() - 1)).expand(-1, 1, *clean.shape[2:])
         return class_discrepancy(clean.gather(1, index), adv.gather(1, index), distance, normalization)
 
     if measure == "1class":

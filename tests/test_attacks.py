@@ -253,7 +253,7 @@ def test_bound_d2_is_the_two_class_l1_discrepancy_of_cam_over_grid(mnist_normal,
 
 
 def test_isa_one_class_hides_while_two_class_cannot(mnist_normal, mnist_demo):
-    """PAPER.md section 4: with more room (eps), ISA drives the 1-class discrepancy down, while
+    """docs/method.md#isa: with more room (eps), ISA drives the 1-class discrepancy down, while
     the 2-class one stays up (deterministic: fixed images and targets)."""
     x, y = mnist_demo.images[:3], mnist_demo.labels[:3]
     target = (y + 1) % 10
@@ -262,7 +262,7 @@ def test_isa_one_class_hides_while_two_class_cannot(mnist_normal, mnist_demo):
     def mean_best(measure, multiplier):
         values = []
         for per in curves[measure].points:
-            best = min((p[measure] for p in per if p["multiplier"] <= multiplier), default=None)
+            best = min((p[f"range_{measure}"] for p in per if p["multiplier"] <= multiplier), default=None)
             if best is not None:
                 values.append(best)
         return sum(values) / len(values)

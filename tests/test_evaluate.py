@@ -192,7 +192,7 @@ def test_isa_evaluation_summary(mnist_normal, small):
     (curve,) = result["curves"]
     assert curve["measure"] == "1class" and len(curve["summary"]) == 2
     for p in curve["points"]:
-        assert p["best_so_far"] <= p["discrepancy"] and p["linf"] <= p["eps"] + 1e-6
+        assert p["envelope_range"] <= p["range"] and p["linf"] <= p["eps"] + 1e-6
 
 
 def _run_json(capsys, argv):

@@ -3,7 +3,7 @@
 - ``fgsm``, ``pgd`` (cross-entropy or C&W margin, untargeted or targeted), ``paper_pgd`` and
   ``PaperProtocol`` (the authors' evaluation: 200 sign steps of 0.01, no random start), with their
   eps grids ``PAPER_EPS`` and subset ``PAPER_SUBSET``;
-- ``ISA`` (interpretability sneaking), its searches ``minimum_eps`` / ``maximum_gamma`` and the
+- ``ISA`` (interpretability sneaking) and its step budgets ``ISA_BUDGETS``, its searches ``minimum_eps`` / ``maximum_gamma`` and the
   trade-off curves ``isa_tradeoff``; ``MinimumEps`` and ``bound_points`` (section 4's bound);
 - ``AAI`` (top-k attack on the interpretation);
 - ``UARAttack``: the unforeseen attacks (fog, Gabor, snow, JPEG l-inf / l2 / l1) with the authors'
@@ -30,6 +30,7 @@ from interp_core.attacks.engine import (
 )
 from interp_core.attacks.isa import (
     ISA,
+    ISA_BUDGETS,
     ISA_EXPLAINERS,
     MinimumEps,
     TradeoffCurves,
@@ -45,7 +46,7 @@ from interp_core.attacks.uar import UAR_ATTACKS, UARAttack, authors_targets
 
 __all__ = [
     "AAI", "NORMS", "OBJECTIVES", "PGD", "Attack", "Callback", "CrossEntropy", "Margin", "Objective", "check_settings",
-    "margin_loss", "ISA", "ISA_EXPLAINERS", "MinimumEps",
+    "margin_loss", "ISA", "ISA_BUDGETS", "ISA_EXPLAINERS", "MinimumEps",
     "TradeoffCurves", "bound_points", "isa_tradeoff", "maximum_gamma", "minimum_eps", "runner_up",
     "PAPER_EPS", "PAPER_SUBSET", "PaperProtocol", "fgsm", "paper_pgd", "pgd", "ATTACKS", "AttackSpec",
     "build_attack", "UAR_ATTACKS", "UARAttack", "authors_targets",

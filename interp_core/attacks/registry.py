@@ -59,13 +59,15 @@ _SPECS = (
     AttackSpec("paper-pgd", "PGD, the authors' protocol", paper_pgd, ("eps", "steps", "step_size"), False,
                "200 signed steps of 0.01 from x, no random start, one restart (docs/method.md, Attacks)"),
     AttackSpec("isa", "ISA (interpretability sneaking)", ISA,
-               ("eps", "gamma", "measure", "distance", "explainer", "steps"), True,
-               "targeted margin + gamma * discrepancy, soft-sign steps of a fraction of eps"),
+               ("eps", "gamma", "measure", "distance", "explainer", "steps", "step_scale"), True,
+               "targeted margin + gamma * discrepancy; the authors' budget is 10 soft-sign steps of 0.2 eps, "
+               "a finer one 100 steps of 0.02 eps"),
     AttackSpec("aai", "AAI (top-k interpretation attack)", AAI,
                ("eps", "steps", "step_size", "k", "random_start", "seed"), False,
                "moves the true-class CAM off its clean top-k cells, keeping the class"),
-    AttackSpec("min-eps", "Minimum-eps targeted", MinimumEps, ("eps", "rounds", "steps"), True,
-               "bisection for the smallest eps <= eps at which a targeted margin attack succeeds"),
+    AttackSpec("min-eps", "Minimum-eps targeted", MinimumEps, ("eps", "rounds", "steps", "step_scale"), True,
+               "bisection for the smallest eps <= eps at which a targeted margin attack (soft-sign steps of "
+               "step_scale * eps) succeeds"),
 )
 ATTACKS: dict[str, AttackSpec] = {spec.name: spec for spec in _SPECS}
 

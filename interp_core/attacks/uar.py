@@ -97,10 +97,13 @@ _YCBCR_TO_RGB = torch.tensor([[1.0, 0.0, 1.402], [1.0, -0.344136, -0.714136], [1
 _LUMINANCE = (0.2126, 0.7152, 0.0722)
 
 
-def authors_targets(y: Tensor, num_classes: int, seed: int = AUTHORS_TARGET_SEED) -> Tensor:
+def authors_targets(y: Tensor, num_classes: int, seed: int = AUTHORS_TARGET_SEED, after_permutation: int = 0) -> Tensor:
     """The authors' random wrong-class targets: t_i = (y_i + 1 + r_i) % K with r_i =
     ``numpy.random.RandomState(seed).randint(K - 1)``, one draw per image in order.
 
+    ``after_permutation``: the authors' scripts first draw their image subset from the same
+    generator, ``permutation(total)`` of the test set, and only then the targets; pass that total
+    (10,000 for the MNIST and CIFAR-10 test sets) to continue the stream from there, as they do.
     y: (N,) labels in [0, K). Returns (N,) int64 on y's device, never equal to y.
     """
     if not isinstance(num_classes, int) or num_classes < 2:
@@ -110,7 +113,10 @@ def authors_targets(y: Tensor, num_classes: int, seed: int = AUTHORS_TARGET_SEED
         raise ValueError(f"y must be integer labels of shape (N,), got {tuple(labels.shape)} {labels.dtype}")
     if labels.numel() and (labels.min() < 0 or labels.max() >= num_classes):
         raise ValueError(f"labels must lie in [0, {num_classes - 1}]")
-    shift = np.random.RandomState(seed).randint(num_classes - 1, size=labels.numel())
+    stream = np.random.RandomState(seed)
+    if after_permutation:
+        stream.permutation(after_permutation)
+    shift = stream.randint(num_classes - 1, size=labels.numel())
     return (labels.long() + 1 + torch.from_numpy(shift).to(labels.device)) % num_classes
 
 
