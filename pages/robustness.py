@@ -93,7 +93,7 @@ def show_results(requests: list[dict]) -> None:
                          "robust accuracy": f"{row['accuracy']:.3f}",
                          "AAI Kendall τ": f"{aai_row['kendall_tau']:.3f}" if aai_row.get("kept") else "—",
                          "AAI top-8 ∩": f"{aai_row['topk_intersection']:.3f}" if aai_row.get("kept") else "—",
-                         "AAI kept": aai_row.get("kept", "—")})
+                         "AAI kept": str(aai_row["kept"]) if "kept" in aai_row else "—"})  # one type: text
     st.table(rows)
     first = results[0]["robust"]
     st.caption(f"{first['subset']} · protocol: " + ", ".join(f"{k}={v}" for k, v in first["protocol"].items())

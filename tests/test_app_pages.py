@@ -19,6 +19,25 @@ sys.path.insert(0, str(ROOT))  # the app imports app_support, as `streamlit run 
 TIMEOUT = 120
 
 
+@pytest.fixture(autouse=True)
+def arrow_clean_tables():
+    """Every table a page shows converts to Arrow as it is: Streamlit logs a traceback (and repairs
+    the column) when a column mixes types."""
+    import logging
+
+    logger = logging.getLogger("streamlit.dataframe_util")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+    assert not [r for r in records if r.exc_info], [r.getMessage() + f" {r.exc_info[1]}" for r in records]
+
+
 def open_page(page: str) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     at.run()
