@@ -5,11 +5,13 @@ settings into ``attack_fn(model, x, y, target, callback)`` for interp_core.servi
 from __future__ import annotations
 
 import inspect
+import math
 from typing import Sequence
 
 import streamlit as st
 
 from interp_core.attacks import ATTACKS, build_attack
+from interp_core.checks import BOUNDS
 from interp_core.metrics import DISTANCES, MEASURES
 
 DEFAULT_ATTACK = "pgd"
@@ -23,8 +25,18 @@ LABELS = {"eps": "ε", "step_size": "step size", "steps": "steps", "gamma": "γ 
 #: Choices of the string-valued settings; a default picks the list that holds it.
 CHOICES = {"measure": [list(MEASURES)], "norm": [["linf", "l2"]], "distance": [list(DISTANCES)],
            "explainer": [["cam", "gradcampp", "ig"]]}
-#: Bounds that keep one click affordable for a shared machine.
-LIMITS = {"steps": 500, "restarts": 10, "rounds": 20, "k": 64, "seed": 2**31 - 1}
+#: Tighter upper ends than the library's, so that one click stays affordable on a shared machine.
+AFFORDABLE = {"steps": 500, "restarts": 10, "rounds": 20, "k": 64, "seed": 2**31 - 1}
+
+
+def widget_range(param: str, norm: str) -> tuple[float, float | None]:
+    """(min, max) of a parameter's widget: the range interp_core checks (interp_core.checks.BOUNDS;
+    an l-inf eps at most 1), the upper end lowered to AFFORDABLE; max None: unbounded."""
+    low, high = BOUNDS.get(param, (0.0, math.inf))
+    if param == "eps" and norm == "linf":
+        high = 1.0
+    high = min(high, AFFORDABLE.get(param, math.inf))
+    return low, None if high == math.inf else high
 
 
 def param_defaults(name: str, dataset: str) -> dict:
@@ -56,9 +68,12 @@ def attack_controls(dataset: str, class_names: Sequence[str], key: str) -> tuple
     params: dict = {}
     with st.sidebar.expander("Attack parameters", expanded=True):
         defaults = param_defaults(name, dataset)
-        norm = defaults.get("norm", "linf")
+        # the threat model chosen (its widget may come after eps): it sets eps's range and unit
+        norm = st.session_state.get(f"{key}_{name}_{dataset}_norm", defaults.get("norm", "linf"))
         for param, default in defaults.items():
             label, wkey = LABELS.get(param, param), f"{key}_{name}_{dataset}_{param}"
+            if param in ("eps", "step_size") and norm != "linf":
+                wkey += f"_{norm}"  # another range and unit: its own widget
             if isinstance(default, bool):
                 params[param] = st.checkbox(label, value=default, key=wkey)
             elif isinstance(default, str):
@@ -66,14 +81,17 @@ def attack_controls(dataset: str, class_names: Sequence[str], key: str) -> tuple
                 params[param] = st.selectbox(label, options, index=options.index(default), key=wkey)
                 norm = params[param] if param == "norm" else norm
             elif isinstance(default, int):
-                params[param] = int(st.number_input(label, min_value=0, max_value=LIMITS.get(param, 10_000),
-                                                    value=default, step=1, key=wkey))
+                low, high = widget_range(param, norm)
+                params[param] = int(st.number_input(label, min_value=int(low), max_value=None if high is None else
+                                                    int(high), value=default, step=1, key=wkey))
             else:  # a float, or None for "derived" (the PGD step size)
                 scale = 255.0 if _pixel_scale(dataset, param, norm) else 1.0
                 unit = " (×1/255)" if scale != 1.0 else ""
                 auto = " (0: 2.5 ε / steps)" if default is None else ""
-                value = st.number_input(f"{label}{unit}{auto}", min_value=0.0, value=round((default or 0.0) * scale, 6),
-                                        format="%.4g", key=wkey)
+                low, high = widget_range(param, norm)
+                value = st.number_input(f"{label}{unit}{auto}", min_value=float(low) * scale,
+                                        max_value=None if high is None else float(high) * scale,
+                                        value=round((default or 0.0) * scale, 6), format="%.4g", key=wkey)
                 params[param] = None if default is None and value == 0 else value / scale
     target = None
     if spec.targeted:

@@ -23,6 +23,7 @@ from captum.attr import IntegratedGradients as CaptumIG
 from captum.attr import LayerGradCam
 from captum.attr import Saliency as CaptumSaliency
 
+from interp_core.checks import check_range
 from interp_core.models.architectures import CAMNet, cam_from_features
 
 
@@ -167,8 +168,9 @@ class IntegratedGradients(Explainer):
     name = "ig"
 
     def __init__(self, steps: int = 100, baseline: float = 0.0, batch_steps: int = 25):
-        if steps < 1:
-            raise ValueError("IG needs at least one step")
+        check_range("steps", steps, 1, 100_000, integer=True)
+        check_range("baseline", baseline, 0.0, 1.0)
+        check_range("batch_steps", batch_steps, 1, 100_000, integer=True)
         self.steps, self.baseline, self.batch_steps = steps, baseline, batch_steps
 
     def _explain(self, model, x, target, create_graph):
@@ -201,6 +203,9 @@ class SmoothGrad(Explainer):
     name = "smoothgrad"
 
     def __init__(self, samples: int = 25, noise: float = 0.15, seed: int = 0):
+        check_range("samples", samples, integer=True)
+        check_range("noise", noise)
+        check_range("seed", seed, integer=True)
         self.samples, self.noise, self.seed = samples, noise, seed
 
     def _explain(self, model, x, target, create_graph):

@@ -64,7 +64,11 @@ if st.button("Evaluate", type="primary", disabled=not (specs and eps), key="rob_
 
 def show_results(requests: list[dict]) -> None:
     """Curves, table and exports of the evaluated models."""
-    results = [evaluate(**request) for request in requests]
+    try:
+        results = [evaluate(**request) for request in requests]
+    except ValueError as err:  # a setting the library refuses: its message, not a traceback
+        st.error(f"The evaluation could not run: {err}")
+        return
 
     scale = 255 if requests[0]["dataset"] == "cifar10" else 1
     unit = "ε (×1/255)" if scale == 255 else "ε"

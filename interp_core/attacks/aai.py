@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from interp_core.checks import check_range
 from interp_core.attacks.engine import PGD
 from interp_core.interpret import get_explainer
 
@@ -23,8 +24,7 @@ class AAI:
 
     def __init__(self, eps: float, steps: int = 200, step_size: float = 0.01, k: int = 8,
                  random_start: bool = True, seed: int | None = 0, explainer: str = "cam"):
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        check_range("k", k, integer=True)
         self.options = dict(random_start=random_start, seed=seed, keep_best=False)
         PGD(eps, step_size, steps, **self.options)  # validates the settings now, not at the first call
         self.eps, self.steps, self.step_size, self.k = eps, steps, step_size, k

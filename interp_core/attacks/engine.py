@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from interp_core.checks import LINF_HINT, check_range
+
 Objective = Callable[[nn.Module, Tensor, Tensor, Tensor, "Tensor | None"], Tensor]
 
 NORMS = ("linf", "l2")
@@ -61,8 +63,7 @@ class Margin:
     - Z_y, kappa)."""
 
     def __init__(self, kappa: float = 0.1, targeted: bool = False):
-        if kappa < 0:
-            raise ValueError(f"kappa must be >= 0, got {kappa}")
+        check_range("kappa", kappa)
         self.kappa, self.targeted = kappa, targeted
 
     def __call__(self, model, x_adv, x, y, target=None):
@@ -156,14 +157,16 @@ class PGD:
                  softsign_scale: float = 1000.0, keep_best: bool = True):
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-        _check_radius("eps", eps, 1.0 if norm == "linf" else math.inf)
-        _check_radius("step_size", step_size, math.inf)
-        if not (isinstance(steps, int) and 0 <= steps <= 100_000):
-            raise ValueError(f"steps must be an integer in [0, 100000], got {steps!r}")
+        check_range("eps", eps, 0.0, 1.0 if norm == "linf" else math.inf, hint=LINF_HINT if norm == "linf" else "")
+        check_range("step_size", step_size)
+        check_range("steps", steps, integer=True)
         if steps > 0 and not isinstance(step_size, Tensor) and step_size == 0 and (isinstance(eps, Tensor) or eps > 0):
             raise ValueError("step_size must be > 0 when steps > 0")
-        if not (isinstance(restarts, int) and 1 <= restarts <= 1000):
-            raise ValueError(f"restarts must be an integer in [1, 1000], got {restarts!r}")
+        check_range("restarts", restarts, integer=True)
+        if seed is not None:
+            check_range("seed", seed, integer=True)
+        check_range("softsign_scale", softsign_scale)
+        check_range("kappa", kappa)
         if restarts > 1 and not random_start:
             raise ValueError("restarts > 1 repeat the same deterministic run unless random_start=True")
         if restarts > 1 and not keep_best:
@@ -301,19 +304,6 @@ class _Run:
 def _norms(t: Tensor) -> Tensor:
     """Per-example l2 norms, shaped to broadcast against t: (N, 1, ..., 1)."""
     return t.flatten(1).norm(dim=1).view(-1, *[1] * (t.dim() - 1))
-
-
-def _check_radius(name: str, value, upper: float) -> None:
-    """A radius / step: a finite number, or a 1-D tensor of them, in [0, upper]."""
-    if isinstance(value, Tensor):
-        if value.dim() != 1 or not value.is_floating_point():
-            raise ValueError(f"a per-example {name} must be a float tensor of shape (N,), got {tuple(value.shape)}")
-        bad = not torch.isfinite(value).all() or (value < 0).any() or (value > upper).any()
-    else:
-        bad = not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= upper)
-    if bad:
-        hint = " (an l-inf radius above 1 covers the whole [0, 1] box; is it on the 0-255 scale?)" if upper == 1 else ""
-        raise ValueError(f"{name} must be finite and in [0, {upper}], got {_show(value)}{hint}")
 
 
 def _per_example(value, x: Tensor, name: str) -> Tensor:

@@ -10,11 +10,13 @@ under the 2-class measure they level off above the floor of section 4.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
+from interp_core.checks import check_range
 from interp_core.attacks.engine import PGD, margin_loss
 from interp_core.interpret import CAM, Explainer, explain_all_classes, explain_classes, get_explainer
 from interp_core.metrics import DISTANCES, MEASURES, discrepancy, two_class_bound
@@ -83,8 +85,12 @@ class ISA:
             raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
         if explainer not in ISA_EXPLAINERS:
             raise ValueError(f"ISA explainer must be one of {ISA_EXPLAINERS}, got {explainer!r}")
-        if (gamma.dim() != 1 or (gamma < 0).any()) if isinstance(gamma, Tensor) else gamma < 0:
-            raise ValueError(f"gamma must be >= 0: a number or a tensor (N,), got {gamma!r}")
+        check_range("gamma", gamma)
+        check_range("eps", eps, 0.0, 1.0)
+        check_range("steps", steps, integer=True)
+        for name, value in (("step_scale", step_scale), ("softsign_scale", softsign_scale), ("kappa", kappa)):
+            check_range(name, value)
+        check_range("smooth_beta", smooth_beta, 1e-3, math.inf)
         if distance not in DISTANCES:
             raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
         self.eps, self.gamma, self.measure, self.distance, self.normalization = eps, gamma, measure, distance, normalization
@@ -252,6 +258,9 @@ class MinimumEps:
 
     def __init__(self, eps: float = 1.0, rounds: int = 10, steps: int = 10, kappa: float = 0.1):
         PGD(eps, 0.0, 0)  # validates eps
+        check_range("rounds", rounds, integer=True)
+        check_range("steps", steps, integer=True)
+        check_range("kappa", kappa)
         self.eps, self.rounds, self.steps, self.kappa = eps, rounds, steps, kappa
 
     def __repr__(self) -> str:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from interp_core.checks import check_eps_list, check_range
 from interp_core.attacks import PaperProtocol, pgd
 from interp_core.metrics import correct
 
@@ -109,6 +110,11 @@ def robust_accuracy(model: nn.Module, x: Tensor, y: Tensor, eps: list[float], pr
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    check_eps_list(eps)
+    check_range("steps", steps, integer=True)
+    check_range("step_size", step_size)
+    check_range("restarts", restarts, integer=True)
+    check_range("batch_size", batch_size, integer=True)
     started = time.perf_counter()
     paper = PaperProtocol(steps=steps, step_size=step_size)
     record = {"name": protocol, **{k: v for k, v in paper.record().items() if not k.startswith("subset")}}
