@@ -39,10 +39,11 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def app_server(env: dict | None = None, timeout: float = 60.0, clean_log: bool = True):
+def app_server(env: dict | None = None, timeout: float = 60.0, clean_log: bool = True, started: list | None = None):
     """``streamlit run app.py`` on a free localhost port; yields the base URL; stops it after. The
     server's output goes to a log file; with ``clean_log``, leaving raises AssertionError when that
-    log holds a Python traceback (server_log_tracebacks)."""
+    log holds a Python traceback (server_log_tracebacks). ``started``, if given, receives the
+    server's Popen (its pid, e.g. to sample memory)."""
     port = free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
            "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
@@ -50,6 +51,8 @@ def app_server(env: dict | None = None, timeout: float = 60.0, clean_log: bool =
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log,
                                 stderr=subprocess.STDOUT, text=True)
+        if started is not None:
+            started.append(proc)
         url = f"http://127.0.0.1:{port}"
         try:
             deadline = time.monotonic() + timeout
