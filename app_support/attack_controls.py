@@ -58,22 +58,63 @@ def _pixel_scale(dataset: str, param: str, norm: str) -> bool:
     return dataset == "cifar10" and norm == "linf" and param in ("eps", "step_size")
 
 
-def attack_controls(dataset: str, class_names: Sequence[str], key: str) -> tuple[str, dict, int | None]:
-    """Attack name, its parameters and the target class (None: untargeted, or the runner-up class)."""
+#: Where an attack's setting needs a word of advice beside its widget.
+HINTS = {("isa", "gamma"): "γ that works on MNIST: about 0.001–0.01 (0: a plain targeted attack; much larger: "
+                           "the target is not reached and the attack returns the clean image)",
+         ("min-eps", "eps"): "the upper limit of the search; the ε it finds is shown with the results"}
+
+
+def param_key(key: str, name: str, dataset: str, param: str) -> str:
+    """Session-state key of the widget of setting ``param`` of attack ``name``."""
+    return f"{key}_{name}_{dataset}_{param}"
+
+
+def param_fields(name: str, dataset: str, key: str) -> dict[str, tuple[str, object, object]]:
+    """For a link (app_support.url_state): per setting of attack ``name``, its widget's key, a value
+    of the widget's type (bool, str, int or float, in the units the widget shows) and its allowed
+    values (a list, or a predicate)."""
+    fields = {}
+    for param, default in param_defaults(name, dataset).items():
+        if isinstance(default, bool):
+            allowed = (True, False)
+        elif isinstance(default, str):
+            allowed = next(c for c in CHOICES[param] if default in c)
+        elif isinstance(default, int):
+            allowed = (lambda v, ends=widget_range(param, "linf"): ends[0] <= v <= (ends[1] or math.inf))
+        else:  # the upper end depends on the threat model: attack_controls pulls a value above it down
+            allowed, default = (lambda v, low=widget_range(param, "l2")[0]: v >= low), float(default or 0.0)
+        fields[param] = (param_key(key, name, dataset, param), default, allowed)
+    return fields
+
+
+def _clamp_state(wkey: str, low: float, high: float | None) -> None:
+    """A number put in a widget's state from outside it (a link, the other threat model's range) is
+    pulled into the widget's range [low, high] before the widget is drawn."""
+    value = st.session_state.get(wkey)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        inside = max(value, low) if high is None else min(max(value, low), high)
+        if inside != value:
+            st.session_state[wkey] = type(value)(inside)
+
+
+def attack_controls(dataset: str, class_names: Sequence[str], key: str,
+                    expanded: bool = True) -> tuple[str, dict, int | None]:
+    """Attack name, its parameters and the target class (None: untargeted, or the runner-up class);
+    the parameters' expander is open unless ``expanded`` is False (presentation mode)."""
     names = list(ATTACKS)
     name = st.sidebar.selectbox("Attack", names, index=names.index(DEFAULT_ATTACK), key=f"{key}_attack",
                                 format_func=lambda n: ATTACKS[n].label, help=ATTACKS[DEFAULT_ATTACK].description)
     spec = ATTACKS[name]
     st.sidebar.caption(spec.description)
     params: dict = {}
-    with st.sidebar.expander("Attack parameters", expanded=True):
+    with st.sidebar.expander("Attack parameters", expanded=expanded):
         defaults = param_defaults(name, dataset)
         # the threat model chosen (its widget may come after eps): it sets eps's range and unit
         norm = st.session_state.get(f"{key}_{name}_{dataset}_norm", defaults.get("norm", "linf"))
         for param, default in defaults.items():
-            label, wkey = LABELS.get(param, param), f"{key}_{name}_{dataset}_{param}"
-            if param in ("eps", "step_size") and norm != "linf":
-                wkey += f"_{norm}"  # another range and unit: its own widget
+            label, wkey = LABELS.get(param, param), param_key(key, name, dataset, param)
+            if (name, param) in HINTS:
+                st.caption(HINTS[name, param])
             if isinstance(default, bool):
                 params[param] = st.checkbox(label, value=default, key=wkey)
             elif isinstance(default, str):
@@ -82,6 +123,7 @@ def attack_controls(dataset: str, class_names: Sequence[str], key: str) -> tuple
                 norm = params[param] if param == "norm" else norm
             elif isinstance(default, int):
                 low, high = widget_range(param, norm)
+                _clamp_state(wkey, low, high)
                 params[param] = int(st.number_input(label, min_value=int(low), max_value=None if high is None else
                                                     int(high), value=default, step=1, key=wkey))
             else:  # a float, or None for "derived" (the PGD step size)
@@ -89,8 +131,10 @@ def attack_controls(dataset: str, class_names: Sequence[str], key: str) -> tuple
                 unit = " (×1/255)" if scale != 1.0 else ""
                 auto = " (0: 2.5 ε / steps)" if default is None else ""
                 low, high = widget_range(param, norm)
-                value = st.number_input(f"{label}{unit}{auto}", min_value=float(low) * scale,
-                                        max_value=None if high is None else float(high) * scale,
+                low, high = low * scale, None if high is None else high * scale
+                _clamp_state(wkey, low, high)
+                value = st.number_input(f"{label}{unit}{auto}", min_value=float(low),
+                                        max_value=None if high is None else float(high),
                                         value=round((default or 0.0) * scale, 6), format="%.4g", key=wkey)
                 params[param] = None if default is None and value == 0 else value / scale
     target = None

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import io
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -208,10 +209,15 @@ def uploaded_image(dataset: str, key: str) -> np.ndarray | None:
 @contextlib.contextmanager
 def progress_bar(label: str):
     """A progress bar for a long library call: yields ``progress(done, total)`` for interp_core's
-    callbacks, and removes the bar when done. Use it inside the cached function, so a cache hit
-    replays nothing visible."""
-    bar = st.progress(0.0, text=label)
-    yield lambda done, total: bar.progress(min(done / max(total, 1), 1.0), text=f"{label} {done}/{total}")
+    callbacks, shows the time left (from the pace so far), and removes the bar when done. Use it
+    inside the cached function, so a cache hit replays nothing visible."""
+    bar, start = st.progress(0.0, text=label), time.perf_counter()
+
+    def tick(done: int, total: int) -> None:
+        left = (time.perf_counter() - start) / max(done, 1) * (total - done)
+        bar.progress(min(done / max(total, 1), 1.0), text=f"{label} {done}/{total} · about {left:.0f} s left")
+
+    yield tick
     bar.empty()
 
 

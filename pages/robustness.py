@@ -1,4 +1,8 @@
-"""Robustness: accuracy vs eps and AAI Kendall tau vs eps for chosen models (interp_core.evaluate)."""
+"""Robustness: accuracy vs eps and AAI Kendall tau vs eps for chosen models (interp_core.evaluate).
+
+Before a run the page estimates its time from a measured per-step cost (interp_core.services.estimate);
+during it, a progress bar with the time left and a Cancel button (a click stops the run at its next
+progress step: Streamlit interrupts a script when a new run is asked for)."""
 
 import csv
 import io
@@ -12,6 +16,7 @@ from interp_core.services import figures
 from interp_core.attacks import PAPER_EPS
 from interp_core.evaluate import PROTOCOLS, aai_evaluation, evaluation_set, robust_accuracy
 from interp_core.evaluate.reproduce import TABLE_FILES, load_reproduce_tables, reproduce_command
+from interp_core.services.estimate import measure_costs, robustness_seconds
 from app_support.common import dataset_picker, export_buttons, get_model, model_label, model_picker, progress_bar
 from app_support.layout import setup_page
 
@@ -56,6 +61,31 @@ with st.sidebar.expander("Evaluation", expanded=True):
     aai = st.checkbox("AAI Kendall τ curve", True, key="rob_aai")
     aai_steps = st.number_input("AAI steps", 1, 200, 200, key="rob_aai_steps", disabled=not aai)
 
+@st.cache_data(show_spinner="Measuring the cost of an attack step…", max_entries=32)
+def step_costs(spec: str, dataset: str, split: str, n: int, eps: float) -> dict:
+    """Seconds per step of the authors' PGD and of AAI for one model on the evaluation images."""
+    data, _ = evaluation_set(dataset, split, n, "paper")
+    return measure_costs(get_model(spec), data.images, data.labels, eps)
+
+
+def estimate(specs: list[str], dataset: str, split: str, n: int, protocol: str, eps: list[float], steps: int,
+             restarts: int, autoattack: bool, aai: bool, aai_steps: int) -> None:
+    """The time the chosen settings will take, from each model's measured per-step cost."""
+    costs = {s: step_costs(s, dataset, split, n, max(eps)) for s in specs}
+    seconds = sum(robustness_seconds(c, eps, protocol, steps, restarts, aai, aai_steps) for c in costs.values())
+    per_step = ", ".join(f"{model_label(s)} {c['pgd'] * 1000:.0f} ms (PGD) / {c['aai'] * 1000:.0f} ms (AAI)"
+                         for s, c in costs.items())
+    st.caption(f"Estimated time: about {seconds:.0f} s" + (" plus AutoAttack" if autoattack else "")
+               + f" (measured per attack step on these {n} images: {per_step}). Settings already evaluated come "
+                 "back at once.")
+
+
+if st.session_state.get("rob_cancel"):
+    st.session_state.pop("rob_request", None)
+    st.info("Evaluation cancelled: nothing was kept. Press Evaluate to start again.")
+if specs and eps:
+    estimate(specs, dataset, split, int(n), protocol, sorted(eps), int(steps), int(restarts),
+             bool(autoattack and protocol == "strong"), aai, int(aai_steps))
 if st.button("Evaluate", type="primary", disabled=not (specs and eps), key="rob_run"):
     st.session_state["rob_request"] = [dict(spec=s, dataset=dataset, split=split, n=int(n), protocol=protocol,
                                             eps=tuple(sorted(eps)), steps=int(steps), restarts=int(restarts),
@@ -63,12 +93,17 @@ if st.button("Evaluate", type="primary", disabled=not (specs and eps), key="rob_
                                             aai_steps=int(aai_steps)) for s in specs]
 
 def show_results(requests: list[dict]) -> None:
-    """Curves, table and exports of the evaluated models."""
+    """Curves, table and exports of the evaluated models; a Cancel button while they compute."""
+    cancel = st.empty()
+    cancel.button("Cancel", icon=":material/stop_circle:", key="rob_cancel",
+                  help="Stops the evaluation at its next progress step")
     try:
         results = [evaluate(**request) for request in requests]
     except ValueError as err:  # a setting the library refuses: its message, not a traceback
         st.error(f"The evaluation could not run: {err}")
         return
+    finally:
+        cancel.empty()
 
     scale = 255 if requests[0]["dataset"] == "cifar10" else 1
     unit = "ε (×1/255)" if scale == 255 else "ε"

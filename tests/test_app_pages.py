@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import sys
 
 import numpy as np
@@ -156,6 +157,8 @@ def test_robustness_curves(dataset):
     at.slider(key="rob_n").set_value(5).run()
     at.number_input(key="rob_steps_paper").set_value(5).run()
     at.number_input(key="rob_aai_steps").set_value(5).run()
+    estimate = next(c.value for c in at.caption if c.value.startswith("Estimated time: about"))
+    assert re.search(r"about \d+ s \(measured per attack step on these 5 images: .+ ms \(PGD\)", estimate)
     at.button(key="rob_run").click().run()
     assert not at.exception, at.exception
     rows = at.table[0].value

@@ -99,17 +99,130 @@ def test_train_start_progress_stop(browser, app_url, shots):
 
 #: The button that fills a page with results; pressed (defaults: tens of seconds) only when
 #: screenshots are being taken for the README.
-RUN_BUTTONS = {"robustness": "Evaluate", "isa": "Run ISA"}
+RUN_BUTTONS = {"robustness": "Evaluate", "isa_tradeoff": "Run ISA"}
+SHOT_NAMES = {"isa_tradeoff": "isa"}
 
 
-@pytest.mark.parametrize("page_name", ["home", "robustness", "isa", "about"])
+@pytest.mark.parametrize("page_name", ["home", "robustness", "isa_tradeoff", "about"])
 def test_every_page_renders(browser, app_url, shots, page_name):
     page = browser.new_context(viewport=VIEWPORT).new_page()
     page.goto(app_url if page_name == "home" else f"{app_url}/{page_name}")
     page.locator("h1").first.wait_for(timeout=60_000)
     bench_app.wait_idle(page)
+    assert page_name == "home" or page.url.endswith(f"/{page_name}")  # an unknown page falls back to home
     if page_name in RUN_BUTTONS and "INTERP_CORE_SCREENSHOTS" in os.environ:
         page.get_by_role("button", name=RUN_BUTTONS[page_name]).click()
         bench_app.wait_idle(page, timeout=600_000)
     assert not bench_app.errors(page)
-    bench_app.screenshot(page, shots / f"{page_name}.png")
+    bench_app.screenshot(page, shots / f"{SHOT_NAMES.get(page_name, page_name)}.png")
+
+
+from app_support.demos import DEMOS  # noqa: E402
+
+#: The readout each demo must show (the first model's goal line), in DEMOS order.
+DEMO_READOUTS = {"pgd": "goal reached: label flipped 1 → 8", "isa": "goal reached: target 8 is the prediction",
+                 "aai": "goal reached: label 4 kept", "robust": "attack failed: the label is still 1"}
+
+
+def wait_results(page, timeout: float = 300_000) -> None:
+    """Until a results view is drawn: its caption, its numbers table, every image and chart."""
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stCaptionContainer"]')]
+               .some(c => c.innerText.startsWith('Results for: '))
+             && document.querySelector('[data-testid="stTable"] table')""", timeout=timeout)
+    bench_app.wait_idle(page, started=True, timeout=timeout)
+    page.wait_for_function(bench_app.RENDERED, timeout=timeout)
+
+
+def results_caption(page) -> str:
+    caption = page.locator("[data-testid='stCaptionContainer']").filter(has_text="Results for:").first.inner_text()
+    return caption.split(" · computed")[0]
+
+
+def open_link(page, url: str) -> None:
+    page.goto(url)
+    wait_results(page)
+    assert not bench_app.errors(page)
+
+
+def test_every_demo_opens_from_home_with_its_readout(browser, app_url, shots):
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    for i, demo in enumerate(DEMOS):
+        page.goto(app_url)
+        link = page.get_by_role("link", name="Open this demo").nth(i)
+        link.wait_for(timeout=60_000)
+        link.click()
+        wait_results(page)
+        assert not bench_app.errors(page)
+        page.get_by_text(DEMO_READOUTS[demo.key], exact=True).first.wait_for(timeout=10_000)
+        assert re.search(r"image=\d+", page.url) and "run=1" in page.url
+        if demo.key == "robust":  # three models side by side, shared colour scale, maps over the images
+            bench_app.screenshot(page, shots / "explore-three-models.png")
+
+
+def test_a_false_bound_shows_the_true_sign(browser, app_url):
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    open_link(page, f"{app_url}/explore?image=8&models=mnist-smallgap-normal-paper&attack=pgd&eps=0.0"
+                    "&explainers=cam&run=1")
+    line = page.get_by_text("D2 of CAM/(h·w) =").first.inner_text()
+    assert re.search(r"= 0\.0000 < bound ½\(Z_y − Z_t\) = [1-9]", line) and "does not apply" in line
+    assert "≥" not in line
+
+
+def test_a_failed_isa_is_marked_and_not_magnified(browser, app_url):
+    """γ = 0.03 is beyond ISA's working range on this image: the attack returns the clean image."""
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    open_link(page, f"{app_url}/explore?image=0&models=mnist-smallgap-normal-paper&attack=isa&eps=0.3&gamma=0.03"
+                    "&measure=1class&explainers=cam&run=1")
+    page.get_by_text("attack failed: target 1 not reached (prediction 4)").wait_for(timeout=10_000)
+    alts = [img.get_attribute("alt") or "" for img in page.locator("[data-testid='stImage'] img").all()]
+    summary = next(a for a in alts if "Linf" in a)
+    assert "no perturbation" in summary and not re.search(r"x\d{4,}", summary)
+
+
+def test_a_shared_link_reproduces_the_view_in_a_fresh_browser(browser, app_url):
+    first = browser.new_context(viewport=VIEWPORT).new_page()
+    open_link(first, f"{app_url}/explore?image=8&models=mnist-smallgap-normal-paper,mnist-smallgap-int-paper"
+                     "&attack=pgd&eps=0.2&explainers=cam,saliency&shared=1&run=1")
+    first.get_by_text("Shared colour scale across models").wait_for()
+    shared_url = first.url
+    assert "shared=1" in shared_url and "eps=0.2" in shared_url
+    second = browser.new_context(viewport=VIEWPORT).new_page()  # no cookies, no session: a colleague's browser
+    open_link(second, shared_url)
+    assert results_caption(second) == results_caption(first)
+    assert bench_app.metrics_table(second) == bench_app.metrics_table(first)
+    assert second.url == shared_url
+
+
+def test_no_request_leaves_the_machine(browser, app_url):
+    from urllib.parse import urlparse
+
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    outside = []
+    page.on("request", lambda r: outside.append(r.url) if urlparse(r.url).scheme not in ("data", "blob") and
+            urlparse(r.url).hostname not in ("127.0.0.1", "localhost") else None)
+    page.goto(app_url)
+    page.get_by_role("link", name="Open this demo").first.wait_for(timeout=60_000)
+    page.get_by_role("link", name="Open this demo").nth(3).click()  # three models, overlays, latex, charts
+    wait_results(page)
+    for name in ("robustness", "isa", "train", "about"):
+        page.goto(f"{app_url}/{name}")
+        page.locator("h1").first.wait_for(timeout=60_000)
+        bench_app.wait_idle(page)
+    page.wait_for_timeout(1000)
+    assert outside == []
+
+
+def test_robustness_evaluation_can_be_cancelled(browser, app_url):
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    page.goto(f"{app_url}/robustness")
+    page.get_by_text(re.compile(r"Estimated time: about \d+ s")).wait_for(timeout=120_000)
+    page.locator("[data-testid='stSidebar']").get_by_text("strong", exact=True).click()  # settings not cached
+    bench_app.wait_idle(page)
+    page.get_by_text(re.compile(r"Estimated time: about \d+ s")).wait_for(timeout=120_000)
+    page.get_by_role("button", name="Evaluate").click()
+    page.locator("[data-testid='stProgress']").first.wait_for(timeout=60_000)
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text("Evaluation cancelled").wait_for(timeout=120_000)
+    bench_app.wait_idle(page)
+    assert not page.locator("[data-testid='stTable']").count()

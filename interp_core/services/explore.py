@@ -8,6 +8,12 @@ CAM/(h*w) scale. It also records the attack's trajectory (iterate, prediction an
 step). The result holds numpy arrays only, so it can be cached, exported and rendered by any UI;
 ``to_csv``, ``to_json`` and ``to_npz`` are the exports (the PNG figure is ``figures.to_png``).
 
+Truthful readouts: each model's result says whether the attack reached its goal (``attack_goal``:
+flip the label, reach the target, or keep the label for AAI), the bound line gives the relation
+that actually holds and whether the bound applies (``bound_readout``), and a perturbation too small
+to amplify is reported as none rather than magnified by ~1/0. ``check_correct`` refuses images the
+model misclassifies, for attacks that need a correct one (ISA).
+
 Which class is t: the attack's target for a targeted attack (by default the runner-up class of the
 clean image, as the attacks choose it); otherwise the adversarial
 prediction when the attack flipped it, else the highest-scoring wrong class at x' (the class
@@ -26,11 +32,20 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from interp_core.attacks import runner_up
-from interp_core.interpret import LABELS, get_explainer, upsample_to_input
+from interp_core.attacks import ATTACKS, build_attack, runner_up
+from interp_core.interpret import get_explainer, upsample_to_input
 from interp_core.metrics import discrepancy, kendall_tau, topk_intersection, two_class_bound
 
 TOPK_CELLS = 8
+#: Below this ||x' - x||_inf the attack left the image as it was: no perturbation to amplify.
+PERTURBATION_FLOOR = 1e-6
+#: What an attack tries to do: change the prediction away from y, make the target t the
+#: prediction, or keep y while moving the map (AAI).
+GOALS = ("flip", "reach", "keep")
+#: Attacks whose goal is to keep the label (the rest: "reach" when targeted, else "flip").
+_KEEPS_LABEL = ("aai",)
+#: Attacks that refuse an image the model misclassifies (the paper runs ISA on correct images only).
+NEEDS_CORRECT = ("isa",)
 
 #: Every number the Explore page shows, with its definition and the normalization it uses.
 METRIC_DEFINITIONS: dict[str, str] = {
@@ -88,9 +103,10 @@ class Trajectory:
 @dataclass
 class ModelResult:
     """One model attacked on the images: x_adv (N, C, H, W), the perturbation amplified to fill
-    [0, 1] (0.5 = unchanged), its l-inf / l2 size (N,), logits and probabilities (N, K), true and
-    attack classes (N,), the bound ½(Z_y(x) − Z_t(x)) beside D2 of CAM/(h·w) (N,), whether t beats
-    y at x' (the bound's premise), one MapSet per explainer, the trajectory and the time taken."""
+    [0, 1] (0.5 = unchanged; all 0.5 below PERTURBATION_FLOOR), its l-inf / l2 size (N,), logits
+    and probabilities (N, K), true and attack classes (N,), the bound ½(Z_y(x) − Z_t(x)) beside D2
+    and D1 of CAM/(h·w) (N,), whether t beats y at x' (the bound's premise), whether the attack
+    reached its goal (N,) bool, one MapSet per explainer, the trajectory and the time taken."""
 
     model: str
     x_adv: np.ndarray
@@ -105,7 +121,9 @@ class ModelResult:
     target: np.ndarray
     bound: np.ndarray
     d2_cam_hw: np.ndarray
+    d1_cam_hw: np.ndarray
     bound_applies: np.ndarray
+    goal_reached: np.ndarray
     maps: dict[str, MapSet]
     trajectory: Trajectory | None
     seconds: float
@@ -118,27 +136,83 @@ class ModelResult:
     def adv_pred(self) -> np.ndarray:
         return self.adv_logits.argmax(1)
 
+    @property
+    def magnification(self) -> np.ndarray:
+        """How much the perturbation image amplifies δ, 0.5 / ||δ||_inf (N,); NaN where there is
+        no perturbation (||δ||_inf < PERTURBATION_FLOOR)."""
+        linf = self.linf.astype(np.float64)
+        return np.where(linf >= PERTURBATION_FLOOR, 0.5 / np.maximum(linf, PERTURBATION_FLOOR), np.nan)
+
 
 @dataclass
 class ExploreResult:
     """Clean images x (N, C, H, W) in [0, 1], labels y (N,), class names, the attack's settings
-    and one ModelResult per model, in the order given."""
+    (``attack_settings``, with "name" and "target"), its goal (GOALS), one ModelResult per model in
+    the order given, the dataset's name and each image's id in its gallery (N,) for the exports."""
 
     x: np.ndarray
     y: np.ndarray
     class_names: list[str]
     attack: dict
     models: list[ModelResult] = field(default_factory=list)
+    goal: str = "flip"
+    dataset: str = ""
+    image_ids: list = field(default_factory=list)
+
+    def image_id(self, index: int):
+        """The gallery number of image ``index`` (its batch position when none was given)."""
+        return self.image_ids[index] if index < len(self.image_ids) else index
 
 
 #: attack_fn(model, x, y, target, callback) -> x_adv; ``callback(step, x_step)`` sees each iterate.
 AttackFn = Callable[..., torch.Tensor]
 
 
+def attack_goal(name: str) -> str:
+    """The goal (GOALS) of the registered attack ``name``: "keep" for AAI, "reach" for a targeted
+    attack, else "flip"."""
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; known: {sorted(ATTACKS)}")
+    return "keep" if name in _KEEPS_LABEL else "reach" if ATTACKS[name].targeted else "flip"
+
+
+def attack_settings(name: str, params: dict) -> dict:
+    """The settings attack ``name`` runs with: the registry's defaults overridden by ``params``,
+    where a None (derived) setting such as PGD's step_size is read from the built attack (2.5 eps /
+    steps). Raises ValueError for unknown or invalid settings, as ``build_attack`` does."""
+    attack = build_attack(name, **params)
+    settings = {**ATTACKS[name].defaults, **params}
+    return {k: getattr(attack, k, v) if v is None else v for k, v in settings.items()}
+
+
+class MisclassifiedImage(ValueError):
+    """The model gets the clean image wrong, so an attack that needs a correct image refuses it;
+    ``model``, ``true`` and ``pred`` (class names) and ``prob`` (the prediction's softmax) say how."""
+
+    def __init__(self, model: str, true: str, pred: str, prob: float):
+        self.model, self.true, self.pred, self.prob = model, true, pred, prob
+        super().__init__(f"{model} classifies this image (true class {true}) as {pred} ({prob:.0%}); this attack "
+                         "needs an image the model classifies correctly, as in the paper: choose another image")
+
+
+def check_correct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, class_names: Sequence[str],
+                  name: str = "the model") -> None:
+    """Raise MisclassifiedImage for the first image of x (N, C, H, W) in [0, 1] that ``model``
+    does not classify as its label y (N,); return None when it gets every image right."""
+    with torch.no_grad():
+        prob = model(x).softmax(1)
+    wrong = (prob.argmax(1) != y.to(prob.device)).nonzero().squeeze(1)
+    if len(wrong):
+        i = int(wrong[0])
+        pred = int(prob[i].argmax())
+        raise MisclassifiedImage(name, class_names[int(y[i])], class_names[pred], float(prob[i, pred]))
+
+
 def explore(models: dict[str, torch.nn.Module], x: torch.Tensor, y: torch.Tensor | None,
             attack_fn: AttackFn, explainers: Sequence[str], attack_info: dict | None = None,
             target: torch.Tensor | None = None, targeted: bool = False, class_names: Sequence[str] | None = None,
-            trajectory_explainer: str | None = "cam") -> ExploreResult:
+            trajectory_explainer: str | None = "cam", goal: str | None = None, require_correct: bool = False,
+            dataset: str = "", image_ids: Sequence | None = None) -> ExploreResult:
     """Attack every model on x and measure its interpretations (PAPER.md sections 3-5).
 
     models: name -> CAM-capable model (eval mode); x: (N, C, H, W) in [0, 1]; y: (N,) true labels,
@@ -146,25 +220,37 @@ def explore(models: dict[str, torch.nn.Module], x: torch.Tensor, y: torch.Tensor
     x_adv from the attacks registry; explainers: names from interpret.EXPLAINERS; target: (N,)
     attack targets, or None (a targeted attack then aims at the runner-up class); targeted: whether
     the attack is targeted (registry flag); trajectory_explainer: the explainer whose maps
-    are recorded at every attack step (None: no trajectory).
+    are recorded at every attack step (None: no trajectory); goal: one of GOALS ("reach" when
+    targeted, else "flip", by default; ``attack_goal`` gives a registered attack's);
+    require_correct: raise MisclassifiedImage (before attacking) when a model misclassifies an
+    image; dataset and image_ids (N,): where the images come from, for the exports.
     """
     if x.dim() != 4:
         raise ValueError(f"x must be (N, C, H, W), got shape {tuple(x.shape)}")
     if not explainers:
         raise ValueError("choose at least one explainer")
+    goal = goal or ("reach" if targeted else "flip")
+    if goal not in GOALS:
+        raise ValueError(f"goal must be one of {GOALS}, got {goal!r}")
+    if image_ids is not None and len(image_ids) != len(x):
+        raise ValueError(f"image_ids must name the {len(x)} images, got {len(image_ids)}")
     x = x.detach()
     first = next(iter(models.values()))
     num_classes = first.head.out_features
     names = list(class_names) if class_names else [str(c) for c in range(num_classes)]
     result = ExploreResult(x=x.cpu().numpy(), y=(y.cpu().numpy() if y is not None else np.full(len(x), -1)),
-                           class_names=names, attack=dict(attack_info or {}))
+                           class_names=names, attack=dict(attack_info or {}), goal=goal, dataset=dataset,
+                           image_ids=list(image_ids) if image_ids is not None else [])
     for name, model in models.items():
+        if require_correct and y is not None:
+            check_correct(model, x, y, names, name)
         result.models.append(_explore_model(name, model, x, y, attack_fn, explainers, target, targeted,
-                                            trajectory_explainer))
+                                            trajectory_explainer, goal))
     return result
 
 
-def _explore_model(name, model, x, y, attack_fn, explainers, target, targeted, trajectory_explainer) -> ModelResult:
+def _explore_model(name, model, x, y, attack_fn, explainers, target, targeted, trajectory_explainer,
+                   goal) -> ModelResult:
     start = time.perf_counter()
     with torch.no_grad():
         clean_logits = model(x)
@@ -184,10 +270,15 @@ def _explore_model(name, model, x, y, attack_fn, explainers, target, targeted, t
     h, w = cams.shape[-2:]
     n = len(x)
     cam_hw = cams / (h * w)
-    d2_cam_hw = discrepancy(cam_hw[:n], cam_hw[n:], *_yt(n, x.device), measure="2class")
+    y_idx, t_idx = _yt(n, x.device)
+    d2_cam_hw = discrepancy(cam_hw[:n], cam_hw[n:], y_idx, t_idx, measure="2class")
+    d1_cam_hw = discrepancy(cam_hw[:n], cam_hw[n:], y_idx, measure="1class")
     delta = x_adv - x
     linf = delta.abs().flatten(1).amax(1)
-    scale = linf.clamp_min(1e-12).view(-1, 1, 1, 1)
+    # below the floor there is nothing to amplify: mid-grey, not noise magnified by ~1/0
+    scale = torch.where(linf >= PERTURBATION_FLOOR, linf, torch.inf).view(-1, 1, 1, 1)
+    adv_pred = adv_logits.argmax(1)
+    reached = {"flip": adv_pred != y, "reach": adv_pred == t, "keep": adv_pred == y}[goal]
     trajectory = (_trajectory(trajectory_explainer, model, x, y, t, steps, maps.get(trajectory_explainer))
                   if trajectory_explainer and steps else None)
     return ModelResult(
@@ -196,9 +287,9 @@ def _explore_model(name, model, x, y, attack_fn, explainers, target, targeted, t
         clean_logits=clean_logits.cpu().numpy(), adv_logits=adv_logits.cpu().numpy(),
         clean_prob=clean_logits.softmax(1).cpu().numpy(), adv_prob=adv_logits.softmax(1).cpu().numpy(),
         y=y.cpu().numpy(), target=t.cpu().numpy(), bound=two_class_bound(clean_logits, y, t).cpu().numpy(),
-        d2_cam_hw=d2_cam_hw.cpu().numpy(),
+        d2_cam_hw=d2_cam_hw.cpu().numpy(), d1_cam_hw=d1_cam_hw.cpu().numpy(),
         bound_applies=(adv_logits.gather(1, t[:, None]) > adv_logits.gather(1, y[:, None])).squeeze(1).cpu().numpy(),
-        maps=maps, trajectory=trajectory, seconds=time.perf_counter() - start,
+        goal_reached=reached.cpu().numpy(), maps=maps, trajectory=trajectory, seconds=time.perf_counter() - start,
     )
 
 
@@ -268,22 +359,96 @@ def _trajectory(explainer_name: str, model, x, y, t, steps: list[torch.Tensor],
 
 
 # ----------------------------------------------------------------------------------------------
+# Readouts: the sentences every view and export shows, so they say the same true thing
+
+
+def _text(text: str, ascii_only: bool) -> str:
+    """``text`` with its Greek letters, primes and relation signs spelled in ASCII when asked
+    (the figures' PIL font has none of them)."""
+    if not ascii_only:
+        return text
+    for a, b in (("≥", ">="), ("≤", "<="), ("½", "1/2"), ("−", "-"), ("′", "'"), ("·", "*"), ("→", "->"),
+                 ("δ", "delta"), ("ε", "eps"), ("∞", "inf"), ("×", "x")):
+        text = text.replace(a, b)
+    return text
+
+
+def goal_readout(result: ExploreResult, model_index: int, index: int = 0, ascii_only: bool = False) -> str:
+    """Whether the attack reached its goal on image ``index`` for model ``model_index``, in words:
+    e.g. "label flipped: 7 → 8", "attack failed: the label is still 7", "target 3 not reached
+    (prediction 7)", "AAI changed the label 7 → 8 (the paper's protocol drops such images)"."""
+    m, names = result.models[model_index], result.class_names
+    y, t, pred = names[int(m.y[index])], names[int(m.target[index])], names[int(m.adv_pred[index])]
+    ok = bool(m.goal_reached[index])
+    text = {
+        ("flip", True): f"goal reached: label flipped {y} → {pred}",
+        ("flip", False): f"attack failed: the label is still {y}",
+        ("reach", True): f"goal reached: target {t} is the prediction",
+        ("reach", False): f"attack failed: target {t} not reached (prediction {pred})",
+        ("keep", True): f"goal reached: label {y} kept",
+        ("keep", False): f"goal missed: the label changed {y} → {pred} (the paper's protocol drops such images)",
+    }[result.goal, ok]
+    return _text(text, ascii_only)
+
+
+def bound_readout(m: ModelResult, index: int = 0, ascii_only: bool = False) -> str:
+    """The 2-class bound for image ``index`` with the relation that holds between the shown
+    (4-decimal) numbers, and whether the bound applies: it does only where t beats y at x'."""
+    d2, bound = round(float(m.d2_cam_hw[index]), 4), round(float(m.bound[index]), 4)
+    sign = "≥" if d2 >= bound else "<"
+    if not m.bound_applies[index]:
+        note = "the bound does not apply: t does not beat y at x′"
+    elif d2 >= bound:
+        note = "t beats y at x′: the bound applies and holds"
+    else:
+        note = "t beats y at x′ yet D2 is below the bound: a violation, please report it"
+    return _text(f"D2 of CAM/(h·w) = {d2:.4f} {sign} bound ½(Z_y − Z_t) = {bound:.4f} ({note})", ascii_only)
+
+
+def perturbation_readout(m: ModelResult, index: int = 0, ascii_only: bool = False) -> str:
+    """Caption of the amplified perturbation: its magnification, or "no perturbation" when
+    ||δ||_inf is below PERTURBATION_FLOOR."""
+    gain = float(m.magnification[index])
+    text = (f"no perturbation (‖δ‖∞ < {PERTURBATION_FLOOR:g})" if np.isnan(gain)
+            else f"perturbation ×{gain:.3g}")
+    return _text(text.replace("‖δ‖∞", "Linf") if ascii_only else text, ascii_only)
+
+
+def settings_line(result: ExploreResult, ascii_only: bool = False) -> str:
+    """The attack and its settings in one line, derived values included (e.g. PGD's step_size),
+    with the dataset and the images' gallery numbers."""
+    settings = {k: v for k, v in result.attack.items() if k not in ("name", "target")}
+    target = result.attack.get("target")
+    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
+    where = f"{result.dataset} " if result.dataset else ""
+    images = ", ".join(f"#{result.image_id(i)}" for i in range(len(result.x)))
+    text = (f"{where}{images} | {result.attack.get('name', 'attack')}: {shown}"
+            + ("" if target is None else f", target={result.class_names[int(target)]}")
+            + f" | goal: {result.goal}")
+    return _text(text, ascii_only)
+
+
+# ----------------------------------------------------------------------------------------------
 # Exports
 
 
 def metrics_rows(result: ExploreResult) -> list[dict]:
-    """One flat row per (image, model, explainer): predictions, perturbation size, every metric,
-    and the CAM/(h·w) bound beside D2."""
+    """One flat row per (image, model, explainer): dataset, the image's gallery number, the attack
+    and its settings, whether it reached its goal, predictions, perturbation size, every metric,
+    and the CAM/(h·w) bound beside D2 and D1."""
+    settings = {k: v for k, v in result.attack.items() if k not in ("name", "target")}
     rows = []
     for m in result.models:
         for i in range(len(result.x)):
             base = {
-                "image": i, "model": m.model, "attack": result.attack.get("name", ""),
+                "dataset": result.dataset, "image": result.image_id(i), "model": m.model,
+                "attack": result.attack.get("name", ""), **settings, "goal": result.goal,
+                "goal reached": bool(m.goal_reached[i]),
                 "true": result.class_names[int(m.y[i])], "clean_pred": result.class_names[int(m.clean_pred[i])],
                 "adv_pred": result.class_names[int(m.adv_pred[i])], "t": result.class_names[int(m.target[i])],
                 "linf": float(m.linf[i]), "l2": float(m.l2[i]),
-                "D2 CAM/(h·w)": float(m.d2_cam_hw[i]), "bound ½(Z_y−Z_t)": float(m.bound[i]),
-                "t beats y at x'": bool(m.bound_applies[i]),
+                "D1 CAM/(h·w)": float(m.d1_cam_hw[i]), "D2 CAM/(h·w)": float(m.d2_cam_hw[i]),
+                "bound ½(Z_y−Z_t)": float(m.bound[i]), "t beats y at x'": bool(m.bound_applies[i]),
             }
             for name, ms in m.maps.items():
                 rows.append({**base, "explainer": name, **{k: float(v[i]) for k, v in ms.metrics.items()}})
@@ -306,8 +471,11 @@ def rows_to_csv(rows: list[dict]) -> str:
 
 
 def to_json(result: ExploreResult) -> str:
-    """Attack settings, metric definitions and the metrics rows as JSON text."""
-    return json.dumps({"attack": result.attack, "definitions": {**METRIC_DEFINITIONS, "bound": BOUND_DEFINITION},
+    """Dataset, gallery numbers, models, attack settings and goal, metric definitions and the
+    metrics rows as JSON text."""
+    return json.dumps({"dataset": result.dataset, "images": [result.image_id(i) for i in range(len(result.x))],
+                       "models": [m.model for m in result.models], "attack": result.attack, "goal": result.goal,
+                       "definitions": {**METRIC_DEFINITIONS, "bound": BOUND_DEFINITION},
                        "rows": metrics_rows(result)}, indent=1, default=float)
 
 
