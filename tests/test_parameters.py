@@ -17,6 +17,7 @@ from interp_core.checks import BOUNDS
 from interp_core.evaluate import aai_evaluation, robust_accuracy
 from interp_core.evaluate.interpretation import bound_evaluation
 from interp_core.interpret import IntegratedGradients, SmoothGrad
+from interp_core.training import TrainConfig
 
 NAN, INF, HUGE = math.nan, math.inf, 10**12
 #: parameter -> (builder taking the value, absurd values, range shown in the message)
@@ -51,6 +52,11 @@ CASES = {
     "aai_evaluation k": (lambda v: aai_evaluation(None, None, None, [0.1], k=v), [0, NAN, HUGE], "k", "[1, 100000]"),
     "aai_evaluation batch_size": (lambda v: aai_evaluation(None, None, None, [0.1], batch_size=v), [0, -5, NAN],
                                   "batch_size", "[1, 1000000]"),
+    "TrainConfig lr": (lambda v: TrainConfig("normal", "mnist", lr=v), [0, -1, NAN, INF], "lr", "(0, inf)"),
+    "TrainConfig gamma": (lambda v: TrainConfig("int", "mnist", gamma=v), [-1, NAN, INF], "gamma", "[0, inf]"),
+    "TrainConfig step_size": (lambda v: TrainConfig("pgd-at", "mnist", step_size=v), [-1, NAN, INF], "step_size",
+                              "[0, inf]"),
+    "TrainConfig eps": (lambda v: TrainConfig("pgd-at", "mnist", eps=v), [-1, NAN, INF, HUGE], "eps", "[0, 1]"),
     "bound_evaluation rounds": (lambda v: bound_evaluation(None, None, None, rounds=v), [0, NAN, HUGE], "rounds",
                                 "[1, 100]"),
 }
@@ -75,7 +81,7 @@ def test_empty_eps_lists_are_refused():
 def test_the_defaults_and_the_range_ends_are_accepted(case):
     """The range shown is the range checked: its finite ends pass where they make sense."""
     build, _, name, _ = CASES[case]
-    if case.startswith(("robust_accuracy", "aai_evaluation", "bound_evaluation")):
+    if case.startswith(("robust_accuracy", "aai_evaluation", "bound_evaluation", "TrainConfig")):
         return  # these run an evaluation once the checks pass
     low, high = BOUNDS.get(name, (0, 1))
     for value in {"eps": [0.0, 0.3], "gamma": [0.0, 5.0], "kappa": [0.0, 2.0]}.get(name, [low + 1]):
