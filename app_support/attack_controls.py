@@ -4,11 +4,13 @@ to ``interp_core.attacks.build_attack``, whose attacks all take the step callbac
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import streamlit as st
 
 from interp_core.attacks import ATTACKS, ISA_EXPLAINERS, NORMS
+from interp_core.checks import BOUNDS
 from interp_core.metrics import DISTANCES, MEASURES
 
 DEFAULT_ATTACK = "pgd"
@@ -22,8 +24,18 @@ LABELS = {"eps": "ε", "step_size": "step size", "steps": "steps", "gamma": "γ 
 #: Choices of the string-valued settings (the explainer is shown for ISA only).
 CHOICES = {"measure": list(MEASURES), "norm": list(NORMS), "distance": list(DISTANCES),
            "explainer": list(ISA_EXPLAINERS)}
-#: Bounds that keep one click affordable for a shared machine.
-LIMITS = {"steps": 500, "restarts": 10, "rounds": 20, "k": 64, "seed": 2**31 - 1}
+#: Tighter upper ends than the library's, so that one click stays affordable on a shared machine.
+AFFORDABLE = {"steps": 500, "restarts": 10, "rounds": 20, "k": 64, "seed": 2**31 - 1}
+
+
+def widget_range(param: str, norm: str) -> tuple[float, float | None]:
+    """(min, max) of a parameter's widget: the range interp_core checks (interp_core.checks.BOUNDS;
+    an l-inf eps at most 1), the upper end lowered to AFFORDABLE; max None: unbounded."""
+    low, high = BOUNDS.get(param, (0.0, math.inf))
+    if param == "eps" and norm == "linf":
+        high = 1.0
+    high = min(high, AFFORDABLE.get(param, math.inf))
+    return low, None if high == math.inf else high
 
 
 def param_defaults(name: str, dataset: str) -> dict:
@@ -62,13 +74,23 @@ def param_fields(name: str, dataset: str, key: str) -> dict[str, tuple[str, obje
         if isinstance(default, bool):
             allowed = (True, False)
         elif isinstance(default, str):
-            allowed = next(c for c in CHOICES[param] if default in c)
+            allowed = CHOICES[param]
         elif isinstance(default, int):
-            allowed = (lambda v, top=LIMITS.get(param, 10_000): 0 <= v <= top)
-        else:
-            allowed, default = (lambda v: v >= 0), float(default or 0.0)
+            allowed = (lambda v, ends=widget_range(param, "linf"): ends[0] <= v <= (ends[1] or math.inf))
+        else:  # the upper end depends on the threat model: attack_controls pulls a value above it down
+            allowed, default = (lambda v, low=widget_range(param, "l2")[0]: v >= low), float(default or 0.0)
         fields[param] = (param_key(key, name, dataset, param), default, allowed)
     return fields
+
+
+def _clamp_state(wkey: str, low: float, high: float | None) -> None:
+    """A number put in a widget's state from outside it (a link, the other threat model's range) is
+    pulled into the widget's range [low, high] before the widget is drawn."""
+    value = st.session_state.get(wkey)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        inside = max(value, low) if high is None else min(max(value, low), high)
+        if inside != value:
+            st.session_state[wkey] = type(value)(inside)
 
 
 def attack_controls(dataset: str, class_names: Sequence[str], key: str,
@@ -83,7 +105,8 @@ def attack_controls(dataset: str, class_names: Sequence[str], key: str,
     params: dict = {}
     with st.sidebar.expander("Attack parameters", expanded=expanded):
         defaults = param_defaults(name, dataset)
-        norm = defaults.get("norm", "linf")
+        # the threat model chosen (its widget may come after eps): it sets eps's range and unit
+        norm = st.session_state.get(f"{key}_{name}_{dataset}_norm", defaults.get("norm", "linf"))
         for param, default in defaults.items():
             label, wkey = LABELS.get(param, param), param_key(key, name, dataset, param)
             if (name, param) in HINTS:
@@ -95,14 +118,20 @@ def attack_controls(dataset: str, class_names: Sequence[str], key: str,
                 params[param] = st.selectbox(label, options, index=options.index(default), key=wkey)
                 norm = params[param] if param == "norm" else norm
             elif isinstance(default, int):
-                params[param] = int(st.number_input(label, min_value=0, max_value=LIMITS.get(param, 10_000),
-                                                    value=default, step=1, key=wkey))
+                low, high = widget_range(param, norm)
+                _clamp_state(wkey, low, high)
+                params[param] = int(st.number_input(label, min_value=int(low), max_value=None if high is None else
+                                                    int(high), value=default, step=1, key=wkey))
             else:  # a float, or None for "derived" (the PGD step size)
                 scale = 255.0 if _pixel_scale(dataset, param, norm) else 1.0
                 unit = " (×1/255)" if scale != 1.0 else ""
                 auto = " (0: 2.5 ε / steps)" if default is None else ""
-                value = st.number_input(f"{label}{unit}{auto}", min_value=0.0, value=round((default or 0.0) * scale, 6),
-                                        format="%.4g", key=wkey)
+                low, high = widget_range(param, norm)
+                low, high = low * scale, None if high is None else high * scale
+                _clamp_state(wkey, low, high)
+                value = st.number_input(f"{label}{unit}{auto}", min_value=float(low),
+                                        max_value=None if high is None else float(high),
+                                        value=round((default or 0.0) * scale, 6), format="%.4g", key=wkey)
                 params[param] = None if default is None and value == 0 else value / scale
     target = None
     if spec.targeted:

@@ -25,6 +25,7 @@ from interp_core.images import ImageIntakeError, read_image
 from interp_core.io import write_atomic
 from interp_core.models import CheckpointError, available_models, load_model, read_card
 from interp_core.runtime import configure_threads, resolve_device
+from interp_core.services import figures
 
 #: Display labels and model input shapes (channels, size) of the registry's datasets.
 DATASET_LABELS = {name: info.label for name, info in DATASETS.items()}
@@ -136,17 +137,28 @@ def model_picker(dataset: str, key: str, prefer: tuple[str, ...] = ("normal",), 
     upload = st.sidebar.file_uploader("…or upload a checkpoint (.safetensors)", type=["safetensors"],
                                       key=f"{key}_ckpt")
     if upload is not None:
-        spec = validated_checkpoint(upload.getvalue(), dataset)
-        if spec is not None:
+        spec = validated_checkpoint(upload.getvalue(), dataset, upload.name)
+        if spec is None:
+            clear_results(key, upload.file_id)
+        else:
             chosen = (chosen + [spec]) if multiple else [spec]
     if not table and not chosen:
         st.sidebar.warning(f"No {DATASET_LABELS[dataset]} model found; train one on the Train page.")
     return chosen
 
 
-def validated_checkpoint(data: bytes, dataset: str) -> str | None:
-    """Path of an uploaded checkpoint that loads and fits ``dataset``; otherwise an st.error and None.
-    Nothing else on the page is lost: the upload is just not used."""
+def clear_results(key: str, file_id: str) -> None:
+    """Forget the results of page ``key`` (its ``st.session_state[f"{key}_request"]``) once for the
+    refused upload ``file_id``, so a previous input's results do not stay under the error; results
+    asked for afterwards, with the refused file still in its uploader, are kept."""
+    if st.session_state.get(f"{key}_refused_upload") != file_id:
+        st.session_state[f"{key}_refused_upload"] = file_id
+        st.session_state.pop(f"{key}_request", None)
+
+
+def validated_checkpoint(data: bytes, dataset: str, name: str) -> str | None:
+    """Path of an uploaded checkpoint (file name ``name``) that loads and fits ``dataset``; otherwise
+    an st.error naming the file, and None. The upload is just not used."""
     path = _save_upload(data, ".safetensors")
     try:
         card = read_card(path)
@@ -154,7 +166,7 @@ def validated_checkpoint(data: bytes, dataset: str) -> str | None:
             raise CheckpointError(f"this checkpoint is for {card.dataset}, not {DATASET_LABELS[dataset]}")
         get_model(str(path))
     except CheckpointError as err:
-        st.sidebar.error(f"Checkpoint not used: {err}".replace(str(path), "uploaded file"))
+        st.sidebar.error(f"Checkpoint {name} not used: {str(err).replace(f'{path}: ', '').replace(str(path), name)}")
         return None
     return str(path)
 
@@ -166,9 +178,10 @@ def model_label(spec: str) -> str:
 
 def uploaded_image(dataset: str, key: str) -> np.ndarray | None:
     """An uploaded image as float32 (1, C, H, W) in [0, 1] for ``dataset``, converted by
-    interp_core.images.read_image (its notes shown as a caption), or None (with an st.error for a
-    file that cannot be used)."""
-    _, size = IMAGE_SHAPES[dataset]
+    interp_core.images.read_image and shown as converted beside its original size and the intake's
+    notes; or None: nothing uploaded, or a file that cannot be used (one st.error naming the file,
+    and the page's previous results cleared, see clear_results)."""
+    channels, size = IMAGE_SHAPES[dataset]
     upload = st.sidebar.file_uploader(f"Image (converted to {size}×{size} for {DATASET_LABELS[dataset]})",
                                       type=["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"],
                                       key=f"{key}_image")
@@ -178,9 +191,15 @@ def uploaded_image(dataset: str, key: str) -> np.ndarray | None:
         result = read_image(upload.getvalue(), dataset, name=upload.name)
     except ImageIntakeError as err:
         st.error(f"Image not used: {err}")
+        clear_results(key, upload.file_id)
         return None
-    if result.notes:
-        st.caption("Uploaded image: " + "; ".join(result.notes) + ".")
+    width, height = result.original_size
+    shown, text = st.columns([1, 4])
+    shown.image(figures.panels_image([("model input", [(f"{size}x{size}", figures.image_rgb(result.x.numpy()))],
+                                       None)], cell=112))
+    text.markdown(f"**{upload.name}**: {result.format}, {width}×{height} pixels, mode {result.original_mode}; "
+                  f"the model sees it {'grayscale' if channels == 1 else 'RGB'} at {size}×{size}.")
+    text.caption("Intake: " + ("; ".join(result.notes) if result.notes else "no conversion needed") + ".")
     return result.x[None].numpy()
 
 

@@ -24,6 +24,7 @@ from captum.attr import IntegratedGradients as CaptumIG
 from captum.attr import LayerGradCam
 from captum.attr import Saliency as CaptumSaliency
 
+from interp_core.checks import check_range
 from interp_core.models.architectures import CAMNet, cam_from_features, smooth_copy
 
 
@@ -189,6 +190,9 @@ class IntegratedGradients(Explainer):
         if not (isinstance(steps, int) and steps >= 2):
             raise ValueError(f"IG steps must be an integer >= 2 (Captum's Riemann sum needs two points), "
                              f"got {steps!r}")
+        check_range("steps", steps, 2, 100_000, integer=True)
+        check_range("baseline", baseline, 0.0, 1.0)
+        check_range("batch_steps", batch_steps, 1, 100_000, integer=True)
         if form not in IG_FORMS:
             raise ValueError(f"IG form must be one of {IG_FORMS}, got {form!r}")
         self.steps, self.baseline, self.batch_steps, self.form = steps, baseline, batch_steps, form
@@ -226,6 +230,9 @@ class SmoothGrad(Explainer):
     name, label = "smoothgrad", "SmoothGrad"
 
     def __init__(self, samples: int = 25, noise: float = 0.15, seed: int = 0):
+        check_range("samples", samples, integer=True)
+        check_range("noise", noise)
+        check_range("seed", seed, integer=True)
         self.samples, self.noise, self.seed = samples, noise, seed
 
     def _explain(self, model, x, target, create_graph):

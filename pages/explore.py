@@ -150,6 +150,9 @@ def pick_folder_image(dataset: str, spec: str | None) -> tuple[np.ndarray, int |
         st.error(f"Image folder not used: {err}")
         return None
     model_classes = get_dataset(dataset, "demo").class_names
+    if data.notes:
+        with st.expander(f"Intake notes: {len(data.notes)} files skipped or converted"):
+            st.markdown("\n".join(f"- {note}" for note in data.notes))
     st.info(f"{len(data)} images in {len(data.class_names)} classes from `{root}` (INTERP_CORE_IMAGE_FOLDER), "
             f"converted to {'grayscale' if channels == 1 else 'RGB'} and resized to {size}×{size}: the input of "
             f"the {DATASET_LABELS[dataset]} models. For models of another input size or channels, choose their "

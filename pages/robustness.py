@@ -96,8 +96,13 @@ def show_results(requests: list[dict]) -> None:
     cancel = st.empty()
     cancel.button("Cancel", icon=":material/stop_circle:", key="rob_cancel",
                   help="Stops the evaluation at its next progress step")
-    results = [evaluate(**request) for request in requests]
-    cancel.empty()
+    try:
+        results = [evaluate(**request) for request in requests]
+    except ValueError as err:  # a setting the library refuses: its message, not a traceback
+        st.error(f"The evaluation could not run: {err}")
+        return
+    finally:
+        cancel.empty()
 
     scale = 255 if requests[0]["dataset"] == "cifar10" else 1
     unit = "ε (×1/255)" if scale == 255 else "ε"
@@ -126,7 +131,7 @@ def show_results(requests: list[dict]) -> None:
                          "robust accuracy": f"{row['accuracy']:.3f}",
                          "AAI Kendall τ": f"{aai_row['kendall_tau']:.3f}" if aai_row.get("kept") else "—",
                          "AAI top-8 ∩": f"{aai_row['topk_intersection']:.3f}" if aai_row.get("kept") else "—",
-                         "AAI kept": aai_row.get("kept", "—")})
+                         "AAI kept": str(aai_row["kept"]) if "kept" in aai_row else "—"})  # one type: text
     st.table(rows)
     first = results[0]["robust"]
     st.caption(f"{first['subset']} · protocol: " + ", ".join(f"{k}={v}" for k, v in first["protocol"].items())

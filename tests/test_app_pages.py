@@ -21,6 +21,25 @@ sys.path.insert(0, str(ROOT))  # the app imports app_support, as `streamlit run 
 TIMEOUT = 120
 
 
+@pytest.fixture(autouse=True)
+def arrow_clean_tables():
+    """Every table a page shows converts to Arrow as it is: Streamlit logs a traceback (and repairs
+    the column) when a column mixes types."""
+    import logging
+
+    logger = logging.getLogger("streamlit.dataframe_util")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+    assert not [r for r in records if r.exc_info], [r.getMessage() + f" {r.exc_info[1]}" for r in records]
+
+
 def open_page(page: str) -> AppTest:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT)
     at.run()
@@ -73,10 +92,11 @@ def test_explore_rejects_bad_uploads_and_keeps_working():
     hostile = b"\x00" * 64 + b"not json"
     at.file_uploader(key="explore_ckpt").set_value(("evil.safetensors", hostile, "application/octet-stream")).run()
     assert not at.exception, at.exception
-    assert any("Checkpoint not used" in e.value for e in at.sidebar.error)
+    assert any("Checkpoint evil.safetensors not used" in e.value for e in at.sidebar.error)
     at.radio(key="explore_source").set_value("upload").run()
     at.file_uploader(key="explore_image").set_value(("x.png", b"garbage", "image/png")).run()
-    assert any("Image not used" in e.value for e in at.error)
+    assert any("Image not used" in e.value and "x.png" in e.value for e in at.error)
+    assert not any("UploadedFile" in e.value for e in [*at.error, *at.sidebar.error])
     wrong = io.BytesIO()
     Image.fromarray(np.zeros((40, 30), np.uint8)).save(wrong, format="PNG")
     at.file_uploader(key="explore_image").set_value(("x.png", wrong.getvalue(), "image/png")).run()
@@ -89,6 +109,9 @@ def test_explore_rejects_bad_uploads_and_keeps_working():
     at.button(key="explore_run").click().run()
     assert not at.exception, at.exception
     assert len(at.table[0].value) == 1
+    at.file_uploader(key="explore_image").set_value(("empty.png", b"", "image/png")).run()
+    assert any("empty.png" in e.value for e in at.error)
+    assert not at.table and "explore_request" not in at.session_state  # the previous image's results went
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
@@ -191,9 +214,15 @@ def _run_folder_attack(monkeypatch, root) -> AppTest:
 
 
 def test_explore_attacks_an_image_of_a_folder_with_its_own_classes(tmp_path, monkeypatch):
-    at = _run_folder_attack(monkeypatch, _image_folder(tmp_path / "folder", ["alpha", "beta", "gamma"]))
+    root = _image_folder(tmp_path / "folder", ["alpha", "beta", "gamma"])
+    (root / "beta" / "notes.png").write_text("not an image")
+    Image.new("RGBA", (40, 20)).save(root / "gamma" / "wide.png")
+    at = _run_folder_attack(monkeypatch, root)
     assert not at.error, [e.value for e in at.error]
-    assert any("6 images in 3 classes" in i.value for i in at.info)
+    assert any("7 images in 3 classes" in i.value for i in at.info)
+    assert at.expander[0].label.startswith("Intake notes: 2 files")
+    notes = " ".join(m.value for m in at.expander[0].markdown)
+    assert "notes.png" in notes and "wide.png: " in notes and "resized from 40×20" in notes
     assert any("clean prediction" in i.value for i in at.info)
     assert list(at.table[0].value["explainer"]) == ["CAM", "Saliency"]
     assert all(math.isfinite(v) for v in numbers(at.table[0]))

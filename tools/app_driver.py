@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -29,36 +30,52 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def app_server(env: dict | None = None, timeout: float = 60.0):
-    """``streamlit run app.py`` on a free localhost port; yields the base URL; stops it after."""
+def app_server(env: dict | None = None, timeout: float = 60.0, clean_log: bool = True, started: list | None = None):
+    """``streamlit run app.py`` on a free localhost port; yields the base URL; stops it after. The
+    server's output goes to a log file; with ``clean_log``, leaving raises AssertionError when that
+    log holds a Python traceback (server_log_tracebacks). ``started``, if given, receives the
+    server's Popen (its pid, e.g. to sample memory)."""
     port = free_port()
     cmd = [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
            "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false",
            "--server.fileWatcherType", "none"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"streamlit exited early:\n{proc.stdout.read()}")
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.read().strip() == b"ok":
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError("streamlit did not become healthy")
-            time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=log,
+                                stderr=subprocess.STDOUT, text=True)
+        if started is not None:
+            started.append(proc)
+        url = f"http://127.0.0.1:{port}"
         try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+            deadline = time.monotonic() + timeout
+            while True:
+                if proc.poll() is not None:
+                    log.seek(0)
+                    raise RuntimeError(f"streamlit exited early:\n{log.read()}")
+                try:
+                    with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                        if r.read().strip() == b"ok":
+                            break
+                except OSError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError("streamlit did not become healthy")
+                time.sleep(0.3)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        log.seek(0)
+        found = server_log_tracebacks(log.read())
+        if clean_log and found:
+            raise AssertionError(f"the server log holds {len(found)} traceback(s); the first:\n{found[0]}")
+
+
+def server_log_tracebacks(log: str) -> list[str]:
+    """Each Python traceback in a server log: from its "Traceback" line to the exception line."""
+    return [m.group(0) for m in re.finditer(r"Traceback \(most recent call last\):\n(?:[ \t].*\n)*.*", log)]
 
 
 def launch_browser(playwright):

@@ -7,6 +7,7 @@ import torch
 from torch import Tensor, nn
 
 from interp_core.attacks.engine import PGD, Callback, check_settings
+from interp_core.checks import check_range
 from interp_core.interpret import get_explainer
 
 
@@ -25,8 +26,7 @@ class AAI:
     def __init__(self, eps: float, steps: int = 200, step_size: float = 0.01, k: int = 8,
                  random_start: bool = True, seed: int | None = 0, explainer: str = "cam",
                  explainer_options: dict | None = None):
-        if k < 1:
-            raise ValueError(f"k must be >= 1, got {k}")
+        check_range("k", k, integer=True)
         check_settings(eps, step_size, steps, random_start=random_start, keep_best=False)
         self.options = dict(random_start=random_start, seed=seed, keep_best=False)
         self.eps, self.steps, self.step_size, self.k = eps, steps, step_size, k

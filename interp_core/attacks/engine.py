@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from interp_core.checks import LINF_HINT, check_range
 from interp_core.metrics import best_other_class
 from interp_core.models import eval_mode
 
@@ -95,8 +96,7 @@ class Margin(LogitObjective):
     - Z_y, kappa)."""
 
     def __init__(self, kappa: float = 0.1, targeted: bool = False):
-        if kappa < 0:
-            raise ValueError(f"kappa must be >= 0, got {kappa}")
+        check_range("kappa", kappa)
         self.kappa, self.targeted = kappa, targeted
 
     def from_logits(self, logits: Tensor, y: Tensor, target: Tensor | None) -> Tensor:
@@ -147,11 +147,11 @@ def check_settings(eps, step_size=None, steps: int = 0, norm: str = "linf", rest
     """
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
-    _check_radius("eps", eps, 1.0 if norm == "linf" else math.inf)
+    check_range("eps", eps, 0.0, 1.0 if norm == "linf" else math.inf, hint=LINF_HINT if norm == "linf" else "")
     if not (isinstance(steps, int) and 0 <= steps <= 100_000):
         raise ValueError(f"steps must be an integer in [0, 100000], got {steps!r}")
     if step_size is not None:
-        _check_radius("step_size", step_size, math.inf)
+        check_range("step_size", step_size)
         if steps > 0 and not isinstance(step_size, Tensor) and step_size == 0 and (isinstance(eps, Tensor) or eps > 0):
             raise ValueError("step_size must be > 0 when steps > 0")
     if not (isinstance(restarts, int) and 1 <= restarts <= 1000):
@@ -209,6 +209,10 @@ class PGD:
         if step_size is None:
             raise ValueError("step_size must be given: a number >= 0 or a tensor (N,)")
         check_settings(eps, step_size, steps, norm, restarts, random_start, keep_best)
+        if seed is not None:
+            check_range("seed", seed, integer=True)
+        check_range("softsign_scale", softsign_scale)
+        check_range("kappa", kappa)
         update = update or ("sign" if norm == "linf" else "normalized")
         if update not in UPDATES:
             raise ValueError(f"update must be one of {UPDATES}, got {update!r}")
@@ -386,19 +390,6 @@ def _take(t: Tensor | None, rows: Tensor | None) -> Tensor | None:
 def _norms(t: Tensor) -> Tensor:
     """Per-example l2 norms, shaped to broadcast against t: (N, 1, ..., 1)."""
     return t.flatten(1).norm(dim=1).view(-1, *[1] * (t.dim() - 1))
-
-
-def _check_radius(name: str, value, upper: float) -> None:
-    """A radius / step: a finite number, or a 1-D tensor of them, in [0, upper]."""
-    if isinstance(value, Tensor):
-        if value.dim() != 1 or not value.is_floating_point():
-            raise ValueError(f"a per-example {name} must be a float tensor of shape (N,), got {tuple(value.shape)}")
-        bad = not torch.isfinite(value).all() or (value < 0).any() or (value > upper).any()
-    else:
-        bad = not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= upper)
-    if bad:
-        hint = " (an l-inf radius above 1 covers the whole [0, 1] box; is it on the 0-255 scale?)" if upper == 1 else ""
-        raise ValueError(f"{name} must be finite and in [0, {upper}], got {_show(value)}{hint}")
 
 
 def _per_example(value, x: Tensor, name: str) -> Tensor:

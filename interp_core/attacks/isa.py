@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from interp_core.attacks.engine import PGD, Callback, check_settings, margin_loss
+from interp_core.checks import check_range
 from interp_core.interpret import CAM, Explainer, explain_all_classes, explain_classes, get_explainer
 from interp_core.metrics import DISTANCES, MEASURES, best_other_class, discrepancy, two_class_bound
 from interp_core.models import smooth_copy
@@ -93,8 +94,12 @@ class ISA:
             raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
         if explainer not in ISA_EXPLAINERS:
             raise ValueError(f"ISA explainer must be one of {ISA_EXPLAINERS}, got {explainer!r}")
-        if (gamma.dim() != 1 or (gamma < 0).any()) if isinstance(gamma, Tensor) else gamma < 0:
-            raise ValueError(f"gamma must be >= 0: a number or a tensor (N,), got {gamma!r}")
+        check_range("gamma", gamma)
+        check_range("eps", eps, 0.0, 1.0)
+        check_range("steps", steps, integer=True)
+        for name, value in (("step_scale", step_scale), ("softsign_scale", softsign_scale), ("kappa", kappa)):
+            check_range(name, value)
+        check_range("smooth_beta", smooth_beta, 1e-3, math.inf)
         if distance not in DISTANCES:
             raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
         check_settings(eps, steps=steps)
@@ -334,8 +339,8 @@ class MinimumEps:
                  kappa: float = 0.1):
         check_settings(eps, steps=steps)
         _check_budget(steps, step_scale)
-        if not (isinstance(rounds, int) and 1 <= rounds <= 100):
-            raise ValueError(f"rounds must be an integer in [1, 100], got {rounds!r}")
+        check_range("rounds", rounds, integer=True)
+        check_range("kappa", kappa)
         self.eps, self.rounds, self.steps, self.step_scale, self.kappa = eps, rounds, steps, step_scale, kappa
 
     def __repr__(self) -> str:

@@ -9,6 +9,7 @@ import time
 import torch
 from torch import Tensor, nn
 
+from interp_core.checks import check_eps_list, check_range
 from interp_core.attacks import AAI, authors_targets, bound_points, isa_tradeoff, runner_up
 from interp_core.attacks.isa import ISA_BUDGETS, SCALES, envelope
 from interp_core.evaluate.robust import Progress
@@ -54,6 +55,9 @@ def aai_evaluation(model: nn.Module, x: Tensor, y: Tensor, eps: list[float], k: 
     Returns {"protocol", "n", "subset", "results": [{"eps", "kendall_tau", "topk_intersection",
     "kept"}], "seconds"}.
     """
+    check_eps_list(eps)
+    check_range("batch_size", batch_size, integer=True)
+    AAI(eps[0], steps=steps, step_size=step_size, k=k, seed=seed, explainer=explainer)  # checks the rest now
     started = time.perf_counter()
     explainer_options = dict(explainer_options or {})
     maps = get_explainer(explainer, **explainer_options)
@@ -104,6 +108,9 @@ def bound_evaluation(model: nn.Module, x: Tensor, y: Tensor, targets: str | Tens
     "half_margin", "d2"}], "seconds"}: d2 = D2 of CAM / (h w) (l1), half_margin = (Z_y - Z_t) / 2
     at x; a violation is d2 < half_margin (relative tolerance ``BOUND_TOL``).
     """
+    check_range("rounds", rounds, integer=True)
+    check_range("steps", steps, integer=True)
+    check_range("batch_size", batch_size, integer=True)
     started = time.perf_counter()
     target, how = _targets(model, x, y, targets, seed)
     with torch.no_grad():

@@ -35,7 +35,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from interp_core.attacks import PGD, PaperProtocol, pgd
-from interp_core.attacks.engine import eval_mode
+from interp_core.checks import check_eps_list, check_range
+from interp_core.models import eval_mode
 from interp_core.metrics import correct
 from interp_core.models import eval_mode
 
@@ -136,10 +137,11 @@ def robust_accuracy(model: nn.Module, x: Tensor, y: Tensor, eps: list[float], pr
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
-    if not eps:
-        raise ValueError("eps must list at least one radius in [0, 1]")
-    if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+    check_eps_list(eps)
+    check_range("steps", steps, integer=True)
+    check_range("step_size", step_size)
+    check_range("restarts", restarts, integer=True)
+    check_range("batch_size", batch_size, integer=True)
     started = time.perf_counter()
     paper = PaperProtocol(steps=steps, step_size=step_size)
     paper.attack(torch.tensor([float(e) for e in eps]))  # refuses bad radii, steps and step sizes

@@ -13,9 +13,11 @@ learning-rate and eps-ramp functions of the step (PAPER.md section 6).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Callable
 
+from interp_core.checks import check_range
 from interp_core.data import DATASETS
 from interp_core.models import ARCHITECTURES, INITS
 from interp_core.training.methods import DEFAULT_GAMMA, TRAINING_METHODS
@@ -115,12 +117,14 @@ class TrainConfig:
             raise ValueError(f"eps must be in [0, 1] (images are in [0, 1]), got {self.eps}")
         if self.subset is not None and self.subset < self.batch_size:
             raise ValueError(f"subset ({self.subset}) must hold at least one batch ({self.batch_size})")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be finite in (0, inf), got {self.lr}")
         if self.init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         if self.gamma_start < 0:
             raise ValueError(f"gamma_start must be >= 0, got {self.gamma_start}")
+        for name in ("gamma", "step_size", "eval_step_size"):  # NaN and inf slip past the tests above
+            check_range(name, getattr(self, name), 0.0, math.inf)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
