@@ -14,7 +14,7 @@ from interp_core.checks import BOUNDS
 from interp_core.metrics import DISTANCES, MEASURES
 
 DEFAULT_ATTACK = "pgd"
-#: The usual threat model per dataset (PAPER.md section 5), replacing the registry's generic eps.
+#: The usual threat model per dataset (docs/method.md#pgd), replacing the registry's generic eps.
 DATASET_EPS = {"mnist": 0.3, "cifar10": 8 / 255}
 LABELS = {"eps": "ε", "step_size": "step size", "steps": "steps", "gamma": "γ (discrepancy weight)",
           "kappa": "κ (margin confidence)", "k": "top-k cells", "restarts": "restarts", "random_start": "random start",

@@ -28,7 +28,7 @@ from interp_core.datasets import CIFAR10_CLASSES, DATASETS, MNIST_CLASSES, Datas
 from interp_core.images import MAX_PIXELS, ImageIntakeError, read_image
 from interp_core.io import atomic_write, load_arrays_pickle
 
-# R-ImageNet super-classes: inclusive ranges of ImageNet class indices (PAPER.md section 1).
+# R-ImageNet super-classes: inclusive ranges of ImageNet class indices (docs/method.md#datasets).
 RIMAGENET_RANGES = {
     "dog": (151, 268), "cat": (281, 285), "frog": (30, 32), "turtle": (33, 37), "bird": (80, 100),
     "primate": (365, 382), "fish": (389, 397), "crab": (118, 121), "insect": (300, 319),
@@ -280,7 +280,7 @@ def load_rimagenet(imagenet_split_dir: str | Path, size: int = 224, n_per_class:
     """Restricted ImageNet: 9 super-classes from an ImageNet-style folder of wnid subfolders.
 
     ImageNet class index i is the i-th wnid folder in sorted order; it maps to the super-class
-    whose inclusive range holds i (PAPER.md section 1). Images resized to size x size.
+    whose inclusive range holds i (docs/method.md#datasets). Images resized to size x size.
     """
     root = Path(imagenet_split_dir)
     wnids = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []

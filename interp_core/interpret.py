@@ -1,4 +1,4 @@
-"""Interpretation maps (PAPER.md section 3), one calling convention for all of them:
+"""Interpretation maps (docs/method.md#maps), one calling convention for all of them:
 
     explainer(model, x, target, create_graph=False) -> maps (N, 1, h, w)
 

@@ -1,4 +1,4 @@
-"""Interpretation discrepancies and agreement measures (PAPER.md section 4), as pure functions that
+"""Interpretation discrepancies and agreement measures (docs/method.md#discrepancies), as pure functions that
 return per-example tensors (N,); callers reduce.
 
 Maps are raw (unnormalized) on their native grid unless a function says otherwise. The one

@@ -120,7 +120,7 @@ def show_results(requests: list[dict]) -> None:
                                                 for r in results if r["aai"]}, unit, "mean Kendall τ (kept predictions)",
                                                (-0.2, 1)), key="rob_tau")
         st.caption("Kendall's τ-b between clean and attacked true-class CAM, over images whose prediction AAI did not "
-                   "change; higher = more robust interpretation (PAPER.md §5).")
+                   "change; higher = more robust interpretation (docs/method.md#aai).")
 
     rows = []
     for r in results:
@@ -145,7 +145,7 @@ def paper_tables() -> None:
     """The tables of ``python -m interp_core reproduce`` (committed quick run by default), read by
     interp_core.evaluate.reproduce.load_reproduce_tables."""
     st.header("The paper networks' tables")
-    st.markdown("PGD robust accuracy and AAI Kendall τ of the authors' networks (PAPER.md §5), as written by "
+    st.markdown("PGD robust accuracy and AAI Kendall τ of the authors' networks (docs/method.md#evaluation), as written by "
                 "`python -m interp_core reproduce`. Nothing is computed here: the page reads that run's CSV files.")
     folder = st.text_input("Output directory of a reproduce run", DEFAULT_REPRODUCE, key="rob_paper_dir",
                            help="Relative paths are taken from the project folder.")

@@ -257,7 +257,7 @@ def test_isa_tradeoff_and_bound(dataset):
     assert not at.exception, at.exception
     assert len(at.get("plotly_chart")) == 2
     violations = at.metric[0]
-    assert int(violations.value) == 0  # PAPER.md section 4: no point below the diagonal
+    assert int(violations.value) == 0  # docs/method.md#bound: no point below the diagonal
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))

@@ -75,7 +75,7 @@ def test_metrics_match_the_library(result, mnist_normal, mnist_demo):
 
 
 def test_bound_holds_where_the_target_wins(result):
-    """PAPER.md section 4: D2 of CAM/(h*w) >= (Z_y - Z_t)/2 whenever t beats y at x'."""
+    """docs/method.md#bound: D2 of CAM/(h*w) >= (Z_y - Z_t)/2 whenever t beats y at x'."""
     m = result.models[0]
     assert m.bound_applies.any(), "eps 0.2 PGD should flip at least one of three MNIST digits"
     assert (m.d2_cam_hw[m.bound_applies] >= m.bound[m.bound_applies] - 1e-4).all()

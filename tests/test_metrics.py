@@ -71,7 +71,7 @@ def test_one_class_measure_misses_a_change_of_the_target_map_only():
 
 
 def test_two_class_bound_holds_on_random_perturbations(mnist_normal, mnist_demo):
-    """PAPER.md section 4: if t beats y on x', then D2(CAM/(hw)) >= (Z_y(x) - Z_t(x)) / 2."""
+    """docs/method.md#bound: if t beats y on x', then D2(CAM/(hw)) >= (Z_y(x) - Z_t(x)) / 2."""
     torch.manual_seed(0)
     x, y = mnist_demo.images[:50], mnist_demo.labels[:50]
     checked = 0

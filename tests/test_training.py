@@ -1,4 +1,4 @@
-"""Training methods, schedules and the trainer (PAPER.md section 6), on tiny batches of the
+"""Training methods, schedules and the trainer (docs/method.md#training), on tiny batches of the
 committed demo images."""
 
 from __future__ import annotations

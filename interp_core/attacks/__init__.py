@@ -1,4 +1,4 @@
-"""Attacks (PAPER.md section 5): one projected-gradient engine (``PGD``) and its configurations.
+"""Attacks (docs/method.md#attacks): one projected-gradient engine (``PGD``) and its configurations.
 
 - ``fgsm``, ``pgd`` (cross-entropy or C&W margin, untargeted or targeted), ``paper_pgd`` and
   ``PaperProtocol`` (the authors' evaluation: 200 sign steps of 0.01, no random start), with their

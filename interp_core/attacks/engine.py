@@ -1,4 +1,4 @@
-"""The one projected-gradient engine (PAPER.md section 5). FGSM, PGD, the authors' evaluation
+"""The one projected-gradient engine (docs/method.md#attacks). FGSM, PGD, the authors' evaluation
 protocol, ISA, AAI and the training methods' inner maximizations are configurations of ``PGD``.
 
 An objective is a per-example loss that the attack *maximizes*::
@@ -79,7 +79,7 @@ class CrossEntropy(LogitObjective):
 
 
 def margin_loss(logits: Tensor, cls: Tensor, kappa: float) -> Tensor:
-    """C&W margin of class ``cls`` (PAPER.md section 5): max(max_{j != c} Z_j - Z_c, -kappa), (N,).
+    """C&W margin of class ``cls`` (docs/method.md#margin): max(max_{j != c} Z_j - Z_c, -kappa), (N,).
 
     Below zero once c wins; clipped at -kappa so that a margin of kappa is enough."""
     return _margin(logits, cls).clamp_min(-kappa)

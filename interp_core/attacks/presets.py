@@ -1,5 +1,5 @@
 """Named configurations of the PGD engine: FGSM, PGD (cross-entropy or margin, untargeted or
-targeted) and the authors' evaluation protocol (PAPER.md section 5)."""
+targeted) and the authors' evaluation protocol (docs/method.md#pgd)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from torch import Tensor
 
 from interp_core.attacks.engine import PGD
 
-#: The authors' evaluation grids (PAPER.md section 5); CIFAR-10 on the 0-255 scale divided by 255.
+#: The authors' evaluation grids (docs/method.md#pgd); CIFAR-10 on the 0-255 scale divided by 255.
 PAPER_EPS = {
     "mnist": (0.0, 0.05, 0.1, 0.2, 0.3, 0.35, 0.4),
     "cifar10": tuple(v / 255 for v in (0, 2, 4, 6, 8, 9, 10)),

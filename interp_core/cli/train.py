@@ -1,4 +1,4 @@
-"""``train``: train a model with any method of PAPER.md section 6; runs data-parallel under
+"""``train``: train a model with any method of docs/method.md#training; runs data-parallel under
 ``torchrun --nproc_per_node=N`` (gloo on CPU, NCCL on GPU).
 
 Progress (loss, accuracy, eps, images/s) goes to stderr as a tqdm bar; ``--progress-jsonl`` also

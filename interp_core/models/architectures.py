@@ -2,7 +2,7 @@
 
 Every network ends in: last feature map A(x) (N, C, h, w), no activation on it -> global average
 pool -> linear head W (K, C) without bias. So ``CAM_c(x) = sum_k W[c, k] A_k(x)`` and the logit
-``Z_c(x)`` is the grid mean of ``CAM_c(x)`` (PAPER.md section 2). Convolutions use TensorFlow's
+``Z_c(x)`` is the grid mean of ``CAM_c(x)`` (docs/method.md#networks). Convolutions use TensorFlow's
 'SAME' padding (extra row/column at the bottom/right) and ReLU comes before every convolution
 except the first (pre-activation).
 """
@@ -45,7 +45,7 @@ class CAMNet(nn.Module):
 
     head: nn.Linear
     #: None: ReLU activations (the trained network). A number: softplus with that beta, the smooth
-    #: copy the authors use to differentiate through IG maps (PAPER.md section 3).
+    #: copy the authors use to differentiate through IG maps (docs/method.md#maps).
     softplus_beta: float | None = None
 
     def act(self, x: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,7 @@ PAPER_CREDIT = (
     "copyright 2020 the authors. Converted to PyTorch by interp_core."
 )
 
-# The authors' method tags -> this project's training-method names (PAPER.md section 6).
+# The authors' method tags -> this project's training-method names (docs/method.md#training).
 PAPER_METHODS = {
     "normal": "normal", "adv": "pgd-at", "trades": "trades", "ig": "ig-norm", "igsum": "ig-sum-norm",
     "int": "int", "intone": "int-1class", "intadv": "int-adv", "int2": "int2", "int2adv": "int2-adv",

@@ -2,7 +2,7 @@
 
 ``explore(models, x, y, attack, explainers)`` attacks each model, explains clean and adversarial
 images for the true class y and the attack's class t, and measures how far the maps moved
-(PAPER.md section 4): 1-class and 2-class l1 discrepancies, raw and range-normalized, Kendall's
+(docs/method.md#discrepancies): 1-class and 2-class l1 discrepancies, raw and range-normalized, Kendall's
 tau and the top-k intersection of the true-class maps, and the 2-class bound next to D2 on the
 CAM/(h*w) scale. It also records the attack's trajectory (iterate, prediction and maps at every
 step). The result holds numpy arrays only, so it can be cached, exported and rendered by any UI;
@@ -58,7 +58,7 @@ METRIC_DEFINITIONS: dict[str, str] = {
 }
 BOUND_DEFINITION = (
     "D2 on CAM/(h·w) (maps that sum to the logits) is at least ½(Z_y(x) − Z_t(x)) for every x' on which "
-    "t beats y (PAPER.md section 4): the floor no attack can get under."
+    "t beats y (docs/method.md#bound): the floor no attack can get under."
 )
 
 
@@ -208,7 +208,7 @@ def explore(models: dict[str, torch.nn.Module], x: torch.Tensor, y: torch.Tensor
             target: torch.Tensor | None = None, class_names: Sequence[str] | None = None,
             trajectory_explainer: str | None = "cam", goal: str | None = None, require_correct: bool = False,
             dataset: str = "", image_ids: Sequence | None = None) -> ExploreResult:
-    """Attack every model on x and measure its interpretations (PAPER.md sections 3-5).
+    """Attack every model on x and measure its interpretations (docs/method.md#discrepancies).
 
     models: name -> CAM-capable model (eval mode); x: (N, C, H, W) in [0, 1]; y: (N,) true labels,
     or None to use each model's clean prediction; attack: an ``interp_core.attacks.Attack`` (e.g.

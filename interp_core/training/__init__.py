@@ -1,4 +1,4 @@
-"""Robust training (PAPER.md section 6): one loss function per method, registered by name in
+"""Robust training (docs/method.md#training): one loss function per method, registered by name in
 ``TRAINING_METHODS``, and one trainer (``train``) that owns the optimizer, the lr and eps-ramp
 schedules, progress callbacks, the stop flag and checkpoints. Presets: ``PRESETS`` / ``make_config``."""
 

@@ -1,4 +1,4 @@
-"""One model-agnostic trainer for every method (PAPER.md section 6): Adam without weight decay,
+"""One model-agnostic trainer for every method (docs/method.md#training): Adam without weight decay,
 the config's lr steps and eps ramp, progress callbacks, a stop flag, atomic periodic and final
 checkpoints, exact resume, and data-parallel runs under ``torchrun`` (torch DDP).
 
