@@ -1,10 +1,10 @@
 # make run  - start the app on its shipped defaults (creates .venv and installs on first use)
-# make test - run the test suite
+# make test - run the test suite (make test-fast: the unit tier, for the inner loop)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-slow bench
+.PHONY: run test test-fast test-slow bench
 $(VENV)/.installed: requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -r requirements.txt
@@ -18,6 +18,10 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
+
+# The unit tier: no app pages or browser, no training subprocesses or full protocols, no ../shared.
+test-fast: $(VENV)/.installed
+	$(BIN)/python -m pytest -m "not slow and not shared and not browser and not integration"
 
 test-slow: $(VENV)/.installed
 	$(BIN)/python -m pytest -m slow

@@ -1,39 +1,47 @@
 """Sidebar widgets for an attack and its parameters, built from ``interp_core.attacks.ATTACKS`` (one
-widget per registered default, typed by the default's type), and the adapter that turns the chosen
-settings into ``attack_fn(model, x, y, target, callback)`` for interp_core.services.explore."""
+widget per parameter the registry shows, typed by the builder's default). The chosen settings go
+to ``interp_core.attacks.build_attack``, whose attacks all take the step callback."""
 
 from __future__ import annotations
 
-import inspect
+import math
 from typing import Sequence
 
 import streamlit as st
 
-from interp_core.attacks import ATTACKS, build_attack
+from interp_core.attacks import ATTACKS, ISA_EXPLAINERS, NORMS
+from interp_core.checks import BOUNDS
 from interp_core.metrics import DISTANCES, MEASURES
 
 DEFAULT_ATTACK = "pgd"
-#: The usual threat model per dataset (PAPER.md section 5), replacing the registry's generic eps.
+#: The usual threat model per dataset (docs/method.md#pgd), replacing the registry's generic eps.
 DATASET_EPS = {"mnist": 0.3, "cifar10": 8 / 255}
 LABELS = {"eps": "ε", "step_size": "step size", "steps": "steps", "gamma": "γ (discrepancy weight)",
           "kappa": "κ (margin confidence)", "k": "top-k cells", "restarts": "restarts", "random_start": "random start",
           "seed": "seed", "measure": "discrepancy measure", "norm": "threat model", "distance": "discrepancy distance",
-          "explainer": "map attacked",
+          "explainer": "map attacked", "step_scale": "step (share of ε)",
           "rounds": "search rounds"}
-#: Choices of the string-valued settings; a default picks the list that holds it.
-CHOICES = {"measure": [list(MEASURES)], "norm": [["linf", "l2"]], "distance": [list(DISTANCES)],
-           "explainer": [["cam", "gradcampp", "ig"]]}
-#: Bounds that keep one click affordable for a shared machine.
-LIMITS = {"steps": 500, "restarts": 10, "rounds": 20, "k": 64, "seed": 2**31 - 1}
+#: Choices of the string-valued settings (the explainer is shown for ISA only).
+CHOICES = {"measure": list(MEASURES), "norm": list(NORMS), "distance": list(DISTANCES),
+           "explainer": list(ISA_EXPLAINERS)}
+#: Tighter upper ends than the library's, so that one click stays affordable on a shared machine.
+AFFORDABLE = {"steps": 500, "restarts": 10, "rounds": 20, "k": 64, "seed": 2**31 - 1}
+
+
+def widget_range(param: str, norm: str) -> tuple[float, float | None]:
+    """(min, max) of a parameter's widget: the range interp_core checks (interp_core.checks.BOUNDS;
+    an l-inf eps at most 1), the upper end lowered to AFFORDABLE; max None: unbounded."""
+    low, high = BOUNDS.get(param, (0.0, math.inf))
+    if param == "eps" and norm == "linf":
+        high = 1.0
+    high = min(high, AFFORDABLE.get(param, math.inf))
+    return low, None if high == math.inf else high
 
 
 def param_defaults(name: str, dataset: str) -> dict:
-    """The registry's defaults of attack ``name``, with the dataset's usual eps (an upper limit
-    for the minimum-eps search keeps its own)."""
-    defaults = dict(ATTACKS[name].defaults)
-    if "eps" in defaults and name != "min-eps":
-        defaults["eps"] = DATASET_EPS[dataset]
-    return defaults
+    """The builder's defaults of the parameters attack ``name`` shows, eps first: the dataset's
+    usual eps where the builder has none (the minimum-eps search keeps its own upper limit)."""
+    return {"eps": DATASET_EPS[dataset], **ATTACKS[name].defaults}
 
 
 def default_attack(dataset: str) -> tuple[str, dict]:
@@ -46,34 +54,84 @@ def _pixel_scale(dataset: str, param: str, norm: str) -> bool:
     return dataset == "cifar10" and norm == "linf" and param in ("eps", "step_size")
 
 
-def attack_controls(dataset: str, class_names: Sequence[str], key: str) -> tuple[str, dict, int | None]:
-    """Attack name, its parameters and the target class (None: untargeted, or the runner-up class)."""
+#: Where an attack's setting needs a word of advice beside its widget.
+HINTS = {("isa", "gamma"): "γ that works on MNIST: about 0.001–0.01 (0: a plain targeted attack; much larger: "
+                           "the target is not reached and the attack returns the clean image)",
+         ("min-eps", "eps"): "the upper limit of the search; the ε it finds is shown with the results"}
+
+
+def param_key(key: str, name: str, dataset: str, param: str) -> str:
+    """Session-state key of the widget of setting ``param`` of attack ``name``."""
+    return f"{key}_{name}_{dataset}_{param}"
+
+
+def param_fields(name: str, dataset: str, key: str) -> dict[str, tuple[str, object, object]]:
+    """For a link (app_support.url_state): per setting of attack ``name``, its widget's key, a value
+    of the widget's type (bool, str, int or float, in the units the widget shows) and its allowed
+    values (a list, or a predicate)."""
+    fields = {}
+    for param, default in param_defaults(name, dataset).items():
+        if isinstance(default, bool):
+            allowed = (True, False)
+        elif isinstance(default, str):
+            allowed = CHOICES[param]
+        elif isinstance(default, int):
+            allowed = (lambda v, ends=widget_range(param, "linf"): ends[0] <= v <= (ends[1] or math.inf))
+        else:  # the upper end depends on the threat model: attack_controls pulls a value above it down
+            allowed, default = (lambda v, low=widget_range(param, "l2")[0]: v >= low), float(default or 0.0)
+        fields[param] = (param_key(key, name, dataset, param), default, allowed)
+    return fields
+
+
+def _clamp_state(wkey: str, low: float, high: float | None) -> None:
+    """A number put in a widget's state from outside it (a link, the other threat model's range) is
+    pulled into the widget's range [low, high] before the widget is drawn."""
+    value = st.session_state.get(wkey)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        inside = max(value, low) if high is None else min(max(value, low), high)
+        if inside != value:
+            st.session_state[wkey] = type(value)(inside)
+
+
+def attack_controls(dataset: str, class_names: Sequence[str], key: str,
+                    expanded: bool = True) -> tuple[str, dict, int | None]:
+    """Attack name, its parameters and the target class (None: untargeted, or the runner-up class);
+    the parameters' expander is open unless ``expanded`` is False (presentation mode)."""
     names = list(ATTACKS)
     name = st.sidebar.selectbox("Attack", names, index=names.index(DEFAULT_ATTACK), key=f"{key}_attack",
                                 format_func=lambda n: ATTACKS[n].label, help=ATTACKS[DEFAULT_ATTACK].description)
     spec = ATTACKS[name]
     st.sidebar.caption(spec.description)
     params: dict = {}
-    with st.sidebar.expander("Attack parameters", expanded=True):
+    with st.sidebar.expander("Attack parameters", expanded=expanded):
         defaults = param_defaults(name, dataset)
-        norm = defaults.get("norm", "linf")
+        # the threat model chosen (its widget may come after eps): it sets eps's range and unit
+        norm = st.session_state.get(f"{key}_{name}_{dataset}_norm", defaults.get("norm", "linf"))
         for param, default in defaults.items():
-            label, wkey = LABELS.get(param, param), f"{key}_{name}_{dataset}_{param}"
+            label, wkey = LABELS.get(param, param), param_key(key, name, dataset, param)
+            if (name, param) in HINTS:
+                st.caption(HINTS[name, param])
             if isinstance(default, bool):
                 params[param] = st.checkbox(label, value=default, key=wkey)
             elif isinstance(default, str):
-                options = next(c for c in CHOICES[param] if default in c)
+                options = CHOICES[param]
                 params[param] = st.selectbox(label, options, index=options.index(default), key=wkey)
                 norm = params[param] if param == "norm" else norm
             elif isinstance(default, int):
-                params[param] = int(st.number_input(label, min_value=0, max_value=LIMITS.get(param, 10_000),
-                                                    value=default, step=1, key=wkey))
+                low, high = widget_range(param, norm)
+                _clamp_state(wkey, low, high)
+                params[param] = int(st.number_input(label, min_value=int(low), max_value=None if high is None else
+                                                    int(high), value=default, step=1, key=wkey))
             else:  # a float, or None for "derived" (the PGD step size)
                 scale = 255.0 if _pixel_scale(dataset, param, norm) else 1.0
                 unit = " (×1/255)" if scale != 1.0 else ""
                 auto = " (0: 2.5 ε / steps)" if default is None else ""
-                value = st.number_input(f"{label}{unit}{auto}", min_value=0.0, value=round((default or 0.0) * scale, 6),
-                                        format="%.4g", key=wkey)
+                low, high = widget_range(param, norm)
+                low, high = low * scale, None if high is None else high * scale
+                _clamp_state(wkey, low, high)
+                value = st.number_input(f"{label}{unit}{auto}", min_value=float(low),
+                                        max_value=None if high is None else float(high),
+                                        value=round((default or 0.0) * scale, 6), format="%.4g", key=wkey)
                 params[param] = None if default is None and value == 0 else value / scale
     target = None
     if spec.targeted:
@@ -82,11 +140,3 @@ def attack_controls(dataset: str, class_names: Sequence[str], key: str) -> tuple
         target = None if choice == "runner-up" else list(class_names).index(choice)
     return name, params, target
 
-
-def make_attack_fn(name: str, params: dict):
-    """attack_fn(model, x, y, target, callback) -> x_adv; the callback sees every iterate where the
-    attack offers that hook (the trajectory view), and is left out where it does not."""
-    attack = build_attack(name, **params)
-    if "callback" in inspect.signature(attack.__call__).parameters:
-        return lambda model, x, y, target, callback: attack(model, x, y, target, callback=callback)
-    return lambda model, x, y, target, callback: attack(model, x, y, target)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -20,13 +20,16 @@ import streamlit as st
 import torch
 
 from interp_core import paths
-from interp_core.data import DatasetNotFound, ImageDataset, load_dataset, load_image_folder, read_image
+from interp_core.data import DATASETS, DatasetNotFound, ImageDataset, load_dataset, load_image_folder
+from interp_core.images import ImageIntakeError, read_image
+from interp_core.io import write_atomic
 from interp_core.models import CheckpointError, available_models, load_model, read_card
 from interp_core.runtime import configure_threads, resolve_device
-from interp_core.services import jobs
+from interp_core.services import figures, jobs
 
-DATASET_LABELS = {"mnist": "MNIST", "cifar10": "CIFAR-10"}
-IMAGE_SHAPES = {"mnist": (1, 28), "cifar10": (3, 32)}
+#: Display labels and model input shapes (channels, size) of the registry's datasets.
+DATASET_LABELS = {name: info.label for name, info in DATASETS.items()}
+IMAGE_SHAPES = {name: (info.channels, info.size) for name, info in DATASETS.items()}
 
 
 @st.cache_resource
@@ -87,8 +90,7 @@ def get_image_folder(root: str, dataset: str, fingerprint: tuple) -> ImageDatase
     """The image folder ``root`` (``<class>/<images>``) converted and resized to the input of
     ``dataset``'s models (IMAGE_SHAPES); ``fingerprint`` is folder_fingerprint(root). Raises
     DatasetNotFound (a FileNotFoundError) for a folder without class subfolders or readable images."""
-    channels, size = IMAGE_SHAPES[dataset]
-    return load_image_folder(root, size, channels)
+    return load_image_folder(root, dataset)
 
 
 @st.cache_data(show_spinner=False)
@@ -114,13 +116,9 @@ def dataset_picker(key: str, with_full: bool = True) -> tuple[str, str]:
 
 def _save_upload(data: bytes, suffix: str) -> Path:
     """Uploaded bytes into the cache, named by their hash (same file, same path)."""
-    folder = paths.cache_dir() / "uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{hashlib.sha256(data).hexdigest()[:20]}{suffix}"
+    path = paths.cache_dir() / "uploads" / f"{hashlib.sha256(data).hexdigest()[:20]}{suffix}"
     if not path.exists():
-        tmp = path.with_suffix(".part")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomic(path, data)
     return path
 
 
@@ -147,17 +145,28 @@ def model_picker(dataset: str, key: str, prefer: tuple[str, ...] = ("normal",), 
     upload = st.sidebar.file_uploader("…or upload a checkpoint (.safetensors)", type=["safetensors"],
                                       key=f"{key}_ckpt")
     if upload is not None:
-        spec = validated_checkpoint(upload.getvalue(), dataset)
-        if spec is not None:
+        spec = validated_checkpoint(upload.getvalue(), dataset, upload.name)
+        if spec is None:
+            clear_results(key, upload.file_id)
+        else:
             chosen = (chosen + [spec]) if multiple else [spec]
     if not table and not chosen:
         st.sidebar.warning(f"No {DATASET_LABELS[dataset]} model found; train one on the Train page.")
     return chosen
 
 
-def validated_checkpoint(data: bytes, dataset: str) -> str | None:
-    """Path of an uploaded checkpoint that loads and fits ``dataset``; otherwise an st.error and None.
-    Nothing else on the page is lost: the upload is just not used."""
+def clear_results(key: str, file_id: str) -> None:
+    """Forget the results of page ``key`` (its ``st.session_state[f"{key}_request"]``) once for the
+    refused upload ``file_id``, so a previous input's results do not stay under the error; results
+    asked for afterwards, with the refused file still in its uploader, are kept."""
+    if st.session_state.get(f"{key}_refused_upload") != file_id:
+        st.session_state[f"{key}_refused_upload"] = file_id
+        st.session_state.pop(f"{key}_request", None)
+
+
+def validated_checkpoint(data: bytes, dataset: str, name: str) -> str | None:
+    """Path of an uploaded checkpoint (file name ``name``) that loads and fits ``dataset``; otherwise
+    an st.error naming the file, and None. The upload is just not used."""
     path = _save_upload(data, ".safetensors")
     try:
         card = read_card(path)
@@ -165,7 +174,7 @@ def validated_checkpoint(data: bytes, dataset: str) -> str | None:
             raise CheckpointError(f"this checkpoint is for {card.dataset}, not {DATASET_LABELS[dataset]}")
         get_model(str(path))
     except CheckpointError as err:
-        st.sidebar.error(f"Checkpoint not used: {err}".replace(str(path), "uploaded file"))
+        st.sidebar.error(f"Checkpoint {name} not used: {str(err).replace(f'{path}: ', '').replace(str(path), name)}")
         return None
     return str(path)
 
@@ -176,40 +185,45 @@ def model_label(spec: str) -> str:
 
 
 def uploaded_image(dataset: str, key: str) -> np.ndarray | None:
-    """An uploaded image as float32 (1, C, H, W) in [0, 1] for ``dataset``, or None (with an
-    st.error for a malformed file or a size that does not fit)."""
+    """An uploaded image as float32 (1, C, H, W) in [0, 1] for ``dataset``, converted by
+    interp_core.images.read_image and shown as converted beside its original size and the intake's
+    notes; or None: nothing uploaded, or a file that cannot be used (one st.error naming the file,
+    and the page's previous results cleared, see clear_results)."""
     channels, size = IMAGE_SHAPES[dataset]
-    upload = st.sidebar.file_uploader(f"Image ({size}×{size} for {DATASET_LABELS[dataset]}, PNG/JPEG)",
-                                      type=["png", "jpg", "jpeg", "bmp", "gif", "webp"], key=f"{key}_image")
+    upload = st.sidebar.file_uploader(f"Image (converted to {size}×{size} for {DATASET_LABELS[dataset]})",
+                                      type=["png", "jpg", "jpeg", "bmp", "gif", "webp", "tif", "tiff"],
+                                      key=f"{key}_image")
     if upload is None:
         return None
     try:
-        array = read_image(upload, None, channels)
-    except ValueError as err:
+        result = read_image(upload.getvalue(), dataset, name=upload.name)
+    except ImageIntakeError as err:
         st.error(f"Image not used: {err}")
+        clear_results(key, upload.file_id)
         return None
-    if array.shape[1:] != (size, size):
-        st.error(f"Image not used: it is {array.shape[2]}×{array.shape[1]} pixels; {DATASET_LABELS[dataset]} "
-                 f"models take {size}×{size}. Resize it first.")
-        return None
-    return (array[None].astype(np.float32) / 255.0)
+    width, height = result.original_size
+    shown, text = st.columns([1, 4])
+    shown.image(figures.panels_image([("model input", [(f"{size}x{size}", figures.image_rgb(result.x.numpy()))],
+                                       None)], cell=112))
+    text.markdown(f"**{upload.name}**: {result.format}, {width}×{height} pixels, mode {result.original_mode}; "
+                  f"the model sees it {'grayscale' if channels == 1 else 'RGB'} at {size}×{size}.")
+    text.caption("Intake: " + ("; ".join(result.notes) if result.notes else "no conversion needed") + ".")
+    return result.x[None].numpy()
 
 
 @contextlib.contextmanager
 def progress_bar(label: str):
     """A progress bar for a long library call: yields ``progress(done, total)`` for interp_core's
-    callbacks, and removes the bar when done. Use it inside the cached function, so a cache hit
-    replays nothing visible."""
-    bar = st.progress(0.0, text=label)
-    yield lambda done, total: bar.progress(min(done / max(total, 1), 1.0), text=f"{label} {done}/{total}")
+    callbacks, shows the time left (from the pace so far), and removes the bar when done. Use it
+    inside the cached function, so a cache hit replays nothing visible."""
+    bar, start = st.progress(0.0, text=label), time.perf_counter()
+
+    def tick(done: int, total: int) -> None:
+        left = (time.perf_counter() - start) / max(done, 1) * (total - done)
+        bar.progress(min(done / max(total, 1), 1.0), text=f"{label} {done}/{total} · about {left:.0f} s left")
+
+    yield tick
     bar.empty()
-
-
-def npz_bytes(**arrays: np.ndarray) -> bytes:
-    """Arrays as the bytes of a compressed .npz file, for a download button."""
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
 
 
 Export = str | bytes | Callable[[], str | bytes] | None

@@ -1,13 +1,13 @@
-"""Cost of one training step per method (PAPER.md section 6), relative to one normal step.
+"""Cost of one training step per method (the paper's section 6), relative to one normal step.
 
-One step = the method's loss (inner attack included) + backward + Adam update, on a batch of
-MNIST images with a fresh smallgap network, one thread. The ideal for an adversarial method is
-(inner steps + 1) normal steps: each inner step is one forward + input-gradient pass. The IG
-methods differentiate through a 5-point IG at every inner step (5 double-backward passes), and the
-Int methods forward both x and x' in the outer loss, so they cannot reach that ideal. Ratios are
-measured within this run: the best of interleaved rounds over all methods.
-
-    python -m benchmarks.bench_training
+One step = the method's loss (inner attack included) + backward + Adam update, on a batch of MNIST
+images with a fresh smallgap network, one thread. The ideal for an adversarial method is
+(inner steps + 1) normal steps: each inner step is one forward + input-gradient pass. The Int
+methods forward both x and x' in the outer loss. The IG methods differentiate a 5-point IG at
+every inner step: the gradient of ||IG||_1 needs, per IG point, a forward, a backward and a
+Hessian-vector product (a second forward-like and backward-like pass): about 2 x 5 = 10 bare
+passes per inner step, against 1 for PGD. The IG rows below measure that floor.
+Medians of interleaved rounds over all methods, within this run.
 """
 
 from __future__ import annotations
@@ -15,12 +15,15 @@ from __future__ import annotations
 import time
 
 import torch
+import torch.nn.functional as F
 
+from benchmarks.results import medians
 from interp_core.data import load_dataset
 from interp_core.models import build_model
 from interp_core.training import DEFAULT_GAMMA, TRAINING_METHODS, MethodConfig
+from interp_core.training.methods import IG_POINTS, ig_ce
 
-BATCH, STEPS, REPEATS = 50, 10, 4
+BATCH, STEPS = 50, 10
 
 
 def _stepper(method: str, x, y):
@@ -31,34 +34,59 @@ def _stepper(method: str, x, y):
     cfg = MethodConfig(eps=0.3, steps=STEPS, step_size=0.04, gamma=DEFAULT_GAMMA[method], seed=0)
     loss_fn = TRAINING_METHODS[method]
 
-    def step() -> float:
-        start = time.perf_counter()
+    def step() -> None:
         loss, _ = loss_fn(model, x, y, cfg)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        return time.perf_counter() - start
 
     return step
 
 
-def main() -> None:
+def _ig_parts(x, y) -> dict:
+    """The pieces of one ig-norm inner step, in the eval-mode network the inner attack uses."""
+    torch.manual_seed(0)
+    model = build_model("smallgap", 1, 10).eval()
+    x_adv = (x + 0.3 * (2 * torch.rand_like(x) - 1)).clamp(0, 1)
+
+    def bare() -> None:
+        x_req = x.clone().requires_grad_(True)
+        torch.autograd.grad(F.cross_entropy(model(x_req), y, reduction="sum"), x_req)
+
+    def ig_value() -> None:
+        ig_ce(model, x, x_adv.clone().requires_grad_(True), y, create_graph=False)
+
+    def ig_gradient() -> None:
+        x_req = x_adv.clone().requires_grad_(True)
+        norm = ig_ce(model, x, x_req, y, create_graph=True).abs().flatten(1).sum(1)
+        torch.autograd.grad(norm.sum(), x_req)
+
+    return {"bare pass": bare, f"IG^CE ({IG_POINTS} points, no graph)": ig_value,
+            "gradient of ||IG^CE||_1 (one inner step)": ig_gradient}
+
+
+def run(quick: bool) -> dict:
     torch.set_num_threads(1)
+    rounds = 1 if quick else 4
     data = load_dataset("mnist", "demo", n=BATCH)
     x, y = data.images, data.labels
     steppers = {m: _stepper(m, x, y) for m in TRAINING_METHODS}
-    best = {m: float("inf") for m in TRAINING_METHODS}
-    for _ in range(REPEATS + 1):  # interleaved rounds, so load changes hit every method alike
-        for method, step in steppers.items():
-            best[method] = min(best[method], step())
-    base = best["normal"]
-    print(f"training step cost, MNIST smallgap, batch {BATCH}, {STEPS} inner steps, 1 thread, best of "
-          f"{REPEATS + 1} interleaved rounds (normal step: {base * 1000:.1f} ms)")
-    print(f"{'method':<12} {'ms/step':>9} {'x normal':>9} {'ideal':>6} {'overhead':>9}")
-    for method, t in best.items():
+    started = time.perf_counter()
+    t = medians(steppers, rounds)
+    base = t["normal"]
+    rows = []
+    for method, seconds in t.items():
         ideal = 1 if method == "normal" else STEPS + 1
-        print(f"{method:<12} {t * 1000:>9.1f} {t / base:>9.2f} {ideal:>6} {t / base / ideal - 1:>+9.0%}")
-
-
-if __name__ == "__main__":
-    main()
+        rows.append({"method": method, "ms per step": 1000 * seconds, "x normal step": seconds / base,
+                     "ideal (inner steps + 1)": ideal, "x ideal": seconds / base / ideal})
+    parts = medians(_ig_parts(x, y), 3 if quick else 5)
+    bare = parts["bare pass"]
+    ig_rows = [{"piece": name, "ms": 1000 * seconds, "x bare pass": seconds / bare} for name, seconds in parts.items()]
+    return {"title": "Training step cost per method",
+            "settings": {"threads": 1, "batch": BATCH, "inner steps": STEPS, "network": "smallgap (MNIST), fresh",
+                         "rounds": f"{rounds} after a warm-up round", "seconds": round(time.perf_counter() - started)},
+            "tables": {"One training step (loss, backward, Adam)": rows,
+                       "Where an IG step goes (bare pass: one forward + input-gradient pass on the batch)": ig_rows},
+            "notes": [f"an ig-norm inner step differentiates ||IG^CE||_1 through {IG_POINTS} IG points (double "
+                      "backward); its floor is about 2 bare passes per point, so an ig-norm step cannot come near "
+                      "the (inner steps + 1) ideal without fewer IG points or inner steps"]}

@@ -18,27 +18,25 @@ uses the other 100 (``demo_train``) and keeps those 200 (``demo_heldout``) for e
 from __future__ import annotations
 
 import gzip
-import pickle
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from interp_core import paths
+from interp_core.datasets import CIFAR10_CLASSES, DATASETS, MNIST_CLASSES, DatasetInfo
+from interp_core.images import MAX_PIXELS, ImageIntakeError, read_image
+from interp_core.io import atomic_write, load_arrays_pickle
 
-MNIST_CLASSES = [str(i) for i in range(10)]
-CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
-# R-ImageNet super-classes: inclusive ranges of ImageNet class indices (PAPER.md section 1).
+# R-ImageNet super-classes: inclusive ranges of ImageNet class indices (docs/method.md#datasets).
 RIMAGENET_RANGES = {
     "dog": (151, 268), "cat": (281, 285), "frog": (30, 32), "turtle": (33, 37), "bird": (80, 100),
     "primate": (365, 382), "fish": (389, 397), "crab": (118, 121), "insect": (300, 319),
 }
 HELDOUT = 5000
 SPLITS = ("train", "heldout", "train_full", "test")
-DATASETS = {"mnist": (1, 28, MNIST_CLASSES), "cifar10": (3, 32, CIFAR10_CLASSES)}
 #: Parts of the demo sample: all of it, the 100 images after the paper subset, the paper subset.
 DEMO_SPLITS = {"demo": slice(None), "demo_train": slice(200, None), "demo_heldout": slice(0, 200)}
 DEMO_DIR = paths.PACKAGE_DIR / "demo_data"
@@ -50,7 +48,8 @@ class DatasetNotFound(FileNotFoundError):
 
 @dataclass
 class ImageDataset:
-    """images (N, C, H, W) float32 in [0, 1]; labels (N,) int64; where it came from."""
+    """images (N, C, H, W) float32 in [0, 1]; labels (N,) int64; where it came from; notes: what
+    reading an image folder did (files skipped, with the reason; conversions per file), else empty."""
 
     name: str
     split: str
@@ -58,13 +57,14 @@ class ImageDataset:
     labels: torch.Tensor
     class_names: list[str]
     source: str
+    notes: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, index) -> "ImageDataset":
         return ImageDataset(self.name, self.split, self.images[index], self.labels[index],
-                            self.class_names, self.source)
+                            self.class_names, self.source, self.notes)
 
 
 def load_dataset(name: str, split: str = "test", n: int | None = None,
@@ -89,7 +89,7 @@ def load_dataset(name: str, split: str = "test", n: int | None = None,
         elif split == "heldout":
             images, labels = images[:HELDOUT], labels[:HELDOUT]
         data = ImageDataset(name, split, _to_float(images), torch.from_numpy(labels.astype(np.int64)),
-                            list(DATASETS[name][2]), source)
+                            list(DATASETS[name].class_names), source)
     if n is not None:
         if n < 1:
             raise ValueError(f"n must be positive, got {n}")
@@ -158,7 +158,7 @@ def _read_cifar10(root: Path, part: str, looked: list) -> tuple | None:
     tree = root / "cifar10"
     looked.append(str(tree))
     if (tree / part).is_dir():
-        return (*_read_image_tree(tree / part, CIFAR10_CLASSES, 32), paths.display(tree))
+        return (*_read_image_tree(tree / part), paths.display(tree))
     archive = root / "cifar10-jpeg.tar.gz"
     looked.append(str(archive))
     if archive.is_file():
@@ -171,46 +171,25 @@ def _read_cifar_batches(folder: Path, part: str) -> tuple[np.ndarray, np.ndarray
     images, labels = [], []
     for name in names:
         with open(folder / name, "rb") as f:
-            batch = _PlainUnpickler(f, encoding="bytes").load()
+            batch = load_arrays_pickle(f, encoding="bytes")  # the official pickles hold dicts, lists, arrays
         images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
         labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
     return np.concatenate(images), np.concatenate(labels)
 
 
-class _PlainUnpickler(pickle.Unpickler):
-    """The official CIFAR pickles hold only dicts, lists, bytes and numpy arrays."""
-
-    def find_class(self, module, name):
-        if (module, name) in {("numpy.core.multiarray", "_reconstruct"), ("numpy", "ndarray"),
-                              ("numpy", "dtype"), ("numpy._core.multiarray", "_reconstruct")}:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refused {module}.{name} in a CIFAR batch file")
-
-
-def _read_image_tree(folder: Path, classes: list[str], size: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """Every image of ``folder/<class>/``, sorted by class then file name, as uint8 (N, C, H, W)."""
+def _read_image_tree(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Every image of ``folder/<CIFAR-10 class>/``, sorted by class then file name, as uint8 (N, 3, 32, 32)."""
     images, labels = [], []
-    for label, cls in enumerate(classes):
+    for label, cls in enumerate(CIFAR10_CLASSES):
         for path in sorted((folder / cls).iterdir()):
-            images.append(read_image(path, size))
+            images.append(_uint8(read_image(path, "cifar10").x))
             labels.append(label)
     return np.stack(images), np.asarray(labels, dtype=np.int64)
 
 
-def read_image(path_or_file, size: int | None = None, channels: int = 3) -> np.ndarray:
-    """One image file as uint8 (C, H, W), converted to ``channels`` (1 or 3), resized to size x size.
-
-    Raises ValueError with a clear message for unreadable or malformed files.
-    """
-    try:
-        with Image.open(path_or_file) as img:
-            img = img.convert("L" if channels == 1 else "RGB")
-            if size is not None and img.size != (size, size):
-                img = img.resize((size, size), Image.BILINEAR)
-            array = np.asarray(img, dtype=np.uint8)
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise ValueError(f"not a readable image: {err}") from None
-    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+def _uint8(x: torch.Tensor) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> uint8, exact for the 8-bit images of datasets stored at their size."""
+    return np.rint(x.numpy() * 255.0).astype(np.uint8)
 
 
 def _cached_jpeg_tar(archive: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
@@ -229,15 +208,13 @@ def _cached_jpeg_tar(archive: Path, part: str) -> tuple[np.ndarray, np.ndarray]:
         members = sorted((m for m in tar.getmembers() if m.isfile() and m.name.startswith(f"{part}/")),
                          key=lambda m: (CIFAR10_CLASSES.index(m.name.split("/")[1]), m.name))
         for member in members:
-            images.append(read_image(tar.extractfile(member), 32))
+            images.append(_uint8(read_image(tar.extractfile(member), "cifar10", name=member.name).x))
             labels.append(CIFAR10_CLASSES.index(member.name.split("/")[1]))
     images, labels = np.stack(images), np.asarray(labels, dtype=np.int64)
     order = np.random.default_rng(0).permutation(len(labels))
     images, labels = images[order], labels[order]
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp.npz")
-    np.savez(tmp, images=images, labels=labels)
-    tmp.replace(cache)
+    with atomic_write(cache) as tmp, open(tmp, "wb") as f:
+        np.savez(f, images=images, labels=labels)
     return images, labels
 
 
@@ -262,7 +239,7 @@ def load_demo(name: str) -> ImageDataset:
     with np.load(path, allow_pickle=False) as f:
         images, labels = f["images"], f["labels"]
     return ImageDataset(name, "demo", _to_float(images), torch.from_numpy(labels.astype(np.int64)),
-                        list(DATASETS[name][2]), f"demo sample ({path.name})")
+                        list(DATASETS[name].class_names), f"demo sample ({path.name})")
 
 
 def paper_subset(n: int, total: int, seed: int = 99) -> np.ndarray:
@@ -270,33 +247,45 @@ def paper_subset(n: int, total: int, seed: int = 99) -> np.ndarray:
     return np.random.RandomState(seed).permutation(total)[:n]
 
 
-def load_image_folder(root: str | Path, size: int, channels: int = 3, n: int | None = None) -> ImageDataset:
-    """Any folder with one subfolder per class; images resized to size x size."""
+def load_image_folder(root: str | Path, dataset_or_shape: str | tuple[int, int, int], n: int | None = None,
+                      max_pixels: int = MAX_PIXELS) -> ImageDataset:
+    """Any folder with one subfolder per class, its images read by :func:`interp_core.images.read_image`
+    as the input of ``dataset_or_shape`` ("mnist", "cifar10" or (C, H, W)); ``n`` keeps the first n.
+
+    A file that is not a usable image is skipped; ``notes`` says which and why, and what was
+    converted in each image ("cats/a.png: resized from 40×30 to 32×32 ...").
+    """
     root = Path(root)
     classes = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
     if not classes:
         raise DatasetNotFound(f"{root}: expected one subfolder per class with images inside")
-    images, labels = [], []
+    images, labels, notes = [], [], []
     for label, cls in enumerate(classes):
+        if n is not None and len(labels) >= n:
+            break
         for path in sorted(p for p in (root / cls).iterdir() if p.is_file()):
             try:
-                images.append(read_image(path, size, channels))
-            except ValueError:
-                continue  # a stray non-image file in a class folder is skipped, not fatal
+                result = read_image(path, dataset_or_shape, name=f"{cls}/{path.name}", max_pixels=max_pixels)
+            except ImageIntakeError as err:
+                notes.append(f"skipped: {err}")
+                continue
+            images.append(result.x)
             labels.append(label)
+            if result.notes:
+                notes.append(f"{result.name}: " + "; ".join(result.notes))
             if n is not None and len(labels) >= n:
                 break
     if not images:
-        raise DatasetNotFound(f"{root}: no readable images in the class folders")
-    return ImageDataset(root.name, "folder", _to_float(np.stack(images)),
-                        torch.tensor(labels, dtype=torch.int64), classes, str(root))
+        raise DatasetNotFound(f"{root}: no readable images in the class folders ({len(notes)} files skipped)")
+    return ImageDataset(root.name, "folder", torch.stack(images), torch.tensor(labels, dtype=torch.int64), classes,
+                        str(root), notes)
 
 
 def load_rimagenet(imagenet_split_dir: str | Path, size: int = 224, n_per_class: int | None = None) -> ImageDataset:
     """Restricted ImageNet: 9 super-classes from an ImageNet-style folder of wnid subfolders.
 
     ImageNet class index i is the i-th wnid folder in sorted order; it maps to the super-class
-    whose inclusive range holds i (PAPER.md section 1). Images resized to size x size.
+    whose inclusive range holds i (docs/method.md#datasets). Images resized to size x size.
     """
     root = Path(imagenet_split_dir)
     wnids = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
@@ -307,7 +296,7 @@ def load_rimagenet(imagenet_split_dir: str | Path, size: int = 224, n_per_class:
     for label, (lo, hi) in enumerate(RIMAGENET_RANGES.values()):
         files = sorted(f for i in range(lo, hi + 1) for f in (root / wnids[i]).iterdir() if f.is_file())
         for path in files[:n_per_class]:
-            images.append(read_image(path, size))
+            images.append(read_image(path, (3, size, size)).x)
             labels.append(label)
-    return ImageDataset("rimagenet", root.name, _to_float(np.stack(images)),
+    return ImageDataset("rimagenet", root.name, torch.stack(images),
                         torch.tensor(labels, dtype=torch.int64), classes, str(root))

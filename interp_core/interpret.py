@@ -1,11 +1,12 @@
-"""Interpretation maps (PAPER.md section 3), one calling convention for all of them:
+"""Interpretation maps (docs/method.md#maps), one calling convention for all of them:
 
     explainer(model, x, target, create_graph=False) -> maps (N, 1, h, w)
 
 ``x`` is (N, C, H, W) in [0, 1] and ``target`` (N,) the class to explain per example. CAM-family
 maps (CAM, Grad-CAM++, Grad-CAM) live on the feature grid (h, w); gradient maps (saliency, IG,
-SmoothGrad, input x gradient) on the input grid, summed over colour channels. Maps are raw (not
-normalized); ``upsample_to_input`` resizes for display.
+SmoothGrad, input x gradient) on the input grid, summed over colour channels. One exception: IG
+in the authors' form (``form="authors"``, the map of their measures) keeps the channels, shape
+(N, 1, C, H, W). Maps are raw (not normalized); ``upsample_to_input`` resizes for display.
 
 With ``create_graph=False`` the map is detached and computed by Captum where Captum has the
 method; with ``create_graph=True`` the project's own differentiable form is used (for attacks and
@@ -23,10 +24,11 @@ from captum.attr import IntegratedGradients as CaptumIG
 from captum.attr import LayerGradCam
 from captum.attr import Saliency as CaptumSaliency
 
-from interp_core.models.architectures import CAMNet, cam_from_features
+from interp_core.checks import check_range
+from interp_core.models.architectures import CAMNet, cam_from_features, smooth_copy
 
 
-def _check(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def _check(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     if x.dim() != 4:
         raise ValueError(f"x must be (N, C, H, W), got shape {tuple(x.shape)}")
     target = torch.as_tensor(target, device=x.device).long().reshape(-1)
@@ -34,6 +36,10 @@ def _check(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         target = target.expand(x.shape[0])
     if target.shape[0] != x.shape[0]:
         raise ValueError(f"target has {target.shape[0]} entries for {x.shape[0]} images")
+    classes = model.head.out_features if isinstance(model, CAMNet) else None  # other models: unknown K
+    if target.numel() and (target.min() < 0 or (classes is not None and target.max() >= classes)):
+        upper = classes - 1 if classes is not None else "K - 1"
+        raise ValueError(f"target classes must be in [0, {upper}], got {sorted(set(target.tolist()))}")
     return target
 
 
@@ -43,14 +49,16 @@ def _pick(maps: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class Explainer:
-    """Base class: subclasses implement ``_explain``. ``native_grid`` tells whether maps live on
-    the feature grid (True) or the input grid (False)."""
+    """Base class: subclasses implement ``_explain``. ``name`` is the registry key, ``label`` the
+    display name; ``native_grid`` tells whether maps live on the feature grid (True) or the input
+    grid (False)."""
 
     name: str = ""
+    label: str = ""
     native_grid: bool = False
 
     def __call__(self, model: torch.nn.Module, x: torch.Tensor, target, create_graph: bool = False) -> torch.Tensor:
-        target = _check(x, target)
+        target = _check(model, x, target)
         if create_graph:
             return self._explain(model, x, target, True)
         with torch.enable_grad():
@@ -67,7 +75,7 @@ class Explainer:
 class CAM(Explainer):
     """CAM_c(x) = sum_k W[c, k] A_k(x) on the last feature grid; its grid mean is the logit Z_c."""
 
-    name, native_grid = "cam", True
+    name, label, native_grid = "cam", "CAM", True
 
     def _explain(self, model: CAMNet, x, target, create_graph):
         return _pick(model.cam(x), target)
@@ -76,7 +84,7 @@ class CAM(Explainer):
 class GradCAMPlusPlus(Explainer):
     """Grad-CAM++ in the paper's closed form for a GAP + linear head: CAM with max(W, 0)."""
 
-    name, native_grid = "gradcampp", True
+    name, label, native_grid = "gradcampp", "Grad-CAM++", True
 
     def _explain(self, model: CAMNet, x, target, create_graph):
         return _pick(cam_from_features(model.features(x), model.head.weight.clamp(min=0)), target)
@@ -91,7 +99,7 @@ class GradCAM(Explainer):
     app's cached models) never carries a foreign hook.
     """
 
-    name, native_grid = "gradcam", True
+    name, label, native_grid = "gradcam", "Grad-CAM", True
 
     def __init__(self, layer: str | None = None):
         self.layer = layer
@@ -132,7 +140,7 @@ def _input_gradient(model, x, target, create_graph: bool) -> torch.Tensor:
 class Saliency(Explainer):
     """Input gradient dZ_target/dx summed over channels (``absolute``: of its absolute value)."""
 
-    name = "saliency"
+    name, label = "saliency", "Saliency"
 
     def __init__(self, absolute: bool = False):
         self.absolute = absolute
@@ -149,7 +157,7 @@ class Saliency(Explainer):
 class InputXGradient(Explainer):
     """x * dZ_target/dx, summed over channels."""
 
-    name = "input_x_gradient"
+    name, label = "input_x_gradient", "Input x Gradient"
 
     def _explain(self, model, x, target, create_graph):
         if create_graph:
@@ -159,38 +167,59 @@ class InputXGradient(Explainer):
         return attribution.sum(dim=1, keepdim=True)
 
 
+#: Forms of the IG map: "display" (summed over colour channels, of the model as given: the map the
+#: app shows) and "authors" (the authors' measure map: every channel kept, computed on the
+#: network's softplus copy with beta ``AUTHORS_IG_BETA``, both when attacking and when reporting).
+IG_FORMS = ("display", "authors")
+AUTHORS_IG_BETA = 1.0
+
+
 class IntegratedGradients(Explainer):
-    """IG_c(x) = (x - b) * mean_{k=1..steps} dZ_c/dz at z = b + (k / steps)(x - b), summed over
-    channels: the right Riemann sum of the paper's evaluation form (baseline 0, 100 steps).
-    ``batch_steps`` bounds how many scaled copies go through the model at once (memory)."""
+    """IG_c(x) = (x - b) * mean_{k=1..steps} dZ_c/dz at z = b + (k / steps)(x - b): the right
+    Riemann sum of the paper's evaluation form (baseline 0, 100 steps).
 
-    name = "ig"
+    ``form="display"``: the map of the model as given, summed over channels, (N, 1, H, W).
+    ``form="authors"``: the authors' map (docs/method.md#maps): the full (N, 1, C, H, W) map of
+    ``smooth_copy(model, AUTHORS_IG_BETA)``, ReLU replaced by softplus with beta = 1, whether the
+    map is attacked or reported. ``batch_steps`` bounds how many scaled copies go through the
+    model at once (memory)."""
 
-    def __init__(self, steps: int = 100, baseline: float = 0.0, batch_steps: int = 25):
-        if steps < 1:
-            raise ValueError("IG needs at least one step")
-        self.steps, self.baseline, self.batch_steps = steps, baseline, batch_steps
+    name, label = "ig", "Integrated Gradients"
+
+    def __init__(self, steps: int = 100, baseline: float = 0.0, batch_steps: int = 25, form: str = "display"):
+        if not (isinstance(steps, int) and steps >= 2):
+            raise ValueError(f"IG steps must be an integer >= 2 (Captum's Riemann sum needs two points), "
+                             f"got {steps!r}")
+        check_range("steps", steps, 2, 100_000, integer=True)
+        check_range("baseline", baseline, 0.0, 1.0)
+        check_range("batch_steps", batch_steps, 1, 100_000, integer=True)
+        if form not in IG_FORMS:
+            raise ValueError(f"IG form must be one of {IG_FORMS}, got {form!r}")
+        self.steps, self.baseline, self.batch_steps, self.form = steps, baseline, batch_steps, form
 
     def _explain(self, model, x, target, create_graph):
+        if self.form == "authors":
+            model = smooth_copy(model, AUTHORS_IG_BETA)
         baseline = torch.full_like(x, self.baseline)
         if not create_graph:
             attribution = CaptumIG(model).attribute(
                 x, baselines=baseline, target=target, n_steps=self.steps, method="riemann_right",
                 internal_batch_size=x.shape[0] * self.batch_steps,
             )
-            return attribution.sum(dim=1, keepdim=True)
-        total = torch.zeros_like(x)
-        for start in range(1, self.steps + 1, self.batch_steps):
-            alphas = torch.arange(start, min(start + self.batch_steps, self.steps + 1), device=x.device,
-                                  dtype=x.dtype) / self.steps
-            z = baseline + alphas.view(-1, 1, 1, 1, 1) * (x - baseline)  # (S, N, C, H, W)
-            if not z.requires_grad:
-                z.requires_grad_(True)
-            s = z.shape[0]
-            scores = model(z.reshape(-1, *x.shape[1:])).gather(1, target.repeat(s)[:, None]).sum()
-            (grad,) = torch.autograd.grad(scores, z, create_graph=True)
-            total = total + grad.sum(dim=0)
-        return ((x - baseline) * total / self.steps).sum(dim=1, keepdim=True)
+        else:
+            total = torch.zeros_like(x)
+            for start in range(1, self.steps + 1, self.batch_steps):
+                alphas = torch.arange(start, min(start + self.batch_steps, self.steps + 1), device=x.device,
+                                      dtype=x.dtype) / self.steps
+                z = baseline + alphas.view(-1, 1, 1, 1, 1) * (x - baseline)  # (S, N, C, H, W)
+                if not z.requires_grad:
+                    z.requires_grad_(True)
+                s = z.shape[0]
+                scores = model(z.reshape(-1, *x.shape[1:])).gather(1, target.repeat(s)[:, None]).sum()
+                (grad,) = torch.autograd.grad(scores, z, create_graph=True)
+                total = total + grad.sum(dim=0)
+            attribution = (x - baseline) * total / self.steps
+        return attribution.unsqueeze(1) if self.form == "authors" else attribution.sum(dim=1, keepdim=True)
 
 
 class SmoothGrad(Explainer):
@@ -198,9 +227,12 @@ class SmoothGrad(Explainer):
     summed over channels (Smilkov et al. 2017). Noise comes from a generator seeded with ``seed``,
     so the same call gives the same map."""
 
-    name = "smoothgrad"
+    name, label = "smoothgrad", "SmoothGrad"
 
     def __init__(self, samples: int = 25, noise: float = 0.15, seed: int = 0):
+        check_range("samples", samples, integer=True)
+        check_range("noise", noise)
+        check_range("seed", seed, integer=True)
         self.samples, self.noise, self.seed = samples, noise, seed
 
     def _explain(self, model, x, target, create_graph):
@@ -213,13 +245,12 @@ class SmoothGrad(Explainer):
         return (total / self.samples).sum(dim=1, keepdim=True)
 
 
+#: Every explainer by name: the app's and the CLI's choices come from here.
 EXPLAINERS: dict[str, type[Explainer]] = {
     cls.name: cls for cls in (CAM, GradCAM, GradCAMPlusPlus, Saliency, IntegratedGradients, SmoothGrad, InputXGradient)
 }
-LABELS = {
-    "cam": "CAM", "gradcam": "Grad-CAM", "gradcampp": "Grad-CAM++", "saliency": "Saliency",
-    "ig": "Integrated Gradients", "smoothgrad": "SmoothGrad", "input_x_gradient": "Input x Gradient",
-}
+#: Display names by explainer name.
+LABELS = {name: cls.label for name, cls in EXPLAINERS.items()}
 
 
 def get_explainer(name: str, **options) -> Explainer:
@@ -231,13 +262,19 @@ def get_explainer(name: str, **options) -> Explainer:
 
 def explain_classes(explainer: Explainer, model, x: torch.Tensor, classes: torch.Tensor,
                     create_graph: bool = False) -> torch.Tensor:
-    """Maps of several classes per example: classes (N, M) -> (N, M, h, w)."""
-    return torch.cat([explainer(model, x, classes[:, j], create_graph) for j in range(classes.shape[1])], dim=1)
+    """Maps of several classes per example: x (N, C, H, W), classes (N, M) -> (N, M, h, w).
+
+    One explainer call on the M copies of x stacked into a batch of N * M (fewer, larger batches:
+    IG's scaled copies of every class go through the model together)."""
+    n, m = classes.shape
+    maps = explainer(model, x.repeat(m, 1, 1, 1), classes.t().reshape(-1), create_graph)  # (M * N, 1, h, w)
+    return maps.view(m, n, *maps.shape[2:]).transpose(0, 1).contiguous()
 
 
 def explain_all_classes(explainer: Explainer, model, x: torch.Tensor, num_classes: int,
                         create_graph: bool = False) -> torch.Tensor:
-    """Maps of every class: (N, K, h, w). CAM takes one forward pass; others one pass per class."""
+    """Maps of every class: (N, K, h, w) (or (N, K, C, H, W), as ``explain_classes``). CAM takes
+    one forward pass; others one pass per class."""
     if isinstance(explainer, CAM):
         maps = model.cam(x)
         return maps if create_graph else maps.detach()

@@ -1,4 +1,4 @@
-"""Interpretation discrepancies and agreement measures (PAPER.md section 4), as pure functions that
+"""Interpretation discrepancies and agreement measures (docs/method.md#discrepancies), as pure functions that
 return per-example tensors (N,); callers reduce.
 
 Maps are raw (unnormalized) on their native grid unless a function says otherwise. The one
@@ -9,6 +9,8 @@ every number the UI shows names the normalization it used (``"raw"`` or ``"range
 from __future__ import annotations
 
 import torch
+
+from interp_core.models import eval_mode
 
 #: Distances between two maps: l1, l2 (the root of the sum of squares, as the authors report) and
 #: sq_l2 (the sum of squares, the smooth form used as an attack loss).
@@ -53,7 +55,8 @@ def discrepancy(clean: torch.Tensor, adv: torch.Tensor, y: torch.Tensor, target:
                 measure: str = "2class", distance: str = "l1", normalization: str = "raw") -> torch.Tensor:
     """1-class, 2-class or all-class discrepancy between per-class maps.
 
-    clean, adv: (N, K, h, w) maps of every class for the clean and the perturbed images;
+    clean, adv: (N, K, h, w) maps of every class for the clean and the perturbed images (or
+    (N, K, C, H, W): a map with several channels, such as IG in the authors' form, counts as one);
     y: (N,) true classes; target: (N,) attack targets (needed for "2class").
     - 1class:  D1 = d_y
     - 2class:  D2 = (d_y + d_t) / 2
@@ -62,11 +65,12 @@ def discrepancy(clean: torch.Tensor, adv: torch.Tensor, y: torch.Tensor, target:
     """
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
-    if clean.shape != adv.shape or clean.dim() != 4:
-        raise ValueError(f"clean and adv must both be (N, K, h, w); got {tuple(clean.shape)}, {tuple(adv.shape)}")
+    if clean.shape != adv.shape or clean.dim() < 4:
+        raise ValueError(f"clean and adv must both be (N, K, h, w) (or (N, K, C, H, W)); got {tuple(clean.shape)}, "
+                         f"{tuple(adv.shape)}")
 
     def d(cls: torch.Tensor) -> torch.Tensor:
-        index = cls.view(-1, 1, 1, 1).expand(-1, 1, *clean.shape[2:])
+        index = cls.view(-1, *[1] * (clean.dim() - 1)).expand(-1, 1, *clean.shape[2:])
         return class_discrepancy(clean.gather(1, index), adv.gather(1, index), distance, normalization)
 
     if measure == "1class":
@@ -114,6 +118,13 @@ def topk_intersection(a: torch.Tensor, b: torch.Tensor, k: int = 8) -> torch.Ten
     return (top_a & top_b).sum(1).float() / k
 
 
+def best_other_class(logits: torch.Tensor, cls: torch.Tensor) -> torch.return_types.max:
+    """The highest-scoring class other than ``cls`` per example: logits (N, K), cls (N,) ->
+    ``(values, indices)``, each (N,). With cls = y it is the runner-up (best wrong) class; the C&W
+    margin is ``values - Z_cls``."""
+    return logits.scatter(1, cls[:, None], float("-inf")).max(1)
+
+
 def correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per-example correctness (N,) bool; accuracy is its mean."""
     return logits.argmax(1) == y
@@ -122,11 +133,7 @@ def correct(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 500) -> float:
     """Clean accuracy in [0, 1] of ``model`` on x (N, C, H, W) in [0, 1] with labels y (N,)."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         hits = sum(correct(model(x[i:i + batch_size]), y[i:i + batch_size]).sum().item()
                    for i in range(0, len(y), batch_size))
-    finally:
-        model.train(was_training)
     return hits / max(len(y), 1)

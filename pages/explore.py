@@ -1,34 +1,54 @@
 """Explore: attack one image on one or more models and compare interpretation maps and discrepancies.
 
-Widgets -> ``run_explore`` (one cached call into interp_core.services.explore) -> render.
+Widgets -> ``run_model`` (one cached call into interp_core.services.explore per model, with
+per-model progress) -> render. The view (dataset, image, models, attack and its settings,
+explainers, view options) lives in the URL, so a link reproduces it (app_support/url_state.py);
+the guided demos on the home page are such links.
 """
 
+import dataclasses
+import functools
+import hashlib
 import random
+from urllib.parse import urlencode
 
 import numpy as np
 import streamlit as st
 import torch
 
-from app_support.attack_controls import attack_controls, make_attack_fn
+from app_support.attack_controls import DEFAULT_ATTACK, attack_controls, param_fields
 from app_support.common import (DATASET_LABELS, IMAGE_SHAPES, dataset_picker, export_buttons, folder_fingerprint,
-                              get_dataset, get_image_folder, get_model, model_label, model_picker, uploaded_image)
-from interp_core import paths
-from interp_core.services import figures
-from interp_core.attacks import ATTACKS
-from interp_core.data import ImageDataset
-from interp_core.services.explore import (BOUND_DEFINITION, METRIC_DEFINITIONS, ExploreResult, explore, to_csv, to_json,
-                                          to_npz)
-from interp_core.interpret import EXPLAINERS, LABELS
+                                full_data_source, get_dataset, get_image_folder, get_model, model_label, model_picker,
+                                model_table, uploaded_image)
 from app_support.layout import setup_page
+from app_support.url_state import Link
+from interp_core import paths
+from interp_core.attacks import ATTACKS, build_attack
+from interp_core.data import ImageDataset
+from interp_core.interpret import EXPLAINERS, LABELS
+from interp_core.services import figures
+from interp_core.services.explore import (BOUND_DEFINITION, METRIC_DEFINITIONS, NEEDS_CORRECT, ExploreResult,
+                                          MisclassifiedImage, attack_goal, attack_settings, bound_readout, explore,
+                                          goal_readout, to_csv, to_json, to_npz)
 
 setup_page("Explore")
 
 GALLERY_LIMIT = 2000  # predictions for the gallery filter cover the first images of the split
 DEFAULT_EXPLAINERS = ["cam", "gradcampp", "saliency", "ig"]
 THUMBS = 12
-THUMB_PX = 80
-IMAGE_PX = 150
 TOPK = 5
+#: Figure cell and type sizes (pixels): normal and presentation mode.
+SIZES = {False: (120, figures.FONT_PX), True: (150, 20)}
+#: Presentation mode: larger type everywhere (Streamlit sizes its text in rem).
+PRESENTATION_CSS = "<style>html { font-size: 20px; }</style>"
+SOURCES = {"gallery": "dataset gallery", "folder": "image folder", "upload": "upload an image"}
+#: The 2-class bound and the measures it compares, for st.latex.
+FORMULAS = (
+    r"D_1 = \lVert I_y(x') - I_y(x) \rVert_1 \qquad "
+    r"D_2 = \tfrac{1}{2}\left(\lVert I_y(x') - I_y(x) \rVert_1 + \lVert I_t(x') - I_t(x) \rVert_1\right)",
+    r"Z_t(x') > Z_y(x') \;\Rightarrow\; D_2\!\left(\tfrac{\mathrm{CAM}}{h\,w}\right) \;\ge\; "
+    r"\tfrac{1}{2}\left(Z_y(x) - Z_t(x)\right)",
+)
 
 
 def source_data(source: tuple) -> ImageDataset:
@@ -52,24 +72,28 @@ def class_map(classes: list[str], model_classes: list[str]) -> np.ndarray | None
     return np.array([lower.index(c.lower()) for c in classes]) if all(c.lower() in lower for c in classes) else None
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
-def run_explore(x: np.ndarray, y: int | None, class_names: tuple, specs: tuple, attack: str, params: tuple,
-                target: int | None, explainers: tuple, trajectory: str | None) -> ExploreResult:
-    """The one call into interp_core per Run press, cached by every input."""
-    models = {model_label(s): get_model(s) for s in specs}
-    return explore(models, torch.from_numpy(x), None if y is None else torch.tensor([y]),
-                   make_attack_fn(attack, dict(params)), list(explainers),
-                   attack_info={"name": attack, **dict(params), "target": target},
-                   target=None if target is None else torch.tensor([target]), targeted=ATTACKS[attack].targeted,
-                   class_names=class_names,
-                   trajectory_explainer=trajectory)
+@st.cache_data(show_spinner=False, max_entries=128)
+def run_model(x: np.ndarray, y: int | None, class_names: tuple, spec: str, attack: str, params: tuple,
+              target: int | None, explainers: tuple, trajectory: str | None, dataset: str,
+              image_id) -> ExploreResult:
+    """The one call into interp_core for one model, cached by every input (so adding a model to the
+    comparison computes only that one). Raises MisclassifiedImage for an attack that needs a
+    correctly classified image (ISA)."""
+    settings = attack_settings(attack, dict(params))
+    return explore({model_label(spec): get_model(spec)}, torch.from_numpy(x),
+                   None if y is None else torch.tensor([y]), build_attack(attack, **dict(params)), list(explainers),
+                   attack_info={"name": attack, **settings, "target": target},
+                   target=None if target is None else torch.tensor([target]), class_names=class_names,
+                   trajectory_explainer=trajectory, goal=attack_goal(attack),
+                   require_correct=attack in NEEDS_CORRECT, dataset=DATASET_LABELS[dataset], image_ids=[image_id])
 
 
 def pick_gallery_image(source: tuple, spec: str | None, model_classes: list[str],
-                       key: str = "explore") -> tuple[np.ndarray, int | None, str] | None:
-    """Gallery with true and predicted labels, filters and a random pick; returns (x, y, caption) where
-    y is the true class as a model class index, or None when the gallery's classes are not the
-    model's (then the attack uses the clean prediction)."""
+                       key: str = "explore") -> tuple[np.ndarray, int | None, str, int] | None:
+    """Gallery with true and predicted labels, filters, a random pick and clickable thumbnails (the
+    chosen one framed); returns (x, y, caption, gallery index) where y is the true class as a
+    model class index, or None when the gallery's classes are not the model's (then the attack
+    uses the clean prediction)."""
     data = source_data(source)
     n = min(len(data), GALLERY_LIMIT)
     labels = data.labels[:n].numpy()
@@ -92,10 +116,11 @@ def pick_gallery_image(source: tuple, spec: str | None, model_classes: list[str]
     if st.session_state.get(f"{key}_index") not in options:
         st.session_state[f"{key}_index"] = options[0]
 
-    def draw_random() -> None:
-        st.session_state[f"{key}_index"] = random.choice(options)
+    def choose(i: int) -> None:
+        st.session_state[f"{key}_index"] = i
 
-    c3.button("Random image", icon=":material/casino:", on_click=draw_random, key=f"{key}_random")
+    c3.button("Random image", icon=":material/casino:", on_click=lambda: choose(random.choice(options)),
+              key=f"{key}_random")
 
     def describe(i: int) -> str:
         pred = f" · pred {model_classes[preds[i]]}" if preds is not None else ""
@@ -103,16 +128,17 @@ def pick_gallery_image(source: tuple, spec: str | None, model_classes: list[str]
 
     index = st.selectbox("Image", options, format_func=describe, key=f"{key}_index")
     start = options.index(index) - options.index(index) % THUMBS
-    shown = options[start:start + THUMBS]
-    short, short_pred = [name[:4] for name in data.class_names], [name[:4] for name in model_classes]
-    st.image(figures.panels_image([("true / predicted" if preds is not None else "true class", [
-        (f"#{i} {short[labels[i]]}" + (f"/{short_pred[preds[i]]}" if preds is not None else ""),
-         figures.image_rgb(data.images[i].numpy())) for i in shown], None)], cell=THUMB_PX))
+    for col, i in zip(st.columns(THUMBS), options[start:start + THUMBS]):
+        col.image(figures.thumbnail_image(data.images[i].numpy(), i == index))
+        pred = f"/{model_classes[preds[i]][:4]}" if preds is not None else ""
+        col.button(f"#{i}", key=f"{key}_thumb_{i}", on_click=choose, args=(i,), width="stretch",
+                   type="primary" if i == index else "secondary",
+                   help=f"true {data.class_names[labels[i]]}{pred and ', predicted ' + model_classes[preds[i]]}")
     y = None if to_model is None else int(to_model[labels[index]])
-    return data.images[index:index + 1].numpy(), y, describe(index)
+    return data.images[index:index + 1].numpy(), y, describe(index), index
 
 
-def pick_folder_image(dataset: str, spec: str | None) -> tuple[np.ndarray, int | None, str] | None:
+def pick_folder_image(dataset: str, spec: str | None) -> tuple[np.ndarray, int | None, str, int] | None:
     """The gallery of the configured image folder (INTERP_CORE_IMAGE_FOLDER) at the input of
     ``dataset``'s models; a folder that cannot be read is an st.error and None."""
     root = str(paths.image_folder())
@@ -124,6 +150,9 @@ def pick_folder_image(dataset: str, spec: str | None) -> tuple[np.ndarray, int |
         st.error(f"Image folder not used: {err}")
         return None
     model_classes = get_dataset(dataset, "demo").class_names
+    if data.notes:
+        with st.expander(f"Intake notes: {len(data.notes)} files skipped or converted"):
+            st.markdown("\n".join(f"- {note}" for note in data.notes))
     st.info(f"{len(data)} images in {len(data.class_names)} classes from `{root}` (INTERP_CORE_IMAGE_FOLDER), "
             f"converted to {'grayscale' if channels == 1 else 'RGB'} and resized to {size}×{size}: the input of "
             f"the {DATASET_LABELS[dataset]} models. For models of another input size or channels, choose their "
@@ -139,52 +168,123 @@ def pick_folder_image(dataset: str, spec: str | None) -> tuple[np.ndarray, int |
     picked = pick_gallery_image(("folder", root, dataset, fingerprint), spec, model_classes, key="explore_folder")
     if picked is None:
         return None
-    x, y, caption = picked
-    return x, y, f"folder image {caption}" + ("" if mapped else " (y = clean prediction)")
+    x, y, caption, index = picked
+    return x, y, f"folder image {caption}" + ("" if mapped else " (y = clean prediction)"), index
 
 
-def render(res: ExploreResult) -> None:
-    names = res.class_names
-    cols = st.columns(len(res.models))
-    for col, m in zip(cols, res.models):
-        with col:
+def apply_link(link: Link, params: dict[str, str]) -> bool:
+    """Put a link's settings into the widgets' session state (before they are drawn); returns
+    whether the link asks for the results (run=1)."""
+    ss = st.session_state
+    take = functools.partial(link.take, params)
+    dataset = take("dataset", "explore_dataset", options=list(DATASET_LABELS)) or ss.get("explore_dataset", "mnist")
+    take("split", "explore_split", options=["demo"] + (["test"] if full_data_source(dataset) else []))
+    source = take("source", "explore_source", options=list(SOURCES)) or ss.get("explore_source", "gallery")
+    if "image" in params:
+        key = "explore_folder" if source == "folder" else "explore"
+        ss[f"{key}_filter_class"], ss[f"{key}_filter_wrong"] = "all", False
+        take("image", f"{key}_index", like=0, options=lambda i: 0 <= i < GALLERY_LIMIT)
+    take("models", f"explore_models_{dataset}", like=[], options=[m["name"] for m in model_table(dataset)])
+    attack = take("attack", "explore_attack", options=list(ATTACKS)) or ss.get("explore_attack", DEFAULT_ATTACK)
+    for param, (key, like, allowed) in param_fields(attack, dataset, "explore").items():
+        take(param, key, like=like, options=allowed)
+    take("target", "explore_target", options=["runner-up"] + get_dataset(dataset, "demo").class_names)
+    explainers = take("explainers", "explore_explainers", like=[], options=list(EXPLAINERS))
+    take("trajectory", "explore_trajectory", options=explainers or list(EXPLAINERS))
+    take("maps", "explore_maps", options=["y", "t"])
+    take("grid", "explore_grid", options=["native", "input"])
+    for name in ("overlay", "shared", "present"):
+        take(name, f"explore_{name}", like=False)
+    return params.get("run") == "1"
+
+
+def link_values(dataset: str, split: str, source: str, specs: list[str], attack: str, explainers: list[str],
+                trajectory: str, showing: bool) -> dict:
+    """The view as URL parameters (uploads cannot travel in a link: an uploaded model or image is left out)."""
+    ss = st.session_state
+    index = {"gallery": "explore_index", "folder": "explore_folder_index"}.get(source)
+    registered = {m["name"] for m in model_table(dataset)}
+    return {"dataset": dataset, "split": split, "source": source, "image": ss.get(index) if index else None,
+            "models": [s for s in specs if s in registered], "attack": attack,
+            **{param: ss.get(key) for param, (key, _, _) in param_fields(attack, dataset, "explore").items()},
+            "target": ss.get("explore_target") if ATTACKS[attack].targeted else None,
+            "explainers": explainers, "trajectory": trajectory,
+            **{name: ss.get(f"explore_{name}") for name in ("maps", "grid", "overlay", "shared", "present")},
+            "run": 1 if showing else None}
+
+
+def view_controls(present: bool) -> dict:
+    """How results are drawn (no recomputation): maps of y or t, grid, overlays, shared scale."""
+    with st.sidebar.expander("View", expanded=not present):
+        cls = st.segmented_control("Maps of", ["y", "t"], default="y", required=True, key="explore_maps",
+                                   format_func={"y": "true class y", "t": "attack class t"}.get)
+        grid = st.segmented_control("Grid", ["native", "input"], default="native", required=True,
+                                    key="explore_grid", help="CAM-family maps live on the feature grid; "
+                                                             "\"input\" upsamples them bilinearly for display only")
+        overlay = st.toggle("Maps over the image", key="explore_overlay",
+                            help="Beside the raw grids: the clean and adversarial maps laid over their images")
+        shared = st.toggle("Shared colour scale across models", key="explore_shared",
+                           help="One colour scale for every model's maps, so a weak map looks weak beside a "
+                                "strong one; off: each model's row has its own scale")
+    cell, font = SIZES[present]
+    return dict(cls=0 if cls == "y" else 1, upsampled=grid == "input", overlay=overlay, shared=shared, cell=cell,
+                font_px=font)
+
+
+def readouts(res: ExploreResult, i: int, dataset: str) -> None:
+    """One model's numbers beside its images: the found eps (minimum-eps), predictions, y and t
+    with the bound line, and D1 on the same scale."""
+    m, names = res.models[i], res.class_names
+    if res.attack.get("name") == "min-eps":
+        linf = float(m.linf[0])
+        units = f" ({linf * 255:.2f}/255)" if dataset == "cifar10" else ""
+        st.metric("ε found: ‖x′ − x‖∞", f"{linf:.4f}{units}" if m.goal_reached[0] else "none",
+                  help=f"the smallest ε of the bisection (upper limit {res.attack['eps']:g}) at which the "
+                       "targeted attack reached t" if m.goal_reached[0] else
+                       f"no ε up to {res.attack['eps']:g} reached the target")
+    for label, prob in (("clean", m.clean_prob[0]), ("adversarial", m.adv_prob[0])):
+        top = prob.argsort()[::-1][:TOPK]
+        st.markdown(f"top-{TOPK} {label}: " + " · ".join(f"**{names[c]}** {prob[c]:.1%}" for c in top))
+    y, t = int(m.y[0]), int(m.target[0])
+    st.markdown(f"y = **{names[y]}**, t = **{names[t]}** · {bound_readout(m)}")
+    st.markdown(f"D1 of CAM/(h·w) = {m.d1_cam_hw[0]:.4f}: the 1-class measure has no such floor")
+
+
+def render(res: ExploreResult, dataset: str, view: dict) -> None:
+    n = len(res.models)
+    rows = n >= 3  # three or more models: one row each, so that type stays legible
+    for i, box in enumerate([st.container() for _ in range(n)] if rows else st.columns(n)):
+        m = res.models[i]
+        with box:
             st.markdown(f"#### {m.model}")
-            y, t = int(m.y[0]), int(m.target[0])
-            # image text stays ASCII: the PIL fallback font has no Greek or arrows
-            st.image(figures.panels_image([(f"Linf {m.linf[0]:.4f} | L2 {m.l2[0]:.3f}", [
-                (f"clean -> {names[m.clean_pred[0]]} ({m.clean_prob[0].max():.0%})", figures.image_rgb(res.x[0])),
-                (f"adv -> {names[m.adv_pred[0]]} ({m.adv_prob[0].max():.0%})", figures.image_rgb(m.x_adv[0])),
-                (f"perturbation x{0.5 / max(float(m.linf[0]), 1e-12):.1f}", figures.image_rgb(m.perturbation[0]))],
-                None)], cell=IMAGE_PX))
-            for label, prob in (("clean", m.clean_prob[0]), ("adversarial", m.adv_prob[0])):
-                top = prob.argsort()[::-1][:TOPK]
-                st.markdown(f"top-{TOPK} {label}: " + " · ".join(f"**{names[c]}** {prob[c]:.1%}" for c in top))
-            holds = "t beats y at x′: the bound applies" if m.bound_applies[0] else "t does not beat y at x′"
-            st.markdown(f"y = **{names[y]}**, t = **{names[t]}** · D2 of CAM/(h·w) = **{m.d2_cam_hw[0]:.4f}** "
-                        f"≥ bound ½(Z_y − Z_t) = **{m.bound[0]:.4f}** ({holds})")
+            # a missed goal is a result, flagged (warning), not an error of the app
+            (st.success if m.goal_reached[0] else st.warning)(goal_readout(res, i), icon=":material/check_circle:"
+                                                              if m.goal_reached[0] else ":material/warning:")
+            left, right = st.columns([3, 2]) if rows else (st.container(), st.container())
+            title, captions = figures.summary_text(res, i, with_model=False)
+            left.image(figures.model_summary_image(res, i, cell=view["cell"], font_px=view["font_px"],
+                                                   with_model=False), alt=f"{title}: " + "; ".join(captions))
+            with right:
+                readouts(res, i, dataset)
 
     st.subheader("Interpretation maps")
-    c1, c2 = st.columns(2)
-    cls = c1.segmented_control("Maps of", ["true class y", "attack class t"], default="true class y", required=True,
-                               key="explore_cls")
-    grid = c2.segmented_control("Grid", ["native", "input"], default="native", required=True, key="explore_grid")
-    st.caption("Clean, adversarial and difference maps share ONE symmetric colour scale per row "
-               "(RdBu: red negative, blue positive; the bar gives the range). CAM-family maps live on the "
-               "feature grid; \"input\" upsamples them bilinearly for display only.")
+    st.caption("Clean, adversarial and difference maps share ONE symmetric colour scale per row, "
+               + ("the same for every model" if view["shared"] else "each model its own")
+               + " (RdBu: red negative, blue positive; the bar gives the range, rounded up to a round number).")
     for name in res.models[0].maps:
-        for col, i in zip(st.columns(len(res.models)), range(len(res.models))):
-            col.image(figures.maps_image(res, name, i, cls=0 if cls.startswith("true") else 1,
-                                          upsampled=grid == "input"))
+        st.image(figures.maps_figure(res, name, **view))
 
     st.subheader("Discrepancy numbers")
     st.table([{"model": m.model, "explainer": LABELS.get(e, e),
                **{k: f"{float(v[0]):.6g}" for k, v in ms.metrics.items()}}
               for m in res.models for e, ms in m.maps.items()])
+    for formula in FORMULAS:
+        st.latex(formula)
     st.markdown("\n".join(f"- **{k}**: {v}" for k, v in METRIC_DEFINITIONS.items())
                 + f"\n- **bound**: {BOUND_DEFINITION}")
 
     if res.models[0].trajectory is not None:
-        trajectory_view(res)
+        trajectory_view(res, view)
 
     st.subheader("Export")
     # built when clicked (deferred), so showing the results does not pay for every export
@@ -193,7 +293,7 @@ def render(res: ExploreResult) -> None:
 
 
 @st.fragment
-def trajectory_view(res: ExploreResult) -> None:
+def trajectory_view(res: ExploreResult, view: dict) -> None:
     """Slider over attack steps: image, prediction and maps at each step (reruns only this part)."""
     traj0 = res.models[0].trajectory
     last = traj0.x.shape[0] - 1
@@ -203,61 +303,109 @@ def trajectory_view(res: ExploreResult) -> None:
         traj = m.trajectory
         y, t = int(m.y[0]), int(m.target[0])
         st.markdown(f"**{m.model}**")
-        st.image(figures.step_image(traj, res.class_names, y, t, step))
+        st.image(figures.step_image(traj, res.class_names, y, t, step, font_px=view["font_px"]))
         st.plotly_chart(figures.trajectory_figure(traj, res.class_names, y, t, step=step), key=f"traj_{m.model}")
 
 
+def compute(request: dict, x: np.ndarray) -> tuple[ExploreResult | None, list[MisclassifiedImage]]:
+    """Every model's result (cached per model), with a progress bar naming the model at work;
+    models that refuse the image are returned apart."""
+    specs = request["specs"]
+    bar = st.progress(0.0)
+    results, refused = [], []
+    for i, spec in enumerate(specs):
+        bar.progress(i / len(specs), text=f"Attacking and explaining: model {i + 1} of {len(specs)} "
+                                          f"({model_label(spec)})…")
+        try:
+            results.append(run_model(x, **{k: v for k, v in request.items() if k not in ("specs", "image")},
+                                     spec=spec))
+        except MisclassifiedImage as err:
+            refused.append(err)
+    bar.empty()
+    if not results:
+        return None, refused
+    return dataclasses.replace(results[0], models=[r.models[0] for r in results]), refused
+
+
 st.title("Explore an attack")
+link = Link("explore")
+incoming = link.incoming()
+auto_run = apply_link(link, incoming) if incoming else False
+if link.ignored:
+    st.warning("Some settings of the link were not used: " + "; ".join(link.ignored))
+
+present = st.sidebar.toggle("Presentation mode", key="explore_present",
+                            help="Larger type and figures; advanced settings folded")
+if present:
+    st.html(PRESENTATION_CSS)
 dataset, split = dataset_picker("explore")
 specs = model_picker(dataset, "explore")
-attack, params, target = attack_controls(dataset, get_dataset(dataset, "demo").class_names, key="explore")
+class_names = get_dataset(dataset, "demo").class_names
+attack, params, target = attack_controls(dataset, class_names, key="explore", expanded=not present)
 explainers = st.sidebar.multiselect("Explainers", list(EXPLAINERS), default=DEFAULT_EXPLAINERS,
                                     format_func=LABELS.get, key="explore_explainers")
 trajectory = st.sidebar.selectbox("Maps along the attack steps", explainers or ["cam"], format_func=LABELS.get,
                                   key="explore_trajectory",
                                   help="The explainer recorded at every attack step (CAM is the cheapest).")
+view = view_controls(present)
 
 folder = paths.image_folder()
 source = st.radio("Image source", ["gallery"] + (["folder"] if folder else []) + ["upload"], horizontal=True,
-                  key="explore_source", format_func={"gallery": "dataset gallery", "upload": "upload an image",
-                                                     "folder": f"image folder ({folder.name if folder else ''})"}.get)
+                  key="explore_source", format_func=lambda s: SOURCES[s] + (f" ({folder.name})" if s == "folder"
+                                                                            else ""))
 if source == "gallery":
-    names = get_dataset(dataset, "demo").class_names
-    picked = pick_gallery_image(("dataset", dataset, split), specs[0] if specs else None, names)
+    picked = pick_gallery_image(("dataset", dataset, split), specs[0] if specs else None, class_names)
 elif source == "folder":
     picked = pick_folder_image(dataset, specs[0] if specs else None)
 else:
     x_up = uploaded_image(dataset, "explore")
-    names = get_dataset(dataset, "demo").class_names
-    label = st.selectbox("True class of the uploaded image", ["use the clean prediction"] + names,
+    label = st.selectbox("True class of the uploaded image", ["use the clean prediction"] + class_names,
                          key="explore_upload_label")
-    picked = None if x_up is None else (x_up, None if label not in names else names.index(label), "uploaded image")
+    picked = None if x_up is None else (x_up, None if label not in class_names else class_names.index(label),
+                                        "uploaded image", "upload")
 
-ready = picked is not None and specs and explainers
-if st.button("Run attack", type="primary", disabled=not ready, key="explore_run"):
-    x, y, caption = picked
-    st.session_state["explore_request"] = dict(
-        x=x, y=y, class_names=tuple(get_dataset(dataset, "demo").class_names), specs=tuple(specs), attack=attack,
-        params=tuple(sorted(params.items())), target=target, explainers=tuple(explainers),
-        trajectory=trajectory if trajectory in explainers else None)
-    st.session_state["explore_caption"] = (f"{DATASET_LABELS[dataset]} {caption} · {ATTACKS[attack].label} · "
-                                           + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                                       for k, v in params.items()))
+inputs = None
+if picked is not None and specs and explainers:
+    x, y, caption, image_id = picked
+    inputs = dict(image=(caption, hashlib.sha1(x.tobytes()).hexdigest()), y=y, class_names=tuple(class_names),
+                  specs=tuple(specs), attack=attack, params=tuple(sorted(params.items())), target=target,
+                  explainers=tuple(explainers), trajectory=trajectory if trajectory in explainers else None,
+                  dataset=dataset, image_id=image_id)
+if st.button("Run attack", type="primary", disabled=inputs is None, key="explore_run") or (auto_run and inputs):
+    st.session_state["explore_request"] = inputs
 if not specs:
     st.info("Choose at least one model in the sidebar.")
 elif not explainers:
     st.info("Choose at least one explainer in the sidebar.")
 
 request = st.session_state.get("explore_request")
-if request is not None and request["class_names"] != tuple(get_dataset(dataset, "demo").class_names):
-    request = None  # results of the other dataset: not shown beside this dataset's controls
-if request is not None:
-    try:
-        with st.spinner("Attacking and explaining…"):
-            result = run_explore(**request)
-    except (ValueError, RuntimeError) as err:
-        st.error(f"The attack could not run: {err}")
-    else:
-        st.caption(f"Results for: {st.session_state['explore_caption']} · computed in "
-                   f"{sum(m.seconds for m in result.models):.2f} s")
-        render(result)
+showing = request is not None and request == inputs
+results_area = st.empty()  # replaces the previous run's results at once, so no stale result lingers
+if request is not None and not showing:
+    results_area.info("The settings changed since the last run: press **Run attack** to see their results.")
+elif showing:
+    with results_area.container():
+        try:
+            result, refused = compute(request, picked[0])
+        except ValueError as err:  # settings the attack rejects
+            st.error(f"The attack could not run: {err}")
+        else:
+            for err in refused:
+                st.warning(f"Refused: {err}", icon=":material/block:")
+            if result is not None:
+                settings = ", ".join(f"{'max eps' if attack == 'min-eps' and k == 'eps' else k}="
+                                     + (f"{v:.4g}" if isinstance(v, float) else f"{v}")
+                                     for k, v in result.attack.items() if k not in ("name", "target"))
+                st.caption(f"Results for: {DATASET_LABELS[dataset]} {request['image'][0]} · {ATTACKS[attack].label}"
+                           f" · {settings} · computed in {sum(m.seconds for m in result.models):.2f} s")
+                render(result, dataset, view)
+
+values = link_values(dataset, split, source, specs, attack, explainers, trajectory, showing)
+link.write(values)
+with st.sidebar.expander("Share this view"):
+    base = st.context.url or "explore"
+    st.code(f"{base}?{urlencode({k: v for k, v in st.query_params.to_dict().items()})}", language=None,
+            wrap_lines=True)
+    st.caption("Copy the link (button at its right): it opens this view, results included"
+               + (", without the uploaded files" if source == "upload" or len(values["models"]) < len(specs) else "")
+               + ".")

@@ -1,7 +1,9 @@
-"""Robustness: accuracy vs eps and AAI Kendall tau vs eps for chosen models (interp_core.evaluate)."""
+"""Robustness: accuracy vs eps and AAI Kendall tau vs eps for chosen models (interp_core.evaluate).
 
-import csv
-import io
+Before a run the page estimates its time from a measured per-step cost (interp_core.services.estimate);
+during it, a progress bar with the time left and a Cancel button (a click stops the run at its next
+progress step: Streamlit interrupts a script when a new run is asked for)."""
+
 import json
 from pathlib import Path
 
@@ -12,6 +14,8 @@ from interp_core.services import figures
 from interp_core.attacks import PAPER_EPS
 from interp_core.evaluate import PROTOCOLS, aai_evaluation, evaluation_set, robust_accuracy
 from interp_core.evaluate.reproduce import TABLE_FILES, load_reproduce_tables, reproduce_command
+from interp_core.io import rows_to_csv
+from interp_core.services.estimate import measure_costs, robustness_seconds
 from app_support.common import dataset_picker, export_buttons, get_model, model_label, model_picker, progress_bar
 from app_support.layout import setup_page
 
@@ -56,6 +60,31 @@ with st.sidebar.expander("Evaluation", expanded=True):
     aai = st.checkbox("AAI Kendall τ curve", True, key="rob_aai")
     aai_steps = st.number_input("AAI steps", 1, 200, 200, key="rob_aai_steps", disabled=not aai)
 
+@st.cache_data(show_spinner="Measuring the cost of an attack step…", max_entries=32)
+def step_costs(spec: str, dataset: str, split: str, n: int, eps: float) -> dict:
+    """Seconds per step of the authors' PGD and of AAI for one model on the evaluation images."""
+    data, _ = evaluation_set(dataset, split, n, "paper")
+    return measure_costs(get_model(spec), data.images, data.labels, eps)
+
+
+def estimate(specs: list[str], dataset: str, split: str, n: int, protocol: str, eps: list[float], steps: int,
+             restarts: int, autoattack: bool, aai: bool, aai_steps: int) -> None:
+    """The time the chosen settings will take, from each model's measured per-step cost."""
+    costs = {s: step_costs(s, dataset, split, n, max(eps)) for s in specs}
+    seconds = sum(robustness_seconds(c, eps, protocol, steps, restarts, aai, aai_steps) for c in costs.values())
+    per_step = ", ".join(f"{model_label(s)} {c['pgd'] * 1000:.0f} ms (PGD) / {c['aai'] * 1000:.0f} ms (AAI)"
+                         for s, c in costs.items())
+    st.caption(f"Estimated time: about {seconds:.0f} s" + (" plus AutoAttack" if autoattack else "")
+               + f" (measured per attack step on these {n} images: {per_step}). Settings already evaluated come "
+                 "back at once.")
+
+
+if st.session_state.get("rob_cancel"):
+    st.session_state.pop("rob_request", None)
+    st.info("Evaluation cancelled: nothing was kept. Press Evaluate to start again.")
+if specs and eps:
+    estimate(specs, dataset, split, int(n), protocol, sorted(eps), int(steps), int(restarts),
+             bool(autoattack and protocol == "strong"), aai, int(aai_steps))
 if st.button("Evaluate", type="primary", disabled=not (specs and eps), key="rob_run"):
     st.session_state["rob_request"] = [dict(spec=s, dataset=dataset, split=split, n=int(n), protocol=protocol,
                                             eps=tuple(sorted(eps)), steps=int(steps), restarts=int(restarts),
@@ -63,8 +92,17 @@ if st.button("Evaluate", type="primary", disabled=not (specs and eps), key="rob_
                                             aai_steps=int(aai_steps)) for s in specs]
 
 def show_results(requests: list[dict]) -> None:
-    """Curves, table and exports of the evaluated models."""
-    results = [evaluate(**request) for request in requests]
+    """Curves, table and exports of the evaluated models; a Cancel button while they compute."""
+    cancel = st.empty()
+    cancel.button("Cancel", icon=":material/stop_circle:", key="rob_cancel",
+                  help="Stops the evaluation at its next progress step")
+    try:
+        results = [evaluate(**request) for request in requests]
+    except ValueError as err:  # a setting the library refuses: its message, not a traceback
+        st.error(f"The evaluation could not run: {err}")
+        return
+    finally:
+        cancel.empty()
 
     scale = 255 if requests[0]["dataset"] == "cifar10" else 1
     unit = "ε (×1/255)" if scale == 255 else "ε"
@@ -82,7 +120,7 @@ def show_results(requests: list[dict]) -> None:
                                                 for r in results if r["aai"]}, unit, "mean Kendall τ (kept predictions)",
                                                (-0.2, 1)), key="rob_tau")
         st.caption("Kendall's τ-b between clean and attacked true-class CAM, over images whose prediction AAI did not "
-                   "change; higher = more robust interpretation (PAPER.md §5).")
+                   "change; higher = more robust interpretation (docs/method.md#aai).")
 
     rows = []
     for r in results:
@@ -93,25 +131,21 @@ def show_results(requests: list[dict]) -> None:
                          "robust accuracy": f"{row['accuracy']:.3f}",
                          "AAI Kendall τ": f"{aai_row['kendall_tau']:.3f}" if aai_row.get("kept") else "—",
                          "AAI top-8 ∩": f"{aai_row['topk_intersection']:.3f}" if aai_row.get("kept") else "—",
-                         "AAI kept": aai_row.get("kept", "—")})
+                         "AAI kept": str(aai_row["kept"]) if "kept" in aai_row else "—"})  # one type: text
     st.table(rows)
     first = results[0]["robust"]
     st.caption(f"{first['subset']} · protocol: " + ", ".join(f"{k}={v}" for k, v in first["protocol"].items())
                + f" · {sum(r['robust']['seconds'] + (r['aai'] or {}).get('seconds', 0) for r in results):.1f} s"
                " of compute")
 
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    export_buttons("rob", csv=buffer.getvalue(), json=json.dumps(results, indent=1, default=str), stem="robustness")
+    export_buttons("rob", csv=rows_to_csv(rows), json=json.dumps(results, indent=1, default=str), stem="robustness")
 
 
 def paper_tables() -> None:
     """The tables of ``python -m interp_core reproduce`` (committed quick run by default), read by
     interp_core.evaluate.reproduce.load_reproduce_tables."""
     st.header("The paper networks' tables")
-    st.markdown("PGD robust accuracy and AAI Kendall τ of the authors' networks (PAPER.md §5), as written by "
+    st.markdown("PGD robust accuracy and AAI Kendall τ of the authors' networks (docs/method.md#evaluation), as written by "
                 "`python -m interp_core reproduce`. Nothing is computed here: the page reads that run's CSV files.")
     folder = st.text_input("Output directory of a reproduce run", DEFAULT_REPRODUCE, key="rob_paper_dir",
                            help="Relative paths are taken from the project folder.")

@@ -11,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from interp_core.models import ARCHITECTURES
+from interp_core.io import rows_to_csv
 from interp_core.services import figures, jobs
 from interp_core.training import ADVERSARIAL, DEFAULT_GAMMA, PRESETS, TRAINING_METHODS, make_config
 from app_support.common import DATASET_LABELS, export_buttons, full_data_source, get_dataset
@@ -266,6 +267,6 @@ for status in statuses:
         if status["metrics"]:
             st.json(status["metrics"], expanded=False)
         st.json(status["config"], expanded=False)
-        rows = "\n".join(",".join(str(h[k]) for k in HISTORY_FIELDS) for h in status["history"])
-        export_buttons(f"train_{status['id']}", csv=",".join(HISTORY_FIELDS) + "\n" + rows,
+        export_buttons(f"train_{status['id']}",
+                       csv=rows_to_csv([{k: h[k] for k in HISTORY_FIELDS} for h in status["history"]]),
                        json=json.dumps(status, indent=1), stem=status["id"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import sys
 
 import numpy as np
@@ -14,9 +15,29 @@ from streamlit.testing.v1 import AppTest
 from interp_core import paths
 from interp_core.attacks import ATTACKS
 
+pytestmark = pytest.mark.integration
 ROOT = paths.PROJECT_ROOT
 sys.path.insert(0, str(ROOT))  # the app imports app_support, as `streamlit run app.py` allows
 TIMEOUT = 120
+
+
+@pytest.fixture(autouse=True)
+def arrow_clean_tables():
+    """Every table a page shows converts to Arrow as it is: Streamlit logs a traceback (and repairs
+    the column) when a column mixes types."""
+    import logging
+
+    logger = logging.getLogger("streamlit.dataframe_util")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.INFO)
+    handler.emit = records.append
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    yield
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+    assert not [r for r in records if r.exc_info], [r.getMessage() + f" {r.exc_info[1]}" for r in records]
 
 
 def open_page(page: str) -> AppTest:
@@ -71,14 +92,16 @@ def test_explore_rejects_bad_uploads_and_keeps_working():
     hostile = b"\x00" * 64 + b"not json"
     at.file_uploader(key="explore_ckpt").set_value(("evil.safetensors", hostile, "application/octet-stream")).run()
     assert not at.exception, at.exception
-    assert any("Checkpoint not used" in e.value for e in at.sidebar.error)
+    assert any("Checkpoint evil.safetensors not used" in e.value for e in at.sidebar.error)
     at.radio(key="explore_source").set_value("upload").run()
     at.file_uploader(key="explore_image").set_value(("x.png", b"garbage", "image/png")).run()
-    assert any("Image not used" in e.value for e in at.error)
+    assert any("Image not used" in e.value and "x.png" in e.value for e in at.error)
+    assert not any("UploadedFile" in e.value for e in [*at.error, *at.sidebar.error])
     wrong = io.BytesIO()
     Image.fromarray(np.zeros((40, 30), np.uint8)).save(wrong, format="PNG")
     at.file_uploader(key="explore_image").set_value(("x.png", wrong.getvalue(), "image/png")).run()
-    assert any("30×40" in e.value for e in at.error)
+    assert not at.exception and not any("Image not used" in e.value for e in at.error)
+    assert any("resized from 30×40 to 28×28 (aspect ratio not kept)" in c.value for c in at.caption)
     good = io.BytesIO()
     Image.fromarray((np.random.default_rng(0).random((28, 28)) * 255).astype(np.uint8)).save(good, format="PNG")
     at.file_uploader(key="explore_image").set_value(("x.png", good.getvalue(), "image/png")).run()
@@ -86,6 +109,9 @@ def test_explore_rejects_bad_uploads_and_keeps_working():
     at.button(key="explore_run").click().run()
     assert not at.exception, at.exception
     assert len(at.table[0].value) == 1
+    at.file_uploader(key="explore_image").set_value(("empty.png", b"", "image/png")).run()
+    assert any("empty.png" in e.value for e in at.error)
+    assert not at.table and "explore_request" not in at.session_state  # the previous image's results went
 
 
 @pytest.mark.parametrize("dataset", ["mnist", "cifar10"])
@@ -106,11 +132,17 @@ def test_train_starts_shows_progress_and_stops(dataset, tmp_path, monkeypatch):
     assert jobs.job_status(job_id)["config"]["dataset"] == dataset
     assert jobs.job_status(job_id)["config"]["train_split"] == "demo_train"
     deadline = time.monotonic() + 90
-    while not jobs.job_status(job_id)["history"] and jobs.job_status(job_id)["state"] == "running":
+    while not jobs.job_status(job_id)["history"]:
+        assert jobs.job_status(job_id)["state"] != "failed", jobs.job_status(job_id)["message"]
         assert time.monotonic() < deadline, "no progress within 90 s"
         time.sleep(1)
+    before = jobs.job_status(job_id)["history"][-1]["step"]
     at.run()
-    assert any(p.proto.value >= 0 for p in at.get("progress")) or jobs.job_status(job_id)["state"] != "running"
+    after = jobs.job_status(job_id)
+    (bar,) = at.get("progress")  # the run's progress: "training: step D of T" at D / T
+    done, total = map(int, re.fullmatch(r"training: step (\d+) of (\d+)", bar.proto.text).groups())
+    assert total == after["total_steps"] and before <= done <= after["history"][-1]["step"]
+    assert bar.proto.value == int(100 * done / total)
     assert len(at.get("plotly_chart")) == 3  # loss, accuracy, eps curves
     if jobs.job_status(job_id)["state"] in jobs.ACTIVE:
         at.button(key=f"stop_{job_id}").click().run()
@@ -254,6 +286,8 @@ def test_robustness_curves(dataset):
     at.slider(key="rob_n").set_value(5).run()
     at.number_input(key="rob_steps_paper").set_value(5).run()
     at.number_input(key="rob_aai_steps").set_value(5).run()
+    estimate = next(c.value for c in at.caption if c.value.startswith("Estimated time: about"))
+    assert re.search(r"about \d+ s \(measured per attack step on these 5 images: .+ ms \(PGD\)", estimate)
     at.button(key="rob_run").click().run()
     assert not at.exception, at.exception
     rows = at.table[0].value
@@ -302,9 +336,15 @@ def _run_folder_attack(monkeypatch, root) -> AppTest:
 
 
 def test_explore_attacks_an_image_of_a_folder_with_its_own_classes(tmp_path, monkeypatch):
-    at = _run_folder_attack(monkeypatch, _image_folder(tmp_path / "folder", ["alpha", "beta", "gamma"]))
+    root = _image_folder(tmp_path / "folder", ["alpha", "beta", "gamma"])
+    (root / "beta" / "notes.png").write_text("not an image")
+    Image.new("RGBA", (40, 20)).save(root / "gamma" / "wide.png")
+    at = _run_folder_attack(monkeypatch, root)
     assert not at.error, [e.value for e in at.error]
-    assert any("6 images in 3 classes" in i.value for i in at.info)
+    assert any("7 images in 3 classes" in i.value for i in at.info)
+    assert at.expander[0].label.startswith("Intake notes: 2 files")
+    notes = " ".join(m.value for m in at.expander[0].markdown)
+    assert "notes.png" in notes and "wide.png: " in notes and "resized from 40×20" in notes
     assert any("clean prediction" in i.value for i in at.info)
     assert list(at.table[0].value["explainer"]) == ["CAM", "Saliency"]
     assert all(math.isfinite(v) for v in numbers(at.table[0]))
@@ -339,7 +379,7 @@ def test_isa_tradeoff_and_bound(dataset):
     assert not at.exception, at.exception
     assert len(at.get("plotly_chart")) == 2
     violations = at.metric[0]
-    assert int(violations.value) == 0  # PAPER.md section 4: no point below the diagonal
+    assert int(violations.value) == 0  # docs/method.md#bound: no point below the diagonal
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))

@@ -9,8 +9,10 @@ import torch.nn.functional as F
 
 from interp_core.attacks import (
     ATTACKS,
+    Attack,
     ISA,
     PAPER_EPS,
+    MinimumEps,
     PGD,
     bound_points,
     build_attack,
@@ -107,6 +109,8 @@ def test_attacks_lower_accuracy_on_an_undefended_model(mnist_normal, batch):
     ({"step_size": 0.0}, "step_size"), ({"norm": "l3"}, "norm"), ({"restarts": 3}, "random_start"),
     ({"objective": "hinge"}, "objective"), ({"update": "adam"}, "update"),
     ({"restarts": 2, "random_start": True, "keep_best": False}, "keep_best"),
+    ({"early_stop": True, "keep_best": False}, "early_stop"),
+    ({"early_stop": True, "objective": lambda m, xa, x_, y_, t: m(xa)[:, 0]}, "early_stop"),
 ])
 def test_absurd_settings_are_refused(kwargs, message):
     settings = {"eps": 0.1, "step_size": 0.01, "steps": 5, **kwargs}
@@ -144,6 +148,39 @@ def test_restarts_keep_the_best_example(mnist_normal, batch):
     several = PGD(0.08, 0.01, 5, random_start=True, restarts=4, seed=3)(mnist_normal, x, y)
     with torch.no_grad():
         assert torch.all(ok(several) >= ok(single))  # the first restart is the single run
+
+
+def _gradient_rows(model) -> list:
+    """Rows of every forward pass the model makes while autograd records (the attack's image-steps)."""
+    rows = []
+    model.register_forward_pre_hook(lambda m, inputs: rows.append(len(inputs[0])) if torch.is_grad_enabled() else None)
+    return rows
+
+
+@pytest.mark.parametrize("restarts, random_start, objective", [(1, False, "ce"), (3, True, "ce"), (3, True, "margin")])
+def test_early_stop_breaks_what_the_full_run_breaks_for_less_work(mnist_normal, batch, restarts, random_start,
+                                                                  objective):
+    """Per example: the full run's final iterate (best of its restarts) breaks it => the early-stopping
+    run, which follows the same path (the same random starts) until its first success, breaks it."""
+    x, y = batch
+    rows = _gradient_rows(mnist_normal)
+    broken, work = {}, {}
+    for early_stop in (False, True):
+        rows.clear()
+        attack = PGD(0.08, 0.01, 12, random_start=random_start, restarts=restarts, objective=objective, seed=1,
+                     early_stop=early_stop)
+        x_adv = attack(mnist_normal, x, y)
+        work[early_stop] = sum(rows)
+        with torch.no_grad():
+            broken[early_stop] = mnist_normal(x_adv).argmax(1) != y
+        assert (x_adv - x).abs().max() <= 0.08 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    assert broken[False].any() and torch.all(broken[True] >= broken[False])
+    assert work[True] < work[False]
+
+
+def test_early_stop_refuses_a_callback(mnist_normal, batch):
+    with pytest.raises(ValueError, match="early_stop"):
+        PGD(0.1, 0.01, 2, early_stop=True)(mnist_normal, *batch, callback=lambda step, x_adv: None)
 
 
 def test_matches_torchattacks_pgd_step_for_step(mnist_normal, batch):
@@ -216,7 +253,7 @@ def test_bound_d2_is_the_two_class_l1_discrepancy_of_cam_over_grid(mnist_normal,
 
 
 def test_isa_one_class_hides_while_two_class_cannot(mnist_normal, mnist_demo):
-    """PAPER.md section 4: with more room (eps), ISA drives the 1-class discrepancy down, while
+    """docs/method.md#isa: with more room (eps), ISA drives the 1-class discrepancy down, while
     the 2-class one stays up (deterministic: fixed images and targets)."""
     x, y = mnist_demo.images[:3], mnist_demo.labels[:3]
     target = (y + 1) % 10
@@ -225,7 +262,7 @@ def test_isa_one_class_hides_while_two_class_cannot(mnist_normal, mnist_demo):
     def mean_best(measure, multiplier):
         values = []
         for per in curves[measure].points:
-            best = min((p[measure] for p in per if p["multiplier"] <= multiplier), default=None)
+            best = min((p[f"range_{measure}"] for p in per if p["multiplier"] <= multiplier), default=None)
             if best is not None:
                 values.append(best)
         return sum(values) / len(values)
@@ -267,8 +304,59 @@ def test_paper_grids():
 def test_build_attack_refuses_unknown_names_and_options():
     with pytest.raises(ValueError, match="unknown attack"):
         build_attack("deepfool")
-    with pytest.raises(ValueError, match="takes"):
-        build_attack("fgsm", steps=3)
+    accepted = r"\['eps', 'norm', 'objective', 'targeted'\]"
+    with pytest.raises(ValueError, match=rf"attack 'fgsm' takes {accepted}, not \['steps'\]"):
+        build_attack("fgsm", eps=0.1, steps=3)
+    with pytest.raises(ValueError, match="takes .*missing a required argument: 'eps'"):
+        build_attack("pgd", steps=3)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_registry_defaults_are_the_builders(name):
+    """The registry repeats no default: what it shows is what the builder uses."""
+    spec = ATTACKS[name]
+    eps = {"eps": 0.1} if "eps" not in spec.defaults else {}
+    attack = build_attack(name, **eps)
+    assert set(spec.defaults) <= set(spec.params) <= set(spec.accepted())
+    assert isinstance(attack, Attack) and attack.targeted == spec.targeted
+    checked = 0
+    for param, value in spec.defaults.items():
+        if hasattr(attack, param) and value is not None:  # ISA keeps its explainer's name beside the explainer
+            assert getattr(attack, f"{param}_name", getattr(attack, param)) == value, param
+            checked += 1
+    assert checked >= min(len(spec.defaults), 2)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_attack_reports_its_iterates(name, mnist_normal, batch):
+    """The callback of the Attack protocol: every step (of every restart) of the PGD-based attacks,
+    every bisection round of the minimum-eps search, each iterate in the ball and the box."""
+    x, y = batch[0][:4], batch[1][:4]
+    attack = _attack(name, 0.1)
+    seen = []
+    x_adv = attack(mnist_normal, x, y, _target(name, y), callback=lambda k, xs: seen.append((k, xs.clone())))
+    rounds = attack.rounds if isinstance(attack, MinimumEps) else None
+    expected = list(range(rounds + 1)) if rounds else list(range(attack.steps + 1)) * getattr(attack, "restarts", 1)
+    assert [k for k, _ in seen] == expected
+    for _, xs in seen:
+        assert xs.shape == x.shape and (xs - x).abs().max() <= 0.1 + 1e-6 and xs.min() >= 0 and xs.max() <= 1
+    if name in ("fgsm", "paper-pgd", "isa", "min-eps"):  # no random start
+        assert torch.equal(seen[0][1], x)
+    if name in ("aai", "min-eps"):  # the final iterate / the best round's example is the result
+        assert torch.equal(seen[-1][1], x_adv)
+
+
+@pytest.mark.parametrize("name, params, message", [
+    ("aai", dict(eps=2.0), "eps must be finite and in \\[0, 1.0\\]"),
+    ("isa", dict(eps=2.0), "eps must be finite and in \\[0, 1.0\\]"),
+    ("min-eps", dict(eps=2.0), "eps must be finite and in \\[0, 1.0\\]"),
+    ("aai", dict(eps=0.1, steps=-1), "steps must be an integer in \\[0, 100000\\]"),
+    ("aai", dict(eps=0.1, step_size=-0.1), "step_size must be finite"),
+    ("min-eps", dict(eps=0.5, rounds=0), "rounds must be an integer in \\[1, 100\\]"),
+])
+def test_settings_are_checked_when_an_attack_is_built(name, params, message):
+    with pytest.raises(ValueError, match=message):
+        build_attack(name, **params)
 
 
 def test_ce_objective_is_the_per_example_cross_entropy(mnist_normal, batch):

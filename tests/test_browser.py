@@ -1,5 +1,6 @@
 """End to end in a real browser: ``streamlit run app.py`` on a free localhost port, driven by
-Playwright in Debian's headless Chromium (``INTERP_CORE_CHROMIUM``, default /usr/bin/chromium).
+Playwright in Debian's headless Chromium (``INTERP_CORE_CHROMIUM``, default /usr/bin/chromium),
+through the driver in tools/app_driver.py.
 
 Screenshots go to ``INTERP_CORE_SCREENSHOTS`` when set (the README's docs/screenshots), else to the
 test's temporary folder.
@@ -17,7 +18,8 @@ import pytest
 from interp_core import paths
 
 sys.path.insert(0, str(paths.PROJECT_ROOT))
-from benchmarks import bench_app  # noqa: E402
+from app_support.layout import PAGES  # noqa: E402
+from tools import app_driver  # noqa: E402
 
 pytestmark = pytest.mark.browser
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -25,11 +27,11 @@ VIEWPORT = {"width": 1400, "height": 1000}
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(bench_app.CHROMIUM).is_file():
-        pytest.skip(f"needs Chromium at {bench_app.CHROMIUM} (apt-get install chromium)")
+    if not Path(app_driver.CHROMIUM).is_file():
+        pytest.skip(f"needs Chromium at {app_driver.CHROMIUM} (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as pw:
-        chromium = bench_app.launch_browser(pw)
+        chromium = app_driver.launch_browser(pw)
         yield chromium
         chromium.close()
 
@@ -37,7 +39,7 @@ def browser():
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    with bench_app.app_server(env={"INTERP_CORE_RUNS_DIR": str(runs)}) as url:
+    with app_driver.app_server(env={"INTERP_CORE_RUNS_DIR": str(runs)}) as url:
         yield url
 
 
@@ -50,26 +52,27 @@ def shots(tmp_path) -> Path:
 
 def test_explore_numbers_match_the_library(browser, app_url, shots):
     page = browser.new_context(viewport=VIEWPORT).new_page()
-    bench_app.open_explore(page, app_url)
-    image = bench_app.current_image(page)
-    bench_app.run_attack(page)
-    assert not bench_app.errors(page)
-    shown = bench_app.metrics_table(page)
-    bench_app.screenshot(page, shots / "explore.png")
+    app_driver.open_explore(page, app_url)
+    image = app_driver.current_image(page)
+    app_driver.run_attack(page)
+    assert not app_driver.errors(page)
+    shown = app_driver.metrics_table(page)
+    app_driver.screenshot(page, shots / "explore.png")
 
     # the same inputs through the library: the page's defaults (first model, first attack, its defaults)
     from interp_core.data import load_dataset
     from interp_core.services.explore import explore
     from interp_core.interpret import LABELS
     from interp_core.models import load_model
-    from app_support.attack_controls import default_attack, make_attack_fn
+    from app_support.attack_controls import default_attack
+    from interp_core.attacks import build_attack
 
     index = int(image.split(" · ")[0].lstrip("#"))
     data = load_dataset("mnist", "demo")
     model = load_model("mnist-smallgap-normal-paper")[0]
     name, params = default_attack("mnist")
     expected = explore({"m": model}, data.images[index:index + 1], data.labels[index:index + 1],
-                       make_attack_fn(name, params), ["cam", "gradcampp", "saliency", "ig"],
+                       build_attack(name, **params), ["cam", "gradcampp", "saliency", "ig"],
                        class_names=data.class_names, trajectory_explainer=None)
     rows = {row["explainer"]: row for row in shown}
     assert set(rows) == {LABELS[e] for e in expected.models[0].maps}
@@ -84,17 +87,17 @@ def test_train_start_progress_stop(browser, app_url, shots):
     page.goto(f"{app_url}/train")
     page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
     page.get_by_text("demo sample (offline)").click()  # trains offline, without the full data
-    bench_app.wait_idle(page)
+    app_driver.wait_idle(page)
     page.get_by_label("Epochs").fill("20")  # long enough to be stopped
     page.get_by_label("Epochs").press("Enter")
-    bench_app.wait_idle(page)
+    app_driver.wait_idle(page)
     page.get_by_role("button", name="Start training").click()
     page.locator("[data-testid='stProgress']").first.wait_for(timeout=120_000)  # live progress of the run
     page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for(timeout=60_000)
     page.get_by_role("button", name="Stop").first.click()
     page.get_by_text(re.compile(r"stopped after \d+ steps")).first.wait_for(timeout=120_000)
     page.get_by_role("button", name="Resume").wait_for(timeout=30_000)  # a stopped run can be resumed
-    assert not bench_app.errors(page)
+    assert not app_driver.errors(page)
 
 
 def test_train_run_ends_with_its_evaluation(browser, app_url, shots):
@@ -104,35 +107,163 @@ def test_train_run_ends_with_its_evaluation(browser, app_url, shots):
     page.goto(f"{app_url}/train")
     page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
     page.get_by_text("demo sample (offline)").click()
-    bench_app.wait_idle(page)
+    app_driver.wait_idle(page)
     for label, value in (("Epochs", "2"), ("Evaluation images", "10")):
         field = page.get_by_role("spinbutton", name=label)
         field.fill(value)
         field.press("Enter")
-        bench_app.wait_idle(page)
+        app_driver.wait_idle(page)
     page.get_by_role("button", name="Start training").click()
     page.get_by_text(re.compile(r"evaluation: (loading|robust accuracy|AAI)")).first.wait_for(timeout=300_000)
     page.get_by_role("heading", name="Evaluation").wait_for(timeout=600_000)
     page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=30_000)
     assert page.locator("[data-testid='stPlotlyChart'] .main-svg").count() >= 5  # training + evaluation curves
     assert page.get_by_role("button", name=re.compile("Open .* in Explore")).count() == 1
-    bench_app.screenshot(page, shots / "train.png")
-    assert not bench_app.errors(page)
+    app_driver.screenshot(page, shots / "train.png")
+    assert not app_driver.errors(page)
 
 
 #: The button that fills a page with results; pressed (defaults: tens of seconds) only when
 #: screenshots are being taken for the README.
-RUN_BUTTONS = {"robustness": "Evaluate", "isa": "Run ISA"}
+RUN_BUTTONS = {"robustness": "Evaluate", "isa_tradeoff": "Run ISA"}
+SHOT_NAMES = {"isa_tradeoff": "isa"}
 
 
-@pytest.mark.parametrize("page_name", ["home", "robustness", "isa", "about"])
+@pytest.mark.parametrize("page_name", ["home", "robustness", "isa_tradeoff", "about"])
 def test_every_page_renders(browser, app_url, shots, page_name):
     page = browser.new_context(viewport=VIEWPORT).new_page()
     page.goto(app_url if page_name == "home" else f"{app_url}/{page_name}")
     page.locator("h1").first.wait_for(timeout=60_000)
-    bench_app.wait_idle(page)
+    app_driver.wait_idle(page)
+    assert page_name == "home" or page.url.endswith(f"/{page_name}")  # an unknown page falls back to home
     if page_name in RUN_BUTTONS and "INTERP_CORE_SCREENSHOTS" in os.environ:
         page.get_by_role("button", name=RUN_BUTTONS[page_name]).click()
-        bench_app.wait_idle(page, timeout=600_000)
-    assert not bench_app.errors(page)
-    bench_app.screenshot(page, shots / f"{page_name}.png")
+        app_driver.wait_idle(page, timeout=600_000)
+    assert not app_driver.errors(page)
+    app_driver.screenshot(page, shots / f"{SHOT_NAMES.get(page_name, page_name)}.png")
+
+
+@pytest.mark.parametrize("script, title", [(script, title) for script, title, _, _ in PAGES])
+def test_every_deep_link_runs_the_shared_setup(browser, app_url, script, title):
+    """A fresh browser opening a page's own URL (/, /explore, ...) gets the set-up every page
+    shares: the page title, and the sidebar's links to every page with their titles."""
+    path = "" if script == "app.py" else Path(script).stem
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    page.goto(f"{app_url}/{path}")
+    page.locator("h1").first.wait_for(timeout=60_000)
+    app_driver.wait_idle(page)
+    assert page.title() == f"{title} · interp_core lab"
+    assert app_driver.sidebar_links(page, at_least=len(PAGES)) == [t for _, t, _, _ in PAGES]
+    assert not app_driver.errors(page)
+    page.context.close()
+
+
+from app_support.demos import DEMOS  # noqa: E402
+
+#: The readout each demo must show (the first model's goal line), in DEMOS order.
+DEMO_READOUTS = {"pgd": "goal reached: label flipped 1 → 8", "isa": "goal reached: target 8 is the prediction",
+                 "aai": "goal reached: label 4 kept", "robust": "attack failed: the label is still 1"}
+
+
+def wait_results(page, timeout: float = 300_000) -> None:
+    """Until a results view is drawn: its caption, its numbers table, every image and chart."""
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stCaptionContainer"]')]
+               .some(c => c.innerText.startsWith('Results for: '))
+             && document.querySelector('[data-testid="stTable"] table')""", timeout=timeout)
+    app_driver.wait_idle(page, started=True, timeout=timeout)
+    page.wait_for_function(app_driver.RENDERED, timeout=timeout)
+
+
+def results_caption(page) -> str:
+    caption = page.locator("[data-testid='stCaptionContainer']").filter(has_text="Results for:").first.inner_text()
+    return caption.split(" · computed")[0]
+
+
+def open_link(page, url: str) -> None:
+    page.goto(url)
+    wait_results(page)
+    assert not app_driver.errors(page)
+
+
+def test_every_demo_opens_from_home_with_its_readout(browser, app_url, shots):
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    for i, demo in enumerate(DEMOS):
+        page.goto(app_url)
+        link = page.get_by_role("link", name="Open this demo").nth(i)
+        link.wait_for(timeout=60_000)
+        link.click()
+        wait_results(page)
+        assert not app_driver.errors(page)
+        page.get_by_text(DEMO_READOUTS[demo.key], exact=True).first.wait_for(timeout=10_000)
+        assert re.search(r"image=\d+", page.url) and "run=1" in page.url
+        if demo.key == "robust":  # three models side by side, shared colour scale, maps over the images
+            app_driver.screenshot(page, shots / "explore-three-models.png")
+
+
+def test_a_false_bound_shows_the_true_sign(browser, app_url):
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    open_link(page, f"{app_url}/explore?image=8&models=mnist-smallgap-normal-paper&attack=pgd&eps=0.0"
+                    "&explainers=cam&run=1")
+    line = page.get_by_text("D2 of CAM/(h·w) =").first.inner_text()
+    assert re.search(r"= 0\.0000 < bound ½\(Z_y − Z_t\) = [1-9]", line) and "does not apply" in line
+    assert "≥" not in line
+
+
+def test_a_failed_isa_is_marked_and_not_magnified(browser, app_url):
+    """γ = 0.03 is beyond ISA's working range on this image: the attack returns the clean image."""
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    open_link(page, f"{app_url}/explore?image=0&models=mnist-smallgap-normal-paper&attack=isa&eps=0.3&gamma=0.03"
+                    "&measure=1class&explainers=cam&run=1")
+    page.get_by_text("attack failed: target 1 not reached (prediction 4)").wait_for(timeout=10_000)
+    alts = [img.get_attribute("alt") or "" for img in page.locator("[data-testid='stImage'] img").all()]
+    summary = next(a for a in alts if "Linf" in a)
+    assert "no perturbation" in summary and not re.search(r"x\d{4,}", summary)
+
+
+def test_a_shared_link_reproduces_the_view_in_a_fresh_browser(browser, app_url):
+    first = browser.new_context(viewport=VIEWPORT).new_page()
+    open_link(first, f"{app_url}/explore?image=8&models=mnist-smallgap-normal-paper,mnist-smallgap-int-paper"
+                     "&attack=pgd&eps=0.2&explainers=cam,saliency&shared=1&run=1")
+    first.get_by_text("Shared colour scale across models").wait_for()
+    shared_url = first.url
+    assert "shared=1" in shared_url and "eps=0.2" in shared_url
+    second = browser.new_context(viewport=VIEWPORT).new_page()  # no cookies, no session: a colleague's browser
+    open_link(second, shared_url)
+    assert results_caption(second) == results_caption(first)
+    assert app_driver.metrics_table(second) == app_driver.metrics_table(first)
+    assert second.url == shared_url
+
+
+def test_no_request_leaves_the_machine(browser, app_url):
+    from urllib.parse import urlparse
+
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    outside = []
+    page.on("request", lambda r: outside.append(r.url) if urlparse(r.url).scheme not in ("data", "blob") and
+            urlparse(r.url).hostname not in ("127.0.0.1", "localhost") else None)
+    page.goto(app_url)
+    page.get_by_role("link", name="Open this demo").first.wait_for(timeout=60_000)
+    page.get_by_role("link", name="Open this demo").nth(3).click()  # three models, overlays, latex, charts
+    wait_results(page)
+    for name in ("robustness", "isa_tradeoff", "train", "about"):
+        page.goto(f"{app_url}/{name}")
+        page.locator("h1").first.wait_for(timeout=60_000)
+        app_driver.wait_idle(page)
+    page.wait_for_timeout(1000)
+    assert outside == []
+
+
+def test_robustness_evaluation_can_be_cancelled(browser, app_url):
+    page = browser.new_context(viewport=VIEWPORT).new_page()
+    page.goto(f"{app_url}/robustness")
+    page.get_by_text(re.compile(r"Estimated time: about \d+ s")).wait_for(timeout=120_000)
+    page.locator("[data-testid='stSidebar']").get_by_text("strong", exact=True).click()  # settings not cached
+    app_driver.wait_idle(page)
+    page.get_by_text(re.compile(r"Estimated time: about \d+ s")).wait_for(timeout=120_000)
+    page.get_by_role("button", name="Evaluate").click()
+    page.locator("[data-testid='stProgress']").first.wait_for(timeout=60_000)
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text("Evaluation cancelled").wait_for(timeout=120_000)
+    app_driver.wait_idle(page)
+    assert not page.locator("[data-testid='stTable']").count()

@@ -38,7 +38,7 @@ def test_errors_are_one_clear_line(capsys, tmp_path):
     bad = tmp_path / "x.safetensors"
     bad.write_bytes(b"junk")
     assert main(["accuracy", "--model", str(bad), "--dataset", "mnist", "--split", "demo"]) == 2
-    assert "not a readable" in capsys.readouterr().err
+    assert "not a safetensors file" in capsys.readouterr().err
 
 
 def test_module_entry_point_runs():

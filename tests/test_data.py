@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from interp_core import data
-from interp_core.data import DatasetNotFound, load_dataset, load_image_folder, load_rimagenet, paper_subset, read_image
+from interp_core.data import DatasetNotFound, load_dataset, load_image_folder, load_rimagenet, paper_subset
+from interp_core.images import ImageIntakeError, read_image
 
 
 @pytest.fixture
@@ -109,6 +110,21 @@ def test_cifar_jpeg_archive_is_unpacked_once_into_the_cache(no_shared):
     assert torch.equal(load_dataset("cifar10", "test", data_dir=root).images, test.images)
 
 
+def test_cifar_image_tree_is_read_through_the_intake(no_shared):
+    tree = no_shared / "d" / "cifar10" / "test"
+    for label, cls in enumerate(data.CIFAR10_CLASSES):
+        (tree / cls).mkdir(parents=True)
+        Image.new("RGB", (32, 32), (label * 25, 7, 9)).save(tree / cls / "a.png")
+    Image.new("L", (64, 48), 200).save(tree / "cat" / "b.bmp")  # another size and mode: converted
+    test = load_dataset("cifar10", "test", data_dir=no_shared / "d")
+    assert test.images.shape == (11, 3, 32, 32) and test.labels.tolist() == [0, 1, 2, 3, 3, 4, 5, 6, 7, 8, 9]
+    assert torch.equal(test.images[0, :, 0, 0], torch.tensor([0, 7, 9]) / 255.0)
+    assert torch.allclose(test.images[4], torch.full((3, 32, 32), 200 / 255))
+    (tree / "dog" / "broken.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(ImageIntakeError, match="dog/broken.png' is not an image"):
+        load_dataset("cifar10", "test", data_dir=no_shared / "d")
+
+
 def test_missing_dataset_says_where_it_looked(no_shared, monkeypatch):
     import torchvision
 
@@ -130,8 +146,8 @@ def test_bad_arguments_and_malformed_images(no_shared, tmp_path):
     with pytest.raises(ValueError, match="positive"):
         load_dataset("mnist", "demo", n=0)
     (tmp_path / "bad.png").write_bytes(b"\x89PNG not really")
-    with pytest.raises(ValueError, match="not a readable image"):
-        read_image(tmp_path / "bad.png")
+    with pytest.raises(ImageIntakeError, match="bad.png' is not an image"):
+        read_image(tmp_path / "bad.png", "mnist")
 
 
 def test_image_folder_skips_non_images(tmp_path):
@@ -140,11 +156,16 @@ def test_image_folder_skips_non_images(tmp_path):
         for i in range(3):
             Image.new("RGB", (40, 30), (color, color, color)).save(tmp_path / "f" / cls / f"{i}.png")
     (tmp_path / "f" / "cats" / "notes.txt").write_text("not an image")
-    ds = load_image_folder(tmp_path / "f", size=32)
+    ds = load_image_folder(tmp_path / "f", "cifar10")
     assert ds.images.shape == (6, 3, 32, 32) and ds.class_names == ["cats", "dogs"]
     assert ds.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert ds.images[:3].mean() > 0.7 and ds.images[3:].mean() < 0.1
+    assert ds.notes[0] == "cats/0.png: resized from 40×30 to 32×32 (aspect ratio not kept)"
+    assert any(n.startswith("skipped: 'cats/notes.txt' is not an image") for n in ds.notes)
+    assert len(load_image_folder(tmp_path / "f", "mnist", n=4)) == 4
+    assert load_image_folder(tmp_path / "f", "mnist", n=4).images.shape == (4, 1, 28, 28)
     with pytest.raises(DatasetNotFound):
-        load_image_folder(tmp_path / "nothing", size=32)
+        load_image_folder(tmp_path / "nothing", "cifar10")
 
 
 def test_rimagenet_maps_imagenet_indices_to_super_classes(tmp_path):

@@ -7,8 +7,11 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
+
+pytestmark = pytest.mark.integration
 
 ARGS = ["train", "--method", "normal", "--dataset", "mnist", "--preset", "cpu", "--epochs", "2", "--subset", "64",
         "--batch-size", "16", "--lr", "0.003", "--train-split", "demo", "--eval-n", "0", "--device", "cpu", "--json"]

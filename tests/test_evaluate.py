@@ -10,8 +10,10 @@ import pytest
 import torch
 from torch import nn
 
+from interp_core.attacks import PaperProtocol, pgd
 from interp_core.cli import main
 from interp_core.evaluate import (
+    MASKING_SIGNS,
     aai_evaluation,
     bound_evaluation,
     evaluation_set,
@@ -19,7 +21,9 @@ from interp_core.evaluate import (
     robust_accuracy,
     zero_gradient_share,
 )
-from interp_core.metrics import accuracy
+from interp_core.attacks import AAI
+from interp_core.interpret import get_explainer
+from interp_core.metrics import accuracy, correct, kendall_tau, topk_intersection
 
 
 @pytest.fixture(autouse=True)
@@ -45,24 +49,65 @@ def test_paper_protocol_records_itself_and_accuracy_falls(mnist_normal, small):
     assert result.n == 12 and result.subset == "demo"
 
 
-def test_strong_protocol_is_at_least_as_strong(mnist_normal, small):
+def test_paper_protocol_over_all_eps_at_once_matches_one_eps_at_a_time(mnist_normal, small):
+    """The stacked pass (every eps in one batch of rows, batches crossing eps boundaries) gives,
+    image by image, what the authors' PGD gives run on one eps at a time; a clean error (a wrong
+    label) fails at every eps, eps 0 included."""
     x, y = small
-    paper = robust_accuracy(mnist_normal, x, y, [0.05], steps=10)
-    strong = robust_accuracy(mnist_normal, x, y, [0.05], "strong", steps=10, restarts=2, autoattack=False)
-    row = strong.results[0]
-    assert row["accuracy"] <= paper.results[0]["accuracy"]
-    assert row["accuracy"] <= min(row["attacks"].values())
-    assert set(row["attacks"]) == {"paper-pgd", "pgd-ce-restarts", "pgd-margin-restarts"}
+    y = y.clone()
+    y[3] = (y[3] + 1) % 10
+    eps = [0.0, 0.03, 0.05, 0.1]
+    result = robust_accuracy(mnist_normal, x, y, eps, steps=10, batch_size=7)
+    with torch.no_grad():
+        clean = correct(mnist_normal(x), y)
+    assert not clean[3] and clean.sum() == 11
+    for value, flags in zip(eps, result.per_image):
+        x_adv = PaperProtocol(steps=10).attack(value)(mnist_normal, x, y)
+        with torch.no_grad():
+            expected = clean & correct(mnist_normal(x_adv), y)
+        assert flags == expected.tolist()
+    assert 0 < sum(result.per_image[2]) < 11  # the comparison is not between two trivial answers
 
 
-def test_autoattack_runs_on_three_channel_inputs():
+def test_strong_protocol_stops_early_and_is_at_least_as_strong(mnist_normal, small):
+    """Early stop (any iterate counts, later attacks only on what stands) is at least as strong as
+    running every attack on every image to its final iterate, for less work."""
+    x, y = small
+    eps, steps, restarts = [0.05, 0.1], 10, 2
+    rows = []  # image-steps: rows of the forward passes autograd records
+    mnist_normal.register_forward_pre_hook(lambda m, inputs: rows.append(len(inputs[0]))
+                                           if torch.is_grad_enabled() else None)
+    strong = robust_accuracy(mnist_normal, x, y, [0.0, *eps], "strong", steps=steps, restarts=restarts,
+                             autoattack=False)
+    early_steps = sum(rows)  # the masking checks' passes included
+    rows.clear()
+    with torch.no_grad():
+        clean = correct(mnist_normal(x), y)
+    for value, row in zip(eps, strong.results[1:]):
+        robust = clean.clone()
+        for attack in (PaperProtocol(steps=steps).attack(value), pgd(value, steps, restarts=restarts, seed=0),
+                       pgd(value, steps, restarts=restarts, seed=0, objective="margin")):
+            with torch.no_grad():
+                robust &= correct(mnist_normal(attack(mnist_normal, x, y)), y)
+        assert row["accuracy"] <= float(robust.float().mean())
+        assert list(row["attacks"]) == ["paper-pgd", "pgd-ce-restarts", "pgd-margin-restarts"]
+        values = list(row["attacks"].values())
+        assert values == sorted(values, reverse=True) and values[-1] == row["accuracy"]
+    assert 0 < strong.results[1]["accuracy"]
+    assert early_steps < sum(rows)  # the exhaustive runs' image-steps
+    assert strong.protocol["name"] == "strong" and "early_stop" in strong.protocol
+
+
+def test_autoattack_runs_on_three_channel_inputs_and_keeps_the_random_state():
     from interp_core.data import load_dataset
-    from interp_core.evaluate.robust import _AutoAttack
+    from interp_core.evaluate.robust import _TorchAttack
     from interp_core.models import load_model
 
     model, _ = load_model("cifar10-smallgap-normal-paper")
     data = load_dataset("cifar10", "demo", n=4)
-    x_adv = _AutoAttack(2 / 255)(model, data.images, data.labels)
+    rng = torch.get_rng_state()
+    x_adv = _TorchAttack("AutoAttack", 2 / 255, version="standard", seed=0)(model, data.images, data.labels)
+    assert torch.equal(torch.get_rng_state(), rng)  # torchattacks reseeds torch; the caller's state is kept
     assert x_adv.shape == data.images.shape
     assert (x_adv - data.images).abs().max() <= 2 / 255 + 1e-5
     assert accuracy(model, x_adv, data.labels) <= accuracy(model, data.images, data.labels)
@@ -79,25 +124,59 @@ class _Rounded(nn.Module):
         return self.base(torch.round(x * 4) / 4)
 
 
-def test_vanishing_gradients_are_flagged(mnist_normal, small):
+class _Detour(nn.Module):
+    """Misclassifies on the way out: the logits depend only on s = mean(x) - 0.5. Class 0 wins at
+    s = 0 and for 0.15 < s < 0.3, class 1 for 0.05 < s < 0.15, and class 0's cross-entropy rises
+    with s throughout, so signed PGD from a grey image raises s by its step size per step: through
+    the misclassified band and out of it. Accuracy is 0 at eps 0.1 and 1 at eps 0.2."""
+
+    def forward(self, x):
+        s = x.flatten(1).mean(1) - 0.5
+        others = (5 * (s - 0.3))[:, None].expand(-1, 18)
+        return torch.cat([torch.zeros_like(s)[:, None], (0.5 - 10 * (s - 0.1).abs())[:, None], others], 1)
+
+
+def test_masking_signs_fire_on_models_built_for_them(mnist_normal, small):
     x, y = small
     masked = _Rounded(mnist_normal)
     assert zero_gradient_share(masked, x, y) == 1.0
-    result = robust_accuracy(masked, x, y, [0.0, 0.1], steps=3)
-    assert any("vanishing gradients" in w for w in result.warnings)
-    assert not robust_accuracy(mnist_normal, x, y, [0.0, 0.1], steps=3).warnings
+    result = robust_accuracy(masked, x, y, [0.0, 0.3], steps=10)
+    assert {"vanishing-gradients", "unbounded-survives", "black-box-wins"} <= set(result.masking_signs)
+    assert set(result.masking_signs) <= set(MASKING_SIGNS)
+    for name in result.masking_signs:
+        assert any(w.startswith(f"{name}: ") for w in result.warnings)
+
+    grey, label = torch.full((4, 1, 28, 28), 0.5), torch.zeros(4, dtype=torch.long)
+    detour = robust_accuracy(_Detour(), grey, label, [0.0, 0.1, 0.2], steps=40)
+    assert [r["accuracy"] for r in detour.results] == [1.0, 0.0, 1.0]
+    rises = [w for w in detour.warnings if w.startswith("accuracy-rises: ")]
+    assert "accuracy-rises" in detour.masking_signs and len(rises) == 2  # with eps, and with steps (10 vs 40)
+    assert not {"vanishing-gradients", "unbounded-survives"} & set(detour.masking_signs)
+
+
+def test_a_normal_model_shows_no_masking_sign(mnist_normal, small):
+    x, y = small
+    for protocol in ("paper", "strong"):
+        result = robust_accuracy(mnist_normal, x, y, [0.0, 0.05, 0.1], protocol, steps=20, restarts=1,
+                                 autoattack=False)
+        assert result.masking_signs == [] and result.warnings == []
 
 
 def test_aai_evaluation(mnist_normal, small):
     x, y = small
-    result = aai_evaluation(mnist_normal, x, y, [0.02, 0.1], steps=10)
+    result = aai_evaluation(mnist_normal, x, y, [0.02, 0.1], steps=10, batch_size=5)
     assert result["protocol"]["attack"] == "aai" and result["protocol"]["k"] == 8
-    for row in result["results"]:
-        assert 0 <= row["kept"] <= len(y)
-        if row["kept"]:
-            assert -1 <= row["kendall_tau"] <= 1 and 0 <= row["topk_intersection"] <= 1
+    cam = get_explainer("cam")
+    for row in result["results"]:  # the same numbers, computed directly (the attack seeded per batch of 5)
+        x_adv = torch.cat([AAI(row["eps"], steps=10)(mnist_normal, x[i:i + 5], y[i:i + 5]) for i in (0, 5, 10)])
+        with torch.no_grad():
+            kept = mnist_normal(x_adv).argmax(1) == mnist_normal(x).argmax(1)
+        clean, adv = cam(mnist_normal, x, y), cam(mnist_normal, x_adv, y)
+        assert row["kept"] == int(kept.sum()) > 0
+        assert row["kendall_tau"] == pytest.approx(kendall_tau(clean, adv)[kept].mean().item(), abs=1e-6)
+        assert row["topk_intersection"] == pytest.approx(topk_intersection(clean, adv, 8)[kept].mean().item(), abs=1e-6)
     weak, strong = result["results"]
-    assert strong["kept"] == 0 or weak["kendall_tau"] > strong["kendall_tau"]
+    assert weak["kendall_tau"] > strong["kendall_tau"] and weak["topk_intersection"] > strong["topk_intersection"]
 
 
 def test_bound_evaluation_has_no_violations(mnist_normal, small):
@@ -113,7 +192,7 @@ def test_isa_evaluation_summary(mnist_normal, small):
     (curve,) = result["curves"]
     assert curve["measure"] == "1class" and len(curve["summary"]) == 2
     for p in curve["points"]:
-        assert p["best_so_far"] <= p["discrepancy"] and p["linf"] <= p["eps"] + 1e-6
+        assert p["envelope_range"] <= p["range"] and p["linf"] <= p["eps"] + 1e-6
 
 
 def _run_json(capsys, argv):
@@ -129,6 +208,8 @@ def test_cli_robust_json_shape(capsys, tmp_path):
                              "--out", str(tmp_path)])
     assert out["n"] == 6 and out["protocol"]["name"] == "paper"
     assert [set(r) for r in out["results"]] == [{"eps", "accuracy"}] * 2
+    assert len(out["per_image"]) == 2 and all(len(flags) == 6 for flags in out["per_image"])
+    assert isinstance(out["masking_signs"], list)
     assert out["results"][1]["eps"] == 0.1
     assert json.loads((tmp_path / "robust_mnist-smallgap-normal-paper.json").read_text())["n"] == 6
 

@@ -12,7 +12,9 @@ import torch
 from PIL import Image
 
 from interp_core.attacks import PGD
-from interp_core.services.explore import METRIC_DEFINITIONS, explore, metrics_rows, to_csv, to_json, to_npz
+from interp_core.services.explore import (METRIC_DEFINITIONS, PERTURBATION_FLOOR, MisclassifiedImage, attack_goal,
+                                          attack_settings, bound_readout, explore, goal_readout, metrics_rows,
+                                          perturbation_readout, settings_line, to_csv, to_json, to_npz)
 from interp_core.services.figures import to_png
 from interp_core.interpret import explain_classes, get_explainer
 from interp_core.metrics import discrepancy, kendall_tau, two_class_bound
@@ -20,34 +22,35 @@ from interp_core.metrics import discrepancy, kendall_tau, two_class_bound
 EXPLAINERS = ["cam", "gradcampp", "saliency"]
 
 
-def pgd_fn(eps: float, steps: int = 10):
-    """attack_fn for explore: the engine's PGD (the app's adapter, make_attack_fn, adds the
-    per-step callback where the engine offers it)."""
-    attack = PGD(eps, 0.01, steps)
-    return lambda model, x, y, target, callback: attack(model, x, y, target)
+def pgd_fn(eps: float, steps: int = 10) -> PGD:
+    """The engine's PGD, an ``interp_core.attacks.Attack`` as explore takes it."""
+    return PGD(eps, 0.01, steps)
 
 
-def stepping_fn(steps: int, size: float = 0.02):
-    """A stand-in attack that walks x along a fixed sign pattern and reports every iterate, to check
-    how explore records a trajectory."""
+class Stepping:
+    """A stand-in attack (the ``Attack`` protocol) that walks x along a fixed sign pattern and
+    reports every iterate, to check how explore records a trajectory."""
 
-    def run(model, x, y, target, callback):
+    targeted = False
+
+    def __init__(self, steps: int, size: float = 0.02):
+        self.steps, self.size = steps, size
+
+    def __call__(self, model, x, y, target=None, *, callback=None):
         direction = torch.sign(torch.randn(x.shape, generator=torch.Generator().manual_seed(0)))
         x_k = x
         callback(0, x_k)
-        for k in range(1, steps + 1):
-            x_k = (x + k * size * direction).clamp(0, 1)
+        for k in range(1, self.steps + 1):
+            x_k = (x + k * self.size * direction).clamp(0, 1)
             callback(k, x_k)
         return x_k
-
-    return run
 
 
 @pytest.fixture
 def result(mnist_normal, mnist_demo):
     x, y = mnist_demo.images[:3], mnist_demo.labels[:3]
     return explore({"normal": mnist_normal}, x, y, pgd_fn(0.2), EXPLAINERS, {"name": "pgd"},
-                   class_names=mnist_demo.class_names)
+                   class_names=mnist_demo.class_names, trajectory_explainer=None)
 
 
 def test_metrics_match_the_library(result, mnist_normal, mnist_demo):
@@ -72,7 +75,7 @@ def test_metrics_match_the_library(result, mnist_normal, mnist_demo):
 
 
 def test_bound_holds_where_the_target_wins(result):
-    """PAPER.md section 4: D2 of CAM/(h*w) >= (Z_y - Z_t)/2 whenever t beats y at x'."""
+    """docs/method.md#bound: D2 of CAM/(h*w) >= (Z_y - Z_t)/2 whenever t beats y at x'."""
     m = result.models[0]
     assert m.bound_applies.any(), "eps 0.2 PGD should flip at least one of three MNIST digits"
     assert (m.d2_cam_hw[m.bound_applies] >= m.bound[m.bound_applies] - 1e-4).all()
@@ -89,7 +92,7 @@ def test_shapes_and_perturbation(result):
 
 def test_trajectory_records_every_step(mnist_normal, mnist_demo):
     x, y = mnist_demo.images[:2], mnist_demo.labels[:2]
-    res = explore({"normal": mnist_normal}, x, y, stepping_fn(5), ["cam", "saliency"], trajectory_explainer="cam")
+    res = explore({"normal": mnist_normal}, x, y, Stepping(5), ["cam", "saliency"], trajectory_explainer="cam")
     traj, m = res.models[0].trajectory, res.models[0]
     assert traj.x.shape == (6, 2, 1, 28, 28) and traj.maps.shape == (6, 2, 2, 7, 7)
     np.testing.assert_allclose(traj.x[0], res.x, atol=1e-7)
@@ -101,8 +104,8 @@ def test_trajectory_records_every_step(mnist_normal, mnist_demo):
     np.testing.assert_array_equal(traj.pred[-1], m.adv_pred)
 
 
-def test_no_trajectory_without_steps(result):
-    assert result.models[0].trajectory is None  # the plain engine call reports no iterates
+def test_no_trajectory_when_not_asked(result):
+    assert result.models[0].trajectory is None  # trajectory_explainer=None records none
 
 
 def test_zero_eps_changes_nothing(mnist_normal, mnist_demo):
@@ -139,6 +142,7 @@ def test_exports(result):
     assert float(rows[0]["D2 range"]) == pytest.approx(expected, rel=1e-6)
     data = json.loads(to_json(result))
     assert "D2 range" in data["definitions"] and len(data["rows"]) == len(rows)
+    assert data["models"] == ["normal"] and data["images"] == [0, 1, 2]  # batch positions: no ids given
     with np.load(io.BytesIO(to_npz(result))) as f:
         np.testing.assert_array_equal(f["normal/x_adv"], result.models[0].x_adv)
         assert f["normal/cam/clean"].shape == (3, 2, 7, 7)
@@ -156,9 +160,91 @@ def test_rejects_bad_input(mnist_normal, mnist_demo):
 def test_engine_trajectory_ends_at_the_adversarial_example(mnist_normal, mnist_demo):
     x, y = mnist_demo.images[:3], mnist_demo.labels[:3]
     attack = PGD(0.2, 0.01, 10)
-    res = explore({"normal": mnist_normal}, x, y, lambda m, x_, y_, t, cb: attack(m, x_, y_, t, callback=cb), ["cam"])
+    res = explore({"normal": mnist_normal}, x, y, attack, ["cam"])
     traj, m = res.models[0].trajectory, res.models[0]
     assert traj.x.shape[0] == 11  # the start point and 10 steps
     flipped = m.adv_pred != m.y
     assert flipped.any()
     np.testing.assert_allclose(traj.x[-1][flipped], m.x_adv[flipped], atol=1e-7)
+
+
+def test_exports_carry_dataset_gallery_numbers_settings_and_goal(mnist_normal, mnist_demo):
+    idx = [17, 42]
+    settings = attack_settings("pgd", {"eps": 0.2, "steps": 5})
+    res = explore({"normal": mnist_normal}, mnist_demo.images[idx], mnist_demo.labels[idx],
+                  pgd_fn(0.2, 5), ["cam"], {"name": "pgd", **settings, "target": None},
+                  class_names=mnist_demo.class_names, dataset="MNIST", image_ids=idx)
+    rows = list(csv.DictReader(io.StringIO(to_csv(res))))
+    assert [r["image"] for r in rows] == ["17", "42"] and {r["dataset"] for r in rows} == {"MNIST"}
+    assert rows[0]["step_size"] == str(0.1) and rows[0]["steps"] == "5"  # derived 2.5 * 0.2 / 5, not None
+    m = res.models[0]
+    assert [r["goal reached"] for r in rows] == [str(bool(v)) for v in m.adv_pred != m.y]
+    data = json.loads(to_json(res))
+    assert data["dataset"] == "MNIST" and data["images"] == idx and data["attack"]["step_size"] == 0.1
+    line = settings_line(res, ascii_only=True)
+    assert line.startswith("MNIST #17, #42 | pgd: eps=0.2") and "step_size=0.1" in line and "None" not in line
+    with pytest.raises(ValueError, match="image_ids"):
+        explore({"normal": mnist_normal}, mnist_demo.images[:2], None, pgd_fn(0.1, 1), ["cam"], image_ids=[1])
+
+
+def test_attack_settings_fill_in_derived_values_and_reject_bad_ones():
+    assert attack_settings("pgd", {"eps": 0.3, "steps": 40, "step_size": None})["step_size"] == pytest.approx(0.01875)
+    assert attack_settings("isa", {"gamma": 0.001})["gamma"] == 0.001
+    with pytest.raises(ValueError):
+        attack_settings("pgd", {"eps": -1.0})
+    assert [attack_goal(a) for a in ("pgd", "isa", "aai", "min-eps")] == ["flip", "reach", "keep", "reach"]
+    with pytest.raises(ValueError, match="unknown attack"):
+        attack_goal("nope")
+
+
+def test_a_failed_attack_is_marked_and_not_magnified(mnist_normal, mnist_demo):
+    """eps = 0 leaves every image as it was: the goal is missed, the perturbation is none (not
+    amplified by ~1/0), and the bound line says < and that the bound does not apply."""
+    res = explore({"normal": mnist_normal}, mnist_demo.images[:2], mnist_demo.labels[:2], pgd_fn(0.0), ["cam"],
+                  class_names=mnist_demo.class_names)
+    m = res.models[0]
+    assert not m.goal_reached.any() and np.isnan(m.magnification).all()
+    assert np.all(m.perturbation == 0.5)
+    assert goal_readout(res, 0, 0) == f"attack failed: the label is still {mnist_demo.class_names[int(m.y[0])]}"
+    assert perturbation_readout(m, 0) == f"no perturbation (‖δ‖∞ < {PERTURBATION_FLOOR:g})"
+    assert m.bound[0] > 0 and m.d2_cam_hw[0] == 0
+    line = bound_readout(m, 0)
+    assert f"= 0.0000 < bound ½(Z_y − Z_t) = {m.bound[0]:.4f}" in line and "does not apply" in line
+    assert ">=" not in bound_readout(m, 0, ascii_only=True) and "0.0000 <" in bound_readout(m, 0, ascii_only=True)
+
+
+def test_goals_and_the_bound_line_of_successes(result, mnist_normal, mnist_demo):
+    m = result.models[0]
+    np.testing.assert_array_equal(m.goal_reached, m.adv_pred != m.y)
+    i = int(np.flatnonzero(m.goal_reached)[0])
+    assert goal_readout(result, 0, i).startswith("goal reached: label flipped")
+    assert m.bound_applies[i] and " ≥ bound" in bound_readout(m, i) and "applies and holds" in bound_readout(m, i)
+    assert perturbation_readout(m, i) == f"perturbation ×{0.5 / float(m.linf[i]):.3g}"
+    # the same attack judged as AAI judges it: keeping the label is the goal, so a flip misses it
+    keep = explore({"normal": mnist_normal}, mnist_demo.images[i:i + 1], mnist_demo.labels[i:i + 1], pgd_fn(0.2),
+                   ["cam"], class_names=mnist_demo.class_names, goal="keep")
+    assert not keep.models[0].goal_reached[0] and "goal missed: the label changed" in goal_readout(keep, 0)
+    with pytest.raises(ValueError, match="goal"):
+        explore({"normal": mnist_normal}, mnist_demo.images[:1], None, pgd_fn(0.1), ["cam"], goal="win")
+
+
+def test_targeted_goal_is_the_target(mnist_normal, mnist_demo):
+    x, y = mnist_demo.images[:1], mnist_demo.labels[:1]
+    attack = PGD(0.3, 0.02, 30, objective="margin", targeted=True)
+    res = explore({"n": mnist_normal}, x, y, lambda m, x_, y_, t, cb: attack(m, x_, y_, t), ["cam"],
+                  target=torch.tensor([(int(y) + 1) % 10]), targeted=True, class_names=mnist_demo.class_names)
+    m = res.models[0]
+    assert res.goal == "reach" and m.goal_reached[0] == (m.adv_pred[0] == m.target[0])
+    assert goal_readout(res, 0).startswith("goal reached: target" if m.goal_reached[0] else "attack failed: target")
+
+
+def test_misclassified_images_are_refused_with_the_prediction(mnist_normal, mnist_demo):
+    x = mnist_demo.images[:1]
+    pred = int(mnist_normal(x).argmax(1))
+    wrong = torch.tensor([(pred + 1) % 10])
+    with pytest.raises(MisclassifiedImage, match=f"as {mnist_demo.class_names[pred]} ") as err:
+        explore({"normal": mnist_normal}, x, wrong, pgd_fn(0.1), ["cam"], class_names=mnist_demo.class_names,
+                require_correct=True)
+    assert err.value.pred == mnist_demo.class_names[pred] and err.value.true == mnist_demo.class_names[(pred + 1) % 10]
+    ok = explore({"normal": mnist_normal}, x, torch.tensor([pred]), pgd_fn(0.1), ["cam"], require_correct=True)
+    assert len(ok.models) == 1

@@ -44,9 +44,11 @@ def test_gradcam_on_an_inner_layer_matches_captum_and_leaves_no_hook(mnist_norma
     ours = GradCAM("conv2")(mnist_normal, x, y, create_graph=True)
     captum = LayerGradCam(mnist_normal, mnist_normal.conv2).attribute(x, target=y, relu_attributions=True)
     assert torch.allclose(ours, captum, atol=1e-5)
-    with pytest.raises(Exception):
+    assert all(not m._forward_hooks for m in mnist_normal.modules())  # hooks go on a private copy
+    with pytest.raises(ValueError, match=r"target classes must be in \[0, 9\], got \[99\]"):
         GradCAM("conv2")(mnist_normal, x, torch.full((4,), 99), create_graph=True)
-    assert all(not m._forward_hooks for m in mnist_normal.modules())
+    with pytest.raises(ValueError, match=r"target classes must be in \[0, 9\], got \[-1\]"):
+        get_explainer("saliency")(mnist_normal, x, -1)
 
 
 def test_gradcampp_is_cam_with_positive_head_weights(mnist_normal, batch):
@@ -107,3 +109,47 @@ def test_bad_inputs_give_clear_errors(mnist_normal):
         get_explainer("cam")(mnist_normal, torch.rand(3, 1, 28, 28), torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="unknown explainer"):
         get_explainer("lime")
+
+
+def _hooks(model: torch.nn.Module) -> int:
+    """Hooks of every kind on the model's modules, plus torch's global module hooks."""
+    from torch.nn.modules import module as torch_module
+
+    own = sum(len(getattr(m, name)) for m in model.modules() for name in
+              ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"))
+    return own + len(torch_module._global_forward_hooks) + len(torch_module._global_backward_hooks)
+
+
+@pytest.mark.parametrize("name,options", [(n, {}) for n in EXPLAINERS] + [("gradcam", {"layer": "conv1"})])
+def test_an_explainer_that_raises_mid_call_leaves_no_hook_on_the_shared_model(tiny_cifar_model, name, options):
+    """The app's cached models are shared by sessions: an explainer must leave nothing on them,
+    even when the model fails half way through its forward pass."""
+    model = tiny_cifar_model.requires_grad_(False)
+    convs = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs[0] == "conv1" and len(convs) > 1
+
+    def broken(*_args):
+        raise RuntimeError("injected failure")
+
+    model.get_submodule(convs[-1]).forward = broken
+    x = torch.rand(2, 3, 32, 32)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        get_explainer(name, **options)(model, x, torch.tensor([1, 2]))
+    assert _hooks(model) == 0
+    assert not model.training and not any(p.requires_grad for p in model.parameters())
+
+
+def test_explainers_on_one_model_from_several_threads_match_serial_runs(tiny_cifar_model):
+    """Four threads explain with one shared model at once: each gets the maps of a serial run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = tiny_cifar_model.requires_grad_(False)
+    x, target = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 4, 9])
+    jobs = [(n, o) for n, o in (("cam", {}), ("gradcampp", {}), ("saliency", {}), ("ig", {"steps": 8}),
+                                ("gradcam", {"layer": "conv1"}), ("smoothgrad", {"samples": 3}))]
+    serial = [get_explainer(n, **o)(model, x, target) for n, o in jobs]
+    with ThreadPoolExecutor(4) as pool:
+        threaded = list(pool.map(lambda job: get_explainer(job[0], **job[1])(model, x, target), jobs * 3))
+    for i, maps in enumerate(threaded):
+        torch.testing.assert_close(maps, serial[i % len(jobs)])
+    assert _hooks(model) == 0

@@ -17,6 +17,8 @@ from interp_core.models import available_models, load_checkpoint, load_model
 from interp_core.services import jobs
 from interp_core.training import PRESETS, make_config
 
+pytestmark = pytest.mark.integration
+
 TINY = {"method": "normal", "dataset": "mnist", "epochs": 2, "subset": 64, "batch_size": 16, "eval_n": 0,
         "train_split": "demo_train", "evaluate_n": 0}
 

@@ -71,7 +71,7 @@ def test_one_class_measure_misses_a_change_of_the_target_map_only():
 
 
 def test_two_class_bound_holds_on_random_perturbations(mnist_normal, mnist_demo):
-    """PAPER.md section 4: if t beats y on x', then D2(CAM/(hw)) >= (Z_y(x) - Z_t(x)) / 2."""
+    """docs/method.md#bound: if t beats y on x', then D2(CAM/(hw)) >= (Z_y(x) - Z_t(x)) / 2."""
     torch.manual_seed(0)
     x, y = mnist_demo.images[:50], mnist_demo.labels[:50]
     checked = 0
@@ -90,12 +90,21 @@ def test_two_class_bound_holds_on_random_perturbations(mnist_normal, mnist_demo)
     assert checked > 20  # the property was exercised, not vacuous
 
 
-def test_class_discrepancy_and_range_on_constant_maps():
-    clean = torch.ones(2, 1, 3, 3)
-    assert torch.equal(map_range(clean), torch.zeros(2))
-    assert torch.isfinite(class_discrepancy(clean, clean + 1, normalization="range")).all()
-    with pytest.raises(ValueError):
-        class_discrepancy(clean, clean, normalization="max")
+def test_class_discrepancy_values_and_range_normalization():
+    clean = torch.tensor([[[[0.0, 1.0], [2.0, 3.0]]]])  # range 3
+    adv = clean + torch.tensor([[[[1.0, 0.0], [0.0, -1.0]]]])
+    assert map_range(clean).item() == 3.0
+    assert class_discrepancy(clean, adv, "l1").item() == pytest.approx(2.0)
+    assert class_discrepancy(clean, adv, "l1", "range").item() == pytest.approx(2 / 3)
+    assert class_discrepancy(clean, adv, "l2", "range").item() == pytest.approx(2 ** 0.5 / 3)
+    assert class_discrepancy(clean, adv, "sq_l2", "range").item() == pytest.approx(2 / 3)
+    # a constant clean map has range 0: the distance is divided by the floor 1e-12, not by 0
+    flat = torch.ones(2, 1, 3, 3)
+    assert torch.equal(map_range(flat), torch.zeros(2))
+    assert torch.allclose(class_discrepancy(flat, flat + 1, normalization="range"), torch.full((2,), 9 / 1e-12))
+    assert torch.equal(class_discrepancy(flat, flat, normalization="range"), torch.zeros(2))
+    with pytest.raises(ValueError, match="normalization must be one of"):
+        class_discrepancy(flat, flat, normalization="max")
 
 
 def test_accuracy_restores_training_mode(mnist_normal, mnist_demo):

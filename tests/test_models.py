@@ -1,9 +1,12 @@
+import json
 import pickle
+import re
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from torch import nn
 
 from interp_core import paths
@@ -13,6 +16,7 @@ from interp_core.models import (
     load_model, read_card, save_checkpoint,
 )
 from interp_core.models.architectures import SameConv2d
+from interp_core.models.checkpoint import CARD_KEY
 from interp_core.models.paper import load_paper_network, model_from_arrays, read_paper_pickle
 
 INPUTS = {"smallgap": [(1, 28), (3, 32)], "pool": [(1, 28)], "wresnet": [(3, 32)]}
@@ -97,9 +101,11 @@ def test_corrupt_and_truncated_checkpoints_are_refused(tmp_path):
 def test_card_that_does_not_fit_the_weights_is_refused(tmp_path):
     _, model, card = _saved(tmp_path)
     card.arch = "pool"
-    save_checkpoint(model, card, tmp_path / "lying.safetensors")
-    with pytest.raises(CheckpointError, match="do not fit"):
-        load_checkpoint(tmp_path / "lying.safetensors")
+    path = save_checkpoint(model, card, tmp_path / "lying.safetensors")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert str(err.value) == (f"{path}: weights do not fit architecture 'pool': tensor 'conv1.weight' has shape "
+                              "(16, 1, 4, 4) in the file, (32, 1, 5, 5) in the architecture (in_channels=1, num_classes=10)")
 
 
 def test_non_finite_weights_are_refused(tmp_path):
@@ -107,8 +113,61 @@ def test_non_finite_weights_are_refused(tmp_path):
     with torch.no_grad():
         model.head.weight[0, 0] = float("nan")
     save_checkpoint(model, card, tmp_path / "nan.safetensors")
-    with pytest.raises(CheckpointError, match="non-finite"):
+    with pytest.raises(CheckpointError, match="tensor 'head.weight' holds non-finite values"):
         load_checkpoint(tmp_path / "nan.safetensors")
+
+
+def _raw_checkpoint(path, tensors: dict, card: dict | str | None) -> None:
+    """A safetensors file with these tensors and card (a dict, raw text, or none), bypassing ModelCard."""
+    metadata = None if card is None else {CARD_KEY: card if isinstance(card, str) else json.dumps(card)}
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata=metadata)
+
+
+def test_each_kind_of_bad_checkpoint_has_its_one_sentence(tmp_path):
+    """One message per failure class, each naming the file, one line, no PyTorch text."""
+    path, model, card = _saved(tmp_path)
+    weights = dict(model.state_dict())
+    good = json.loads(card.to_json())
+    data = path.read_bytes()
+    header_length = int.from_bytes(data[:8], "little")
+    cases = {
+        "big": (lambda p: p.write_bytes(data), {"max_bytes": 1000}, r"the file is 0\.\d MB; a checkpoint may be at most 0\.0 MB"),
+        "empty": (lambda p: p.write_bytes(b""), {}, "not a safetensors file"),
+        "pickle": (lambda p: p.write_bytes(pickle.dumps(weights)), {}, "not a safetensors file"),
+        "long": (lambda p: p.write_bytes((2**63).to_bytes(8, "little") + data[8:]), {}, "not a safetensors file"),
+        "json": (lambda p: p.write_bytes(data[:8] + b"{" + b"x" * (header_length - 1) + data[8 + header_length:]), {},
+                 "the safetensors header is invalid"),
+        "cut": (lambda p: p.write_bytes(data[:-100]), {}, "the safetensors header is invalid"),
+        "nocard": (lambda p: _raw_checkpoint(p, weights, None), {}, "a safetensors file without an interp_core model card"),
+        "notjson": (lambda p: _raw_checkpoint(p, weights, "{arch: smallgap"), {}, r"the model card is invalid \(it is not valid JSON\)"),
+        "missing": (lambda p: _raw_checkpoint(p, weights, {k: v for k, v in good.items() if k != "arch"}), {},
+                    r"the model card is invalid \(field 'arch' is missing\)"),
+        "type": (lambda p: _raw_checkpoint(p, weights, {**good, "in_channels": "1"}), {},
+                 r"the model card is invalid \(field 'in_channels' is not an int\)"),
+        "zero": (lambda p: _raw_checkpoint(p, weights, {**good, "num_classes": 0}), {},
+                 r"field 'num_classes' is 0, not a positive number"),
+        "dataset": (lambda p: _raw_checkpoint(p, weights, {**good, "dataset": "cifar10"}), {},
+                    "the model card does not fit its dataset: cifar10 models take 3 input channel"),
+        "arch": (lambda p: _raw_checkpoint(p, weights, {**good, "arch": "resnet50"}), {}, "unknown architecture 'resnet50'"),
+        "lacks": (lambda p: _raw_checkpoint(p, {k: v for k, v in weights.items() if k != "head.weight"}, good), {},
+                  "weights do not fit architecture 'smallgap': tensor 'head.weight' is missing"),
+        "extra": (lambda p: _raw_checkpoint(p, {**weights, "spare": torch.zeros(3)}, good), {},
+                  "weights do not fit architecture 'smallgap': the file has a tensor 'spare' that the architecture does not have"),
+        "ints": (lambda p: _raw_checkpoint(p, {**weights, "conv1.bias": torch.zeros(16, dtype=torch.int64)}, good), {},
+                 "tensor 'conv1.bias' is stored as I64, not as floating point"),
+        "classes": (lambda p: _raw_checkpoint(p, weights, {**good, "dataset": "svhn", "num_classes": 7}), {},
+                    r"tensor 'head.weight' has shape \(10, 100\) in the file, \(7, 100\) in the architecture"),
+    }
+    for name, (write, options, message) in cases.items():
+        file = tmp_path / f"{name}.safetensors"
+        write(file)
+        with pytest.raises(CheckpointError) as err:
+            load_checkpoint(file, **options)
+        text = str(err.value)
+        assert text.startswith(f"{file}: ") and re.search(message, text), (name, text)
+        assert "\n" not in text and "state_dict" not in text, (name, text)
+    with pytest.raises(CheckpointError, match="not a safetensors file"):
+        read_card(tmp_path / "empty.safetensors")
 
 
 def _tf_arrays(model: CAMNet) -> dict:
@@ -156,6 +215,36 @@ def test_hostile_pickle_is_refused_without_running(tmp_path, monkeypatch):
         load_paper_network(path)
 
 
+class _Opener:
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+@pytest.mark.parametrize("module,name", [("builtins", "eval"), ("builtins", "getattr"), ("os", "system"),
+                                         ("subprocess", "Popen"), ("numpy", "load"), ("pickle", "loads"),
+                                         ("numpy.lib.npyio", "NpzFile"), ("collections", "defaultdict")])
+def test_paper_pickles_may_name_only_the_numpy_reconstruction_globals(module, name, tmp_path):
+    path = tmp_path / "mnist_smallgap_normal_100.pkl"
+    path.write_bytes(b"c" + module.encode() + b"\n" + name.encode() + b"\n(S'x'\ntR.")  # protocol 0: module.name('x')
+    with pytest.raises(CheckpointError, match=f"refused: the pickle asks for {module}.{name}"):
+        load_paper_network(path)
+
+
+def test_a_pickle_that_would_create_a_file_is_refused_and_creates_none(tmp_path):
+    target = tmp_path / "created-by-the-pickle.txt"
+    path = tmp_path / "mnist_smallgap_normal_100.pkl"
+    for protocol in (0, 2, 5):
+        path.write_bytes(pickle.dumps([_Opener(str(target))], protocol=protocol))
+        with pytest.raises(CheckpointError, match="refused: the pickle asks for (io|builtins).open"):
+            load_paper_network(path)
+        assert not target.exists()
+    with pytest.raises(CheckpointError, match="a paper network may be at most"):
+        load_paper_network(path, max_bytes=10)
+
+
 def test_wrong_shapes_in_paper_arrays_are_refused():
     arrays = _tf_arrays(build_model("smallgap", 1, 10))
     arrays["layer1_kernel"] = arrays["layer1_kernel"][:, :, :8]
@@ -182,3 +271,54 @@ def test_paper_networks_are_listed_once(paper_networks_dir):
     assert "mnist-smallgap-normal-paper" in names and "mnist_smallgap_normal_100" not in names
     assert "mnist_pool_normal_100" in names
     assert read_card(paths.checkpoints_dir() / "mnist-smallgap-int-paper.safetensors").converted_from == "mnist_smallgap_int_100"
+
+
+def test_model_listing_is_cached_until_a_folder_changes(monkeypatch, tmp_path):
+    """A new checkpoint in a run subfolder appears at the next lookup; without changes the listing
+    is reused (no file is read again)."""
+    import interp_core.models.registry as registry
+
+    monkeypatch.setenv("INTERP_CORE_RUNS_DIR", str(tmp_path / "runs"))
+    (tmp_path / "runs" / "job1").mkdir(parents=True)
+    before = {e.name for e in available_models()}
+    assert "fresh-run" not in before
+    reads = []
+    monkeypatch.setattr(registry, "read_card", lambda path: reads.append(path) or read_card(path))
+    assert {e.name for e in available_models()} == before and not reads
+    card = ModelCard(name="fresh-run", arch="smallgap", dataset="mnist", method="normal", in_channels=1,
+                     num_classes=10)
+    path = save_checkpoint(build_model("smallgap", 1, 10), card, tmp_path / "runs" / "job1" / "fresh.safetensors")
+    entries = {e.name: e for e in available_models("mnist")}
+    assert entries["fresh-run"].path == path and reads
+    model, loaded = load_model("fresh-run")
+    assert loaded == card and isinstance(model, ARCHITECTURES["smallgap"])
+    path.unlink()
+    assert "fresh-run" not in {e.name for e in available_models()}
+
+
+def test_paper_networks_are_listed_from_their_names_without_reading_them(monkeypatch, tmp_path):
+    """An .npz named in the authors' scheme is listed from its name (its bytes are not even valid);
+    loading it reads it. Its card from the name equals the card from the weights."""
+    from interp_core.models.paper import card_from_name
+
+    folder = tmp_path / "paper-networks"
+    folder.mkdir()
+    monkeypatch.setenv("INTERP_CORE_PAPER_NETWORKS", str(folder))
+    (folder / "cifar_wresnet_igsum_200.npz").write_bytes(b"not read when listing")
+    np.savez(folder / "mnist_pool_int015_100.npz", **_tf_arrays(build_model("pool", 1, 10)))
+    entries = {e.name: e for e in available_models()}
+    card = entries["cifar_wresnet_igsum_200"].card
+    assert (card.dataset, card.arch, card.method, card.in_channels, card.source) == ("cifar10", "wresnet",
+                                                                                    "ig-sum-norm", 3, "paper")
+    assert entries["mnist_pool_int015_100"].card == card_from_name("mnist_pool_int015_100")
+    _, loaded = load_model("mnist_pool_int015_100")
+    assert loaded == entries["mnist_pool_int015_100"].card and loaded.hyperparameters["gamma"] == 0.015
+    with pytest.raises(CheckpointError):
+        load_model("cifar_wresnet_igsum_200")
+
+
+def test_listed_paper_cards_match_the_loaded_networks(paper_networks_dir):
+    from interp_core.models.paper import card_from_name
+
+    for path in sorted(paper_networks_dir.glob("*.npz"))[::7]:
+        assert card_from_name(path.stem) == load_paper_network(path)[1]

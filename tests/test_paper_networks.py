@@ -39,7 +39,7 @@ def test_full_test_accuracy_through_the_cli(dataset, paper_networks_dir, full_da
         result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert result["n"] == 10000 and result["accuracy"] > FLOORS[dataset], (path.name, result)
         if path.stem == "mnist_smallgap_normal_100":
-            assert result["accuracy"] > 0.98  # PAPER.md section 2: a little above 98%
+            assert result["accuracy"] > 0.98  # docs/method.md#networks: a little above 98%
 
 
 @pytest.mark.slow

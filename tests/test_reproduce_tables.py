@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 
@@ -10,13 +9,11 @@ import pytest
 
 from interp_core import paths
 from interp_core.evaluate.reproduce import load_reproduce_tables
+from interp_core.io import rows_to_csv
 
 
 def _write(path, rows):
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    path.write_text(rows_to_csv(rows))
 
 
 def test_reads_a_run_into_long_and_wide_tables(tmp_path):

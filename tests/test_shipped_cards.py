@@ -41,6 +41,7 @@ def test_every_project_card_names_its_recipe_and_measurements():
         assert entry.card.metrics["pgd_accuracy"]
 
 
+@pytest.mark.integration
 def test_a_project_card_is_reproduced_by_the_evaluator(capsys):
     entry = next(e for e in _project_cards() if e.name == "mnist-smallgap-int-project")
     _check(entry, ["0.1", "0.3"], capsys)

@@ -1,7 +1,9 @@
-"""Training methods, schedules and the trainer (PAPER.md section 6), on tiny batches of the
+"""Training methods, schedules and the trainer (docs/method.md#training), on tiny batches of the
 committed demo images."""
 
 from __future__ import annotations
+
+from dataclasses import fields
 
 import pytest
 import torch
@@ -12,11 +14,13 @@ from interp_core.interpret import get_explainer
 from interp_core.models import build_model, load_checkpoint
 from interp_core.training import (
     ADVERSARIAL,
+    PRESETS,
     TRAINING_METHODS,
     MethodConfig,
     TrainConfig,
     TrainingDiverged,
     cam_discrepancy,
+    config_to_args,
     make_config,
     state_path,
     train,
@@ -207,3 +211,46 @@ def test_cli_train_json(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["status"] == "finished" and result["steps"] == 2
     assert (tmp_path / "mnist-smallgap-trades.safetensors").is_file()
+
+
+@pytest.mark.parametrize("preset,dataset", [(p, d) for p in sorted(PRESETS) for d in sorted(PRESETS[p])])
+def test_train_flags_rebuild_every_config_field(preset, dataset):
+    """The train command has one flag per TrainConfig field, and config_to_args (what background
+    jobs run) gives back the same config through them, schedules in steps or in fractions."""
+    from interp_core.cli import build_parser
+    from interp_core.cli.train import config_from_args
+
+    if PRESETS[preset][dataset].get("schedule_in") == "fraction":
+        positions = dict(lr_steps=[[0.25, 1e-5], [0.5, 3e-6]], eps_ramp=[0.1, 0.6], gamma_start=0.05)
+    else:
+        positions = dict(lr_steps=[[10, 1e-5], [20, 3e-6]], eps_ramp=[3, 9], gamma_start=7)
+    cfg = make_config("ig-norm", dataset, "pool", preset, subset=100, batch_size=10, init="authors",
+                      authors_ig_weight=(preset != "paper"), eval_step_size=2 / 255, train_split="demo_train",
+                      eval_split="demo_heldout", **positions)
+    args = config_to_args(cfg)
+    flags = {a for a in args if a.startswith("--")}
+    assert flags == {("--" if getattr(cfg, f.name) is not False else "--no-") + f.name.replace("_", "-")
+                     for f in fields(TrainConfig)}
+    assert config_from_args(build_parser().parse_args(["train", *args])) == cfg
+
+
+def test_train_flags_parse_lists_fractions_and_switches():
+    from interp_core.cli import build_parser
+    from interp_core.cli.train import config_from_args
+
+    parse = build_parser().parse_args
+    cfg = config_from_args(parse(["train", "--method", "int", "--dataset", "cifar10", "--eps", "8/255",
+                                  "--lr-steps", "40000:1e-4,60000:1e-5", "--eps-ramp", "5,70",
+                                  "--no-authors-ig-weight", "--init", "torch", "--gamma-start", "3"]))
+    assert cfg.eps == 8 / 255 and cfg.lr_steps == [[40000, 1e-4], [60000, 1e-5]] and cfg.eps_ramp == [5, 70]
+    assert (cfg.authors_ig_weight, cfg.init, cfg.gamma_start, cfg.preset) == (False, "torch", 3, "paper")
+    fractions = config_from_args(parse(["train", "--method", "int", "--dataset", "mnist", "--schedule-in", "fraction",
+                                        "--lr-steps", "0.75:3e-4", "--eps-ramp", "0.1,0.5", "--gamma-start", "0.2"]))
+    assert (fractions.schedule_in, fractions.lr_steps, fractions.eps_ramp, fractions.gamma_start) == (
+        "fraction", [[0.75, 3e-4]], [0.1, 0.5], 0.2)
+    assert fractions.resolve(100).eps_ramp == [10, 50]
+    no_switches = parse(["train", "--method", "int", "--dataset", "cifar10", "--lr-steps", "none"])
+    assert config_from_args(no_switches).lr_steps == []
+    for bad in (["--eps-ramp", "9,5"], ["--lr-steps", "40000"], ["--eps", "x"], ["--init", "xavier"]):
+        with pytest.raises(SystemExit):
+            parse(["train", "--method", "int", "--dataset", "mnist", *bad])

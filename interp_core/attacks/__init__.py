@@ -1,20 +1,37 @@
-"""Attacks (PAPER.md section 5): one projected-gradient engine (``PGD``) and its configurations.
+"""Attacks (docs/method.md#attacks): one projected-gradient engine (``PGD``) and its configurations.
 
 - ``fgsm``, ``pgd`` (cross-entropy or C&W margin, untargeted or targeted), ``paper_pgd`` and
   ``PaperProtocol`` (the authors' evaluation: 200 sign steps of 0.01, no random start), with their
   eps grids ``PAPER_EPS`` and subset ``PAPER_SUBSET``;
-- ``ISA`` (interpretability sneaking), its searches ``minimum_eps`` / ``maximum_gamma`` and the
+- ``ISA`` (interpretability sneaking) and its step budgets ``ISA_BUDGETS``, its searches ``minimum_eps`` / ``maximum_gamma`` and the
   trade-off curves ``isa_tradeoff``; ``MinimumEps`` and ``bound_points`` (section 4's bound);
 - ``AAI`` (top-k attack on the interpretation);
+- ``UARAttack``: the unforeseen attacks (fog, Gabor, snow, JPEG l-inf / l2 / l1) with the authors'
+  budgets ``UAR_ATTACKS`` and target stream ``authors_targets``;
 - ``ATTACKS`` / ``build_attack``: every attack by name.
 
-Every attack is called as ``attack(model, x, y, target=None) -> x_adv``.
+Every attack implements the ``Attack`` protocol: a ``targeted`` flag and
+``attack(model, x, y, target=None, *, callback=None) -> x_adv``; ``check_settings`` validates the
+settings of every attack built on the engine.
 """
 
 from interp_core.attacks.aai import AAI
-from interp_core.attacks.engine import OBJECTIVES, PGD, CrossEntropy, Margin, Objective, margin_loss
+from interp_core.attacks.engine import (
+    NORMS,
+    OBJECTIVES,
+    PGD,
+    Attack,
+    Callback,
+    CrossEntropy,
+    Margin,
+    Objective,
+    check_settings,
+    margin_loss,
+)
 from interp_core.attacks.isa import (
     ISA,
+    ISA_BUDGETS,
+    ISA_EXPLAINERS,
     MinimumEps,
     TradeoffCurves,
     bound_points,
@@ -25,10 +42,12 @@ from interp_core.attacks.isa import (
 )
 from interp_core.attacks.presets import PAPER_EPS, PAPER_SUBSET, PaperProtocol, fgsm, paper_pgd, pgd
 from interp_core.attacks.registry import ATTACKS, AttackSpec, build_attack
+from interp_core.attacks.uar import UAR_ATTACKS, UARAttack, authors_targets
 
 __all__ = [
-    "AAI", "OBJECTIVES", "PGD", "CrossEntropy", "Margin", "Objective", "margin_loss", "ISA", "MinimumEps",
+    "AAI", "NORMS", "OBJECTIVES", "PGD", "Attack", "Callback", "CrossEntropy", "Margin", "Objective", "check_settings",
+    "margin_loss", "ISA", "ISA_BUDGETS", "ISA_EXPLAINERS", "MinimumEps",
     "TradeoffCurves", "bound_points", "isa_tradeoff", "maximum_gamma", "minimum_eps", "runner_up",
     "PAPER_EPS", "PAPER_SUBSET", "PaperProtocol", "fgsm", "paper_pgd", "pgd", "ATTACKS", "AttackSpec",
-    "build_attack",
+    "build_attack", "UAR_ATTACKS", "UARAttack", "authors_targets",
 ]

@@ -1,32 +1,39 @@
-"""Interpretability sneaking attacks (ISA) and the minimum-eps targeted attack (PAPER.md sections 4-5).
+"""Interpretability sneaking attacks (ISA) and the minimum-eps targeted attack (docs/method.md#isa).
 
 ISA minimizes ``margin_t(x') + gamma * D(x, x')`` over ``||x' - x||_inf <= eps``, x' in [0, 1]:
-10 steps from x' = x of x' <- x' - 0.2 eps clip(1000 grad, -1, 1), then projection. Two
-per-image searches: the minimum eps that reaches the target with gamma = 0, and, at eps = p *
-eps_min, the largest gamma that still reaches it. The discrepancy-vs-eps points of the successful
-examples are the trade-off curves: under the 1-class measure they fall toward 0 as eps grows,
-under the 2-class measure they level off above the floor of section 4.
+``steps`` soft-sign steps from x' = x of x' <- x' - step_scale eps clip(1000 grad, -1, 1), then
+projection. ``ISA_BUDGETS`` names two budgets: the authors' (10 steps of 0.2 eps) and a finer one
+(100 steps of 0.02 eps: the same total path, smaller steps). Two per-image searches: the minimum
+eps that reaches the target with gamma = 0, and, at eps = p * eps_min, the largest gamma that
+still reaches it. The discrepancy-vs-eps points of the successful examples are the trade-off
+curves (``isa_tradeoff``); under the 2-class l1 measure of CAM they cannot fall below the bound
+1/2 h w (Z_y(x) - Z_t(x)).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
-from interp_core.attacks.engine import PGD, margin_loss
+from interp_core.attacks.engine import PGD, Callback, check_settings, margin_loss
+from interp_core.checks import check_range
 from interp_core.interpret import CAM, Explainer, explain_all_classes, explain_classes, get_explainer
-from interp_core.metrics import DISTANCES, MEASURES, discrepancy, two_class_bound
+from interp_core.metrics import DISTANCES, MEASURES, best_other_class, discrepancy, two_class_bound
 from interp_core.models import smooth_copy
 
 ISA_EXPLAINERS = ("cam", "gradcampp", "ig")
+#: Named ISA step budgets: the authors' (10 soft-sign steps of 0.2 eps) and a finer one (100 steps
+#: of 0.02 eps), used by every search of the attack (minimum eps and maximum gamma).
+ISA_BUDGETS = {"authors": {"steps": 10, "step_scale": 0.2}, "fine": {"steps": 100, "step_scale": 0.02}}
 
 
 def runner_up(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
     """The default attack target: the highest-scoring class other than y, (N,)."""
     with torch.no_grad():
-        return model(x).scatter(1, y[:, None], float("-inf")).argmax(1)
+        return best_other_class(model(x), y).indices
 
 
 def class_maps(explainer: Explainer, model: nn.Module, x: Tensor, classes: Tensor | None, num_classes: int,
@@ -64,11 +71,15 @@ class ISA:
         eps: l-inf radius; gamma: weight of the discrepancy (0: a plain targeted margin attack).
         measure: "1class", "2class" or "allclass"; distance: "l1", "l2" or "sq_l2" (squared l2);
         normalization: "raw" (the paper's attack-time maps) or "range".
-        explainer: "cam", "gradcampp" or "ig"; IG maps are taken on ``smooth_copy(model, beta)``
-            (ReLU -> softplus) so that their gradient is not zero (PAPER.md section 3).
-        explainer_options: passed to the explainer (e.g. ``{"steps": 20}`` for a cheaper IG).
+        explainer: "cam", "gradcampp" or "ig".
+        explainer_options: passed to the explainer (e.g. ``{"steps": 20}`` for a cheaper IG, or
+            ``{"form": "authors"}`` for the authors' IG map, which is attacked and reported on the
+            network's softplus (beta = 1) copy; see ``interpret.IntegratedGradients``).
+        smooth_beta: the IG map in its display form is attacked on ``smooth_copy(model,
+            smooth_beta)`` (ReLU -> softplus) so that its gradient is not zero; unused otherwise.
         steps, step_scale, softsign_scale, kappa: the update x' <- x' - step_scale * eps *
-            clip(softsign_scale * grad, -1, 1) of ``margin(x', kappa) + gamma D``.
+            clip(softsign_scale * grad, -1, 1) of ``margin(x', kappa) + gamma D`` (``ISA_BUDGETS``:
+            steps 10, step_scale 0.2 for the authors' budget; 100, 0.02 for the fine one).
 
     ``isa(model, x, y, target=None)``: x (N, C, H, W) in [0, 1]; target defaults to ``runner_up``.
     """
@@ -83,10 +94,16 @@ class ISA:
             raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
         if explainer not in ISA_EXPLAINERS:
             raise ValueError(f"ISA explainer must be one of {ISA_EXPLAINERS}, got {explainer!r}")
-        if (gamma.dim() != 1 or (gamma < 0).any()) if isinstance(gamma, Tensor) else gamma < 0:
-            raise ValueError(f"gamma must be >= 0: a number or a tensor (N,), got {gamma!r}")
+        check_range("gamma", gamma)
+        check_range("eps", eps, 0.0, 1.0)
+        check_range("steps", steps, integer=True)
+        for name, value in (("step_scale", step_scale), ("softsign_scale", softsign_scale), ("kappa", kappa)):
+            check_range(name, value)
+        check_range("smooth_beta", smooth_beta, 1e-3, math.inf)
         if distance not in DISTANCES:
             raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
+        check_settings(eps, steps=steps)
+        _check_budget(steps, step_scale)
         self.eps, self.gamma, self.measure, self.distance, self.normalization = eps, gamma, measure, distance, normalization
         self.explainer_name, self.explainer_options = explainer, dict(explainer_options or {})
         self.explainer = get_explainer(explainer, **self.explainer_options)
@@ -95,10 +112,10 @@ class ISA:
 
     def __repr__(self) -> str:
         return (f"ISA(measure={self.measure!r}, distance={self.distance!r}, explainer={self.explainer_name!r}, "
-                f"steps={self.steps})")
+                f"steps={self.steps}, step_scale={self.step_scale:g})")
 
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None,
-                 callback=None) -> Tensor:
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None, *,
+                 callback: Callback | None = None) -> Tensor:
         """``callback(step, x_adv)`` sees every iterate, as in ``PGD.__call__``."""
         target = runner_up(model, x, y) if target is None else target
         step = self.step_scale * (self.eps if isinstance(self.eps, Tensor) else float(self.eps))
@@ -106,9 +123,10 @@ class ISA:
         uses_maps = bool((gamma > 0).any())
         engine_kwargs = dict(norm="linf", targeted=True, update="softsign", softsign_scale=self.softsign_scale)
         if not uses_maps:
-            objective = _MarginObjective(self.kappa)
-            return PGD(self.eps, step, self.steps, objective=objective, **engine_kwargs)(model, x, y, target, callback)
-        map_model = smooth_copy(model, self.smooth_beta) if self.explainer_name == "ig" else model
+            return PGD(self.eps, step, self.steps, objective="margin", kappa=self.kappa,
+                       **engine_kwargs)(model, x, y, target, callback=callback)
+        display_ig = self.explainer_name == "ig" and self.explainer.form == "display"
+        map_model = smooth_copy(model, self.smooth_beta) if display_ig else model
         num_classes = _num_classes(model, x)
         classes = _measure_classes(self.measure, y, target)
         clean = class_maps(self.explainer, map_model, x, classes, num_classes).detach()
@@ -118,20 +136,23 @@ class ISA:
             d = measure_discrepancy(clean, adv, y_, target_, self.measure, self.distance, self.normalization)
             return -(margin_loss(model_(x_adv), target_, self.kappa) + gamma * d)
 
-        return PGD(self.eps, step, self.steps, objective=objective, **engine_kwargs)(model, x, y, target, callback)
+        return PGD(self.eps, step, self.steps, objective=objective, **engine_kwargs)(model, x, y, target,
+                                                                                     callback=callback)
 
 
-class _MarginObjective:
-    """-margin_t(x') for the targeted searches (gamma = 0); named so that repr shows it."""
+def _check_budget(steps: int, step_scale: float) -> None:
+    if not (isinstance(steps, int) and 0 <= steps <= 100_000):
+        raise ValueError(f"ISA steps must be an integer in [0, 100000], got {steps!r}")
+    if not (isinstance(step_scale, (int, float)) and 0 < step_scale <= 1):
+        raise ValueError(f"ISA step_scale (the step as a share of eps) must be in (0, 1], got {step_scale!r}")
 
-    def __init__(self, kappa: float):
-        self.kappa = kappa
 
-    def __call__(self, model, x_adv, x, y, target):
-        return -margin_loss(model(x_adv), target, self.kappa)
+def budget_options(budget: str) -> dict:
+    """``{"steps", "step_scale"}`` of a named budget of ``ISA_BUDGETS``."""
+    if budget not in ISA_BUDGETS:
+        raise ValueError(f"ISA budget must be one of {sorted(ISA_BUDGETS)}, got {budget!r}")
+    return dict(ISA_BUDGETS[budget])
 
-    def __repr__(self) -> str:
-        return f"-margin_t(kappa={self.kappa})"
 
 
 def _num_classes(model: nn.Module, x: Tensor) -> int:
@@ -144,19 +165,23 @@ def _reaches(model: nn.Module, x_adv: Tensor, target: Tensor) -> Tensor:
         return model(x_adv).argmax(1) == target
 
 
-def _search(run, n: int, like: Tensor, start: float, upper: float, rounds: int, grow_on_success: bool):
+def _search(run, n: int, like: Tensor, start: float, upper: float, rounds: int, grow_on_success: bool,
+            callback: Callback | None = None):
     """The authors' per-example doubling / bisection search over a value in [0, upper].
 
     ``run(value (N,)) -> (x_adv, success (N,))``. A round that should grow the value sets the lower
     end to it and doubles it while that stays below the midpoint; a round that should shrink it
     sets the upper end and moves to the midpoint. Returns the best successful value per example
     (smallest when success shrinks, largest when it grows), its x_adv, and whether any succeeded.
+    ``callback(round, best_x)`` sees the best examples so far: ``like`` at round 0, then each round's.
     """
     value = torch.full((n,), start, dtype=like.dtype, device=like.device)
     lo, hi = torch.zeros_like(value), torch.full_like(value, upper)
     best_value = torch.full_like(value, float("nan"))
     best_x, found = like.clone(), torch.zeros(n, dtype=torch.bool, device=like.device)
-    for _ in range(rounds):
+    if callback:
+        callback(0, best_x)
+    for round_ in range(1, rounds + 1):
         x_adv, ok = run(value)
         improve = ok & (~found | (value > best_value if grow_on_success else value < best_value))
         best_value = torch.where(improve, value, best_value)
@@ -166,29 +191,37 @@ def _search(run, n: int, like: Tensor, start: float, upper: float, rounds: int, 
         lo, hi = torch.where(grow, value, lo), torch.where(grow, hi, value)
         mid = (lo + hi) / 2
         value = torch.where(grow, torch.minimum(2 * value, mid), mid)
+        if callback:
+            callback(round_, best_x)
     return best_value, best_x, found
 
 
 def minimum_eps(model: nn.Module, x: Tensor, y: Tensor, target: Tensor, max_eps: float = 1.0, start: float = 0.05,
-                rounds: int = 10, steps: int = 10, kappa: float = 0.1) -> tuple[Tensor, Tensor, Tensor]:
-    """Search (1) of PAPER.md section 5: the smallest l-inf eps at which a ``steps``-step targeted
-    margin attack (ISA with gamma = 0) reaches ``target``, per example.
+                rounds: int = 10, steps: int = 10, step_scale: float = 0.2, kappa: float = 0.1,
+                callback: Callback | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Search (1) of docs/method.md#isa: the smallest l-inf eps at which a targeted margin attack
+    (ISA with gamma = 0: ``steps`` soft-sign steps of ``step_scale * eps``) reaches ``target``,
+    per example; x (N, C, H, W) in [0, 1], y and target (N,).
 
     Returns eps_min (N,) (NaN where no eps <= max_eps worked), x_adv (N, C, H, W) found at eps_min
-    (x where none), success (N,) bool.
+    (x where none), success (N,) bool. ``callback(round, x_adv)`` sees the best examples after
+    each bisection round (round 0: x).
     """
+    _check_budget(steps, step_scale)
+
     def run(eps):
-        x_adv = ISA(eps, 0.0, steps=steps, kappa=kappa)(model, x, y, target)
+        x_adv = ISA(eps, 0.0, steps=steps, step_scale=step_scale, kappa=kappa)(model, x, y, target)
         return x_adv, _reaches(model, x_adv, target)
 
-    return _search(run, x.shape[0], x, min(start, max_eps), max_eps, rounds, grow_on_success=False)
+    return _search(run, x.shape[0], x, min(start, max_eps), max_eps, rounds, grow_on_success=False,
+                   callback=callback)
 
 
 def maximum_gamma(model: nn.Module, x: Tensor, y: Tensor, target: Tensor, eps: Tensor, attack_options: dict,
                   start: float = 5e-5, upper: float = 1.0, rounds: int = 10) -> tuple[Tensor, Tensor, Tensor]:
-    """Search (2) of PAPER.md section 5: at per-example eps (N,), the largest gamma in [0, upper]
-    for which ISA (``attack_options``: measure, distance, explainer, ...) still reaches the target.
-    Returns gamma (N,) (NaN where none worked), its x_adv, success (N,)."""
+    """Search (2) of docs/method.md#isa: at per-example eps (N,), the largest gamma in [0, upper]
+    for which ISA (``attack_options``: measure, distance, explainer, steps, step_scale, ...) still
+    reaches the target. Returns gamma (N,) (NaN where none worked), its x_adv, success (N,)."""
     def run(gamma):
         x_adv = ISA(eps, gamma, **attack_options)(model, x, y, target)
         return x_adv, _reaches(model, x_adv, target)
@@ -196,84 +229,143 @@ def maximum_gamma(model: nn.Module, x: Tensor, y: Tensor, target: Tensor, eps: T
     return _search(run, x.shape[0], x, start, upper, rounds, grow_on_success=True)
 
 
+#: How a trade-off point's discrepancy is scaled: "raw" (the attack's own distance on raw maps, as
+#: the authors' trade-off figure) or "range" (l1, or l2 for l2 / sq_l2 attacks, each class's term
+#: divided by its clean map's range, as the authors' ISA statistics).
+SCALES = ("raw", "range")
+
+
 @dataclass
 class TradeoffCurves:
-    """ISA trade-off points of one attack configuration, per image (PAPER.md section 5).
+    """ISA trade-off points of one attack configuration, per image (docs/method.md#isa).
 
-    ``points[i]`` lists, for image i, dicts ``{"multiplier", "gamma", "eps", "linf", "1class",
-    "2class", "allclass"}`` of its real successes: ``linf`` the actual ||x' - x||_inf and the
-    three range-normalized discrepancies (the attack's norm) of the evaluation maps."""
+    ``points[i]`` lists, for image i, dicts ``{"multiplier", "gamma", "eps", "linf", "raw_<m>",
+    "range_<m>"}`` (m in 1class, 2class, allclass) of its real successes (the target wins): the
+    first is the minimum-eps example itself (multiplier 1, gamma 0), as in the authors' curves,
+    then the largest-gamma example at each eps = multiplier * eps_min. ``eps`` is the nominal
+    radius, ``linf`` the actual ||x' - x||_inf; ``raw_<m>`` the measure in the attack's own
+    distance on raw maps, ``range_<m>`` range-normalized (see ``SCALES``).
+    ``bound[i]`` = 1/2 h w (Z_y(x) - Z_t(x)), the floor of raw_2class for CAM maps and the l1
+    distance (None for other maps or distances). ``skipped[i]`` says why image i has no points
+    ("" when it has some): its clean logits already prefer the target, or no eps <= 1 reached it.
+    """
 
     options: dict
     eps_min: list[float]
     target: list[int]
     points: list[list[dict]] = field(default_factory=list)
+    bound: list[float | None] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
 
 def isa_tradeoff(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None,
                  multipliers: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 4.0), rounds: int = 10,
                  **attack_options) -> TradeoffCurves:
-    """Trade-off curves of ISA on images x (N, C, H, W) in [0, 1]: eps_min from search (1), then
-    for each eps = p * eps_min (capped at 1) the largest-gamma success of search (2), evaluated
-    with the unsmoothed model's maps. ``attack_options`` configure ``ISA`` (measure, distance, explainer...);
-    the reported discrepancies use l1 for an l1 attack and l2 (not squared) for l2 and sq_l2 attacks."""
+    """Trade-off curves of ISA on images x (N, C, H, W) in [0, 1] with labels y and targets (N,)
+    (default ``runner_up``): eps_min from search (1), then for each eps = p * eps_min (capped at 1)
+    the largest-gamma success of search (2). ``attack_options`` configure ``ISA`` (measure,
+    distance, explainer, explainer_options, steps, step_scale, ...); both searches use its
+    ``steps`` and ``step_scale``. Images whose clean logits already prefer the target (Z_t >= Z_y)
+    are skipped, as the authors do. Discrepancies are reported with the unsmoothed model's maps
+    (IG in the authors' form: with its softplus copy, as it is attacked)."""
     target = runner_up(model, x, y) if target is None else target
     options = {"measure": "2class", "distance": "l1", "explainer": "cam", **attack_options}
-    reported = "l1" if options["distance"] == "l1" else "l2"
-    eps_min, _, found = minimum_eps(model, x, y, target, rounds=rounds, steps=options.get("steps", 10),
-                                    kappa=options.get("kappa", 0.1))
+    budget = {"steps": options.get("steps", 10), "step_scale": options.get("step_scale", 0.2)}
+    reported = {"raw": options["distance"], "range": "l1" if options["distance"] == "l1" else "l2"}
     explainer = get_explainer(options["explainer"], **options.get("explainer_options", {}))
     num_classes = _num_classes(model, x)
-    clean = class_maps(explainer, model, x, None, num_classes)
-    curves = TradeoffCurves(options, [float(v) for v in eps_min], [int(t) for t in target],
-                            [[] for _ in range(x.shape[0])])
-    if not found.any():
+    with torch.no_grad():
+        logits = model(x)
+        grid = model.cam(x[:1]).shape[2:].numel() if options["explainer"] == "cam" else 0
+    eligible = logits.gather(1, y[:, None]).squeeze(1) > logits.gather(1, target[:, None]).squeeze(1)
+    has_bound = options["explainer"] == "cam" and options["distance"] == "l1"
+    half = two_class_bound(logits, y, target)
+    n = x.shape[0]
+    curves = TradeoffCurves(options, [math.nan] * n, [int(t) for t in target], [[] for _ in range(n)],
+                            [float(grid * h) if has_bound else None for h in half.tolist()],
+                            ["" if e else "the clean image already prefers the target" for e in eligible.tolist()])
+    idx = eligible.nonzero().squeeze(1)
+    if idx.numel() == 0:
         return curves
-    idx = found.nonzero().squeeze(1)
     xs, ys, ts = x[idx], y[idx], target[idx]
-    for p in multipliers:
-        eps = (p * eps_min[idx]).clamp(max=1.0)
-        gamma, x_adv, ok = maximum_gamma(model, xs, ys, ts, eps, options, rounds=rounds)
+    eps_min, x_min, found = minimum_eps(model, xs, ys, ts, rounds=rounds, kappa=options.get("kappa", 0.1), **budget)
+    for j, i in enumerate(idx.tolist()):
+        curves.eps_min[i] = float(eps_min[j])
+        if not found[j]:
+            curves.skipped[i] = "no eps <= 1 reached the target"
+    keep = found.nonzero().squeeze(1)
+    if keep.numel() == 0:
+        return curves
+    idx, xs, ys, ts, eps_min, x_min = idx[keep], xs[keep], ys[keep], ts[keep], eps_min[keep], x_min[keep]
+    clean = class_maps(explainer, model, xs, None, num_classes)
+
+    def record(multiplier: float, eps: Tensor, gamma: Tensor, x_adv: Tensor, ok: Tensor) -> None:
         adv = class_maps(explainer, model, x_adv, None, num_classes)
         linf = (x_adv - xs).flatten(1).abs().amax(1)
-        scores = {m: discrepancy(clean[idx], adv, ys, ts, m, reported, "range") for m in MEASURES}
+        scores = {f"{scale}_{m}": discrepancy(clean, adv, ys, ts, m, reported[scale], scale)
+                  for scale in SCALES for m in MEASURES}
         for j in ok.nonzero().squeeze(1).tolist():
             curves.points[int(idx[j])].append({
-                "multiplier": p, "gamma": float(gamma[j]), "eps": float(eps[j]), "linf": float(linf[j]),
-                **{m: float(scores[m][j]) for m in MEASURES}})
+                "multiplier": multiplier, "gamma": float(gamma[j]), "eps": float(eps[j]), "linf": float(linf[j]),
+                **{key: float(value[j]) for key, value in scores.items()}})
+
+    record(1.0, eps_min, torch.zeros_like(eps_min), x_min, torch.ones_like(keep, dtype=torch.bool))
+    for p in multipliers:
+        eps = (p * eps_min).clamp(max=1.0)
+        gamma, x_adv, ok = maximum_gamma(model, xs, ys, ts, eps, options, rounds=rounds)
+        record(p, eps, gamma, x_adv, ok)
     return curves
+
+
+def envelope(points: list[dict], key: str) -> list[float]:
+    """The authors' running minimum of ``key`` over one image's points in multiplier order (an
+    example found within a smaller eps is one within every larger eps); same order as
+    ``sorted(points, key=multiplier)``, stable for the minimum-eps point first."""
+    best, out = math.inf, []
+    for p in sorted(points, key=lambda q: q["multiplier"]):
+        best = min(best, p[key])
+        out.append(best)
+    return out
 
 
 class MinimumEps:
     """The minimum-eps targeted attack as a registered attack: ``minimum_eps`` within [0, eps];
-    returns the example found at the smallest successful eps (x where none)."""
+    returns the example found at the smallest successful eps (x where none). ``callback(round,
+    x_adv)`` sees the best examples after each bisection round."""
 
     targeted = True
 
-    def __init__(self, eps: float = 1.0, rounds: int = 10, steps: int = 10, kappa: float = 0.1):
-        PGD(eps, 0.0, 0)  # validates eps
-        self.eps, self.rounds, self.steps, self.kappa = eps, rounds, steps, kappa
+    def __init__(self, eps: float = 1.0, rounds: int = 10, steps: int = 10, step_scale: float = 0.2,
+                 kappa: float = 0.1):
+        check_settings(eps, steps=steps)
+        _check_budget(steps, step_scale)
+        check_range("rounds", rounds, integer=True)
+        check_range("kappa", kappa)
+        self.eps, self.rounds, self.steps, self.step_scale, self.kappa = eps, rounds, steps, step_scale, kappa
 
     def __repr__(self) -> str:
-        return f"MinimumEps(eps={self.eps}, rounds={self.rounds}, steps={self.steps})"
+        return f"MinimumEps(eps={self.eps}, rounds={self.rounds}, steps={self.steps}, step_scale={self.step_scale:g})"
 
-    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None) -> Tensor:
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None, *,
+                 callback: Callback | None = None) -> Tensor:
         if self.eps == 0:
             return x.detach().clone()
         target = runner_up(model, x, y) if target is None else target
-        return minimum_eps(model, x, y, target, self.eps, rounds=self.rounds, steps=self.steps, kappa=self.kappa)[1]
+        return minimum_eps(model, x, y, target, self.eps, rounds=self.rounds, steps=self.steps,
+                           step_scale=self.step_scale, kappa=self.kappa, callback=callback)[1]
 
 
 def bound_points(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None, rounds: int = 10,
-                 steps: int = 10) -> dict:
-    """Tightness of the 2-class bound (PAPER.md section 4) under minimum-eps targeted attacks.
+                 steps: int = 10, step_scale: float = 0.2) -> dict:
+    """Tightness of the 2-class bound (docs/method.md#bound) under minimum-eps targeted attacks
+    (``steps`` soft-sign steps of ``step_scale * eps``) on x (N, C, H, W) in [0, 1].
 
     For each image whose attack succeeded: ``d2`` = D2 of the l1 discrepancy of CAM / (h w)
     maps and ``half_margin`` = (Z_y(x) - Z_t(x)) / 2. The bound says d2 >= half_margin.
     Returns {"index", "target", "eps", "d2", "half_margin"} lists (successful images only).
     """
     target = runner_up(model, x, y) if target is None else target
-    eps, x_adv, found = minimum_eps(model, x, y, target, rounds=rounds, steps=steps)
+    eps, x_adv, found = minimum_eps(model, x, y, target, rounds=rounds, steps=steps, step_scale=step_scale)
     with torch.no_grad():
         clean, adv = model.cam(x), model.cam(x_adv)
         grid = clean.shape[2] * clean.shape[3]

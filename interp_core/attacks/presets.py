@@ -1,13 +1,15 @@
 """Named configurations of the PGD engine: FGSM, PGD (cross-entropy or margin, untargeted or
-targeted) and the authors' evaluation protocol (PAPER.md section 5)."""
+targeted) and the authors' evaluation protocol (docs/method.md#pgd)."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from torch import Tensor
+
 from interp_core.attacks.engine import PGD
 
-#: The authors' evaluation grids (PAPER.md section 5); CIFAR-10 on the 0-255 scale divided by 255.
+#: The authors' evaluation grids (docs/method.md#pgd); CIFAR-10 on the 0-255 scale divided by 255.
 PAPER_EPS = {
     "mnist": (0.0, 0.05, 0.1, 0.2, 0.3, 0.35, 0.4),
     "cifar10": tuple(v / 255 for v in (0, 2, 4, 6, 8, 9, 10)),
@@ -30,9 +32,11 @@ class PaperProtocol:
     subset_n: int = PAPER_SUBSET["n"]
     subset_seed: int = PAPER_SUBSET["seed"]
 
-    def attack(self, eps: float) -> PGD:
+    def attack(self, eps: float | Tensor, early_stop: bool = False) -> PGD:
+        """The protocol at radius ``eps`` (a float, or (N,) radii, one per example). ``early_stop``
+        (see ``PGD``) counts a success at any iterate: the strong protocol's use, not the authors'."""
         return PGD(eps, self.step_size, self.steps, norm=self.norm, random_start=self.random_start,
-                   restarts=self.restarts, objective=self.objective)
+                   restarts=self.restarts, objective=self.objective, early_stop=early_stop)
 
     def record(self) -> dict:
         return {"attack": "paper-pgd", **asdict(self)}
@@ -43,13 +47,14 @@ def fgsm(eps: float, norm: str = "linf", objective: str = "ce", targeted: bool =
     return PGD(eps, eps, 1, norm=norm, objective=objective, targeted=targeted)
 
 
-def pgd(eps: float, steps: int = 40, step_size: float | None = None, norm: str = "linf", random_start: bool = True,
-        restarts: int = 1, objective: str = "ce", targeted: bool = False, seed: int | None = 0,
-        kappa: float = 0.1) -> PGD:
-    """PGD (Madry et al. 2018); ``step_size`` defaults to 2.5 eps / steps."""
+def pgd(eps: float | Tensor, steps: int = 40, step_size: float | Tensor | None = None, norm: str = "linf",
+        random_start: bool = True, restarts: int = 1, objective: str = "ce", targeted: bool = False,
+        seed: int | None = 0, kappa: float = 0.1, early_stop: bool = False) -> PGD:
+    """PGD (Madry et al. 2018); ``step_size`` defaults to 2.5 eps / steps (per example when eps is a
+    tensor (N,) of radii). ``early_stop``: see ``PGD``."""
     step_size = 2.5 * eps / max(steps, 1) if step_size is None else step_size
     return PGD(eps, step_size, steps, norm=norm, random_start=random_start, restarts=restarts,
-               objective=objective, targeted=targeted, seed=seed, kappa=kappa)
+               objective=objective, targeted=targeted, seed=seed, kappa=kappa, early_stop=early_stop)
 
 
 def paper_pgd(eps: float, steps: int = 200, step_size: float = 0.01) -> PGD:

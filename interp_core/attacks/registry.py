@@ -1,10 +1,20 @@
-"""Every attack by name (DESIGN.md contract 7): the app builds its selectboxes from ``ATTACKS``
-and the tests run the attack properties over it. Each builds an object called as
-``attack(model, x, y, target=None) -> x_adv`` with x (N, C, H, W) in [0, 1]."""
+"""Every attack by name (docs/design.md): the app builds its selectboxes from ``ATTACKS`` and the
+tests run the attack properties over it. Each entry builds an :class:`~interp_core.attacks.Attack`,
+called as ``attack(model, x, y, target=None, *, callback=None) -> x_adv`` with x (N, C, H, W) in
+[0, 1].
+
+The builders own their parameters and defaults: ``build_attack`` checks the parameters it is
+given by binding them to the builder's signature, and ``AttackSpec.defaults`` reads the defaults
+of the parameters an app shows (``AttackSpec.params``) from that signature. ``eps`` has no
+default except for the minimum-eps search (its upper limit): the threat model depends on the
+dataset, so callers always choose it.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import inspect
+from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 from interp_core.attacks.aai import AAI
@@ -14,65 +24,66 @@ from interp_core.attacks.presets import fgsm, paper_pgd, pgd
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """A registered attack: how to build it, its defaults, and whether it needs a target."""
+    """A registered attack: its builder, the parameters an app shows (in order), whether it needs
+    a target, and a one-line description."""
 
     name: str
     label: str
     build: Callable
-    defaults: dict = field(default_factory=dict)
+    params: tuple[str, ...]
     targeted: bool = False
     description: str = ""
 
+    @property
+    def defaults(self) -> dict:
+        """The builder's defaults of the shown parameters, in ``params`` order; a parameter without
+        a default (``eps`` of most attacks) is left out."""
+        signature = inspect.signature(self.build).parameters
+        return {p: signature[p].default for p in self.params if signature[p].default is not inspect.Parameter.empty}
 
-def _pgd_margin(eps: float, **options):
-    return pgd(eps, objective="margin", **options)
+    def accepted(self) -> list[str]:
+        """Every parameter the builder takes."""
+        return [p.name for p in inspect.signature(self.build).parameters.values()
+                if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
 
 
-def _pgd_targeted(eps: float, **options):
-    return pgd(eps, objective="margin", targeted=True, **options)
-
-
+_PGD_PARAMS = ("eps", "norm", "steps", "step_size", "random_start", "restarts", "seed")
 _SPECS = (
-    AttackSpec("fgsm", "FGSM", fgsm, {"eps": 0.1, "norm": "linf"}, False, "one signed-gradient step of size eps (cross-entropy)"),
-    AttackSpec("pgd", "PGD (cross-entropy)", pgd,
-               {"eps": 0.1, "norm": "linf", "steps": 40, "step_size": None, "random_start": True, "restarts": 1,
-                "seed": 0}, False, "PGD on the cross-entropy (l-inf or l2); step size 2.5 eps / steps unless given"),
-    AttackSpec("pgd-margin", "PGD (C&W margin)", _pgd_margin,
-               {"eps": 0.1, "norm": "linf", "steps": 40, "step_size": None, "random_start": True, "restarts": 1, "seed": 0,
-                "kappa": 0.1}, False, "l-inf PGD on the C&W margin"),
-    AttackSpec("pgd-targeted", "PGD targeted (C&W margin)", _pgd_targeted,
-               {"eps": 0.1, "norm": "linf", "steps": 40, "step_size": None, "random_start": True, "restarts": 1, "seed": 0,
-                "kappa": 0.1}, True, "targeted l-inf PGD on the margin of the target class"),
-    AttackSpec("paper-pgd", "PGD, the authors' protocol", paper_pgd, {"eps": 0.1, "steps": 200, "step_size": 0.01},
-               False, "200 signed steps of 0.01 from x, no random start, one restart (PAPER.md section 5)"),
+    AttackSpec("fgsm", "FGSM", fgsm, ("eps", "norm"), False, "one signed-gradient step of size eps (cross-entropy)"),
+    AttackSpec("pgd", "PGD (cross-entropy)", pgd, _PGD_PARAMS, False,
+               "PGD on the cross-entropy (l-inf or l2); step size 2.5 eps / steps unless given"),
+    AttackSpec("pgd-margin", "PGD (C&W margin)", partial(pgd, objective="margin"), _PGD_PARAMS + ("kappa",), False,
+               "PGD on the C&W margin"),
+    AttackSpec("pgd-targeted", "PGD targeted (C&W margin)", partial(pgd, objective="margin", targeted=True),
+               _PGD_PARAMS + ("kappa",), True, "targeted PGD on the margin of the target class"),
+    AttackSpec("paper-pgd", "PGD, the authors' protocol", paper_pgd, ("eps", "steps", "step_size"), False,
+               "200 signed steps of 0.01 from x, no random start, one restart (docs/method.md, Attacks)"),
     AttackSpec("isa", "ISA (interpretability sneaking)", ISA,
-               {"eps": 0.1, "gamma": 0.0, "measure": "2class", "distance": "l1", "explainer": "cam", "steps": 10},
-               True, "targeted margin + gamma * discrepancy, 10 soft-sign steps of 0.2 eps"),
+               ("eps", "gamma", "measure", "distance", "explainer", "steps", "step_scale"), True,
+               "targeted margin + gamma * discrepancy; the authors' budget is 10 soft-sign steps of 0.2 eps, "
+               "a finer one 100 steps of 0.02 eps"),
     AttackSpec("aai", "AAI (top-k interpretation attack)", AAI,
-               {"eps": 0.1, "steps": 200, "step_size": 0.01, "k": 8, "random_start": True, "seed": 0},
-               False, "moves the true-class CAM off its clean top-k cells, keeping the class"),
-    AttackSpec("min-eps", "Minimum-eps targeted", MinimumEps, {"eps": 1.0, "rounds": 10, "steps": 10},
-               True, "bisection for the smallest eps <= eps at which a 10-step targeted attack succeeds"),
+               ("eps", "steps", "step_size", "k", "random_start", "seed"), False,
+               "moves the true-class CAM off its clean top-k cells, keeping the class"),
+    AttackSpec("min-eps", "Minimum-eps targeted", MinimumEps, ("eps", "rounds", "steps", "step_scale"), True,
+               "bisection for the smallest eps <= eps at which a targeted margin attack (soft-sign steps of "
+               "step_scale * eps) succeeds"),
 )
 ATTACKS: dict[str, AttackSpec] = {spec.name: spec for spec in _SPECS}
 
 
 def build_attack(name: str, **params):
-    """The attack ``name`` of ``ATTACKS`` with its defaults overridden by ``params``."""
+    """The attack ``name`` of ``ATTACKS`` built with ``params`` (the builder's defaults for the
+    rest). Raises ValueError for an unknown name, or for parameters the builder does not take or
+    misses (the message lists the ones it takes)."""
     if name not in ATTACKS:
         raise ValueError(f"unknown attack {name!r}; known: {sorted(ATTACKS)}")
     spec = ATTACKS[name]
-    unknown = set(params) - set(spec.defaults) - _EXTRA.get(name, set())
+    unknown = sorted(set(params) - set(spec.accepted()))
     if unknown:
-        raise ValueError(f"attack {name!r} takes {sorted(set(spec.defaults) | _EXTRA.get(name, set()))}, "
-                         f"not {sorted(unknown)}")
-    return spec.build(**{**spec.defaults, **params})
-
-
-_EXTRA = {
-    "fgsm": {"objective"},
-    "pgd": {"kappa", "objective", "targeted"},
-    "isa": {"normalization", "explainer_options", "step_scale", "softsign_scale", "kappa", "smooth_beta"},
-    "aai": {"explainer"},
-    "min-eps": {"kappa"},
-}
+        raise ValueError(f"attack {name!r} takes {spec.accepted()}, not {unknown}")
+    try:
+        inspect.signature(spec.build).bind(**params)
+    except TypeError as err:  # a required parameter (eps) is missing
+        raise ValueError(f"attack {name!r} takes {spec.accepted()}: {err}") from None
+    return spec.build(**params)

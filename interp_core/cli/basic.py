@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
-from interp_core.data import load_dataset
+from interp_core.cli.common import add_common, emit, model_for_dataset
+from interp_core.data import DATASETS, load_dataset
 from interp_core.metrics import accuracy
-from interp_core.models import available_models, load_model
-from interp_core.runtime import configure_threads, resolve_device
+from interp_core.models import available_models
 
 
 def register(commands) -> None:
-    from interp_core.cli import add_common
-
     p = commands.add_parser("accuracy", help="clean accuracy of a model on a dataset split")
     add_common(p)
     p.set_defaults(run=run_accuracy)
 
     p = commands.add_parser("models", help="list shipped checkpoints, paper networks and user runs")
-    p.add_argument("--dataset", default=None, choices=["mnist", "cifar10"])
+    p.add_argument("--dataset", default=None, choices=list(DATASETS))
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run_models)
 
 
 def run_accuracy(args) -> None:
-    from interp_core.cli import emit
-
-    configure_threads(shared=False)
-    device = resolve_device(args.device)
-    model, card = load_model(args.model, device)
-    if card.dataset != args.dataset:
-        raise ValueError(f"model {card.name!r} was trained on {card.dataset}, not {args.dataset}")
+    model, card, device = model_for_dataset(args)
     data = load_dataset(args.dataset, args.split, n=args.n, data_dir=args.data_dir)
     acc = accuracy(model, data.images.to(device), data.labels.to(device))
     result = {"model": card.name, "dataset": args.dataset, "split": args.split, "n": len(data),
@@ -38,8 +30,6 @@ def run_accuracy(args) -> None:
 
 
 def run_models(args) -> None:
-    from interp_core.cli import emit
-
     rows = [{"name": e.name, "dataset": e.card.dataset, "arch": e.card.arch, "method": e.card.method,
              "source": e.card.source, "metrics": e.card.metrics, "path": str(e.path)}
             for e in available_models(args.dataset)]

@@ -1,11 +1,14 @@
-"""``evaluate robust|aai|isa|bound`` and ``reproduce`` (PAPER.md sections 4-5).
+"""``evaluate robust|aai|isa|bound|uar`` and ``reproduce`` (docs/method.md#evaluation).
 
 JSON shapes (``--json``: the last stdout line):
-- robust: {"protocol": {...}, "n", "results": [{"eps", "accuracy", "attacks"?}], "warnings", ...}
+- robust: {"protocol": {...}, "n", "results": [{"eps", "accuracy", "attacks"?}], "per_image", "warnings",
+  "masking_signs", ...}
 - aai:    {"protocol": {...}, "n", "results": [{"eps", "kendall_tau", "topk_intersection", "kept"}], ...}
-- isa:    {"protocol": {...}, "n", "curves": [{"measure", "eps_min", "points": [...], "summary": [...]}], ...}
+- isa:    {"protocol": {...}, "n", "images": [...], "curves": [{"measure", "eps_min", "bound", "points": [...],
+          "summary": [...]}], "findings": {"raw": {...}, "range": {...}}, ...}
 - bound:  {"n", "attempted", "violations", "points": [{"half_margin", "d2", "index", "target", "eps"}], ...}
   (d2 on the CAM / (h w) scale)
+- uar:    {"protocol": {...}, "n", "clean_accuracy", "results": [{"attack", "eps", "accuracy", "target_rate"}], ...}
 - reproduce: {"out", "settings", "parts": {name: {"seconds", "files"}}, "warnings"}
 Every result also carries "model", "dataset", "subset" (which images) and "seconds".
 """
@@ -16,25 +19,27 @@ import argparse
 import json
 import math
 import sys
-from fractions import Fraction
 from pathlib import Path
 
-from interp_core.attacks import PAPER_EPS
-from interp_core.evaluate import SUBSETS, evaluation_set
-from interp_core.evaluate.reproduce import AAI_EPS
+from interp_core.cli.common import add_common, emit, model_for_dataset, number
+from interp_core.attacks import ISA_BUDGETS, ISA_EXPLAINERS, PAPER_EPS, UAR_ATTACKS
+from interp_core.evaluate import SUBSETS, TARGETS, evaluation_set, resolve_targets
+from interp_core.evaluate.reproduce import AAI_EPS, PARTS
+from interp_core.interpret import EXPLAINERS, IG_FORMS
 from interp_core.metrics import DISTANCES, MEASURES
-from interp_core.models import load_model
 from interp_core.runtime import configure_threads, resolve_device
 
 ROBUST_HELP = ('{"protocol": {name, attack, steps, step_size, random_start, restarts, ...}, "n": N, '
-               '"results": [{"eps": e, "accuracy": a, "attacks": {...} (strong only)}], "warnings": [...]}')
+               '"results": [{"eps": e, "accuracy": a, "attacks": {attack: accuracy left after it and every '
+               'attack before it} (strong only)}], "per_image": [[robust per image] per eps], "warnings": [...], '
+               '"masking_signs": [names of the gradient-masking signs that fired]}')
 
 
 def parse_floats(text: str) -> list[float]:
     """'0,2/255,0.1' -> [0.0, 0.00784..., 0.1]."""
     try:
-        return [float(Fraction(part.strip())) for part in text.split(",") if part.strip()]
-    except (ValueError, ZeroDivisionError) as err:
+        return [number(part) for part in text.split(",") if part.strip()]
+    except ValueError as err:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers like 0,2/255,0.1: {err}") from None
 
 
@@ -48,8 +53,6 @@ class RenamedFlag(argparse.Action):
 
 
 def register(commands) -> None:
-    from interp_core.cli import add_common
-
     evaluate = commands.add_parser("evaluate", help="robust accuracy, AAI, ISA and the 2-class bound")
     sub = evaluate.add_subparsers(dest="evaluation", required=True)
 
@@ -57,14 +60,17 @@ def register(commands) -> None:
         p = sub.add_parser(name, help=help_text, description=f"{help_text}. --json prints {json_shape}")
         add_common(p)
         p.add_argument("--subset", default="paper", choices=SUBSETS,
-                       help="paper: the authors' seed-99 subset (first N, default 200); first: the first N images")
+                       help="paper: the authors' seed-99 subset (first N, default 200); tradeoff: their ISA "
+                            "figure's images (seed 52, positions 37-41; --split test); isa: their CAM ISA statistics "
+                            "(seed 123); first: the first N images")
         p.add_argument("--out", default=None, help="also write the result as JSON into this folder")
         p.add_argument("--batch-size", type=int, default=100)
         return p
 
     p = common("robust", "robust accuracy per eps", ROBUST_HELP)
     p.add_argument("--protocol", default="paper", choices=["paper", "strong"],
-                   help="paper: the authors' PGD; strong: + random-start restarts, margin PGD, AutoAttack")
+                   help="paper: the authors' PGD; strong: + random-start restarts, margin PGD, AutoAttack, each "
+                        "stopping on an image at its first success")
     p.add_argument("--eps", type=parse_floats, default=None,
                    help="e.g. 0,0.1,0.3 or 0,2/255,8/255 (default: the paper's grid)")
     p.add_argument("--steps", type=int, default=200)
@@ -73,13 +79,15 @@ def register(commands) -> None:
     p.add_argument("--no-autoattack", action="store_true", help="strong: skip AutoAttack (slow on a CPU)")
     p.set_defaults(run=run_robust)
 
-    p = common("aai", "AAI top-k attack on the CAM: Kendall tau between clean and attacked maps",
+    p = common("aai", "AAI top-k attack on an interpretation map: Kendall tau between clean and attacked maps",
                '{"protocol": {...}, "n": N, "results": [{"eps", "kendall_tau", "topk_intersection", "kept"}]}')
     p.add_argument("--eps", type=parse_floats, default=None, help="default: 0.1,0.2,0.3 (MNIST), 2,4,8/255 (CIFAR)")
     p.add_argument("--k", type=int, default=8)
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--step-size", type=float, default=0.01)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the random start")
+    p.add_argument("--explainer", default="cam", choices=sorted(EXPLAINERS))
+    add_ig_options(p)
     p.set_defaults(run=run_aai)
 
     p = common("isa", "ISA trade-off curves (discrepancy vs eps) per discrepancy measure",
@@ -90,34 +98,85 @@ def register(commands) -> None:
     p.add_argument("--distance", default="l1", choices=DISTANCES,
                    help="discrepancy distance the attack minimizes (reports use l1, or l2 for l2/sq_l2)")
     p.add_argument("--norm", dest="distance", choices=DISTANCES, action=RenamedFlag, help=argparse.SUPPRESS)
-    p.add_argument("--explainer", default="cam", choices=["cam", "gradcampp", "ig"])
-    p.add_argument("--ig-steps", type=int, default=100,
-                   help="IG Riemann steps (the attack differentiates through them)")
+    p.add_argument("--explainer", default="cam", choices=list(ISA_EXPLAINERS))
+    add_ig_options(p)
     p.add_argument("--multipliers", type=parse_floats, default=[1.0, 1.5, 2.0, 3.0, 4.0])
-    p.add_argument("--targets", default="random", choices=["random", "runner-up"])
+    p.add_argument("--targets", default="authors", choices=TARGETS,
+                   help="authors: the authors' numpy target stream of the --subset image set (image by image as "
+                        "their code); random: a seeded random wrong class; runner-up: the clean runner-up class")
+    p.add_argument("--seed", type=int, default=0, help="seed of --targets random")
+    p.add_argument("--budget", default="authors", choices=sorted(ISA_BUDGETS),
+                   help="ISA step budget: authors = 10 soft-sign steps of 0.2 eps, fine = 100 steps of 0.02 eps")
+    p.add_argument("--steps", type=int, default=None, help="override the budget's steps")
+    p.add_argument("--step-scale", type=float, default=None, help="override the budget's step (share of eps)")
     p.add_argument("--rounds", type=int, default=10, help="bisection rounds of each search")
     p.set_defaults(run=run_isa)
 
     p = common("bound", "tightness of the 2-class bound under minimum-eps targeted attacks",
                '{"n": N, "attempted": M, "violations": V, "points": [{"half_margin", "d2", "index", "target", '
                '"eps"}]} with d2 = D2 of CAM / (h w)')
-    p.add_argument("--targets", default="random", choices=["random", "runner-up"])
+    p.add_argument("--targets", default="authors", choices=TARGETS,
+                   help="authors: the authors' numpy target stream of the --subset image set (image by image as "
+                        "their code); random: a seeded random wrong class; runner-up: the clean runner-up class")
+    p.add_argument("--seed", type=int, default=0, help="seed of --targets random")
+    p.add_argument("--budget", default="authors", choices=sorted(ISA_BUDGETS),
+                   help="minimum-eps attack step budget: authors = 10 soft-sign steps of 0.2 eps, fine = 100 steps of 0.02 eps")
+    p.add_argument("--steps", type=int, default=None, help="override the budget's steps")
+    p.add_argument("--step-scale", type=float, default=None, help="override the budget's step (share of eps)")
     p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--steps", type=int, default=10)
     p.set_defaults(run=run_bound)
+
+    p = common("uar", "accuracy under the unforeseen attacks (fog, gabor, snow, JPEG), targeted at random wrong classes",
+               '{"protocol": {...}, "n": N, "clean_accuracy": a, "results": [{"attack", "eps", "accuracy", '
+               '"target_rate", "seconds"}]}')
+    p.add_argument("--attacks", default=",".join(UAR_ATTACKS),
+                   help=f"comma-separated subset of {','.join(UAR_ATTACKS)} (budgets: the authors')")
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--seed", type=int, default=99, help="numpy seed of the target stream and seed of the random starts")
+    p.set_defaults(run=run_uar)
 
     p = commands.add_parser(
         "reproduce", help="the paper's tables and figures on its networks (CSV, markdown, plotly HTML/PNG)",
-        description="Regenerates the PGD accuracy tables, AAI Kendall-tau tables, the bound scatter and ISA "
-                    "trade-off curves for the networks in ../shared/paper-networks. The full run takes hours on a "
-                    "CPU; --quick runs a few networks on a few images in minutes. --json prints "
+        description="Regenerates the PGD accuracy tables, AAI Kendall-tau tables, the bound scatter, the ISA "
+                    "trade-off (MNIST and CIFAR-10 smallgap, the authors' and the fine step budget) and the UAR "
+                    "table for the networks in ../shared/paper-networks. The full run takes hours on a CPU; --quick "
+                    "runs a few networks on a few images with fewer steps. --json prints "
                     '{"out", "settings", "parts": {name: {"seconds", "files"}}, "warnings"}')
     p.add_argument("--out", required=True, help="output folder")
-    p.add_argument("--quick", action="store_true", help="few networks, images and steps (minutes)")
-    p.add_argument("--parts", default="pgd,aai,bound,isa", help="comma-separated subset of pgd,aai,bound,isa")
+    p.add_argument("--quick", action="store_true", help="few networks, images, steps and multipliers (minutes)")
+    p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run_reproduce)
+
+
+def add_ig_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--ig-form", default="authors", choices=IG_FORMS,
+                   help="IG map (with --explainer ig): authors = every channel, softplus (beta 1) copy to attack and "
+                        "report; display = summed over channels, as the app shows it")
+    p.add_argument("--ig-steps", type=int, default=100, help="IG Riemann steps (the attack differentiates through them)")
+
+
+def _explainer_options(args) -> dict:
+    return {"steps": args.ig_steps, "form": args.ig_form} if args.explainer == "ig" else {}
+
+
+def _budget(args) -> tuple[int, float]:
+    """(steps, step_scale) of --budget with --steps / --step-scale overrides."""
+    budget = ISA_BUDGETS[args.budget]
+    return (budget["steps"] if args.steps is None else args.steps,
+            budget["step_scale"] if args.step_scale is None else args.step_scale)
+
+
+def _targets(args, model, x, y):
+    """--targets resolved for the loaded images: a tensor and the words that name it."""
+    if args.targets == "authors" and args.split not in ("test", "demo"):
+        raise ValueError("the authors' targets follow their image sets of the test set; use --split test or demo, "
+                         "or --targets random / runner-up")
+    target = resolve_targets(args.targets, args.subset, model, x, y, args.seed)
+    label = {"authors": f"authors' stream of the {args.subset} set", "random": f"random, seed {args.seed}",
+             "runner-up": "runner-up"}[args.targets]
+    return target, label
 
 
 class _Bar:
@@ -138,11 +197,7 @@ class _Bar:
 
 
 def _setup(args):
-    configure_threads(shared=False)
-    device = resolve_device(args.device)
-    model, card = load_model(args.model, device)
-    if card.dataset != args.dataset:
-        raise ValueError(f"model {card.name!r} was trained on {card.dataset}, not {args.dataset}")
+    model, card, device = model_for_dataset(args)
     data, what = evaluation_set(args.dataset, args.split, n=args.n, subset=args.subset, data_dir=args.data_dir)
     return model, card, data.images.to(device), data.labels.to(device), what
 
@@ -159,8 +214,6 @@ def _json_safe(value):
 
 
 def _finish(args, name: str, result: dict, text: str) -> None:
-    from interp_core.cli import emit
-
     result = _json_safe(result)
     if args.out:
         out = Path(args.out)
@@ -198,36 +251,44 @@ def run_aai(args) -> None:
     bar = _Bar("aai")
     try:
         result = aai_evaluation(model, x, y, eps, k=args.k, steps=args.steps, step_size=args.step_size,
-                                seed=args.seed, batch_size=args.batch_size, subset=what, progress=bar)
+                                seed=args.seed, explainer=args.explainer, explainer_options=_explainer_options(args),
+                                batch_size=args.batch_size, subset=what, progress=bar)
     finally:
         bar.close()
     out = {**result, "model": card.name, "dataset": args.dataset}
-    lines = [f"{card.name}, AAI top-{args.k}, {args.steps} steps, {what}"]
+    lines = [f"{card.name}, AAI top-{args.k} on {args.explainer}, {args.steps} steps, {what}"]
     lines += [f"  eps {r['eps']:.4g}: Kendall tau {r['kendall_tau']:.4f}, top-{args.k} intersection "
               f"{r['topk_intersection']:.4f} over {r['kept']} images that kept their class" for r in result["results"]]
     _finish(args, "aai", out, "\n".join(lines))
 
 
 def run_isa(args) -> None:
-    from interp_core.evaluate import isa_evaluation
+    from interp_core.evaluate import isa_evaluation, tradeoff_findings, tradeoff_text
 
     measures = tuple(m.strip() for m in args.measures.split(",") if m.strip())
     if not measures or set(measures) - set(MEASURES):
         raise ValueError(f"--measures takes a comma-separated subset of {MEASURES}, got {args.measures!r}")
     model, card, x, y, what = _setup(args)
+    target, label = _targets(args, model, x, y)
+    steps, step_scale = _budget(args)
     bar = _Bar("isa")
     try:
         result = isa_evaluation(model, x, y, measures, args.distance, args.explainer, tuple(args.multipliers),
-                                args.targets, args.rounds,
-                                {"steps": args.ig_steps} if args.explainer == "ig" else None, what, bar)
+                                target, args.rounds, _explainer_options(args), steps, step_scale, subset=what,
+                                targets_label=label, progress=bar)
     finally:
         bar.close()
-    out = {**result, "model": card.name, "dataset": args.dataset}
-    lines = [f"{card.name}, ISA ({args.explainer}, {args.distance}), {what}"]
+    findings = {scale: tradeoff_findings(result, scale) for scale in ("raw", "range")}
+    out = {**result, "findings": findings, "model": card.name, "dataset": args.dataset}
+    lines = [f"{card.name}, ISA ({args.explainer}, {args.distance}), {steps} steps of {step_scale:g} eps, "
+             f"targets: {label}, {what}"]
     for curve in result["curves"]:
         lines.append(f"  attack measure {curve['measure']}:")
-        lines += [f"    x{s['multiplier']:g} eps_min: {s['successes']} successes, mean linf {s['mean_linf']:.4f}, "
-                  f"mean discrepancy {s['mean_discrepancy']:.4f}" for s in curve["summary"]]
+        lines += [f"    x{s['multiplier']:g} eps_min: {s['images']} images ({s['successes']} new successes), mean linf "
+                  f"{s['mean_linf']:.4f}, mean raw D {s['mean_raw']:.4g}, mean range-normalized D {s['mean_range']:.4f}"
+                  + (f", mean bound {s['mean_bound']:.4g}" if s["mean_bound"] is not None else "")
+                  for s in curve["summary"]]
+    lines += ["", tradeoff_text(result, "raw"), tradeoff_text(result, "range")]
     _finish(args, "isa", out, "\n".join(lines))
 
 
@@ -235,21 +296,42 @@ def run_bound(args) -> None:
     from interp_core.evaluate import bound_evaluation
 
     model, card, x, y, what = _setup(args)
+    target, label = _targets(args, model, x, y)
+    steps, step_scale = _budget(args)
     bar = _Bar("bound")
     try:
-        result = bound_evaluation(model, x, y, args.targets, args.rounds, args.steps, args.batch_size, what, bar)
+        result = bound_evaluation(model, x, y, target, args.rounds, steps, step_scale, batch_size=args.batch_size,
+                                  subset=what, targets_label=label, progress=bar)
     finally:
         bar.close()
     out = {**result, "model": card.name, "dataset": args.dataset}
     gaps = [p["d2"] - p["half_margin"] for p in result["points"]]
     text = (f"{card.name}: {len(result['points'])} successful minimum-eps attacks of {result['attempted']} correctly "
-            f"classified images ({what}); bound violations: {result['violations']}"
+            f"classified images ({what}; targets: {label}); bound violations: {result['violations']}"
             + (f"; min d2 - half margin {min(gaps):.4f}" if gaps else ""))
     _finish(args, "bound", out, text)
 
 
+def run_uar(args) -> None:
+    from interp_core.evaluate import uar_evaluation
+
+    attacks = tuple(a.strip() for a in args.attacks.split(",") if a.strip())  # uar_evaluation checks them
+    model, card, x, y, what = _setup(args)
+    bar = _Bar("uar")
+    try:
+        result = uar_evaluation(model, x, y, attacks, args.dataset, steps=args.steps, seed=args.seed,
+                                batch_size=args.batch_size, subset=what, progress=bar)
+    finally:
+        bar.close()
+    out = {**result, "model": card.name, "dataset": args.dataset}
+    lines = [f"{card.name}, unforeseen attacks ({args.steps} steps, targets numpy seed {args.seed}), {what}",
+             f"  clean accuracy {result['clean_accuracy']:.4f}"]
+    lines += [f"  {r['attack']} (eps {r['eps']:g}): accuracy {r['accuracy']:.4f}, on target {r['target_rate']:.4f}"
+              for r in result["results"]]
+    _finish(args, "uar", out, "\n".join(lines + [f"({result['seconds']:.1f} s)"]))
+
+
 def run_reproduce(args) -> None:
-    from interp_core.cli import emit
     from interp_core.evaluate.reproduce import reproduce
 
     configure_threads(shared=False)

@@ -1,4 +1,4 @@
-"""``train``: train a model with any method of PAPER.md section 6; runs data-parallel under
+"""``train``: train a model with any method of docs/method.md#training; runs data-parallel under
 ``torchrun --nproc_per_node=N`` (gloo on CPU, NCCL on GPU).
 
 Progress (loss, accuracy, eps, images/s) goes to stderr as a tqdm bar; ``--progress-jsonl`` also
@@ -9,44 +9,25 @@ status "stopped"; ``--resume`` continues it.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
 import sys
+import typing
+from dataclasses import MISSING, fields
 from pathlib import Path
 
 from interp_core import paths
-from interp_core.models import ARCHITECTURES
+from interp_core.cli.common import CLIError, emit, number
 from interp_core.runtime import configure_threads, resolve_device
-from interp_core.training import PRESETS, TRAINING_METHODS, TrainingDiverged, make_config, train
+from interp_core.training import TrainConfig, TrainingDiverged, cli_flag, make_config, train
 
 
 def register(commands) -> None:
     p = commands.add_parser("train", help="train a model (normal, pgd-at, trades, ig-*, int-*)",
                             description=__doc__.split("\n\n")[0])
-    p.add_argument("--method", required=True, choices=sorted(TRAINING_METHODS))
-    p.add_argument("--dataset", required=True, choices=["mnist", "cifar10"])
-    p.add_argument("--arch", default="smallgap", choices=sorted(ARCHITECTURES))
-    p.add_argument("--preset", default="paper", choices=sorted(PRESETS),
-                   help="paper: the authors' schedule; cpu: the reduced schedule of the shipped checkpoints; "
-                        "classroom: a run of minutes on a CPU")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--eps", type=float, help="training eps in [0, 1] (CIFAR: 8/255 = 0.0314)")
-    p.add_argument("--steps", type=int, help="inner attack steps")
-    p.add_argument("--step-size", type=float, help="inner attack step")
-    p.add_argument("--gamma", type=float, help="regularizer weight (TRADES beta, IG lambda, Int gamma)")
-    p.add_argument("--batch-size", type=int, help="global batch (split over torchrun processes)")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--subset", type=int, help="train on the first N images of the train split")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--eval-n", type=int, help="held-out images for the final check (0: skip)")
-    p.add_argument("--eval-steps", type=int, help="PGD steps of the final check")
-    p.add_argument("--train-split", choices=["train", "train_full", "demo", "demo_train"],
-                   help="training images (default train: the first 5,000 held out; demo: the committed sample; "
-                        "demo_train: its 100 images after the paper subset)")
-    p.add_argument("--eval-split", choices=["heldout", "test", "demo", "demo_heldout"],
-                   help="images of the final check (demo_heldout: the paper subset's 200 demo images)")
-    p.add_argument("--checkpoint-every", type=int, help="steps between periodic checkpoints")
+    add_config_flags(p)
     p.add_argument("--out", default=None,
                    help="checkpoint .safetensors path, or a folder (default runs/<dataset>-<arch>-<method>/)")
     p.add_argument("--name", default=None, help="model name in its card (default: the file name)")
@@ -59,8 +40,38 @@ def register(commands) -> None:
     p.set_defaults(run=run_train)
 
 
-def _output_path(args) -> Path:
-    default_name = f"{args.dataset}-{args.arch}-{args.method}"
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per ``TrainConfig`` field, typed by the field and described by its metadata help.
+    Every flag but the required ones (method, dataset) defaults to None: the preset's value."""
+    types = typing.get_type_hints(TrainConfig)
+    for f in fields(TrainConfig):
+        meta, kind = f.metadata, types[f.name]
+        options: dict = {"dest": f.name, "help": meta["help"]}
+        if f.default is MISSING and f.default_factory is MISSING:
+            options["required"] = True
+        else:
+            options["default"] = None
+        if meta["choices"]:
+            options["choices"] = meta["choices"]()
+        if kind is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif meta["parse"]:
+            options["type"] = meta["parse"]
+        elif float in (kind, *typing.get_args(kind)):
+            options["type"] = number
+        elif int in (kind, *typing.get_args(kind)):
+            options["type"] = int
+        parser.add_argument(cli_flag(f.name), **options)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The TrainConfig of parsed ``train`` flags: the preset, overridden by the flags given."""
+    return make_config(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)
+                          if getattr(args, f.name) is not None})
+
+
+def _output_path(args, cfg: TrainConfig) -> Path:
+    default_name = f"{cfg.dataset}-{cfg.arch}-{cfg.method}"
     if args.out is None:
         return paths.runs_dir() / default_name / f"{default_name}.safetensors"
     out = Path(args.out)
@@ -73,8 +84,6 @@ def run_train(args) -> int:
     import torch.distributed as dist
     from tqdm import tqdm
 
-    from interp_core.cli import CLIError, emit
-
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = resolve_device(args.device)
     if world > 1:
@@ -84,12 +93,8 @@ def run_train(args) -> int:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     rank = dist.get_rank() if world > 1 else 0
     configure_threads(shared=world > 1)
-    cfg = make_config(args.method, args.dataset, args.arch, args.preset, epochs=args.epochs, eps=args.eps,
-                      steps=args.steps, step_size=args.step_size, gamma=args.gamma, batch_size=args.batch_size,
-                      lr=args.lr, subset=args.subset, seed=args.seed, eval_n=args.eval_n,
-                      eval_steps=args.eval_steps, checkpoint_every=args.checkpoint_every,
-                      train_split=args.train_split, eval_split=args.eval_split)
-    out = _output_path(args)
+    cfg = config_from_args(args)
+    out = _output_path(args, cfg)
 
     stopping = {"flag": False}
 

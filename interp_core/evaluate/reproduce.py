@@ -1,10 +1,21 @@
-"""Reproduce the paper's tables and figures on the authors' networks (``../shared/paper-networks``):
-PGD accuracy tables, AAI Kendall-tau tables, the bound scatter, and ISA trade-off curves
-(PAPER.md sections 4-5). Written as CSV, markdown and plotly HTML (PNG when kaleido can export).
+"""Reproduce the paper's tables and figures on the authors' networks (``../shared/paper-networks``,
+docs/method.md#evaluation), as CSV, markdown and plotly HTML (PNG when kaleido can export).
 
-``reproduce(out, quick=False)``: the full run follows the authors' protocol (200 images, 200
-steps, every network) and takes hours on a CPU; ``quick=True`` runs a few networks on a few images
-with fewer steps, for a check in minutes. Every table row records its protocol and subset.
+``reproduce(out, quick=False, parts=PARTS)`` runs one function per part, in this order, each
+writing its own files and returning them with its wall-clock time:
+
+- ``pgd_tables``: robust accuracy under the authors' PGD, per network and eps;
+- ``aai_tables``: AAI Kendall tau of the true-class CAM, per network and eps;
+- ``bound_scatter``: the 2-class bound under minimum-eps targeted attacks (MNIST and CIFAR-10
+  smallgap normal networks, the authors' targets);
+- ``isa_tradeoff_curves``: the ISA trade-off on the authors' trade-off images (seed 52, positions
+  37-41) with their targets, for the MNIST and CIFAR-10 smallgap normal networks, each with the
+  authors' step budget and the fine one, and a statement of what was measured;
+- ``uar_table``: accuracy under the unforeseen attacks (CIFAR-10 smallgap and wresnet networks).
+
+The full run follows the authors' protocol and takes hours on a CPU; ``quick=True`` runs a few
+networks on a few images with fewer steps, rounds and multipliers (the README it writes says which).
+Every table row records its protocol, targets and images.
 """
 
 from __future__ import annotations
@@ -12,24 +23,30 @@ from __future__ import annotations
 import csv
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
 
 from interp_core import paths
-from interp_core.attacks import PAPER_EPS
-from interp_core.evaluate.data import evaluation_set
-from interp_core.evaluate.interpretation import aai_evaluation, bound_evaluation, isa_evaluation
-from interp_core.evaluate.robust import robust_accuracy
+from interp_core.attacks import ISA_BUDGETS, PAPER_EPS
+from interp_core.evaluate.data import authors_set_targets, evaluation_set
+from interp_core.evaluate.interpretation import aai_evaluation, bound_evaluation, isa_evaluation, tradeoff_text
+from interp_core.evaluate.robust import Progress, robust_accuracy
+from interp_core.evaluate.uar import uar_evaluation
+from interp_core.io import rows_to_csv, write_atomic
 from interp_core.models import load_model
 
 #: (dataset, paper-file prefix, architecture) of each PGD / AAI table.
 TABLES = (("mnist", "mnist", "smallgap"), ("mnist", "mnist", "pool"), ("cifar10", "cifar", "smallgap"),
           ("cifar10", "cifar", "wresnet"))
+#: The UAR tables: the authors evaluate their CIFAR-10 networks.
+UAR_TABLES = (("cifar10", "cifar", "smallgap"), ("cifar10", "cifar", "wresnet"))
+#: The normally trained smallgap network per dataset: the bound and the ISA trade-off run on it.
+NORMAL_SMALLGAP = {"mnist": "mnist_smallgap_normal_100", "cifar10": "cifar_smallgap_normal_200"}
 AAI_EPS = {"mnist": (0.1, 0.2, 0.3), "cifar10": (2 / 255, 4 / 255, 8 / 255)}
-PARTS = ("pgd", "aai", "bound", "isa")
+PARTS = ("pgd", "aai", "bound", "isa", "uar")
 #: part(name, done, total): progress of the running part.
 PartProgress = Callable[[str, int, int], None]
 #: How the README and ``load_reproduce_tables`` name a run's mode, by ``quick``.
@@ -39,28 +56,41 @@ MODES = {True: "--quick (few networks, few images, fewer steps: a smoke run, not
 TABLE_FILES = {"pgd": ("pgd_accuracy.csv", "accuracy"), "aai": ("aai_kendall.csv", "kendall_tau")}
 _FLOAT_COLUMNS = ("eps", "accuracy", "kendall_tau", "topk_intersection", "step_size")
 _INT_COLUMNS = ("steps", "restarts", "n", "kept", "k")
+MEASURE_COLORS = {"1class": "crimson", "2class": "royalblue", "allclass": "seagreen"}
 
 
 @dataclass(frozen=True)
 class Settings:
     """Sizes of a reproduction run; ``FULL`` is the authors' protocol, ``QUICK`` a smoke run."""
 
+    #: images (the authors' seed-99 subset) and PGD / AAI steps of the tables
     n: int
     steps: int
     aai_steps: int
+    #: images of the bound scatter (seed-99 subset)
     bound_n: int
-    isa_images: int
+    #: images of the authors' trade-off set (at most 5), multipliers, search rounds, measures, budgets
+    tradeoff_n: int
     multipliers: tuple[float, ...]
     rounds: int
-    #: methods per (dataset, arch) table; None = every network found
+    tradeoff_measures: tuple[str, ...]
+    budgets: tuple[str, ...]
+    #: images and steps of the UAR table
+    uar_n: int
+    uar_steps: int
+    #: methods per (dataset, arch) of the PGD / AAI tables and of the UAR table; None = every network found
     methods: dict | None
+    uar_methods: dict | None = field(default=None)
 
 
-FULL = Settings(n=200, steps=200, aai_steps=200, bound_n=200, isa_images=10, multipliers=(1.0, 1.5, 2.0, 3.0, 4.0),
-                rounds=10, methods=None)
-QUICK = Settings(n=40, steps=50, aai_steps=50, bound_n=30, isa_images=4, multipliers=(1.0, 2.0, 4.0), rounds=10,
+FULL = Settings(n=200, steps=200, aai_steps=200, bound_n=100, tradeoff_n=5, multipliers=(1.0, 1.5, 2.0, 3.0, 4.0),
+                rounds=10, tradeoff_measures=("1class", "2class", "allclass"), budgets=("authors", "fine"),
+                uar_n=200, uar_steps=200, methods=None)
+QUICK = Settings(n=40, steps=50, aai_steps=50, bound_n=30, tradeoff_n=2, multipliers=(2.0, 4.0), rounds=8,
+                 tradeoff_measures=("1class", "2class"), budgets=("authors", "fine"), uar_n=10, uar_steps=20,
                  methods={("mnist", "smallgap"): ("normal", "adv", "int", "intone"),
-                          ("cifar10", "smallgap"): ("normal", "adv", "int")})
+                          ("cifar10", "smallgap"): ("normal", "adv", "int")},
+                 uar_methods={("cifar10", "smallgap"): ("normal", "int"), ("cifar10", "wresnet"): ("normal",)})
 
 
 def paper_networks(dataset: str, prefix: str, arch: str, methods=None) -> list[tuple[str, Path]]:
@@ -74,10 +104,7 @@ def paper_networks(dataset: str, prefix: str, arch: str, methods=None) -> list[t
 
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_atomic(path, rows_to_csv(rows))
 
 
 def _markdown_table(rows: list[dict], row_key: str, col_key: str, value_key: str, col_fmt, value_fmt) -> str:
@@ -107,189 +134,338 @@ def _save_figure(fig, out: Path, stem: str, warnings: list[str]) -> list[str]:
     return [f"{stem}.html", f"{stem}.png"]
 
 
-def reproduce(out: str | Path, quick: bool = False, parts: tuple[str, ...] = PARTS, device: str | torch.device = "cpu",
-              progress: PartProgress | None = None) -> dict:
-    """Run the reproduction into ``out``; returns {"settings", "parts": {name: {"seconds", "files"}},
-    "warnings"}. Needs the paper networks and the MNIST / CIFAR-10 test sets."""
+class Run:
+    """What every part shares: the output folder, settings, device, warnings, loaded images, and
+    the progress callback."""
+
+    def __init__(self, out: Path, settings: Settings, device: str | torch.device, progress: PartProgress | None):
+        self.out, self.settings, self.device, self.progress = out, settings, device, progress
+        self.warnings: list[str] = []
+        self._data: dict = {}
+
+    def data(self, dataset: str, n: int, subset: str = "paper"):
+        """(x, y, description) of the authors' image set ``subset`` (first n), on the device."""
+        if (dataset, n, subset) not in self._data:
+            images, what = evaluation_set(dataset, "test", n=n, subset=subset)
+            self._data[dataset, n, subset] = (images.images.to(self.device), images.labels.to(self.device), what)
+        return self._data[dataset, n, subset]
+
+    def networks(self, tables=TABLES, methods: dict | None = None):
+        """(dataset, arch, [(method, path)]) per table with networks present (``methods`` filters)."""
+        for dataset, prefix, arch in tables:
+            chosen = None if methods is None else methods.get((dataset, arch))
+            if methods is not None and chosen is None:
+                continue
+            found = paper_networks(dataset, prefix, arch, chosen)
+            if found:
+                yield dataset, arch, found
+
+    def normal_network(self, dataset: str, part: str) -> Path | None:
+        path = paths.paper_networks_dir() / f"{NORMAL_SMALLGAP[dataset]}.npz"
+        if not path.is_file():
+            self.warnings.append(f"{part}: {paths.display(path)} not found")
+            return None
+        return path
+
+    def tick(self, part: str) -> Progress:
+        return lambda done, total: self.progress(part, done, total) if self.progress else None
+
+    def figure(self, fig, stem: str) -> list[str]:
+        return _save_figure(fig, self.out, stem, self.warnings)
+
+    def finish(self, started: float, files: list[str]) -> dict:
+        """A part's result: its files and wall-clock seconds."""
+        return {"seconds": round(time.perf_counter() - started, 1), "files": files}
+
+
+def pgd_tables(run: Run) -> dict:
+    """Robust accuracy of every paper network under the authors' PGD on the seed-99 subset."""
+    started, s, rows = time.perf_counter(), run.settings, []
+    jobs = [(d, a, m, p) for d, a, nets in run.networks(methods=s.methods) for m, p in nets]
+    for j, (dataset, arch, method, path) in enumerate(jobs):
+        x, y, what = run.data(dataset, s.n)
+        model, _ = load_model(path, run.device)
+        result = robust_accuracy(model, x, y, list(PAPER_EPS[dataset]), "paper", steps=s.steps, subset=what)
+        for r in result.results:
+            rows.append({"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
+                         "eps": r["eps"], "accuracy": r["accuracy"], "attack": "paper-pgd", "steps": s.steps,
+                         "step_size": 0.01, "random_start": False, "restarts": 1, "n": len(y), "subset": what})
+        run.warnings.extend(f"{path.stem}: {w}" for w in result.warnings)
+        run.tick("pgd")(j + 1, len(jobs))
+    return run.finish(started, _tables_out(run, rows, "pgd_accuracy", "accuracy", "PGD robust accuracy"))
+
+
+def aai_tables(run: Run) -> dict:
+    """AAI Kendall tau of the true-class CAM of every paper network on the seed-99 subset."""
+    started, s, rows = time.perf_counter(), run.settings, []
+    jobs = [(d, a, m, p) for d, a, nets in run.networks(methods=s.methods) for m, p in nets]
+    for j, (dataset, arch, method, path) in enumerate(jobs):
+        x, y, what = run.data(dataset, s.n)
+        model, _ = load_model(path, run.device)
+        result = aai_evaluation(model, x, y, list(AAI_EPS[dataset]), steps=s.aai_steps, subset=what)
+        for r in result["results"]:
+            rows.append({"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
+                         "eps": r["eps"], "kendall_tau": r["kendall_tau"], "topk_intersection": r["topk_intersection"],
+                         "kept": r["kept"], "attack": "aai", "k": 8, "steps": s.aai_steps, "step_size": 0.01,
+                         "random_start": True, "restarts": 1, "n": len(y), "subset": what})
+        run.tick("aai")(j + 1, len(jobs))
+    return run.finish(started, _tables_out(run, rows, "aai_kendall", "kendall_tau",
+                                           "AAI mean Kendall tau (CAM of the true class)"))
+
+
+def _tables_out(run: Run, rows: list[dict], stem: str, value: str, title: str) -> list[str]:
+    """CSV, markdown (one table per dataset and architecture) and a figure of a per-network table."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
+    if not rows:
+        run.warnings.append(f"{stem}: no paper networks found in {paths.paper_networks_dir()}")
+        return []
+    _write_csv(run.out / f"{stem}.csv", rows)
+    groups = list(dict.fromkeys((r["dataset"], r["arch"]) for r in rows))
+    fig = make_subplots(rows=1, cols=len(groups), subplot_titles=[f"{d} {a}" for d, a in groups])
+    sections = []
+    for g, (dataset, arch) in enumerate(groups, start=1):
+        part = [r for r in rows if (r["dataset"], r["arch"]) == (dataset, arch)]
+        sections.append(f"### {dataset} {arch}\n\nImages: {part[0]['subset']}.\n\n"
+                        + _markdown_table(part, "method", "eps", value, _eps_label(dataset), lambda v: f"{v:.3f}"))
+        for method in dict.fromkeys(r["method"] for r in part):
+            pts = [r for r in part if r["method"] == method]
+            fig.add_trace(go.Scatter(x=[r["eps"] for r in pts], y=[r[value] for r in pts], mode="lines+markers",
+                                     name=f"{dataset} {arch} {method}", legendgroup=method), row=1, col=g)
+    fig.update_layout(title=title)
+    first = rows[0]
+    protocol = (f"{first['attack']}, {first['steps']} steps, step {first['step_size']}, random start "
+                f"{first['random_start']}, {first['restarts']} restart(s)")
+    (run.out / f"{stem}.md").write_text(f"## {title}\n\nProtocol: {protocol}.\n\n" + "\n\n".join(sections) + "\n")
+    return [f"{stem}.csv", f"{stem}.md", *run.figure(fig, stem)]
+
+
+def bound_scatter(run: Run) -> dict:
+    """The 2-class bound on the MNIST and CIFAR-10 smallgap normal networks: minimum-eps targeted
+    attacks toward the authors' targets of the seed-99 subset."""
+    import plotly.graph_objects as go
+
+    started, s, rows, top = time.perf_counter(), run.settings, [], 0.0
+    fig = go.Figure()
+    for j, dataset in enumerate(NORMAL_SMALLGAP):
+        path = run.normal_network(dataset, "bound")
+        if path is None:
+            continue
+        x, y, what = run.data(dataset, s.bound_n)
+        model, _ = load_model(path, run.device)
+        target = authors_set_targets("paper", y, 10)
+        result = bound_evaluation(model, x, y, target, rounds=s.rounds, subset=what,
+                                  targets_label="the authors' stream of the paper set")
+        for p in result["points"]:
+            rows.append({"network": path.stem, **p, "violation": p["d2"] < p["half_margin"], "n": len(y),
+                         "subset": what})
+        fig.add_trace(go.Scatter(x=[p["half_margin"] for p in result["points"]],
+                                 y=[p["d2"] for p in result["points"]], mode="markers", name=path.stem))
+        top = max([top] + [max(p["d2"], p["half_margin"]) for p in result["points"]])
+        run.tick("bound")(j + 1, len(NORMAL_SMALLGAP))
+    if not rows:
+        return run.finish(started, [])
+    fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", name="d2 = half margin",
+                             line={"dash": "dash", "color": "gray"}))
+    fig.update_layout(title="2-class bound under minimum-eps targeted attacks",
+                      xaxis_title="(Z_y(x) - Z_t(x)) / 2", yaxis_title="D2 of CAM / (h w)")
+    _write_csv(run.out / "bound.csv", rows)
+    lines = ["| network | points | violations | min d2 - half margin |", "|---|---|---|---|"]
+    for net in dict.fromkeys(r["network"] for r in rows):
+        part = [r for r in rows if r["network"] == net]
+        lines.append(f"| {net} | {len(part)} | {sum(r['violation'] for r in part)} | "
+                     f"{min(r['d2'] - r['half_margin'] for r in part):.4f} |")
+    (run.out / "bound.md").write_text(
+        "## The 2-class bound (docs/method.md#bound)\n\nMinimum-eps targeted margin attacks toward the authors' "
+        f"targets (numpy seed 99, drawn after the subset's permutation), {s.rounds} bisection rounds of a 10-step "
+        "attack; every point must have d2 >= half margin.\n\n" + "\n".join(lines) + "\n")
+    return run.finish(started, ["bound.csv", "bound.md", *run.figure(fig, "bound")])
+
+
+def isa_tradeoff_curves(run: Run) -> dict:
+    """The ISA trade-off (CAM, l1) on the authors' trade-off images with their targets, for the
+    MNIST and CIFAR-10 smallgap normal networks, with each budget of ``Settings.budgets``."""
+    started, s = time.perf_counter(), run.settings
+    results = []  # (dataset, network, budget, result)
+    jobs = [(d, b) for d in NORMAL_SMALLGAP for b in s.budgets]
+    for j, (dataset, budget) in enumerate(jobs):
+        path = run.normal_network(dataset, "isa")
+        if path is None:
+            continue
+        x, y, what = run.data(dataset, s.tradeoff_n, "tradeoff")
+        model, _ = load_model(path, run.device)
+        result = isa_evaluation(model, x, y, s.tradeoff_measures, multipliers=s.multipliers,
+                                targets=authors_set_targets("tradeoff", y, 10), rounds=s.rounds, subset=what,
+                                targets_label="the authors' stream of the trade-off set (numpy seed 52)",
+                                **ISA_BUDGETS[budget])
+        results.append((dataset, path.stem, budget, result))
+        run.tick("isa")(j + 1, len(jobs))
+    if not results:
+        return run.finish(started, [])
+    rows = [{"dataset": dataset, "network": network, "budget": budget, "steps": r["protocol"]["steps"],
+             "step_scale": r["protocol"]["step_scale"], "attack_measure": curve["measure"], **point,
+             "label": r["images"][point["image"]]["label"], "target": r["images"][point["image"]]["target"],
+             "bound": curve["bound"][point["image"]], "subset": r["subset"]}
+            for dataset, network, budget, r in results for curve in r["curves"] for point in curve["points"]]
+    if not rows:
+        run.warnings.append("isa: no successful ISA example")
+        return run.finish(started, [])
+    _write_csv(run.out / "isa_tradeoff.csv", rows)
+    (run.out / "isa_tradeoff.md").write_text(_tradeoff_markdown(results, s))
+    files = ["isa_tradeoff.csv", "isa_tradeoff.md"]
+    panels = [(f"{network}, {budget} budget", r) for _, network, budget, r in results]
+    for scale, stem in (("raw", "isa_tradeoff"), ("range", "isa_tradeoff_range")):
+        fig = tradeoff_figure(panels, scale, columns=len(s.budgets))
+        fig.update_layout(title=f"ISA trade-off (CAM, l1, the authors' trade-off images): {scale} discrepancy, "
+                                "running minimum")
+        files += run.figure(fig, stem)
+    return run.finish(started, files)
+
+
+def _tradeoff_markdown(results: list, s: Settings) -> str:
+    first = results[0][3]
+    lines = ["## ISA trade-off (docs/method.md#isa)", "",
+             f"CAM maps, l1 distance; images: the authors' trade-off set (numpy seed 52, positions 37-"
+             f"{37 + s.tradeoff_n - 1}; {first['n']} images) with their targets. Per image: the minimum eps that "
+             f"reaches the target (gamma = 0; the curve's start at p = 1), then at eps = p x eps_min for p in "
+             f"{', '.join(f'{p:g}' for p in s.multipliers)} the largest gamma that still reaches it ({s.rounds} search "
+             "rounds). Raw D: the attack's discrepancy on raw maps against the nominal eps (the authors' figure); "
+             "range D: each class term divided by its clean map's range (their statistics); both as the authors' "
+             "running minimum over this and the smaller multipliers. The bound 1/2 h w (Z_y - Z_t) is the floor of "
+             "the raw 2-class discrepancy.", ""]
+    for dataset, network, budget, r in results:
+        p = r["protocol"]
+        lines += [f"### {network}, {budget} budget ({p['steps']} soft-sign steps of {p['step_scale']:g} eps)", "",
+                  "| attack measure | multiplier | images | mean linf of the example at p | mean raw D | mean range D "
+                  "| mean bound |",
+                  "|---|---|---|---|---|---|---|"]
+        for curve in r["curves"]:
+            for row in curve["summary"]:
+                bound = "" if row["mean_bound"] is None or curve["measure"] != "2class" else f"{row['mean_bound']:.4g}"
+                lines.append(f"| {curve['measure']} | {row['multiplier']:g} | {row['images']} | {row['mean_linf']:.4f} | "
+                             f"{row['mean_raw']:.4g} | {row['mean_range']:.4f} | {bound} |")
+        lines += ["", "Measured:", "", *(f"- {t}" for t in tradeoff_text(r, "raw").splitlines()),
+                  *(f"- {t}" for t in tradeoff_text(r, "range").splitlines()), ""]
+    return "\n".join(lines) + "\n"
+
+
+def tradeoff_figure(panels: list[tuple[str, dict]], scale: str = "raw", envelope: bool = True, columns: int = 2):
+    """A plotly figure of ISA trade-off curves: one subplot per (title, ``isa_evaluation`` result),
+    ``columns`` per row, one line per image and attack measure. ``scale="raw"``: raw D against the
+    nominal eps, with each image's bound 1/2 h w (Z_y - Z_t) dashed under the 2-class curve (the
+    authors' figure); ``"range"``: range-normalized D against the actual linf. ``envelope``: plot
+    the authors' running minimum instead of each point's own value."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    if scale not in ("raw", "range"):
+        raise ValueError(f"scale must be 'raw' or 'range', got {scale!r}")
+    columns = max(1, min(columns, len(panels)))
+    rows = -(-len(panels) // columns)
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=[title for title, _ in panels])
+    key = f"envelope_{scale}" if envelope else scale
+    shown = set()
+    for k, (_, result) in enumerate(panels):
+        row, col = k // columns + 1, k % columns + 1
+        for curve in result["curves"]:
+            measure = curve["measure"]
+            for image in dict.fromkeys(q["image"] for q in curve["points"]):
+                pts = [q for q in curve["points"] if q["image"] == image]
+                xs = [q["eps"] if scale == "raw" else q["linf"] for q in pts]
+                fig.add_trace(go.Scatter(x=xs, y=[q[key] for q in pts], mode="lines+markers", name=measure,
+                                         legendgroup=measure, showlegend=measure not in shown,
+                                         line={"color": MEASURE_COLORS[measure]}, hovertext=f"image {image}"),
+                              row=row, col=col)
+                shown.add(measure)
+                bound = curve["bound"][image]
+                if scale == "raw" and measure == "2class" and bound is not None:
+                    fig.add_trace(go.Scatter(x=[min(xs), max(xs)], y=[bound, bound], mode="lines",
+                                             name="bound ½·h·w·(Z_y − Z_t)", legendgroup="bound",
+                                             showlegend="bound" not in shown, hovertext=f"image {image}",
+                                             line={"dash": "dash", "color": "gray"}), row=row, col=col)
+                    shown.add("bound")
+    fig.update_xaxes(title_text="nominal ε" if scale == "raw" else "actual ‖δ‖∞")
+    fig.update_yaxes(title_text=("raw D" if scale == "raw" else "range-normalized D")
+                     + (" (running minimum)" if envelope else ""))
+    fig.update_layout(height=360 * rows, margin=dict(l=5, r=5, t=40, b=5), legend=dict(orientation="h", y=-0.15))
+    return fig
+
+
+def uar_table(run: Run) -> dict:
+    """Accuracy of the CIFAR-10 smallgap and wresnet networks under the six unforeseen attacks
+    (the authors' budgets and targets) on the seed-99 subset."""
+    started, s, rows = time.perf_counter(), run.settings, []
+    jobs = [(d, a, m, p) for d, a, nets in run.networks(UAR_TABLES, s.uar_methods) for m, p in nets]
+    for j, (dataset, arch, method, path) in enumerate(jobs):
+        x, y, what = run.data(dataset, s.uar_n)
+        model, _ = load_model(path, run.device)
+        result = uar_evaluation(model, x, y, dataset=dataset, steps=s.uar_steps, subset=what)
+        rows.append({"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
+                     "clean": result["clean_accuracy"], **{r["attack"]: r["accuracy"] for r in result["results"]},
+                     "steps": s.uar_steps, "targets": result["protocol"]["targets"], "n": len(y), "subset": what})
+        run.tick("uar")(j + 1, len(jobs))
+    if not rows:
+        run.warnings.append(f"uar: no CIFAR-10 paper networks found in {paths.paper_networks_dir()}")
+        return run.finish(started, [])
+    _write_csv(run.out / "uar_accuracy.csv", rows)
+    attacks = [k for k in rows[0]
+               if k not in ("dataset", "arch", "method", "network", "clean", "steps", "targets", "n", "subset")]
+    lines = ["## Unforeseen attacks (docs/method.md#uar)", "",
+             f"Accuracy under each attack with the authors' budgets, {s.uar_steps} steps of eps / sqrt(steps) from a "
+             f"random start; targets: {rows[0]['targets']}; images: {rows[0]['subset']}.", "",
+             "| network | clean | " + " | ".join(attacks) + " |", "|---" * (len(attacks) + 2) + "|"]
+    lines += [f"| {r['network']} | {r['clean']:.3f} | " + " | ".join(f"{r[a]:.3f}" for a in attacks) + " |" for r in rows]
+    (run.out / "uar_accuracy.md").write_text("\n".join(lines) + "\n")
+    return run.finish(started, ["uar_accuracy.csv", "uar_accuracy.md"])
+
+
+PART_FUNCTIONS: dict[str, Callable[[Run], dict]] = {
+    "pgd": pgd_tables, "aai": aai_tables, "bound": bound_scatter, "isa": isa_tradeoff_curves, "uar": uar_table}
+
+
+def reproduce(out: str | Path, quick: bool = False, parts: tuple[str, ...] = PARTS, device: str | torch.device = "cpu",
+              progress: PartProgress | None = None) -> dict:
+    """Run the parts ``parts`` (of ``PARTS``, in that order) into ``out``; returns {"settings",
+    "parts": {name: {"seconds", "files"}}, "warnings"}. Needs the paper networks and the MNIST /
+    CIFAR-10 test sets. Writes README.md (mode, settings, timing, every part's markdown) and
+    summary.json."""
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)}; known: {PARTS}")
     settings = QUICK if quick else FULL
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"settings": {**asdict(settings), "quick": quick, "methods": None if settings.methods is None else
-                            {f"{d}_{a}": list(m) for (d, a), m in settings.methods.items()}},
-               "parts": {}, "warnings": []}
-    warnings = summary["warnings"]
-    data_cache: dict = {}
-
-    def data(dataset: str, n: int):
-        if (dataset, n) not in data_cache:
-            subset, what = evaluation_set(dataset, "test", n=n)
-            data_cache[dataset, n] = (subset.images.to(device), subset.labels.to(device), what)
-        return data_cache[dataset, n]
-
-    def tables():
-        for dataset, prefix, arch in TABLES:
-            methods = None if settings.methods is None else settings.methods.get((dataset, arch))
-            if settings.methods is not None and methods is None:
-                continue
-            networks = paper_networks(dataset, prefix, arch, methods)
-            if networks:
-                yield dataset, arch, networks
-
-    def run_part(name: str, body) -> None:
-        if name not in parts:
-            return
-        started = time.perf_counter()
-        files = body(lambda done, total: progress(name, done, total) if progress else None)
-        summary["parts"][name] = {"seconds": round(time.perf_counter() - started, 1), "files": files}
-
-    def pgd_part(tick) -> list[str]:
-        rows, jobs = [], [(d, a, m, p) for d, a, nets in tables() for m, p in nets]
-        for j, (dataset, arch, method, path) in enumerate(jobs):
-            x, y, what = data(dataset, settings.n)
-            model, _ = load_model(path, device)
-            result = robust_accuracy(model, x, y, list(PAPER_EPS[dataset]), "paper", steps=settings.steps, subset=what)
-            for r in result.results:
-                rows.append({"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
-                             "eps": r["eps"], "accuracy": r["accuracy"], "attack": "paper-pgd",
-                             "steps": settings.steps, "step_size": 0.01, "random_start": False, "restarts": 1,
-                             "n": len(y), "subset": what})
-            warnings.extend(f"{path.stem}: {w}" for w in result.warnings)
-            tick(j + 1, len(jobs))
-        return _tables_out(rows, "pgd_accuracy", "accuracy", "PGD robust accuracy")
-
-    def aai_part(tick) -> list[str]:
-        rows, jobs = [], [(d, a, m, p) for d, a, nets in tables() for m, p in nets]
-        for j, (dataset, arch, method, path) in enumerate(jobs):
-            x, y, what = data(dataset, settings.n)
-            model, _ = load_model(path, device)
-            result = aai_evaluation(model, x, y, list(AAI_EPS[dataset]), steps=settings.aai_steps, subset=what)
-            for r in result["results"]:
-                rows.append({"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
-                             "eps": r["eps"], "kendall_tau": r["kendall_tau"],
-                             "topk_intersection": r["topk_intersection"], "kept": r["kept"], "attack": "aai",
-                             "k": 8, "steps": settings.aai_steps, "step_size": 0.01, "random_start": True,
-                             "restarts": 1, "n": len(y), "subset": what})
-            tick(j + 1, len(jobs))
-        return _tables_out(rows, "aai_kendall", "kendall_tau", "AAI mean Kendall tau (CAM of the true class)")
-
-    def _tables_out(rows, stem, value, title) -> list[str]:
-        if not rows:
-            warnings.append(f"{stem}: no paper networks found in {paths.paper_networks_dir()}")
-            return []
-        _write_csv(out / f"{stem}.csv", rows)
-        groups = list(dict.fromkeys((r["dataset"], r["arch"]) for r in rows))
-        fig = make_subplots(rows=1, cols=len(groups), subplot_titles=[f"{d} {a}" for d, a in groups])
-        sections = []
-        for g, (dataset, arch) in enumerate(groups, start=1):
-            part = [r for r in rows if (r["dataset"], r["arch"]) == (dataset, arch)]
-            sections.append(f"### {dataset} {arch}\n\nImages: {part[0]['subset']}.\n\n"
-                            + _markdown_table(part, "method", "eps", value, _eps_label(dataset), lambda v: f"{v:.3f}"))
-            for method in dict.fromkeys(r["method"] for r in part):
-                pts = [r for r in part if r["method"] == method]
-                fig.add_trace(go.Scatter(x=[r["eps"] for r in pts], y=[r[value] for r in pts], mode="lines+markers",
-                                         name=f"{dataset} {arch} {method}", legendgroup=method), row=1, col=g)
-        fig.update_layout(title=title)
-        first = rows[0]
-        protocol = (f"{first['attack']}, {first['steps']} steps, step {first['step_size']}, random start "
-                    f"{first['random_start']}, {first['restarts']} restart(s)")
-        (out / f"{stem}.md").write_text(f"## {title}\n\nProtocol: {protocol}.\n\n" + "\n\n".join(sections) + "\n")
-        return [f"{stem}.csv", f"{stem}.md", *_save_figure(fig, out, stem, warnings)]
-
-    def bound_part(tick) -> list[str]:
-        rows, jobs = [], [("mnist", "mnist"), ("cifar10", "cifar")]
-        fig = go.Figure()
-        top = 0.0
-        for j, (dataset, prefix) in enumerate(jobs):
-            path = paths.paper_networks_dir() / f"{prefix}_smallgap_normal_{100 if dataset == 'mnist' else 200}.npz"
-            if not path.is_file():
-                warnings.append(f"bound: {path} not found")
-                continue
-            x, y, what = data(dataset, settings.bound_n)
-            model, _ = load_model(path, device)
-            result = bound_evaluation(model, x, y, rounds=settings.rounds, subset=what)
-            for p in result["points"]:
-                rows.append({"network": path.stem, **p, "violation": p["d2"] < p["half_margin"], "n": len(y),
-                             "subset": what})
-            fig.add_trace(go.Scatter(x=[p["half_margin"] for p in result["points"]],
-                                     y=[p["d2"] for p in result["points"]], mode="markers", name=path.stem))
-            top = max([top] + [max(p["d2"], p["half_margin"]) for p in result["points"]])
-            tick(j + 1, len(jobs))
-        if not rows:
-            return []
-        fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", name="d2 = half margin",
-                                 line={"dash": "dash", "color": "gray"}))
-        fig.update_layout(title="2-class bound under minimum-eps targeted attacks",
-                          xaxis_title="(Z_y(x) - Z_t(x)) / 2", yaxis_title="D2 of CAM / (h w)")
-        _write_csv(out / "bound.csv", rows)
-        lines = ["| network | points | violations | min d2 - half margin |", "|---|---|---|---|"]
-        for net in dict.fromkeys(r["network"] for r in rows):
-            part = [r for r in rows if r["network"] == net]
-            lines.append(f"| {net} | {len(part)} | {sum(r['violation'] for r in part)} | "
-                         f"{min(r['d2'] - r['half_margin'] for r in part):.4f} |")
-        (out / "bound.md").write_text(
-            "## The 2-class bound (PAPER.md section 4)\n\nMinimum-eps targeted margin attacks (random targets, "
-            f"{settings.rounds} bisection rounds of a 10-step attack); every point must have d2 >= half margin.\n\n"
-            + "\n".join(lines) + "\n")
-        return ["bound.csv", "bound.md", *_save_figure(fig, out, "bound", warnings)]
-
-    def isa_part(tick) -> list[str]:
-        path = paths.paper_networks_dir() / "mnist_smallgap_normal_100.npz"
-        if not path.is_file():
-            warnings.append(f"isa: {path} not found")
-            return []
-        x, y, what = data("mnist", settings.isa_images)
-        model, _ = load_model(path, device)
-        result = isa_evaluation(model, x, y, ("1class", "2class"), multipliers=settings.multipliers,
-                                rounds=settings.rounds, subset=what, progress=tick)
-        rows, fig = [], go.Figure()
-        colors = {"1class": "crimson", "2class": "royalblue"}
-        for curve in result["curves"]:
-            for p in curve["points"]:
-                rows.append({"network": path.stem, "attack_measure": curve["measure"], **p, "subset": what})
-            for image in dict.fromkeys(p["image"] for p in curve["points"]):
-                pts = sorted((p for p in curve["points"] if p["image"] == image), key=lambda p: p["multiplier"])
-                fig.add_trace(go.Scatter(x=[p["linf"] for p in pts], y=[p["best_so_far"] for p in pts],
-                                         mode="lines+markers", name=f"{curve['measure']} image {image}",
-                                         legendgroup=curve["measure"], line={"color": colors[curve["measure"]]}))
-        fig.update_layout(title="ISA trade-off (CAM, l1): range-normalized discrepancy vs ||delta||_inf",
-                          xaxis_title="actual ||x' - x||_inf", yaxis_title="discrepancy of the attacked measure")
-        if not rows:
-            warnings.append("isa: no successful ISA example")
-            return []
-        _write_csv(out / "isa_tradeoff.csv", rows)
-        lines = ["| attack measure | multiplier | successes | mean linf | mean discrepancy |", "|---|---|---|---|---|"]
-        for curve in result["curves"]:
-            for s in curve["summary"]:
-                lines.append(f"| {curve['measure']} | {s['multiplier']:g} | {s['successes']} | {s['mean_linf']:.4f} | "
-                             f"{s['mean_discrepancy']:.3f} |")
-        (out / "isa_tradeoff.md").write_text(
-            f"## ISA trade-off curves ({path.stem}, CAM, l1)\n\nFor each image: minimum eps (gamma = 0), then at "
-            "eps = multiplier x eps_min the largest gamma that still reaches a random target; discrepancy "
-            "range-normalized, the minimum over this and smaller multipliers. Expected: the 1-class "
-            "discrepancy falls toward 0 as eps grows, the 2-class one "
-            f"levels off.\n\nImages: {what}.\n\n" + "\n".join(lines) + "\n")
-        return ["isa_tradeoff.csv", "isa_tradeoff.md", *_save_figure(fig, out, "isa_tradeoff", warnings)]
-
-    run_part("pgd", pgd_part)
-    run_part("aai", aai_part)
-    run_part("bound", bound_part)
-    run_part("isa", isa_part)
-    sections = [(out / f).read_text() for p in summary["parts"].values() for f in p["files"] if f.endswith(".md")]
-    timing = "\n".join(f"- {name}: {p['seconds']} s" for name, p in summary["parts"].items())
-    mode = MODES[quick]
-    (out / "README.md").write_text(
-        f"# Reproducing the paper\n\nProduced by `python -m interp_core reproduce --out {out}"
-        f"{' --quick' if quick else ''}`; mode: {mode}.\n\nWall-clock per part:\n{timing}\n\n"
-        + "\n".join(sections)
-        + ("\n## Warnings\n\n" + "\n".join(f"- {w}" for w in warnings) + "\n" if warnings else ""))
+    run = Run(out, settings, device, progress)
+    summary = {"settings": {**asdict(settings), "quick": quick,
+                            **{key: None if getattr(settings, key) is None else
+                               {f"{d}_{a}": list(m) for (d, a), m in getattr(settings, key).items()}
+                               for key in ("methods", "uar_methods")}},
+               "parts": {}, "warnings": run.warnings}
+    for name in PARTS:
+        if name in parts:
+            summary["parts"][name] = PART_FUNCTIONS[name](run)
+    _write_readme(out, quick, settings, summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _write_readme(out: Path, quick: bool, s: Settings, summary: dict) -> None:
+    sections = [(out / f).read_text() for p in summary["parts"].values() for f in p["files"] if f.endswith(".md")]
+    timing = "\n".join(f"- {name}: {p['seconds']} s" for name, p in summary["parts"].items())
+    sizes = (f"Sizes: PGD and AAI tables {s.n} images, {s.steps} PGD steps, {s.aai_steps} AAI steps; bound "
+             f"{s.bound_n} images; ISA trade-off {s.tradeoff_n} of the authors' 5 trade-off images, multipliers "
+             f"{', '.join(f'{p:g}' for p in s.multipliers)} (each curve starts at its minimum-eps example, p = 1), "
+             f"{s.rounds} search rounds, measures "
+             f"{', '.join(s.tradeoff_measures)}, budgets {', '.join(s.budgets)}; UAR {s.uar_n} images, "
+             f"{s.uar_steps} steps." + (" A quick run uses fewer networks, images, steps, rounds and multipliers "
+                                        "than the authors (full run: 200 images, 200 steps, every network)."
+                                        if quick else ""))
+    warnings = summary["warnings"]
+    (out / "README.md").write_text(
+        f"# Reproducing the paper\n\nProduced by `{reproduce_command(out, quick)}`; mode: {MODES[quick]}.\n\n"
+        f"{sizes}\n\nWall-clock per part:\n{timing}\n\n" + "\n".join(sections)
+        + ("\n## Warnings\n\n" + "\n".join(f"- {w}" for w in warnings) + "\n" if warnings else ""))
 
 
 def reproduce_command(out: str | Path, quick: bool) -> str:
@@ -299,7 +475,7 @@ def reproduce_command(out: str | Path, quick: bool) -> str:
 
 def load_reproduce_tables(out: str | Path) -> dict:
     """Read back the PGD-accuracy and AAI Kendall-tau tables a ``reproduce`` run wrote into ``out``
-    (PAPER.md section 5).
+    (docs/method.md#evaluation).
 
     Returns {"out": shown path, "quick": bool or None (no summary.json), "mode", "command",
     "settings": the run's settings or None, "tables": {"pgd" | "aai": {"file", "value", "rows",

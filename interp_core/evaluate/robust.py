@@ -1,11 +1,27 @@
-"""Robust accuracy per eps (PAPER.md section 5), under the authors' protocol or a stronger one.
+"""Robust accuracy per eps (the paper's section 5), under the authors' protocol or a stronger one,
+with the gradient-masking signs of the literature.
 
-``paper``: the authors' PGD (200 signed steps of 0.01 from x, one restart) on the seed-99 subset.
-``strong`` (the project's addition): the per-image worst case over the authors' PGD, PGD on the
-cross-entropy and on the C&W margin with random starts and restarts, and AutoAttack
-(torchattacks' standard version: APGD-CE, APGD-T, FAB-T, Square). It flags gradient masking:
-a stronger attack doing much better than the authors' PGD, or input gradients that vanish.
-Clean errors count as failures in every accuracy.
+``paper``: the authors' PGD (``PaperProtocol``: 200 signed steps of 0.01 from x, one restart,
+the final iterate counts). Every eps of the grid is evaluated in one pass: each clean-correct image
+is stacked once per eps > 0, each row with its own radius. The engine ascends the per-example
+cross-entropy summed over the batch, so a row's gradient does not depend on the other rows (the
+authors' batch-mean loss differs by a constant factor, which the sign removes); the stacked pass
+gives, image by image, the result of one batch per eps (bit for bit where the kernels compute a
+row independently of the batch size, as the CPU ones do; a GPU library may pick other algorithms
+for other batch sizes, which changes the rounding).
+
+``strong`` (the project's addition): the per-image worst case over a sequence of attacks, each
+run only on the (eps, image) pairs that every earlier attack left standing, and each stopping on
+an image at its first misclassified iterate (``PGD(early_stop=True)``): the authors' PGD, PGD on
+the cross-entropy and on the C&W margin with random starts and restarts, then (``autoattack``)
+AutoAttack (torchattacks' standard version: APGD-CE, APGD-T, FAB-T, Square).
+
+Clean errors count as failures at every eps and are never attacked.
+
+Gradient-masking signs (``MASKING_SIGNS``; Athalye, Carlini and Wagner 2018; Carlini et al. 2019,
+"On evaluating adversarial robustness"), checked on every evaluation at a cost of seconds, each
+reported by name in ``RobustResult.masking_signs`` with a warning that starts with that name. They
+only diagnose: they never change the accuracies.
 """
 
 from __future__ import annotations
@@ -18,140 +34,281 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from interp_core.attacks import PaperProtocol, pgd
+from interp_core.attacks import PGD, PaperProtocol, pgd
+from interp_core.checks import check_eps_list, check_range
+from interp_core.models import eval_mode
 from interp_core.metrics import correct
+from interp_core.models import eval_mode
 
 #: progress(done, total): called by long evaluations after each unit of work.
 Progress = Callable[[int, int], None]
 PROTOCOLS = ("paper", "strong")
-#: A stronger attack beating the authors' PGD by more than this (accuracy points) flags masking.
-MASKING_GAP = 0.05
+#: Images the black-box and unbounded checks attack (the first ones that qualify).
+SIGN_IMAGES = 10
+#: Queries of the black-box check's Square attack (torchattacks.Square, margin loss, seed 0).
+SQUARE_QUERIES = 200
+#: The unbounded check: PGD at eps = 1 (the whole [0, 1] box), this many signed steps of 0.1 from x.
+UNBOUNDED_STEPS = 20
+#: More than this share of the unbounded check's images surviving flags masking.
+UNBOUNDED_SURVIVORS = 0.1
 #: More than this share of images with an all-zero input gradient flags vanishing gradients.
 ZERO_GRADIENT_SHARE = 0.1
+MASKING_SIGNS = {
+    "black-box-wins": f"Square ({SQUARE_QUERIES} queries), which needs no gradient, breaks some of the first "
+                      f"{SIGN_IMAGES} images that every gradient attack left standing at the largest eps where "
+                      "any stands (the PGD variants under the strong protocol, before AutoAttack)",
+    "unbounded-survives": f"more than {UNBOUNDED_SURVIVORS:.0%} of the first {SIGN_IMAGES} clean-correct images "
+                          f"survive {UNBOUNDED_STEPS} signed PGD steps of 0.1 at eps = 1, where any image can be "
+                          "turned into any other",
+    "accuracy-rises": "robust accuracy rises with eps, or (paper protocol) is higher after all steps than after "
+                      "a quarter of them (under the strong protocol a success at any iterate counts, so more "
+                      "steps cannot raise it)",
+    "vanishing-gradients": f"more than {ZERO_GRADIENT_SHARE:.0%} of images have an all-zero cross-entropy input "
+                           "gradient",
+}
 
 
 @dataclass
 class RobustResult:
-    """Robust accuracy per eps: ``results`` = [{"eps", "accuracy", ...}], the protocol that produced
-    it, the evaluation subset, warnings (gradient masking) and the wall-clock seconds."""
+    """Robust accuracy per eps: ``results`` = [{"eps", "accuracy", "attacks" (strong)}] in the order
+    of the eps asked for, ``per_image[i][j]``: image j robust at ``results[i]["eps"]``, the protocol
+    that produced it, the evaluation subset, warnings, the names of the gradient-masking signs that
+    fired (``MASKING_SIGNS``) and the wall-clock seconds."""
 
     protocol: dict
     n: int
     subset: str
     results: list[dict]
+    per_image: list[list[bool]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    masking_signs: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _batched(attack, model: nn.Module, x: Tensor, y: Tensor, batch_size: int, on_batch=None) -> Tensor:
-    """Per-example robust correctness (N,) bool of model under ``attack`` (clean errors fail)."""
-    hits = []
-    for start in range(0, len(y), batch_size):
-        xb, yb = x[start:start + batch_size], y[start:start + batch_size]
-        with torch.no_grad():
-            clean_ok = correct(model(xb), yb)
-        x_adv = attack(model, xb, yb)
-        with torch.no_grad():
-            hits.append(clean_ok & correct(model(x_adv), yb))
-        if on_batch:
-            on_batch()
-    return torch.cat(hits)
-
-
 def zero_gradient_share(model: nn.Module, x: Tensor, y: Tensor) -> float:
-    """Share of images whose cross-entropy input gradient is exactly zero (a masking symptom)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            x_req = x.detach().requires_grad_(True)
-            (grad,) = torch.autograd.grad(F.cross_entropy(model(x_req), y, reduction="sum"), x_req)
-    finally:
-        model.train(was_training)
+    """Share in [0, 1] of images x (N, C, H, W) in [0, 1] whose cross-entropy input gradient is
+    exactly zero (a masking symptom)."""
+    with eval_mode(model), torch.enable_grad():
+        x_req = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(F.cross_entropy(model(x_req), y, reduction="sum"), x_req)
     return float((grad.flatten(1).abs().amax(1) == 0).float().mean())
 
 
-class _AutoAttack:
-    """torchattacks' AutoAttack (standard) as ``attack(model, x, y)``, model modes restored."""
+class _TorchAttack:
+    """A torchattacks l-inf attack by class name (``AutoAttack``, ``Square``) as
+    ``attack(model, x, y) -> x_adv``; model modes and torch's global random state (torchattacks
+    seeds it) restored, the result checked against the ball."""
 
-    def __init__(self, eps: float, seed: int = 0):
-        self.eps, self.seed = eps, seed
+    def __init__(self, name: str, eps: float, **options):
+        self.name, self.eps, self.options = name, eps, options
 
-    def __call__(self, model, x, y, target=None):
+    def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
         import torchattacks
 
-        with torch.no_grad():
-            num_classes = model(x[:1]).shape[1]
-        modes = [(m, m.training) for m in model.modules()]
-        try:
-            x_adv = torchattacks.AutoAttack(model, norm="Linf", eps=self.eps, version="standard",
-                                            n_classes=num_classes, seed=self.seed)(x, y)
-        finally:
-            for module, mode in modes:
-                module.training = mode
+        options = dict(self.options)
+        if self.name == "AutoAttack":
+            with torch.no_grad():
+                options["n_classes"] = model(x[:1]).shape[1]
+        with eval_mode(model), torch.random.fork_rng(devices=[x.device] if x.is_cuda else []):
+            x_adv = getattr(torchattacks, self.name)(model, norm="Linf", eps=self.eps, **options)(x, y)
         if (x_adv - x).abs().max() > self.eps + 1e-5 or x_adv.min() < 0 or x_adv.max() > 1:
-            raise RuntimeError("torchattacks AutoAttack left the eps-ball or the [0, 1] box")
+            raise RuntimeError(f"torchattacks {self.name} left the eps-ball or the [0, 1] box")
         return x_adv.detach()
 
 
 def robust_accuracy(model: nn.Module, x: Tensor, y: Tensor, eps: list[float], protocol: str = "paper",
                     steps: int = 200, step_size: float = 0.01, restarts: int = 5, autoattack: bool = True,
                     batch_size: int = 200, subset: str = "", progress: Progress | None = None) -> RobustResult:
-    """Robust accuracy of ``model`` on x (N, C, H, W) in [0, 1], labels y (N,), at each eps.
+    """Robust accuracy in [0, 1] of ``model`` on x (N, C, H, W) in [0, 1], labels y (N,), at each
+    eps (l-inf radii in [0, 1]; 0 gives the clean accuracy).
 
-    protocol "paper": the authors' PGD with ``steps`` and ``step_size``. "strong": per image, the
-    worst case over the authors' PGD, ``restarts`` random-start PGD runs on the cross-entropy and
-    on the margin (``steps`` steps of 2.5 eps / steps), and (``autoattack``) AutoAttack; each
-    result row then also lists every attack's accuracy. ``subset`` describes which images x are.
+    protocol "paper": the authors' PGD with ``steps`` and ``step_size``, final iterate. "strong":
+    per image, the worst case over the authors' PGD, ``restarts`` random-start PGD runs on the
+    cross-entropy and on the C&W margin (``steps`` steps of 2.5 eps / steps) and (``autoattack``)
+    AutoAttack, each attack stopping on an image at its first misclassified iterate and attacking
+    only what the earlier ones left standing. Each strong row lists ``attacks``: for each attack in
+    that order, the accuracy left after it and every attack before it (a number per attack of an
+    exhaustive evaluation cannot be had without running every attack on every image); consecutive
+    differences are the shares each attack broke first, and the last equals ``accuracy``.
+    ``batch_size`` rows (image, eps) are attacked at a time; ``subset`` describes which images x are.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    check_eps_list(eps)
+    check_range("steps", steps, integer=True)
+    check_range("step_size", step_size)
+    check_range("restarts", restarts, integer=True)
+    check_range("batch_size", batch_size, integer=True)
     started = time.perf_counter()
     paper = PaperProtocol(steps=steps, step_size=step_size)
+    paper.attack(torch.tensor([float(e) for e in eps]))  # refuses bad radii, steps and step sizes
     record = {"name": protocol, **{k: v for k, v in paper.record().items() if not k.startswith("subset")}}
     if protocol == "strong":
         record.update(extra_attacks=[f"pgd-ce random start x{restarts}", f"pgd-margin random start x{restarts}"]
                       + (["autoattack-standard (torchattacks)"] if autoattack else []),
-                      extra_step_size="2.5 eps / steps", restarts=restarts)
-    batches = -(-len(y) // batch_size)
-    per_eps = 1 if protocol == "paper" else 3 + int(autoattack)
-    total, done = len(eps) * batches * per_eps, 0
+                      extra_step_size="2.5 eps / steps", restarts=restarts,
+                      early_stop="each attack stops on an image at its first misclassified iterate and runs only "
+                                 "on the images every earlier attack left standing")
+    with eval_mode(model):
+        run = _Evaluation(model, x, y, [float(e) for e in eps], batch_size, progress)
+        if protocol == "paper":
+            quarter, attacks = run.paper(paper), {}
+            gradient_standing = run.standing
+        else:
+            quarter = None
+            attacks, gradient_standing = run.strong(paper, steps, restarts, autoattack)
+        results, per_image = [], []
+        for value in run.eps:
+            robust = run.flags(run.standing, value)
+            row = {"eps": value, "accuracy": float(robust.float().mean())}
+            if protocol == "strong" and value > 0:
+                row["attacks"] = {name: float(run.flags(s, value).float().mean()) for name, s in attacks.items()}
+            results.append(row)
+            per_image.append(robust.tolist())
+        signs = _masking_signs(run, results, gradient_standing, quarter, steps, protocol)
+    return RobustResult(record, len(y), subset, results, per_image, [message for _, message in signs],
+                        list(dict.fromkeys(name for name, _ in signs)), time.perf_counter() - started)
 
-    def tick():
-        nonlocal done
-        done += 1
-        if progress:
-            progress(done, total)
 
-    results, warnings = [], []
-    for value in eps:
-        ok = _batched(paper.attack(value), model, x, y, batch_size, tick)
-        row = {"eps": value, "accuracy": float(ok.float().mean())}
-        if protocol == "strong" and value > 0:
-            row["attacks"] = {"paper-pgd": row["accuracy"]}
-            for name, attack in (
-                ("pgd-ce-restarts", pgd(value, steps, restarts=restarts, seed=0)),
-                ("pgd-margin-restarts", pgd(value, steps, restarts=restarts, seed=0, objective="margin")),
-                *([("autoattack", _AutoAttack(value))] if autoattack else []),
-            ):
-                hit = _batched(attack, model, x, y, batch_size, tick)
-                row["attacks"][name] = float(hit.float().mean())
-                ok &= hit
-            row["accuracy"] = float(ok.float().mean())
-            if row["attacks"]["paper-pgd"] - row["accuracy"] > MASKING_GAP:
-                best = min(row["attacks"], key=row["attacks"].get)
-                warnings.append(f"eps={value:.4g}: {best} leaves {row['attacks'][best]:.3f} against the authors' "
-                                f"PGD's {row['attacks']['paper-pgd']:.3f}: possible gradient masking")
-        elif protocol == "strong":
-            total -= batches * (per_eps - 1)
-        results.append(row)
-    share = zero_gradient_share(model, x[:batch_size], y[:batch_size])
-    if share > ZERO_GRADIENT_SHARE:
-        warnings.append(f"{share:.0%} of images have an all-zero input gradient: vanishing gradients mask attacks")
-    accs = [r["accuracy"] for r in results]
-    if any(later > earlier + 1e-9 for earlier, later in zip(accs, accs[1:])) and sorted(eps) == list(eps):
-        warnings.append("robust accuracy rises with eps somewhere: the attack is not converging")
-    return RobustResult(record, len(y), subset, results, warnings, time.perf_counter() - started)
+class _Evaluation:
+    """The stacked rows of one evaluation: each clean-correct image once per eps > 0 (eps-major),
+    ``image`` (R,) indices into x and ``radius`` (R,) its eps; attacks run over rows in batches."""
+
+    def __init__(self, model: nn.Module, x: Tensor, y: Tensor, eps: list[float], batch_size: int,
+                 progress: Progress | None):
+        self.model, self.x, self.y, self.eps, self.batch_size = model, x, y, eps, batch_size
+        self.progress, self.done, self.total = progress, 0, 0
+        with torch.no_grad():
+            self.clean = torch.cat([correct(model(x[s:s + batch_size]), y[s:s + batch_size])
+                                    for s in range(0, len(y), batch_size)]
+                                   or [torch.zeros(0, dtype=torch.bool, device=x.device)])
+        self.radii = list(dict.fromkeys(e for e in eps if e > 0))
+        images = self.clean.nonzero().squeeze(1)
+        self.image = images.repeat(len(self.radii))
+        self.radius = torch.tensor(self.radii, dtype=x.dtype, device=x.device).repeat_interleave(len(images))
+        self.standing = torch.ones(len(self.image), dtype=torch.bool, device=x.device)
+
+    def flags(self, standing: Tensor, value: float) -> Tensor:
+        """Per-image robustness (N,) bool at eps ``value`` from per-row flags (R,)."""
+        if value <= 0:
+            return self.clean.clone()
+        robust = torch.zeros_like(self.clean)
+        column = self.radius == value
+        robust[self.image[column]] = standing[column]
+        return robust
+
+    def plan(self, rows: int, stages: int) -> None:
+        """Progress total: what is done plus ``stages`` passes over ``rows`` rows."""
+        self.total = self.done + stages * -(-rows // self.batch_size)
+
+    def attack_rows(self, rows: Tensor, attack: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Tensor:
+        """Still correctly classified (len(rows),) bool after ``attack(x, y, radius) -> x_adv`` on ``rows``."""
+        ok = torch.zeros(len(rows), dtype=torch.bool, device=self.x.device)
+        for s in range(0, len(rows), self.batch_size):
+            chunk = rows[s:s + self.batch_size]
+            xb, yb = self.x[self.image[chunk]], self.y[self.image[chunk]]
+            x_adv = attack(xb, yb, self.radius[chunk])
+            with torch.no_grad():
+                ok[s:s + self.batch_size] = correct(self.model(x_adv), yb)
+            self.done += 1
+            if self.progress:
+                self.progress(self.done, max(self.total, self.done))
+        return ok
+
+    def paper(self, paper: PaperProtocol) -> Tensor | None:
+        """The authors' PGD on every row: ``standing`` becomes the final iterate's correctness;
+        returns the correctness (R,) after steps // 4 steps (None under 4 steps)."""
+        quarter_step, seen = paper.steps // 4, []
+
+        def attack(xb: Tensor, yb: Tensor, radius: Tensor) -> Tensor:
+            def look(step: int, x_adv: Tensor) -> None:
+                if step == quarter_step:
+                    with torch.no_grad():
+                        seen.append(correct(self.model(x_adv), yb))
+
+            return paper.attack(radius)(self.model, xb, yb, callback=look if quarter_step else None)
+
+        rows = torch.arange(len(self.image), device=self.x.device)
+        self.plan(len(rows), 1)
+        self.standing = self.attack_rows(rows, attack)
+        return torch.cat(seen) if quarter_step and seen else None
+
+    def strong(self, paper: PaperProtocol, steps: int, restarts: int,
+               autoattack: bool) -> tuple[dict[str, Tensor], Tensor]:
+        """The strong protocol's attacks in turn on the rows still standing; returns each attack's
+        standing flags after it (R,) and the flags after the gradient (PGD) attacks."""
+        model = self.model
+        stages = [
+            ("paper-pgd", lambda xb, yb, r: paper.attack(r, early_stop=True)(model, xb, yb)),
+            ("pgd-ce-restarts", lambda xb, yb, r: pgd(r, steps, restarts=restarts, seed=0,
+                                                      early_stop=True)(model, xb, yb)),
+            ("pgd-margin-restarts", lambda xb, yb, r: pgd(r, steps, restarts=restarts, seed=0, objective="margin",
+                                                          early_stop=True)(model, xb, yb)),
+        ]
+        after: dict[str, Tensor] = {}
+        for k, (name, attack) in enumerate(stages):
+            rows = self.standing.nonzero().squeeze(1)
+            self.plan(len(rows), len(stages) - k + int(autoattack))
+            self.standing[rows] = self.attack_rows(rows, attack)
+            after[name] = self.standing.clone()
+        gradient_standing = self.standing.clone()
+        if autoattack:
+            self.plan(int(self.standing.sum()), 1)
+            for value in self.radii:
+                rows = (self.standing & (self.radius == value)).nonzero().squeeze(1)
+                aa = _TorchAttack("AutoAttack", value, version="standard", seed=0)
+                self.standing[rows] = self.attack_rows(rows, lambda xb, yb, r: aa(model, xb, yb))
+            after["autoattack"] = self.standing.clone()
+        return after, gradient_standing
+
+
+def _masking_signs(run: _Evaluation, results: list[dict], gradient_standing: Tensor, quarter: Tensor | None,
+                   steps: int, protocol: str) -> list[tuple[str, str]]:
+    """(name, warning) of every gradient-masking sign of ``MASKING_SIGNS`` that fires."""
+    model, x, y = run.model, run.x, run.y
+    signs = []
+    for value in sorted(run.radii, reverse=True):  # black box: the largest eps where images stand
+        rows = (gradient_standing & (run.radius == value)).nonzero().squeeze(1)[:SIGN_IMAGES]
+        if len(rows):
+            images = run.image[rows]
+            square = _TorchAttack("Square", value, n_queries=SQUARE_QUERIES, seed=0)
+            with torch.no_grad():
+                broken = int((~correct(model(square(model, x[images], y[images])), y[images])).sum())
+            if broken:
+                who = "the authors' PGD" if protocol == "paper" else "every PGD variant"
+                signs.append(("black-box-wins", f"black-box-wins: Square ({SQUARE_QUERIES} queries, no gradient) "
+                              f"broke {broken} of {len(rows)} images at eps={value:.4g} that {who} left standing: "
+                              "the gradient attacks miss adversarial examples, robust accuracy is overestimated"))
+            break
+    images = run.clean.nonzero().squeeze(1)[:SIGN_IMAGES]
+    if len(images):
+        unbounded = PGD(1.0, 0.1, UNBOUNDED_STEPS)(model, x[images], y[images])
+        with torch.no_grad():
+            survivors = int(correct(model(unbounded), y[images]).sum())
+        if survivors > UNBOUNDED_SURVIVORS * len(images):
+            signs.append(("unbounded-survives", f"unbounded-survives: {survivors} of {len(images)} images survive "
+                          f"{UNBOUNDED_STEPS}-step PGD at eps=1 (the whole [0, 1] box): the attack's gradients "
+                          "do not lead anywhere"))
+    ordered = sorted((r["eps"], r["accuracy"]) for r in results)
+    for (e1, a1), (e2, a2) in zip(ordered, ordered[1:]):
+        if a2 > a1 + 1e-9:
+            signs.append(("accuracy-rises", f"accuracy-rises: robust accuracy rises from {a1:.3f} at eps={e1:.4g} "
+                          f"to {a2:.3f} at eps={e2:.4g}: the attack does not converge"))
+            break
+    if quarter is not None:
+        for value in run.radii:
+            column = run.radius == value
+            early, late = int(quarter[column].sum()), int(gradient_standing[column].sum())
+            if late > early:
+                signs.append(("accuracy-rises", f"accuracy-rises: at eps={value:.4g}, {late} images stand after "
+                              f"{steps} steps against {early} after {steps // 4}: the attack does not converge"))
+                break
+    if len(y):
+        share = zero_gradient_share(model, x[:run.batch_size], y[:run.batch_size])
+        if share > ZERO_GRADIENT_SHARE:
+            signs.append(("vanishing-gradients", f"vanishing-gradients: {share:.0%} of images have an all-zero input "
+                          "gradient: gradient attacks cannot move them"))
+    return signs

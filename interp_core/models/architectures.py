@@ -2,7 +2,7 @@
 
 Every network ends in: last feature map A(x) (N, C, h, w), no activation on it -> global average
 pool -> linear head W (K, C) without bias. So ``CAM_c(x) = sum_k W[c, k] A_k(x)`` and the logit
-``Z_c(x)`` is the grid mean of ``CAM_c(x)`` (PAPER.md section 2). Convolutions use TensorFlow's
+``Z_c(x)`` is the grid mean of ``CAM_c(x)`` (docs/method.md#networks). Convolutions use TensorFlow's
 'SAME' padding (extra row/column at the bottom/right) and ReLU comes before every convolution
 except the first (pre-activation).
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 import math
+from contextlib import contextmanager
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -43,7 +45,7 @@ class CAMNet(nn.Module):
 
     head: nn.Linear
     #: None: ReLU activations (the trained network). A number: softplus with that beta, the smooth
-    #: copy the authors use to differentiate through IG maps (PAPER.md section 3).
+    #: copy the authors use to differentiate through IG maps (docs/method.md#maps).
     softplus_beta: float | None = None
 
     def act(self, x: torch.Tensor) -> torch.Tensor:
@@ -59,11 +61,6 @@ class CAMNet(nn.Module):
     def cam(self, x: torch.Tensor) -> torch.Tensor:
         """Class activation maps of every class: (N, K, h, w); their grid mean is the logits."""
         return cam_from_features(self.features(x), self.head.weight)
-
-    @property
-    def feature_layer(self) -> nn.Module:
-        """The module whose output is the last feature map (default layer of Grad-CAM)."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
 
 def cam_from_features(features: torch.Tensor, head_weight: torch.Tensor) -> torch.Tensor:
@@ -89,10 +86,6 @@ class SmallGap(CAMNet):
         x = self.conv2(self.act(x))
         return self.conv3(self.act(x))
 
-    @property
-    def feature_layer(self) -> nn.Module:
-        return self.conv3
-
 
 class Pool(CAMNet):
     """pool: conv 32@5x5 -> maxpool 2 -> conv 64@5x5 -> maxpool 2 -> GAP -> linear (7x7 CAM)."""
@@ -108,10 +101,6 @@ class Pool(CAMNet):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.pool1(self.conv1(x))
         return self.pool2(self.conv2(self.act(x)))
-
-    @property
-    def feature_layer(self) -> nn.Module:
-        return self.pool2
 
 
 class _ResidualBlock(nn.Module):
@@ -161,10 +150,6 @@ class WResNet(CAMNet):
             x = block(x, self.act)
         return x
 
-    @property
-    def feature_layer(self) -> nn.Module:
-        return self.blocks[-1]
-
 
 ARCHITECTURES: dict[str, type[CAMNet]] = {"smallgap": SmallGap, "pool": Pool, "wresnet": WResNet}
 
@@ -192,3 +177,16 @@ def smooth_copy(model: CAMNet, beta: float = 10.0) -> CAMNet:
     smooth = copy.deepcopy(model)
     smooth.softplus_beta = beta
     return smooth
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run a block with ``model`` in eval mode, then give every submodule back its own mode (a
+    model in a mixed state, e.g. training with a frozen submodule, comes back mixed)."""
+    modes = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, mode in modes:
+            module.training = mode

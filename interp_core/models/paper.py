@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from interp_core.io import load_arrays_pickle
 from interp_core.models.architectures import ARCHITECTURES, CAMNet, SameConv2d
-from interp_core.models.checkpoint import CheckpointError, ModelCard
+from interp_core.models.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, ModelCard, check_file_size
 
 PAPER_CREDIT = (
     "Trained and released by Boopathy, Liu, Zhang, Liu, Chen, Chang and Daniel for 'Proper Network "
@@ -26,7 +27,7 @@ PAPER_CREDIT = (
     "copyright 2020 the authors. Converted to PyTorch by interp_core."
 )
 
-# The authors' method tags -> this project's training-method names (PAPER.md section 6).
+# The authors' method tags -> this project's training-method names (docs/method.md#training).
 PAPER_METHODS = {
     "normal": "normal", "adv": "pgd-at", "trades": "trades", "ig": "ig-norm", "igsum": "ig-sum-norm",
     "int": "int", "intone": "int-1class", "intadv": "int-adv", "int2": "int2", "int2adv": "int2-adv",
@@ -35,22 +36,6 @@ PAPER_METHODS = {
 }
 _DATASETS = {"mnist": "mnist", "cifar": "cifar10"}
 _NAME = re.compile(r"^(mnist|cifar)_(smallgap|pool|wresnet)_([a-z0-9]+)_(\d+)$")
-
-_ALLOWED_GLOBALS = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("collections", "OrderedDict"),
-}
-
-
-class _ArraysOnlyUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if (module, name) not in _ALLOWED_GLOBALS:
-            raise pickle.UnpicklingError(
-                f"refused: the pickle asks for {module}.{name}; only plain numpy arrays are accepted"
-            )
-        return super().find_class(module, name)
-
 
 def read_paper_pickle(path: str | Path) -> dict[str, np.ndarray]:
     """Arrays of an authors' ``.pkl`` file as ``layer<i>_kernel/bias`` names.
@@ -61,7 +46,7 @@ def read_paper_pickle(path: str | Path) -> dict[str, np.ndarray]:
     """
     data = Path(path).read_bytes()
     try:
-        obj = _ArraysOnlyUnpickler(io.BytesIO(data), encoding="latin1").load()
+        obj = load_arrays_pickle(io.BytesIO(data), encoding="latin1")
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as err:
         raise CheckpointError(f"{path}: not a pickle of plain numpy arrays ({err})") from None
     if isinstance(obj, dict):
@@ -151,11 +136,11 @@ def model_from_arrays(arrays: dict[str, np.ndarray], arch: str | None = None) ->
     return model.eval()
 
 
-def load_paper_network(path: str | Path) -> tuple[CAMNet, ModelCard]:
-    """A paper network from its ``.npz`` or ``.pkl`` file, with a card built from its file name."""
+def load_paper_network(path: str | Path, max_bytes: int = MAX_CHECKPOINT_BYTES) -> tuple[CAMNet, ModelCard]:
+    """A paper network from its ``.npz`` or ``.pkl`` file (at most ``max_bytes``, checked before
+    reading), with a card built from its file name."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
+    check_file_size(path, max_bytes, "paper network")
     if path.suffix == ".npz":
         try:
             with np.load(path, allow_pickle=False) as f:
@@ -167,13 +152,25 @@ def load_paper_network(path: str | Path) -> tuple[CAMNet, ModelCard]:
     else:
         raise CheckpointError(f"{path}: paper networks are .npz or .pkl files")
     model = model_from_arrays(arrays)
-    return model, paper_card(path.stem, model)
-
-
-def paper_card(stem: str, model: CAMNet) -> ModelCard:
-    """Card for a paper network named ``<dataset>_<arch>_<method>_<epochs>``."""
     arch = next(name for name, cls in ARCHITECTURES.items() if type(model) is cls)
     in_channels = next(m for m in model.modules() if isinstance(m, SameConv2d)).in_channels
+    return model, paper_card(path.stem, arch, in_channels, model.head.weight.shape[0])
+
+
+def card_from_name(stem: str) -> ModelCard | None:
+    """The card of a paper network named ``<dataset>_<arch>_<method>_<epochs>`` (e.g.
+    ``mnist_smallgap_int_100``) from the name alone, without reading the file (10 classes, MNIST 1
+    input channel, CIFAR-10 3); None for a name that does not follow the scheme."""
+    match = _NAME.match(stem)
+    if not match:
+        return None
+    dataset = _DATASETS[match.group(1)]
+    return paper_card(stem, match.group(2), 1 if dataset == "mnist" else 3, 10)
+
+
+def paper_card(stem: str, arch: str, in_channels: int, num_classes: int) -> ModelCard:
+    """Card for a paper network named ``<dataset>_<arch>_<method>_<epochs>`` (other names: dataset
+    from the input channels, method "unknown")."""
     match = _NAME.match(stem)
     dataset, method, hyper = ("mnist" if in_channels == 1 else "cifar10"), "unknown", {}
     if match:
@@ -188,7 +185,7 @@ def paper_card(stem: str, model: CAMNet) -> ModelCard:
         hyper["train_eps"] = 0.3 if dataset == "mnist" else 8 / 255
     return ModelCard(
         name=stem, arch=arch, dataset=dataset, method=method, in_channels=in_channels,
-        num_classes=model.head.weight.shape[0], source="paper", hyperparameters=hyper,
+        num_classes=num_classes, source="paper", hyperparameters=hyper,
         description=f"The authors' released {arch} network trained with {method} on {dataset}.",
         credit=PAPER_CREDIT,
     )

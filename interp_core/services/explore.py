@@ -2,11 +2,17 @@
 
 ``explore(models, x, y, attack, explainers)`` attacks each model, explains clean and adversarial
 images for the true class y and the attack's class t, and measures how far the maps moved
-(PAPER.md section 4): 1-class and 2-class l1 discrepancies, raw and range-normalized, Kendall's
+(docs/method.md#discrepancies): 1-class and 2-class l1 discrepancies, raw and range-normalized, Kendall's
 tau and the top-k intersection of the true-class maps, and the 2-class bound next to D2 on the
 CAM/(h*w) scale. It also records the attack's trajectory (iterate, prediction and maps at every
 step). The result holds numpy arrays only, so it can be cached, exported and rendered by any UI;
 ``to_csv``, ``to_json`` and ``to_npz`` are the exports (the PNG figure is ``figures.to_png``).
+
+Truthful readouts: each model's result says whether the attack reached its goal (``attack_goal``:
+flip the label, reach the target, or keep the label for AAI), the bound line gives the relation
+that actually holds and whether the bound applies (``bound_readout``), and a perturbation too small
+to amplify is reported as none rather than magnified by ~1/0. ``check_correct`` refuses images the
+model misclassifies, for attacks that need a correct one (ISA).
 
 Which class is t: the attack's target for a targeted attack (by default the runner-up class of the
 clean image, as the attacks choose it); otherwise the adversarial
@@ -16,21 +22,29 @@ closest to winning). For an image without a label, y is the clean prediction.
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 
-from interp_core.attacks import runner_up
-from interp_core.interpret import LABELS, get_explainer, upsample_to_input
-from interp_core.metrics import discrepancy, kendall_tau, topk_intersection, two_class_bound
+from interp_core.attacks import ATTACKS, Attack, build_attack, runner_up
+from interp_core.interpret import LABELS, explain_classes, get_explainer, upsample_to_input
+from interp_core.io import npz_bytes, rows_to_csv
+from interp_core.metrics import best_other_class, discrepancy, kendall_tau, topk_intersection, two_class_bound
 
 TOPK_CELLS = 8
+#: Below this ||x' - x||_inf the attack left the image as it was: no perturbation to amplify.
+PERTURBATION_FLOOR = 1e-6
+#: What an attack tries to do: change the prediction away from y, make the target t the
+#: prediction, or keep y while moving the map (AAI).
+GOALS = ("flip", "reach", "keep")
+#: Attacks whose goal is to keep the label (the rest: "reach" when targeted, else "flip").
+_KEEPS_LABEL = ("aai",)
+#: Attacks that refuse an image the model misclassifies (the paper runs ISA on correct images only).
+NEEDS_CORRECT = ("isa",)
 
 #: Every number the Explore page shows, with its definition and the normalization it uses.
 METRIC_DEFINITIONS: dict[str, str] = {
@@ -44,7 +58,7 @@ METRIC_DEFINITIONS: dict[str, str] = {
 }
 BOUND_DEFINITION = (
     "D2 on CAM/(h·w) (maps that sum to the logits) is at least ½(Z_y(x) − Z_t(x)) for every x' on which "
-    "t beats y (PAPER.md section 4): the floor no attack can get under."
+    "t beats y (docs/method.md#bound): the floor no attack can get under."
 )
 
 
@@ -88,9 +102,10 @@ class Trajectory:
 @dataclass
 class ModelResult:
     """One model attacked on the images: x_adv (N, C, H, W), the perturbation amplified to fill
-    [0, 1] (0.5 = unchanged), its l-inf / l2 size (N,), logits and probabilities (N, K), true and
-    attack classes (N,), the bound ½(Z_y(x) − Z_t(x)) beside D2 of CAM/(h·w) (N,), whether t beats
-    y at x' (the bound's premise), one MapSet per explainer, the trajectory and the time taken."""
+    [0, 1] (0.5 = unchanged; all 0.5 below PERTURBATION_FLOOR), its l-inf / l2 size (N,), logits
+    and probabilities (N, K), true and attack classes (N,), the bound ½(Z_y(x) − Z_t(x)) beside D2
+    and D1 of CAM/(h·w) (N,), whether t beats y at x' (the bound's premise), whether the attack
+    reached its goal (N,) bool, one MapSet per explainer, the trajectory and the time taken."""
 
     model: str
     x_adv: np.ndarray
@@ -105,7 +120,9 @@ class ModelResult:
     target: np.ndarray
     bound: np.ndarray
     d2_cam_hw: np.ndarray
+    d1_cam_hw: np.ndarray
     bound_applies: np.ndarray
+    goal_reached: np.ndarray
     maps: dict[str, MapSet]
     trajectory: Trajectory | None
     seconds: float
@@ -118,76 +135,146 @@ class ModelResult:
     def adv_pred(self) -> np.ndarray:
         return self.adv_logits.argmax(1)
 
+    @property
+    def magnification(self) -> np.ndarray:
+        """How much the perturbation image amplifies δ, 0.5 / ||δ||_inf (N,); NaN where there is
+        no perturbation (||δ||_inf < PERTURBATION_FLOOR)."""
+        linf = self.linf.astype(np.float64)
+        return np.where(linf >= PERTURBATION_FLOOR, 0.5 / np.maximum(linf, PERTURBATION_FLOOR), np.nan)
+
 
 @dataclass
 class ExploreResult:
     """Clean images x (N, C, H, W) in [0, 1], labels y (N,), class names, the attack's settings
-    and one ModelResult per model, in the order given."""
+    (``attack_settings``, with "name" and "target"), its goal (GOALS), one ModelResult per model in
+    the order given, the dataset's name and each image's id in its gallery (N,) for the exports."""
 
     x: np.ndarray
     y: np.ndarray
     class_names: list[str]
     attack: dict
     models: list[ModelResult] = field(default_factory=list)
+    goal: str = "flip"
+    dataset: str = ""
+    image_ids: list = field(default_factory=list)
+
+    def image_id(self, index: int):
+        """The gallery number of image ``index`` (its batch position when none was given)."""
+        return self.image_ids[index] if index < len(self.image_ids) else index
 
 
-#: attack_fn(model, x, y, target, callback) -> x_adv; ``callback(step, x_step)`` sees each iterate.
-AttackFn = Callable[..., torch.Tensor]
+def attack_goal(name: str) -> str:
+    """The goal (GOALS) of the registered attack ``name``: "keep" for AAI, "reach" for a targeted
+    attack, else "flip"."""
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; known: {sorted(ATTACKS)}")
+    return "keep" if name in _KEEPS_LABEL else "reach" if ATTACKS[name].targeted else "flip"
+
+
+def attack_settings(name: str, params: dict) -> dict:
+    """The settings attack ``name`` runs with: the registry's defaults overridden by ``params``,
+    where a None (derived) setting such as PGD's step_size is read from the built attack (2.5 eps /
+    steps). Raises ValueError for unknown or invalid settings, as ``build_attack`` does."""
+    attack = build_attack(name, **params)
+    settings = {**ATTACKS[name].defaults, **params}
+    return {k: getattr(attack, k, v) if v is None else v for k, v in settings.items()}
+
+
+class MisclassifiedImage(ValueError):
+    """The model gets the clean image wrong, so an attack that needs a correct image refuses it;
+    ``model``, ``true`` and ``pred`` (class names) and ``prob`` (the prediction's softmax) say how."""
+
+    def __init__(self, model: str, true: str, pred: str, prob: float):
+        self.model, self.true, self.pred, self.prob = model, true, pred, prob
+        super().__init__(f"{model} classifies this image (true class {true}) as {pred} ({prob:.0%}); this attack "
+                         "needs an image the model classifies correctly, as in the paper: choose another image")
+
+
+def check_correct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, class_names: Sequence[str],
+                  name: str = "the model") -> None:
+    """Raise MisclassifiedImage for the first image of x (N, C, H, W) in [0, 1] that ``model``
+    does not classify as its label y (N,); return None when it gets every image right."""
+    with torch.no_grad():
+        prob = model(x).softmax(1)
+    wrong = (prob.argmax(1) != y.to(prob.device)).nonzero().squeeze(1)
+    if len(wrong):
+        i = int(wrong[0])
+        pred = int(prob[i].argmax())
+        raise MisclassifiedImage(name, class_names[int(y[i])], class_names[pred], float(prob[i, pred]))
 
 
 def explore(models: dict[str, torch.nn.Module], x: torch.Tensor, y: torch.Tensor | None,
-            attack_fn: AttackFn, explainers: Sequence[str], attack_info: dict | None = None,
-            target: torch.Tensor | None = None, targeted: bool = False, class_names: Sequence[str] | None = None,
-            trajectory_explainer: str | None = "cam") -> ExploreResult:
-    """Attack every model on x and measure its interpretations (PAPER.md sections 3-5).
+            attack: Attack, explainers: Sequence[str], attack_info: dict | None = None,
+            target: torch.Tensor | None = None, class_names: Sequence[str] | None = None,
+            trajectory_explainer: str | None = "cam", goal: str | None = None, require_correct: bool = False,
+            dataset: str = "", image_ids: Sequence | None = None) -> ExploreResult:
+    """Attack every model on x and measure its interpretations (docs/method.md#discrepancies).
 
     models: name -> CAM-capable model (eval mode); x: (N, C, H, W) in [0, 1]; y: (N,) true labels,
-    or None to use each model's clean prediction; attack_fn(model, x, y, target, callback) ->
-    x_adv from the attacks registry; explainers: names from interpret.EXPLAINERS; target: (N,)
-    attack targets, or None (a targeted attack then aims at the runner-up class); targeted: whether
-    the attack is targeted (registry flag); trajectory_explainer: the explainer whose maps
-    are recorded at every attack step (None: no trajectory).
+    or None to use each model's clean prediction; attack: an ``interp_core.attacks.Attack`` (e.g.
+    from ``build_attack``), whose callback records the trajectory; explainers: names from
+    interpret.EXPLAINERS; target: (N,) attack targets, or None (a targeted attack then aims at the
+    runner-up class); trajectory_explainer: the explainer whose maps are recorded at every attack
+    step (None: no trajectory); goal: one of GOALS ("reach" when the attack is targeted, else
+    "flip", by default; ``attack_goal`` gives a registered attack's); require_correct: raise
+    MisclassifiedImage (before attacking) when a model misclassifies an image; dataset and
+    image_ids (N,): where the images come from, for the exports.
     """
     if x.dim() != 4:
         raise ValueError(f"x must be (N, C, H, W), got shape {tuple(x.shape)}")
     if not explainers:
         raise ValueError("choose at least one explainer")
+    goal = goal or ("reach" if attack.targeted else "flip")
+    if goal not in GOALS:
+        raise ValueError(f"goal must be one of {GOALS}, got {goal!r}")
+    if image_ids is not None and len(image_ids) != len(x):
+        raise ValueError(f"image_ids must name the {len(x)} images, got {len(image_ids)}")
     x = x.detach()
     first = next(iter(models.values()))
     num_classes = first.head.out_features
     names = list(class_names) if class_names else [str(c) for c in range(num_classes)]
     result = ExploreResult(x=x.cpu().numpy(), y=(y.cpu().numpy() if y is not None else np.full(len(x), -1)),
-                           class_names=names, attack=dict(attack_info or {}))
+                           class_names=names, attack=dict(attack_info or {}), goal=goal, dataset=dataset,
+                           image_ids=list(image_ids) if image_ids is not None else [])
     for name, model in models.items():
-        result.models.append(_explore_model(name, model, x, y, attack_fn, explainers, target, targeted,
-                                            trajectory_explainer))
+        if require_correct and y is not None:
+            check_correct(model, x, y, names, name)
+        result.models.append(_explore_model(name, model, x, y, attack, explainers, target, trajectory_explainer,
+                                            goal))
     return result
 
 
-def _explore_model(name, model, x, y, attack_fn, explainers, target, targeted, trajectory_explainer) -> ModelResult:
+def _explore_model(name, model, x, y, attack: Attack, explainers, target, trajectory_explainer,
+                   goal) -> ModelResult:
     start = time.perf_counter()
     with torch.no_grad():
         clean_logits = model(x)
     y = clean_logits.argmax(1) if y is None else y.to(x.device)
-    if targeted and target is None:
+    if attack.targeted and target is None:
         target = runner_up(model, x, y)
     steps: list[torch.Tensor] = []
-    x_adv = attack_fn(model, x, y, target, lambda step, xs: steps.append(xs.detach().clone())).detach()
+    x_adv = attack(model, x, y, target, callback=lambda step, xs: steps.append(xs.detach().clone())).detach()
     with torch.no_grad():
         adv_logits = model(x_adv)
-    t = target.to(x.device) if target is not None else _attack_class(adv_logits, y)
+    # the class the attack pushed toward: the best wrong class at x' (its prediction if flipped)
+    t = target.to(x.device) if target is not None else best_other_class(adv_logits, y).indices
     both = torch.cat([x, x_adv])
     classes = torch.stack([y, t], 1).repeat(2, 1)  # (2N, 2): explain y and t on clean and adv
     maps = {e: _map_set(e, model, both, classes, x.shape[-2:]) for e in explainers}
     with torch.no_grad():
-        cams = _explain_pairs(get_explainer("cam"), model, both, classes)
+        cams = explain_classes(get_explainer("cam"), model, both, classes)
     h, w = cams.shape[-2:]
     n = len(x)
     cam_hw = cams / (h * w)
-    d2_cam_hw = discrepancy(cam_hw[:n], cam_hw[n:], *_yt(n, x.device), measure="2class")
+    y_idx, t_idx = _yt(n, x.device)
+    d2_cam_hw = discrepancy(cam_hw[:n], cam_hw[n:], y_idx, t_idx, measure="2class")
+    d1_cam_hw = discrepancy(cam_hw[:n], cam_hw[n:], y_idx, measure="1class")
     delta = x_adv - x
     linf = delta.abs().flatten(1).amax(1)
-    scale = linf.clamp_min(1e-12).view(-1, 1, 1, 1)
+    # below the floor there is nothing to amplify: mid-grey, not noise magnified by ~1/0
+    scale = torch.where(linf >= PERTURBATION_FLOOR, linf, torch.inf).view(-1, 1, 1, 1)
+    adv_pred = adv_logits.argmax(1)
+    reached = {"flip": adv_pred != y, "reach": adv_pred == t, "keep": adv_pred == y}[goal]
     trajectory = (_trajectory(trajectory_explainer, model, x, y, t, steps, maps.get(trajectory_explainer))
                   if trajectory_explainer and steps else None)
     return ModelResult(
@@ -196,17 +283,10 @@ def _explore_model(name, model, x, y, attack_fn, explainers, target, targeted, t
         clean_logits=clean_logits.cpu().numpy(), adv_logits=adv_logits.cpu().numpy(),
         clean_prob=clean_logits.softmax(1).cpu().numpy(), adv_prob=adv_logits.softmax(1).cpu().numpy(),
         y=y.cpu().numpy(), target=t.cpu().numpy(), bound=two_class_bound(clean_logits, y, t).cpu().numpy(),
-        d2_cam_hw=d2_cam_hw.cpu().numpy(),
+        d2_cam_hw=d2_cam_hw.cpu().numpy(), d1_cam_hw=d1_cam_hw.cpu().numpy(),
         bound_applies=(adv_logits.gather(1, t[:, None]) > adv_logits.gather(1, y[:, None])).squeeze(1).cpu().numpy(),
-        maps=maps, trajectory=trajectory, seconds=time.perf_counter() - start,
+        goal_reached=reached.cpu().numpy(), maps=maps, trajectory=trajectory, seconds=time.perf_counter() - start,
     )
-
-
-def _attack_class(adv_logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The class the attack pushed toward: the best wrong class at x' (its prediction if flipped)."""
-    wrong = adv_logits.clone()
-    wrong.scatter_(1, y[:, None], float("-inf"))
-    return wrong.argmax(1)
 
 
 def _yt(n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,7 +297,7 @@ def _yt(n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
 def _map_set(explainer_name: str, model, both: torch.Tensor, classes: torch.Tensor, size) -> MapSet:
     """Maps of classes (y, t) on the clean and adversarial images, and their agreement numbers."""
     explainer = get_explainer(explainer_name)
-    maps = _explain_pairs(explainer, model, both, classes)
+    maps = explain_classes(explainer, model, both, classes)
     n = len(both) // 2
     clean, adv = maps[:n], maps[n:]
     y_idx, t_idx = _yt(n, both.device)
@@ -236,14 +316,6 @@ def _map_set(explainer_name: str, model, both: torch.Tensor, classes: torch.Tens
                   metrics={k: v.cpu().numpy() for k, v in metrics.items()})
 
 
-def _explain_pairs(explainer, model, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """Maps of two classes per image, classes (B, 2) -> (B, 2, h, w), in ONE explainer call on a
-    batch of 2B (fewer, larger batches: IG's 100 scaled copies go through the model together)."""
-    b = len(x)
-    maps = explainer(model, torch.cat([x, x]), torch.cat([classes[:, 0], classes[:, 1]]))
-    return torch.cat([maps[:b], maps[b:]], 1)
-
-
 def _trajectory(explainer_name: str, model, x, y, t, steps: list[torch.Tensor],
                 clean_maps: MapSet | None) -> Trajectory:
     """Predictions and (y, t) maps at every recorded iterate, explained as one batch."""
@@ -254,9 +326,9 @@ def _trajectory(explainer_name: str, model, x, y, t, steps: list[torch.Tensor],
         logits = model(flat)
     classes = torch.stack([y, t], 1).repeat(s, 1)
     explainer = get_explainer(explainer_name)
-    maps = _explain_pairs(explainer, model, flat, classes)
+    maps = explain_classes(explainer, model, flat, classes)
     clean = (torch.from_numpy(clean_maps.clean).to(x.device) if clean_maps is not None
-             else _explain_pairs(explainer, model, x, torch.stack([y, t], 1)))
+             else explain_classes(explainer, model, x, torch.stack([y, t], 1)))
     clean_rep = clean.repeat(s, 1, 1, 1)
     y_idx, t_idx = _yt(s * n, x.device)
     d1 = discrepancy(clean_rep, maps, y_idx, measure="1class")
@@ -268,22 +340,96 @@ def _trajectory(explainer_name: str, model, x, y, t, steps: list[torch.Tensor],
 
 
 # ----------------------------------------------------------------------------------------------
+# Readouts: the sentences every view and export shows, so they say the same true thing
+
+
+def _text(text: str, ascii_only: bool) -> str:
+    """``text`` with its Greek letters, primes and relation signs spelled in ASCII when asked
+    (the figures' PIL font has none of them)."""
+    if not ascii_only:
+        return text
+    for a, b in (("≥", ">="), ("≤", "<="), ("½", "1/2"), ("−", "-"), ("′", "'"), ("·", "*"), ("→", "->"),
+                 ("δ", "delta"), ("ε", "eps"), ("∞", "inf"), ("×", "x")):
+        text = text.replace(a, b)
+    return text
+
+
+def goal_readout(result: ExploreResult, model_index: int, index: int = 0, ascii_only: bool = False) -> str:
+    """Whether the attack reached its goal on image ``index`` for model ``model_index``, in words:
+    e.g. "label flipped: 7 → 8", "attack failed: the label is still 7", "target 3 not reached
+    (prediction 7)", "AAI changed the label 7 → 8 (the paper's protocol drops such images)"."""
+    m, names = result.models[model_index], result.class_names
+    y, t, pred = names[int(m.y[index])], names[int(m.target[index])], names[int(m.adv_pred[index])]
+    ok = bool(m.goal_reached[index])
+    text = {
+        ("flip", True): f"goal reached: label flipped {y} → {pred}",
+        ("flip", False): f"attack failed: the label is still {y}",
+        ("reach", True): f"goal reached: target {t} is the prediction",
+        ("reach", False): f"attack failed: target {t} not reached (prediction {pred})",
+        ("keep", True): f"goal reached: label {y} kept",
+        ("keep", False): f"goal missed: the label changed {y} → {pred} (the paper's protocol drops such images)",
+    }[result.goal, ok]
+    return _text(text, ascii_only)
+
+
+def bound_readout(m: ModelResult, index: int = 0, ascii_only: bool = False) -> str:
+    """The 2-class bound for image ``index`` with the relation that holds between the shown
+    (4-decimal) numbers, and whether the bound applies: it does only where t beats y at x'."""
+    d2, bound = round(float(m.d2_cam_hw[index]), 4), round(float(m.bound[index]), 4)
+    sign = "≥" if d2 >= bound else "<"
+    if not m.bound_applies[index]:
+        note = "the bound does not apply: t does not beat y at x′"
+    elif d2 >= bound:
+        note = "t beats y at x′: the bound applies and holds"
+    else:
+        note = "t beats y at x′ yet D2 is below the bound: a violation, please report it"
+    return _text(f"D2 of CAM/(h·w) = {d2:.4f} {sign} bound ½(Z_y − Z_t) = {bound:.4f} ({note})", ascii_only)
+
+
+def perturbation_readout(m: ModelResult, index: int = 0, ascii_only: bool = False) -> str:
+    """Caption of the amplified perturbation: its magnification, or "no perturbation" when
+    ||δ||_inf is below PERTURBATION_FLOOR."""
+    gain = float(m.magnification[index])
+    text = (f"no perturbation (‖δ‖∞ < {PERTURBATION_FLOOR:g})" if np.isnan(gain)
+            else f"perturbation ×{gain:.3g}")
+    return _text(text.replace("‖δ‖∞", "Linf") if ascii_only else text, ascii_only)
+
+
+def settings_line(result: ExploreResult, ascii_only: bool = False) -> str:
+    """The attack and its settings in one line, derived values included (e.g. PGD's step_size),
+    with the dataset and the images' gallery numbers."""
+    settings = {k: v for k, v in result.attack.items() if k not in ("name", "target")}
+    target = result.attack.get("target")
+    shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in settings.items())
+    where = f"{result.dataset} " if result.dataset else ""
+    images = ", ".join(f"#{result.image_id(i)}" for i in range(len(result.x)))
+    text = (f"{where}{images} | {result.attack.get('name', 'attack')}: {shown}"
+            + ("" if target is None else f", target={result.class_names[int(target)]}")
+            + f" | goal: {result.goal}")
+    return _text(text, ascii_only)
+
+
+# ----------------------------------------------------------------------------------------------
 # Exports
 
 
 def metrics_rows(result: ExploreResult) -> list[dict]:
-    """One flat row per (image, model, explainer): predictions, perturbation size, every metric,
-    and the CAM/(h·w) bound beside D2."""
+    """One flat row per (image, model, explainer): dataset, the image's gallery number, the attack
+    and its settings, whether it reached its goal, predictions, perturbation size, every metric,
+    and the CAM/(h·w) bound beside D2 and D1."""
+    settings = {k: v for k, v in result.attack.items() if k not in ("name", "target")}
     rows = []
     for m in result.models:
         for i in range(len(result.x)):
             base = {
-                "image": i, "model": m.model, "attack": result.attack.get("name", ""),
+                "dataset": result.dataset, "image": result.image_id(i), "model": m.model,
+                "attack": result.attack.get("name", ""), **settings, "goal": result.goal,
+                "goal reached": bool(m.goal_reached[i]),
                 "true": result.class_names[int(m.y[i])], "clean_pred": result.class_names[int(m.clean_pred[i])],
                 "adv_pred": result.class_names[int(m.adv_pred[i])], "t": result.class_names[int(m.target[i])],
                 "linf": float(m.linf[i]), "l2": float(m.l2[i]),
-                "D2 CAM/(h·w)": float(m.d2_cam_hw[i]), "bound ½(Z_y−Z_t)": float(m.bound[i]),
-                "t beats y at x'": bool(m.bound_applies[i]),
+                "D1 CAM/(h·w)": float(m.d1_cam_hw[i]), "D2 CAM/(h·w)": float(m.d2_cam_hw[i]),
+                "bound ½(Z_y−Z_t)": float(m.bound[i]), "t beats y at x'": bool(m.bound_applies[i]),
             }
             for name, ms in m.maps.items():
                 rows.append({**base, "explainer": name, **{k: float(v[i]) for k, v in ms.metrics.items()}})
@@ -295,19 +441,12 @@ def to_csv(result: ExploreResult) -> str:
     return rows_to_csv(metrics_rows(result))
 
 
-def rows_to_csv(rows: list[dict]) -> str:
-    """Rows of equal keys as CSV text (header from the first row); empty text for no rows."""
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def to_json(result: ExploreResult) -> str:
-    """Attack settings, metric definitions and the metrics rows as JSON text."""
-    return json.dumps({"attack": result.attack, "definitions": {**METRIC_DEFINITIONS, "bound": BOUND_DEFINITION},
+    """Dataset, gallery numbers, models, attack settings and goal, metric definitions and the
+    metrics rows as JSON text."""
+    return json.dumps({"dataset": result.dataset, "images": [result.image_id(i) for i in range(len(result.x))],
+                       "models": [m.model for m in result.models], "attack": result.attack, "goal": result.goal,
+                       "definitions": {**METRIC_DEFINITIONS, "bound": BOUND_DEFINITION},
                        "rows": metrics_rows(result)}, indent=1, default=float)
 
 
@@ -322,6 +461,4 @@ def to_npz(result: ExploreResult) -> bytes:
         if m.trajectory is not None:
             arrays |= {f"{m.model}/trajectory/x": m.trajectory.x,
                        f"{m.model}/trajectory/{m.trajectory.explainer}": m.trajectory.maps}
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
-    return buffer.getvalue()
+    return npz_bytes(**arrays)

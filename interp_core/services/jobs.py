@@ -1,5 +1,5 @@
 """Background training runs for the app: each run is a worker process
-(``python -m interp_core.services.jobs <folder> <mode>``, one torch thread) that trains with the
+(``python -m interp_core.cli.job_worker <folder> <mode>``, one torch thread; see :func:`run_worker`) that trains with the
 ``interp_core train`` command, then evaluates the finished model (:func:`evaluate_model`).
 
 Everything about a job lives on disk in ``runs/<job_id>/``, so it survives page reloads and server
@@ -43,6 +43,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import fields
 from pathlib import Path
 from typing import Callable
 
@@ -51,10 +52,10 @@ from torch import nn
 from interp_core import paths
 from interp_core.attacks import PAPER_EPS, PAPER_SUBSET
 from interp_core.evaluate import aai_evaluation, evaluation_set, robust_accuracy
+from interp_core.io import write_atomic
 from interp_core.metrics import accuracy
-from interp_core.models import load_checkpoint, read_card
-from interp_core.models.checkpoint import CheckpointError, atomic_write
-from interp_core.training import make_config, previous_state_path, state_path
+from interp_core.models import CheckpointError, load_checkpoint, read_card
+from interp_core.training import TrainConfig, config_to_args, make_config, previous_state_path, state_path
 
 MAX_RUNNING = int(os.environ.get("INTERP_CORE_MAX_JOBS", "2"))
 MAX_EPOCHS = 20
@@ -73,13 +74,8 @@ REFERENCE_MODELS = {d: tuple(f"{d}-smallgap-{m}-paper" for m in ("normal", "pgd-
                     for d in ("mnist", "cifar10")}
 REFERENCES = paths.PROJECT_ROOT / "results" / "train-references.json"
 
-# Settings a job may set; each maps to a ``train`` flag.
-_FLAGS = {
-    "method": "--method", "dataset": "--dataset", "arch": "--arch", "preset": "--preset", "epochs": "--epochs",
-    "eps": "--eps", "steps": "--steps", "step_size": "--step-size", "gamma": "--gamma",
-    "batch_size": "--batch-size", "lr": "--lr", "subset": "--subset", "seed": "--seed", "eval_n": "--eval-n",
-    "eval_steps": "--eval-steps", "train_split": "--train-split", "eval_split": "--eval-split",
-}
+# Settings a job may set: the TrainConfig fields (each has a ``train`` flag).
+_SETTINGS = tuple(f.name for f in fields(TrainConfig))
 #: Settings of the job itself: images of the automatic evaluation (0: none), a name for the run.
 _JOB_SETTINGS = ("evaluate_n", "name")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
@@ -104,11 +100,11 @@ def check_name(name: str) -> str:
 def start_job(config: dict) -> str:
     """Start a training run in the background; returns its job id.
 
-    config: ``method``, ``dataset`` (required) and any of arch, preset (default "cpu"), epochs,
-    eps, steps, step_size, gamma, batch_size, lr, subset, seed, eval_n, eval_steps, train_split,
-    eval_split; and for the job: evaluate_n (images of the automatic evaluation, 0 to
-    ``EVALUATION_N``; default ``PRESET_EVALUATION_N`` of the preset, else ``EVALUATION_N``), name (a label, :func:`check_name`). Raises
-    ValueError for unknown or out-of-limit settings, or when ``MAX_RUNNING`` jobs are active.
+    config: ``method``, ``dataset`` (required) and any other TrainConfig field (preset default
+    "cpu"); and for the job: evaluate_n (images of the automatic evaluation, 0 to ``EVALUATION_N``;
+    default ``PRESET_EVALUATION_N`` of the preset, else ``EVALUATION_N``), name (a label,
+    :func:`check_name`). Raises ValueError for unknown or out-of-limit settings, or when
+    ``MAX_RUNNING`` jobs are active.
     """
     with _LOCK:
         prepared = _prepare(config)
@@ -323,10 +319,10 @@ def reference_evaluations(dataset: str, n: int) -> dict[str, dict]:
 
 def _prepare(config: dict) -> tuple[dict, dict, object]:
     """Checked training settings, job settings and the TrainConfig of a job's config."""
-    unknown = set(config) - set(_FLAGS) - set(_JOB_SETTINGS)
+    unknown = set(config) - set(_SETTINGS) - set(_JOB_SETTINGS)
     if unknown:
-        raise ValueError(f"unknown job settings {sorted(unknown)}; allowed: {sorted(set(_FLAGS) | set(_JOB_SETTINGS))}")
-    settings = {"preset": "cpu", "arch": "smallgap", **{k: v for k, v in config.items() if k in _FLAGS}}
+        raise ValueError(f"unknown job settings {sorted(unknown)}; allowed: {sorted(set(_SETTINGS) | set(_JOB_SETTINGS))}")
+    settings = {"preset": "cpu", "arch": "smallgap", **{k: v for k, v in config.items() if k in _SETTINGS}}
     job = {k: config[k] for k in _JOB_SETTINGS if k in config}
     evaluate_n = job.setdefault("evaluate_n", PRESET_EVALUATION_N.get(settings["preset"], EVALUATION_N))
     if not isinstance(evaluate_n, int) or not 0 <= evaluate_n <= EVALUATION_N:
@@ -361,9 +357,7 @@ def _create(settings: dict, job: dict, cfg, compare: str | None = None) -> str:
     folder = paths.runs_dir() / job_id
     name = f"{cfg.dataset}-{cfg.arch}-{cfg.method}-{job_id}"
     command = [sys.executable, "-m", "interp_core", "train", "--out", str(folder), "--name", name, "--json",
-               "--progress-jsonl", str(folder / "progress.jsonl"), "--device", "cpu"]
-    for key, value in settings.items():
-        command += [_FLAGS[key], str(value)]
+               "--progress-jsonl", str(folder / "progress.jsonl"), "--device", "cpu", *config_to_args(cfg)]
     try:
         folder.mkdir(parents=True)
         _write_json(folder / "job.json", {"id": job_id, "config": settings, "command": command, "pid": None,
@@ -382,7 +376,7 @@ def _launch(folder: Path, mode: str) -> None:
         for leftover in folder.glob("*.tmp"):  # an atomic write cut short by a killed worker
             leftover.unlink(missing_ok=True)
         _append(folder, {"event": "launch", "mode": mode, "time": time.time()})
-        worker = [sys.executable, "-m", "interp_core.services.jobs", str(folder), mode]
+        worker = [sys.executable, "-m", "interp_core.cli.job_worker", str(folder), mode]
         env = dict(os.environ, INTERP_CORE_THREADS="1")
         with open(folder / "stdout.log", "ab") as out, open(folder / "stderr.log", "ab") as err:
             proc = subprocess.Popen(worker, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env,
@@ -465,8 +459,7 @@ def _last_line(path: Path) -> str:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    with atomic_write(path) as tmp:
-        Path(tmp).write_text(json.dumps(data))
+    write_atomic(path, json.dumps(data))
 
 
 def _append(folder: Path, event: dict) -> None:
@@ -494,18 +487,17 @@ def _write_problem(err: BaseException) -> str:
     return f"the run ended with an error: {type(err).__name__}: {err}"
 
 
-def _work(folder: Path, mode: str) -> int:
-    """The worker: train (mode "train" or "resume") with the ``interp_core train`` command of
-    job.json, then, if the training finished, evaluate (also mode "evaluate") and store the
-    evaluation atomically beside the checkpoint. Returns the exit code."""
+def run_worker(folder: Path, mode: str, run_command: Callable[[list[str]], int]) -> int:
+    """The worker of the job in ``folder``: train (mode "train" or "resume") by running the
+    ``interp_core train`` command of job.json through ``run_command`` (the CLI's ``main``: argv
+    after ``python -m interp_core`` -> exit code), then, if the training finished, evaluate (also
+    mode "evaluate") and store the evaluation atomically beside the checkpoint. Returns the exit code."""
     from safetensors import SafetensorError
-
-    from interp_core.cli import main
 
     info = _read_info(folder)
     if mode in ("train", "resume"):
         try:  # the command after `python -m interp_core`
-            code = main(info["command"][3:] + (["--resume"] if mode == "resume" else []))
+            code = run_command(info["command"][3:] + (["--resume"] if mode == "resume" else []))
         except (OSError, RuntimeError, SafetensorError) as err:
             _append(folder, {"event": "error", "message": _write_problem(err)})
             raise
@@ -521,8 +513,7 @@ def _work(folder: Path, mode: str) -> int:
         model, card = load_checkpoint(checkpoint)
         result = evaluate_model(model.requires_grad_(False), card.dataset, n, lambda stage, done, total: _append(
             folder, {"event": "eval", "stage": stage, "done": done, "total": total}))
-        with atomic_write(evaluation_path(checkpoint)) as tmp:
-            Path(tmp).write_text(json.dumps({"model": card.name, **result}))
+        write_atomic(evaluation_path(checkpoint), json.dumps({"model": card.name, **result}))
     except _EvaluationStopped:
         _append(folder, {"event": "eval_error", "message": "the evaluation was stopped; evaluate again to see it"})
         return 0
@@ -530,10 +521,3 @@ def _work(folder: Path, mode: str) -> int:
         _append(folder, {"event": "eval_error", "message": f"the evaluation failed: {_write_problem(err)}"})
         raise
     return 0
-
-
-if __name__ == "__main__":
-    from interp_core.runtime import configure_threads
-
-    configure_threads(shared=True)
-    sys.exit(_work(Path(sys.argv[1]), sys.argv[2]))

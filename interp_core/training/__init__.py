@@ -1,4 +1,4 @@
-"""Robust training (PAPER.md section 6): one loss function per method, registered by name in
+"""Robust training (docs/method.md#training): one loss function per method, registered by name in
 ``TRAINING_METHODS``, and one trainer (``train``) that owns the optimizer, the lr and eps-ramp
 schedules, progress callbacks, the stop flag and checkpoints. Presets: ``PRESETS`` / ``make_config``."""
 
@@ -12,7 +12,7 @@ from interp_core.training.methods import (
     ig_ce,
     inner_attack,
 )
-from interp_core.training.schedules import PRESETS, TrainConfig, make_config
+from interp_core.training.schedules import PRESETS, TrainConfig, cli_flag, config_to_args, make_config
 from interp_core.training.trainer import (
     TrainingDiverged,
     TrainResult,
@@ -24,6 +24,6 @@ from interp_core.training.trainer import (
 
 __all__ = [
     "ADVERSARIAL", "DEFAULT_GAMMA", "TRAINING_METHODS", "MethodConfig", "cam_discrepancy", "get_method", "ig_ce",
-    "inner_attack", "PRESETS", "TrainConfig", "make_config", "TrainingDiverged", "TrainResult", "heldout_metrics",
-    "previous_state_path", "state_path", "train",
+    "inner_attack", "PRESETS", "TrainConfig", "cli_flag", "config_to_args", "make_config", "TrainingDiverged",
+    "TrainResult", "heldout_metrics", "previous_state_path", "state_path", "train",
 ]

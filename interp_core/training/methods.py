@@ -1,4 +1,4 @@
-"""Training methods of PAPER.md section 6, each a loss ``loss_fn(model, x, y, cfg) -> (loss, logs)``.
+"""Training methods of docs/method.md#training, each a loss ``loss_fn(model, x, y, cfg) -> (loss, logs)``.
 
 Every adversarial method finds x' with the one projected-gradient engine
 (:class:`interp_core.attacks.PGD`): a random uniform start in the l-inf ball of radius
@@ -21,7 +21,7 @@ int2-adv      CE(x') + gamma D~                CE(x')
 ============  ===============================  ====================================
 
 ``gamma`` is the weight of each method's regularizer: TRADES' beta (1), the IG weight lambda
-(1; PAPER.md does not fix it) and the Int weight (0.01). All terms are batch means of
+(1; the project's choice, docs/method.md#training) and the Int weight (0.01). All terms are batch means of
 per-example values (the intended forms). The authors' code differs in places; the differences
 are documented at the functions below and are not reproduced.
 """
@@ -39,7 +39,7 @@ from interp_core.attacks import PGD
 from interp_core.metrics import correct
 from interp_core.models import CAMNet, cam_from_features
 
-IG_POINTS = 5  # Riemann points of IG^CE in the IG regularizers (PAPER.md section 6)
+IG_POINTS = 5  # Riemann points of IG^CE in the IG regularizers (docs/method.md#training)
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ def cam_discrepancy(cam_clean: Tensor, cam_adv: Tensor, logits_adv: Tensor, y: T
 
     D~ = ||CAM_y(x') - CAM_y(x)||_1 + sum_{c != y} p~_c(x') ||CAM_c(x') - CAM_c(x)||_1 with p~ the
     softmax of Z(x') renormalized over c != y (gradients flow through p~); raw CAMs summed over
-    the grid, no 1/(h w). ``one_class`` keeps the first term only (D~1). PAPER.md section 6.
+    the grid, no 1/(h w). ``one_class`` keeps the first term only (D~1). docs/method.md#training.
     """
     dist = (cam_adv - cam_clean).abs().flatten(2).sum(2)  # (N, K)
     true = dist.gather(1, y[:, None]).squeeze(1)
@@ -96,7 +96,7 @@ def cam_discrepancy(cam_clean: Tensor, cam_adv: Tensor, logits_adv: Tensor, y: T
 
 def ig_ce(model: nn.Module, x: Tensor, x_adv: Tensor, y: Tensor, create_graph: bool) -> Tensor:
     """IG^CE(x, x'): Integrated Gradients of the per-example cross-entropy from baseline x to x',
-    5-point right Riemann sum, (N, C, H, W). PAPER.md section 6 (Chen et al. 2019).
+    5-point right Riemann sum, (N, C, H, W). docs/method.md#training (Chen et al. 2019).
 
     The per-example loss is differentiated (the authors differentiate the batch mean, which scales
     the regularizer by 1/batch; not reproduced). The network keeps its ReLUs.
@@ -159,7 +159,7 @@ d1_objective = _int_objective(with_ce=False, one_class=True)
 ce_d_objective = _int_objective(with_ce=True, one_class=False)
 
 #: What each adversarial method's inner attack maximizes: a builder ``(model, x, y, cfg) ->``
-#: objective name or callable ``(model, x_adv, x, y, target) -> (N,)`` (PAPER.md section 6 table).
+#: objective name or callable ``(model, x_adv, x, y, target) -> (N,)`` (docs/method.md#training).
 INNER_OBJECTIVES = {
     "pgd-at": ce_objective, "trades": kl_objective, "ig-norm": ig_objective, "ig-sum-norm": ce_ig_objective,
     "int": d_objective, "int-adv": ce_d_objective, "int-1class": d1_objective, "int2": ce_objective,
@@ -241,7 +241,7 @@ def _int_family(name: str, adv_ce: bool, one_class: bool = False) -> LossFn:
 
 
 int_ = _int_family("int", adv_ce=False)
-int_.__doc__ = "Int: CE(x) + gamma D~(x, x'), the inner attack maximizing D~ (PAPER.md section 6)."
+int_.__doc__ = "Int: CE(x) + gamma D~(x, x'), the inner attack maximizing D~ (docs/method.md#training)."
 int_adv = _int_family("int-adv", adv_ce=True)
 int_adv.__doc__ = "Int-adv: CE(x') + gamma D~, the inner attack maximizing CE(x') + gamma D~."
 int_1class = _int_family("int-1class", adv_ce=False, one_class=True)
@@ -261,7 +261,7 @@ TRAINING_METHODS: dict[str, LossFn] = {
     "int": int_, "int-adv": int_adv, "int-1class": int_1class, "int2": int2, "int2-adv": int2_adv,
 }
 
-#: The regularizer weight each method uses unless told otherwise (PAPER.md section 6).
+#: The regularizer weight each method uses unless told otherwise (docs/method.md#training).
 DEFAULT_GAMMA = {"normal": 0.0, "pgd-at": 0.0, "trades": 1.0, "ig-norm": 1.0, "ig-sum-norm": 1.0,
                  "int": 0.01, "int-adv": 0.01, "int-1class": 0.01, "int2": 0.01, "int2-adv": 0.01}
 

@@ -1,5 +1,5 @@
 """Training configurations: the paper's schedules per dataset, a reduced CPU schedule, and the
-learning-rate and eps-ramp functions of the step (PAPER.md section 6).
+learning-rate and eps-ramp functions of the step (docs/method.md#training).
 
 ``paper``: the authors' schedule (MNIST: batch 50, 100 epochs, lr 1e-4, eps 0.3 ramped from step
 2k to 10k, 40 inner steps of 0.01; CIFAR-10: batch 128, 200 epochs, lr 1e-3 -> 1e-4 at step 40k
@@ -25,58 +25,118 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from typing import Callable
 
+from interp_core.checks import check_range
+from interp_core.data import DATASETS
+from interp_core.models import ARCHITECTURES, INITS
 from interp_core.training.methods import DEFAULT_GAMMA, TRAINING_METHODS
 
 #: Units of the schedule positions (eps_ramp, lr_steps, gamma_start) of a TrainConfig.
 SCHEDULE_UNITS = ("steps", "fraction")
 
 
+def _position(text: str) -> int | float:
+    """A schedule position: a step ("2000") or a fraction of the run ("0.5")."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def step_lr_pairs(text: str) -> list[list]:
+    """Learning-rate switches "AT:LR,AT:LR" -> [[at, lr], ...] (AT a step, or a fraction of the run
+    under ``schedule_in=fraction``); "none" (or "") -> []."""
+    if text.strip() in ("", "none"):
+        return []
+    try:
+        return [[_position(at), float(lr)] for at, lr in (part.split(":") for part in text.split(","))]
+    except ValueError:
+        raise ValueError(f"expected AT:LR,AT:LR such as 40000:1e-4,60000:1e-5 (steps) or 0.75:3e-4 "
+                         f"(fractions), got {text!r}") from None
+
+
+def step_range(text: str) -> list:
+    """An eps ramp "START,END" -> [start, end] (steps, or fractions of the run; 0 <= start <= end)."""
+    try:
+        start, end = (_position(part) for part in text.split(","))
+    except ValueError:
+        raise ValueError(f"expected START,END such as 2000,10000 (steps) or 0.08,0.5 (fractions), "
+                         f"got {text!r}") from None
+    if not 0 <= start <= end:
+        raise ValueError(f"the eps ramp needs 0 <= START <= END, got {text!r}")
+    return [start, end]
+
+
+def _format_lr_steps(value: list) -> str:
+    return ",".join(f"{step}:{lr!r}" for step, lr in value) or "none"
+
+
+def _setting(default, help: str, choices: Callable[[], list] | None = None, parse: Callable | None = None,
+             show: Callable | None = None):
+    """A TrainConfig field with what its ``train`` flag needs: help, choices (a function, read when
+    the parser is built), and for list values the text form (``parse`` and its inverse ``show``)."""
+    metadata = {"help": help, "choices": choices, "parse": parse, "show": show}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass
 class TrainConfig:
-    """Everything that determines a training run (saved in the checkpoint's card).
+    """Everything that determines a training run (saved in the checkpoint's card). Each field's
+    metadata ``help`` says what it means; the ``train`` command has one flag per field
+    (``--batch-size`` for ``batch_size``), and :func:`config_to_args` writes a config as flags.
 
-    lr_steps: [[step, lr], ...] switches of the learning rate after ``lr`` at step 0; eps_ramp:
-    [start, end] steps of the linear eps ramp (eps = 0 before start); schedule_in: "steps" (the
-    positions in eps_ramp, lr_steps and gamma_start are optimizer steps) or "fraction" (they are
-    fractions in [0, 1] of the run's total steps; :meth:`resolve` turns them into steps); subset: train on the first
-    ``subset`` images of ``train_split`` (None: all); eval_*: the final held-out check (PGD as
-    the authors evaluate: no random start, ``eval_steps`` signed steps of ``eval_step_size`` at
-    the training eps, on the first ``eval_n`` images of ``eval_split``); checkpoint_every: steps
-    between periodic checkpoints (an epoch end always writes one). init: "torch" (PyTorch's
-    default initialization) or "authors" (:func:`interp_core.models.init_authors_`);
-    authors_ig_weight: IG-Norm / IG-Sum-Norm weigh their IG term by gamma / batch_size as the
-    authors' code does (it differentiates the batch-mean loss); gamma_start: the regularizer is
-    off (weight 0) before this step, a warm-up on the plain loss. The splits are those of
-    :func:`interp_core.data.load_dataset`; "demo" (the committed sample) serves quick tests.
+    The final held-out check is PGD as the authors evaluate (no random start, ``eval_steps``
+    signed steps of ``eval_step_size`` at the training eps) on the first ``eval_n`` images of
+    ``eval_split``. The splits are those of :func:`interp_core.data.load_dataset`; "demo" (the
+    committed sample) serves quick tests. The positions in ``eps_ramp``, ``lr_steps`` and
+    ``gamma_start`` are optimizer steps, or under ``schedule_in="fraction"`` fractions in [0, 1]
+    of the run's total steps that :meth:`resolve` turns into steps.
     """
 
-    method: str
-    dataset: str
-    arch: str = "smallgap"
-    epochs: int = 100
-    batch_size: int = 50
-    lr: float = 1e-4
-    lr_steps: list = field(default_factory=list)
-    eps: float = 0.3
-    eps_ramp: list = field(default_factory=lambda: [0, 0])
-    steps: int = 40
-    step_size: float = 0.01
-    gamma: float | None = None
-    subset: int | None = None
-    seed: int = 0
-    eval_n: int = 200
-    eval_steps: int = 200
-    eval_step_size: float = 0.01
-    checkpoint_every: int = 500
-    train_split: str = "train"
-    eval_split: str = "heldout"
-    preset: str = ""
-    init: str = "torch"
-    authors_ig_weight: bool = False
-    gamma_start: float = 0
-    schedule_in: str = "steps"
+    method: str = _setting(MISSING, "training method", choices=lambda: sorted(TRAINING_METHODS))
+    dataset: str = _setting(MISSING, "dataset", choices=lambda: list(DATASETS))
+    arch: str = _setting("smallgap", "architecture (default smallgap)", choices=lambda: sorted(ARCHITECTURES))
+    epochs: int = _setting(100, "epochs")
+    batch_size: int = _setting(50, "global batch (split over torchrun processes)")
+    lr: float = _setting(1e-4, "Adam learning rate from step 0")
+    lr_steps: list = _setting([], "learning-rate switches AT:LR,... at positions AT (see schedule_in; none: lr "
+                                        "throughout)",
+                              parse=step_lr_pairs, show=_format_lr_steps)
+    eps: float = _setting(0.3, "training eps in [0, 1] (CIFAR-10: 8/255)")
+    eps_ramp: list = _setting([0, 0], "START,END: eps is 0 before position START and reaches eps at END (see "
+                                          "schedule_in)",
+                              parse=step_range, show=lambda v: f"{v[0]},{v[1]}")
+    steps: int = _setting(40, "inner attack steps")
+    step_size: float = _setting(0.01, "inner attack step")
+    gamma: float | None = _setting(None, "regularizer weight (TRADES beta, IG lambda, Int gamma; default: the "
+                                         "method's)")
+    subset: int | None = _setting(None, "train on the first N images of the train split (default: all)")
+    seed: int = _setting(0, "seeds the initialization, the batch order and the inner attacks")
+    eval_n: int = _setting(200, "held-out images for the final check (0: skip)")
+    eval_steps: int = _setting(200, "PGD steps of the final check")
+    eval_step_size: float = _setting(0.01, "PGD step of the final check")
+    checkpoint_every: int = _setting(500, "steps between periodic checkpoints (an epoch end always writes one)")
+    train_split: str = _setting("train", "training images (train: the first 5,000 held out; demo: the committed "
+                                         "sample; demo_train: its 100 images after the paper subset)",
+                                choices=lambda: ["train", "train_full", "demo", "demo_train"])
+    eval_split: str = _setting("heldout", "images of the final check (demo_heldout: the paper subset's 200 demo "
+                                          "images)", choices=lambda: ["heldout", "test", "demo", "demo_heldout"])
+    preset: str = _setting("", "the schedule the settings start from (paper: the authors'; cpu: the reduced "
+                               "schedule of the shipped checkpoints; classroom: a run of minutes on a CPU; "
+                               "default paper)", choices=lambda: sorted(PRESETS))
+    init: str = _setting("torch", "weight initialization: torch (PyTorch's defaults) or authors (the authors' "
+                                  "code)", choices=lambda: list(INITS))
+    authors_ig_weight: bool = _setting(False, "ig-norm / ig-sum-norm weigh their IG term by gamma / batch_size, "
+                                              "as the authors' code does")
+    gamma_start: float = _setting(0, "the regularizer is off (weight 0) before this position: a warm-up on the "
+                                     "plain loss")
+    schedule_in: str = _setting("steps", "units of the positions in eps_ramp, lr_steps and gamma_start: steps, or "
+                                         "fraction (of the run's total steps, in [0, 1])",
+                                choices=lambda: list(SCHEDULE_UNITS))
 
     def __post_init__(self):
         if self.method not in TRAINING_METHODS:
@@ -92,10 +152,10 @@ class TrainConfig:
             raise ValueError(f"eps must be in [0, 1] (images are in [0, 1]), got {self.eps}")
         if self.subset is not None and self.subset < self.batch_size:
             raise ValueError(f"subset ({self.subset}) must hold at least one batch ({self.batch_size})")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.init not in ("torch", "authors"):
-            raise ValueError(f"init must be 'torch' or 'authors', got {self.init!r}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be finite in (0, inf), got {self.lr}")
+        if self.init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         if self.schedule_in not in SCHEDULE_UNITS:
             raise ValueError(f"schedule_in must be one of {SCHEDULE_UNITS}, got {self.schedule_in!r}")
         positions = {"eps_ramp": list(self.eps_ramp), "gamma_start": [self.gamma_start],
@@ -107,6 +167,8 @@ class TrainConfig:
                 raise ValueError(f"{name} positions must be in {allowed}, got {values}")
         if len(self.eps_ramp) != 2 or self.eps_ramp[0] > self.eps_ramp[1]:
             raise ValueError(f"eps_ramp must be [start, end] with start <= end, got {self.eps_ramp}")
+        for name in ("gamma", "step_size", "eval_step_size"):  # NaN and inf slip past the tests above
+            check_range(name, getattr(self, name), 0.0, math.inf)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -192,3 +254,27 @@ def make_config(method: str, dataset: str, arch: str = "smallgap", preset: str =
     settings = dict(PRESETS[preset][dataset], method=method, dataset=dataset, arch=arch, preset=preset)
     settings.update({k: v for k, v in overrides.items() if v is not None})
     return TrainConfig.from_dict(settings)
+
+
+def cli_flag(name: str) -> str:
+    """The ``train`` flag of a TrainConfig field: ``batch_size`` -> ``--batch-size``."""
+    return "--" + name.replace("_", "-")
+
+
+def config_to_args(cfg: TrainConfig) -> list[str]:
+    """The ``python -m interp_core train`` flags that rebuild ``cfg`` exactly: every field,
+    starting from its preset (None values are left out: the preset's value applies)."""
+    if cfg.preset not in PRESETS:
+        raise ValueError(f"the train command starts from a preset; this config names {cfg.preset!r}, "
+                         f"not one of {sorted(PRESETS)}")
+    args = []
+    for f in fields(TrainConfig):
+        value = getattr(cfg, f.name)
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            args.append(cli_flag(f.name) if value else cli_flag(f"no_{f.name}"))
+        else:
+            show = f.metadata["show"] or (repr if isinstance(value, float) else str)
+            args += [cli_flag(f.name), show(value)]
+    return args

@@ -1,4 +1,4 @@
-"""One model-agnostic trainer for every method (PAPER.md section 6): Adam without weight decay,
+"""One model-agnostic trainer for every method (docs/method.md#training): Adam without weight decay,
 the config's lr steps and eps ramp, progress callbacks, a stop flag, atomic periodic and final
 checkpoints, exact resume, and data-parallel runs under ``torchrun`` (torch DDP).
 
@@ -10,7 +10,10 @@ process (each rank takes every N-th image of the global batch; DDP averages the 
 
 The model goes to ``<out>.safetensors`` through :func:`interp_core.models.save_checkpoint` with a
 full card; the optimizer and the position in the schedule go to ``<out>.state.pt`` (plain
-tensors and numbers, read back with ``torch.load(weights_only=True)``).
+tensors and numbers, read back with ``torch.load(weights_only=True)``), written before the model;
+while a new checkpoint is written the state of the one before stays as ``<out>.prev.state.pt``,
+so a crash at any point leaves a resumable pair. A config whose schedule is given in fractions of
+the run is resolved to steps once the run's total steps are known.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ from torch.utils.data.distributed import DistributedSampler
 
 from interp_core.attacks import PGD
 from interp_core.data import load_dataset
+from interp_core.io import atomic_write
 from interp_core.metrics import accuracy
 from interp_core.models import ModelCard, build_model, load_checkpoint, save_checkpoint
-from interp_core.models.checkpoint import atomic_write
 from interp_core.training.methods import ADVERSARIAL, MethodConfig, get_method
 from interp_core.training.schedules import TrainConfig
 
@@ -81,6 +84,151 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
+@dataclass(frozen=True)
+class _StepFlags:
+    """What every process agrees on after a step (one all-reduce): the loss and the batch accuracy
+    averaged over the ranks, whether any rank was asked to stop, whether any loss was not finite."""
+
+    loss: float
+    accuracy: float
+    stop: bool
+    diverged: bool
+
+    @classmethod
+    def agree(cls, loss: float, accuracy: float, stop: bool, world: int) -> "_StepFlags":
+        flags = torch.tensor([loss, accuracy, float(stop), float(not math.isfinite(loss))], dtype=torch.float64)
+        if world > 1:
+            dist.all_reduce(flags)
+            flags[:2] /= world
+        return cls(float(flags[0]), float(flags[1]), bool(flags[2] > 0), bool(flags[3] > 0))
+
+
+class _Run:
+    """One call of :func:`train`: the data and model, the optimizer, the batch order, the position
+    in the schedule (step, training seconds, epoch times) and where it all goes."""
+
+    def __init__(self, cfg: TrainConfig, out: Path, device: torch.device, resume: bool, callbacks, name: str | None,
+                 source: str, data_dir: str | None):
+        self.cfg, self.out, self.device, self.callbacks, self.source = cfg, out, device, callbacks, source
+        self.rank, self.world = _world()
+        if cfg.batch_size % self.world:
+            raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {self.world} processes")
+        self.local_batch = cfg.batch_size // self.world
+        data = load_dataset(cfg.dataset, cfg.train_split, n=cfg.subset, data_dir=data_dir)
+        self.images, self.labels = data.images, data.labels
+        self.in_channels, self.num_classes = self.images.shape[1], len(data.class_names)
+        self.name = name or out.stem
+
+        torch.manual_seed(cfg.seed)
+        self.model = build_model(cfg.arch, self.in_channels, self.num_classes, cfg.init).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
+        self.step, self.elapsed, self.epoch_times = 0, 0.0, []
+        if resume and out.is_file():
+            self.step, self.elapsed, self.epoch_times = _restore(out, cfg, self.model, self.optimizer, device)
+        self.runner: nn.Module = _MethodLoss(self.model, get_method(cfg.method))
+        if self.world > 1:
+            self.runner = nn.parallel.DistributedDataParallel(
+                self.runner, device_ids=[device.index] if device.type == "cuda" else None)
+
+        self.sampler = DistributedSampler(range(len(self.labels)), num_replicas=self.world, rank=self.rank,
+                                          shuffle=True, seed=cfg.seed, drop_last=True)
+        self.steps_per_epoch = len(self.sampler) // self.local_batch
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{len(self.labels)} training images do not fill one batch of {cfg.batch_size}")
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.schedule = cfg.resolve(self.total_steps)  # lr, eps and gamma positions in steps (from fractions)
+        self.window_start, self.window_images = time.perf_counter(), 0  # for images/s between step events
+
+    def emit(self, event: dict) -> None:
+        if self.rank == 0:
+            for callback in self.callbacks:
+                callback(event)
+
+    def run_epoch(self, stop: Callable[[], bool], log_every: int) -> bool:
+        """The rest of the current epoch; False when the stop flag ended it early."""
+        epoch = self.step // self.steps_per_epoch
+        self.sampler.set_epoch(epoch)
+        order = torch.tensor(list(iter(self.sampler)), dtype=torch.long)
+        epoch_start = time.perf_counter()
+        for i in range(self.step % self.steps_per_epoch, self.steps_per_epoch):
+            eps, flags = self.train_step(order[i * self.local_batch:(i + 1) * self.local_batch], epoch, stop)
+            if self.step % log_every == 0 or i == self.steps_per_epoch - 1:
+                self.log_step(epoch, eps, flags)
+            if flags.stop:
+                return False
+            if self.step % self.cfg.checkpoint_every == 0 and self.step < self.total_steps:
+                self.checkpoint()
+        self.epoch_times.append(time.perf_counter() - epoch_start)
+        self.emit({"event": "epoch", "epoch": epoch, "step": self.step, "seconds": self.epoch_times[-1]})
+        if self.step < self.total_steps:
+            self.checkpoint()
+        return True
+
+    def train_step(self, index: torch.Tensor, epoch: int, stop: Callable[[], bool]) -> tuple[float, _StepFlags]:
+        """One optimizer step on the rank's share ``index`` of the global batch, at the schedule's
+        lr, eps and gamma; returns the eps used and the flags all ranks agreed on."""
+        started, cfg, schedule, step = time.perf_counter(), self.cfg, self.schedule, self.step
+        x, y = self.images[index].to(self.device), self.labels[index].to(self.device)
+        for group in self.optimizer.param_groups:
+            group["lr"] = schedule.lr_at(step)
+        eps = schedule.eps_at(step) if cfg.method in ADVERSARIAL else 0.0
+        method_cfg = MethodConfig(eps=eps, steps=cfg.steps, step_size=cfg.step_size, gamma=schedule.gamma_at(step),
+                                  seed=cfg.seed * 1_000_003 + step)
+        loss, logs = self.runner(x, y, method_cfg)
+        flags = _StepFlags.agree(loss.item(), logs["accuracy"], stop(), self.world)
+        if flags.diverged:
+            raise TrainingDiverged(
+                f"loss became {loss.item()} at step {step} (epoch {epoch}); last good checkpoint: {self.out} "
+                "-- lower --step-size/--eps/lr or check the data")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        self.step += 1
+        self.elapsed += time.perf_counter() - started
+        self.window_images += cfg.batch_size
+        return eps, flags
+
+    def log_step(self, epoch: int, eps: float, flags: _StepFlags) -> None:
+        now = time.perf_counter()
+        self.emit({"event": "step", "step": self.step, "total_steps": self.total_steps, "epoch": epoch,
+                   "loss": flags.loss, "accuracy": flags.accuracy, "eps": eps, "lr": self.schedule.lr_at(self.step - 1),
+                   "images_per_s": self.window_images / max(now - self.window_start, 1e-9)})
+        self.window_start, self.window_images = now, 0
+
+    def card_metrics(self, extra: dict | None = None) -> dict:
+        """Where the run stands (steps, epochs, seconds), then ``extra`` (the final check)."""
+        done = {"steps": self.step, "total_steps": self.total_steps,
+                "epochs_completed": round(self.step / self.steps_per_epoch, 3),
+                "finished": self.step >= self.total_steps, "train_seconds": round(self.elapsed, 1)}
+        if self.epoch_times:
+            done["seconds_per_epoch"] = round(sum(self.epoch_times) / len(self.epoch_times), 1)
+        return {**done, **(extra or {})}
+
+    def checkpoint(self, final_metrics: dict | None = None) -> None:
+        """Rank 0 writes the optimizer state, then the model with its card (see _restore); the state of
+        the model on disk is kept as the previous state until the new model is written."""
+        if self.rank != 0:
+            return
+        cfg, metrics = self.cfg, self.card_metrics(final_metrics)
+        card = ModelCard(name=self.name, arch=cfg.arch, dataset=cfg.dataset, method=cfg.method,
+                         in_channels=self.in_channels, num_classes=self.num_classes, source=self.source,
+                         hyperparameters=json.loads(cfg.to_json()), metrics=metrics,
+                         description=f"{cfg.method} on {cfg.dataset} ({cfg.preset or 'custom'} schedule), "
+                                     f"{metrics['epochs_completed']}/{cfg.epochs} epochs")
+        # The side file goes first: a checkpoint is only resumable from a matching state. The state of
+        # the current model is kept as the previous state until the new model is written, so a crash
+        # between (or during) the two writes leaves a matching pair for _restore.
+        state = {"step": self.step, "elapsed": self.elapsed, "epoch_times": list(self.epoch_times),
+                 "config": cfg.to_json(), "optimizer": self.optimizer.state_dict()}
+        if state_path(self.out).is_file() and self.out.is_file():
+            os.replace(state_path(self.out), previous_state_path(self.out))
+        with atomic_write(state_path(self.out)) as tmp:
+            torch.save(state, tmp)
+        save_checkpoint(self.model, card, self.out)
+        previous_state_path(self.out).unlink(missing_ok=True)
+        self.emit({"event": "checkpoint", "step": self.step, "path": str(self.out)})
+
+
 def train(cfg: TrainConfig, out: str | os.PathLike, device: str | torch.device = "cpu", *,
           resume: bool = False, callbacks: tuple[Callback, ...] = (), stop: Callable[[], bool] = lambda: False,
           name: str | None = None, source: str = "user", data_dir: str | None = None,
@@ -94,108 +242,18 @@ def train(cfg: TrainConfig, out: str | os.PathLike, device: str | torch.device =
     without overwriting the last checkpoint. Under an initialized process group the global batch
     ``cfg.batch_size`` is split over the ranks and only rank 0 writes files.
     """
-    out = Path(out)
-    device = torch.device(device)
-    rank, world = _world()
-    if cfg.batch_size % world:
-        raise ValueError(f"batch_size {cfg.batch_size} must be divisible by the {world} processes")
-    local_batch = cfg.batch_size // world
-
-    data = load_dataset(cfg.dataset, cfg.train_split, n=cfg.subset, data_dir=data_dir)
-    images, labels = data.images, data.labels
-    in_channels, num_classes = images.shape[1], len(data.class_names)
-    name = name or out.stem
-
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.arch, in_channels, num_classes, cfg.init).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    step, elapsed, epoch_times = 0, 0.0, []
-    if resume and out.is_file():
-        step, elapsed, epoch_times = _restore(out, cfg, model, optimizer, device)
-    loss_module = _MethodLoss(model, get_method(cfg.method))
-    runner: nn.Module = loss_module
-    if world > 1:
-        runner = nn.parallel.DistributedDataParallel(loss_module, device_ids=[device.index] if device.type == "cuda" else None)
-
-    sampler = DistributedSampler(range(len(labels)), num_replicas=world, rank=rank, shuffle=True,
-                                 seed=cfg.seed, drop_last=True)
-    steps_per_epoch = len(sampler) // local_batch
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(labels)} training images do not fill one batch of {cfg.batch_size}")
-    total_steps = cfg.epochs * steps_per_epoch
-    schedule = cfg.resolve(total_steps)  # fractions of the run -> steps
-
-    def emit(event: dict) -> None:
-        if rank == 0:
-            for callback in callbacks:
-                callback(event)
-
-    def checkpoint(final_metrics: dict | None = None) -> None:
-        if rank == 0:
-            _save(out, cfg, model, optimizer, step, elapsed, epoch_times, name, source, in_channels,
-                  num_classes, steps_per_epoch, final_metrics)
-            emit({"event": "checkpoint", "step": step, "path": str(out)})
-
-    model.train()
+    run = _Run(cfg, Path(out), torch.device(device), resume, callbacks, name, source, data_dir)
+    run.model.train()
     status = "finished"
-    window_start, window_images = time.perf_counter(), 0
-    while step < total_steps:
-        epoch = step // steps_per_epoch
-        sampler.set_epoch(epoch)
-        order = torch.tensor(list(iter(sampler)), dtype=torch.long)
-        epoch_start = time.perf_counter()
-        for i in range(step % steps_per_epoch, steps_per_epoch):
-            t0 = time.perf_counter()
-            index = order[i * local_batch:(i + 1) * local_batch]
-            x, y = images[index].to(device), labels[index].to(device)
-            for group in optimizer.param_groups:
-                group["lr"] = schedule.lr_at(step)
-            eps = schedule.eps_at(step) if cfg.method in ADVERSARIAL else 0.0
-            method_cfg = MethodConfig(eps=eps, steps=cfg.steps, step_size=cfg.step_size, gamma=schedule.gamma_at(step),
-                                      seed=cfg.seed * 1_000_003 + step)
-            loss, logs = runner(x, y, method_cfg)
-            flags = torch.tensor([loss.item(), logs["accuracy"], float(stop()),
-                                  float(not math.isfinite(loss.item()))], dtype=torch.float64)
-            if world > 1:
-                dist.all_reduce(flags)
-                flags[:2] /= world
-            if flags[3] > 0:
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at step {step} (epoch {epoch}); last good checkpoint: {out} "
-                    "-- lower --step-size/--eps/lr or check the data")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            elapsed += time.perf_counter() - t0
-            window_images += cfg.batch_size
-            if step % log_every == 0 or i == steps_per_epoch - 1:
-                now = time.perf_counter()
-                emit({"event": "step", "step": step, "total_steps": total_steps, "epoch": epoch,
-                      "loss": float(flags[0]), "accuracy": float(flags[1]), "eps": eps, "lr": schedule.lr_at(step - 1),
-                      "images_per_s": window_images / max(now - window_start, 1e-9)})
-                window_start, window_images = now, 0
-            if flags[2] > 0:
-                status = "stopped"
-                break
-            if step % cfg.checkpoint_every == 0 and step < total_steps:
-                checkpoint()
-        else:
-            epoch_times.append(time.perf_counter() - epoch_start)
-            emit({"event": "epoch", "epoch": epoch, "step": step, "seconds": epoch_times[-1]})
-            if step < total_steps:
-                checkpoint()
-            continue
-        break
-
-    metrics: dict = {}
-    if status == "finished" and rank == 0:
-        metrics = heldout_metrics(model, cfg, device, data_dir)
-    checkpoint(metrics)
-    model.eval()
-    result = TrainResult(status, out, step, step // steps_per_epoch, _card_metrics(
-        step, steps_per_epoch, total_steps, elapsed, epoch_times, metrics))
-    emit({"event": "end", "status": status, "step": step, "metrics": result.metrics, "path": str(out)})
+    while run.step < run.total_steps:
+        if not run.run_epoch(stop, log_every):
+            status = "stopped"
+            break
+    metrics = heldout_metrics(run.model, cfg, run.device, data_dir) if status == "finished" and run.rank == 0 else {}
+    run.checkpoint(metrics)
+    run.model.eval()
+    result = TrainResult(status, run.out, run.step, run.step // run.steps_per_epoch, run.card_metrics(metrics))
+    run.emit({"event": "end", "status": status, "step": run.step, "metrics": result.metrics, "path": str(run.out)})
     return result
 
 
@@ -211,36 +269,6 @@ def heldout_metrics(model: nn.Module, cfg: TrainConfig, device: torch.device, da
     return {"heldout_split": cfg.eval_split, "heldout_n": len(y), "heldout_clean_accuracy": accuracy(model, x, y),
             "heldout_pgd_accuracy": accuracy(model, x_adv, y),
             "heldout_pgd": f"PGD eps={cfg.eps:.4g}, {cfg.eval_steps} steps of {cfg.eval_step_size:g}, no random start"}
-
-
-def _card_metrics(step, steps_per_epoch, total_steps, elapsed, epoch_times, metrics) -> dict:
-    done = {"steps": step, "total_steps": total_steps, "epochs_completed": round(step / steps_per_epoch, 3),
-            "finished": step >= total_steps, "train_seconds": round(elapsed, 1)}
-    if epoch_times:
-        done["seconds_per_epoch"] = round(sum(epoch_times) / len(epoch_times), 1)
-    return {**done, **metrics}
-
-
-def _save(out, cfg, model, optimizer, step, elapsed, epoch_times, name, source, in_channels, num_classes,
-          steps_per_epoch, final_metrics) -> None:
-    total_steps = cfg.epochs * steps_per_epoch
-    metrics = _card_metrics(step, steps_per_epoch, total_steps, elapsed, epoch_times, final_metrics or {})
-    card = ModelCard(name=name, arch=cfg.arch, dataset=cfg.dataset, method=cfg.method, in_channels=in_channels,
-                     num_classes=num_classes, source=source, hyperparameters=json.loads(cfg.to_json()),
-                     metrics=metrics,
-                     description=f"{cfg.method} on {cfg.dataset} ({cfg.preset or 'custom'} schedule), "
-                                 f"{metrics['epochs_completed']}/{cfg.epochs} epochs")
-    # The side file goes first: a checkpoint is only resumable from a matching state. The state of
-    # the current model is kept as the previous state until the new model is written, so a crash
-    # between (or during) the two writes leaves a matching pair for _restore.
-    state = {"step": step, "elapsed": elapsed, "epoch_times": list(epoch_times), "config": cfg.to_json(),
-             "optimizer": optimizer.state_dict()}
-    if state_path(out).is_file() and out.is_file():
-        os.replace(state_path(out), previous_state_path(out))
-    with atomic_write(state_path(out)) as tmp:
-        torch.save(state, tmp)
-    save_checkpoint(model, card, out)
-    previous_state_path(out).unlink(missing_ok=True)
 
 
 # Settings that may change on resume (longer training, a different final check).

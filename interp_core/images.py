@@ -1,0 +1,252 @@
+"""One intake for every image file the project reads: uploads, image folders and the image files of
+datasets. ``read_image`` opens a PNG, JPEG, GIF, BMP, TIFF or WebP file and returns the model input
+(C, H, W) float32 in [0, 1], with a note for each conversion it made.
+
+In order:
+
+1. empty, unreadable and non-image files are refused, and so is an image of more than
+   ``max_pixels`` pixels, judged from its header before any pixel is decoded;
+2. an animated or multi-page file gives its first frame;
+3. the image is turned upright by its EXIF orientation tag;
+4. transparent pixels are composited on the background of the input: black for 1-channel inputs
+   (MNIST digits are white on black), white for 3-channel ones (the usual backdrop of cut-out
+   photos);
+5. the pixels are converted to grayscale (ITU-R 601-2 luma) or RGB; CMYK is converted without a
+   colour profile. 16-bit and 32-bit images (modes I;16, I, F) are stretched linearly from their
+   smallest to their largest value onto [0, 1]; a float image already within [0, 1] is kept as it
+   is, a constant image becomes 0, and non-finite float pixels become 0 (NaN, -inf) or 1 (+inf);
+6. the whole image is resized to the input size with a Lanczos filter (the aspect ratio is not
+   kept: a non-square image is stretched).
+
+Every failure is an ``ImageIntakeError`` (a ValueError) whose message is one short sentence naming
+the file. Notes are short lower-case phrases without a final full stop, e.g. ``"resized from 40×30
+to 28×28 (aspect ratio not kept)"``; a page can join them with "; ".
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+
+from interp_core.datasets import DATASETS
+from PIL import ExifTags, Image, ImageOps
+
+MAX_PIXELS = 40_000_000
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "TIFF", "WEBP")
+_DEEP_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+_ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
+_ORIENTATION = {2: "mirrored", 3: "rotated 180°", 4: "flipped upside down", 5: "transposed",
+                6: "rotated 90° clockwise", 7: "transversed", 8: "rotated 90° counter-clockwise"}
+
+
+class ImageIntakeError(ValueError):
+    """An image file that cannot be used; the message is one sentence naming the file."""
+
+
+@dataclass(frozen=True)
+class IntakeResult:
+    """x: (C, H, W) float32 in [0, 1], the model input. original_size: (width, height) and
+    original_mode: the PIL mode, as stored in the file; format: PIL's name of the file format
+    ("PNG", "JPEG", ...). notes: one phrase per conversion made (empty when none was needed)."""
+
+    x: torch.Tensor
+    name: str
+    format: str
+    original_size: tuple[int, int]
+    original_mode: str
+    notes: tuple[str, ...]
+
+
+def input_shape(dataset_or_shape: str | tuple[int, int, int]) -> tuple[int, int, int]:
+    """(C, H, W) of a dataset's model input ("mnist": (1, 28, 28), "cifar10": (3, 32, 32)), or a
+    given (C, H, W) checked: C is 1 or 3, H and W are positive."""
+    if isinstance(dataset_or_shape, str):
+        if dataset_or_shape not in DATASETS:
+            raise ValueError(f"unknown dataset {dataset_or_shape!r}; known: {sorted(DATASETS)}")
+        channels, size = DATASETS[dataset_or_shape].channels, DATASETS[dataset_or_shape].size
+        return channels, size, size
+    shape = tuple(dataset_or_shape)
+    if len(shape) != 3 or shape[0] not in (1, 3) or not all(isinstance(s, int) and s > 0 for s in shape):
+        raise ValueError(f"input shape must be (C, H, W) with C 1 or 3 and H, W positive, got {dataset_or_shape!r}")
+    return shape
+
+
+def read_image(source: bytes | str | os.PathLike | BinaryIO, dataset_or_shape: str | tuple[int, int, int], *,
+               name: str | None = None, max_pixels: int = MAX_PIXELS) -> IntakeResult:
+    """An image file as the input of a dataset's models (``"mnist"``, ``"cifar10"``) or of a given
+    (C, H, W) shape: x (C, H, W) float32 in [0, 1], with notes (see the module docstring).
+
+    source: the file's bytes, a path, or a binary file object (e.g. an upload). name: how messages
+    call the file (default: the path, or the file object's ``name``, else "image"). max_pixels:
+    width × height above which the file is refused, at most PIL's own limit
+    (``PIL.Image.MAX_IMAGE_PIXELS``). Raises ImageIntakeError for any file that cannot be used.
+    """
+    channels, height, width = input_shape(dataset_or_shape)
+    ceiling = Image.MAX_IMAGE_PIXELS or max_pixels
+    if not 1 <= max_pixels <= ceiling:
+        raise ValueError(f"max_pixels must be in [1, {ceiling}], got {max_pixels}")
+    data, name = _read_source(source, name)
+    notes: list[str] = []
+    with warnings.catch_warnings():  # PIL warns of damaged metadata and of large images: both are handled here
+        warnings.simplefilter("ignore")
+        image, fmt, size = _decode(data, name, max_pixels, notes)
+    mode, upright = image.mode, image.size
+    if mode in _DEEP_MODES:
+        x = _resized_gray(_stretched(image, notes), width, height)
+        x = np.repeat(x[None], channels, axis=0)
+    else:
+        image = _converted(image, name, channels, notes)
+        if image.size != (width, height):
+            image = image.resize((width, height), Image.Resampling.LANCZOS)
+        x = np.asarray(image, dtype=np.float32) / 255.0
+        x = x[None] if x.ndim == 2 else x.transpose(2, 0, 1)
+    if mode != ("L" if channels == 1 else "RGB") and not (channels == 1 and mode in _DEEP_MODES):
+        notes.append(f"converted from mode {mode} to {'grayscale' if channels == 1 else 'RGB'}"
+                     + (" without a colour profile" if mode == "CMYK" else ""))
+    if upright != (width, height):
+        w, h = upright
+        notes.append(f"resized from {w}×{h} to {width}×{height}"
+                     + ("" if w * height == h * width else " (aspect ratio not kept)"))
+    return IntakeResult(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), name, fmt, size, mode,
+                        tuple(notes))
+
+
+def _read_source(source, name: str | None) -> tuple[bytes, str]:
+    """The bytes of a path, bytes-like or file object, and the name messages use for it."""
+    if isinstance(source, (str, os.PathLike)):
+        name = str(source) if name is None else name
+        try:
+            data = Path(source).read_bytes()
+        except OSError as err:
+            raise ImageIntakeError(f"cannot read '{name}' ({err.strerror or type(err).__name__})") from None
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+    elif hasattr(source, "read"):
+        name = name or str(getattr(source, "name", "") or "")
+        data = source.read()
+    else:
+        raise TypeError(f"source must be bytes, a path or a binary file object, not {type(source).__name__}")
+    name = name or "image"
+    if not data:
+        raise ImageIntakeError(f"empty file '{name}'")
+    return data, name
+
+
+def _too_large(name: str, pixels: int | None, max_pixels: int, size: tuple[int, int] | None = None) -> ImageIntakeError:
+    """The error for an image over the pixel budget; ``size`` (width, height) or ``pixels`` when known."""
+    pixels = size[0] * size[1] if size else pixels
+    what = f"{_megapixels(pixels)} megapixels" if pixels else "too large to decode safely"
+    what = f"{size[0]}×{size[1]} pixels ({what})" if size else what
+    return ImageIntakeError(f"'{name}' is {what}; images of up to {_megapixels(max_pixels)} megapixels are accepted")
+
+
+def _megapixels(pixels: int) -> str:
+    return f"{pixels / 1e6:,.0f}" if pixels >= 1e6 else f"{pixels / 1e6:.2g}"
+
+
+def _decode(data: bytes, name: str, max_pixels: int, notes: list[str]) -> tuple[Image.Image, str, tuple[int, int]]:
+    """The first frame of the file, decoded and upright, with its format and stored (width, height).
+
+    The pixel budget is checked on the header's size before any pixel is decoded. PIL's own
+    decompression-bomb check runs inside ``Image.open`` (it refuses more than twice
+    ``Image.MAX_IMAGE_PIXELS``, which is above ``max_pixels``): its error gets the same message.
+    Any exception PIL raises while decoding an untrusted file means the file is damaged.
+    """
+    try:
+        image = Image.open(io.BytesIO(data), formats=FORMATS)
+    except Image.DecompressionBombError as err:
+        found = re.search(r"\((\d+) pixels\)", str(err))
+        raise _too_large(name, int(found.group(1)) if found else None, max_pixels) from None
+    except Image.UnidentifiedImageError:
+        raise ImageIntakeError(f"'{name}' is not an image PIL can read (PNG, JPEG, GIF, BMP, TIFF or WebP)") from None
+    except Exception:  # noqa: BLE001 - a header PIL recognized but could not parse
+        raise ImageIntakeError(f"'{name}' is a damaged image file (its header cannot be read)") from None
+    fmt, size = image.format or "image", image.size
+    if size[0] < 1 or size[1] < 1:
+        raise ImageIntakeError(f"'{name}' has no pixels ({size[0]}×{size[1]})")
+    if size[0] * size[1] > max_pixels:
+        raise _too_large(name, None, max_pixels, size)
+    try:
+        frames = getattr(image, "n_frames", 1)
+        if frames > 1:
+            image.seek(0)
+            notes.append(f"{'multi-page' if fmt == 'TIFF' else 'animated'} {fmt} with {frames} "
+                         f"{'pages' if fmt == 'TIFF' else 'frames'}: first {'page' if fmt == 'TIFF' else 'frame'} used")
+        image.load()
+        orientation = image.getexif().get(ExifTags.Base.Orientation)
+        if orientation in _ORIENTATION:
+            image = ImageOps.exif_transpose(image)
+            notes.append(f"EXIF orientation {orientation} applied: {_ORIENTATION[orientation]}")
+    except Image.DecompressionBombError:  # a frame larger than the header's size
+        raise _too_large(name, None, max_pixels) from None
+    except Exception:  # noqa: BLE001 - any decoder failure on an untrusted file
+        raise ImageIntakeError(f"'{name}' is truncated or damaged: its {fmt} data cannot be decoded") from None
+    return image, fmt, size
+
+
+def _converted(image: Image.Image, name: str, channels: int, notes: list[str]) -> Image.Image:
+    """An 8-bit image as mode L (channels 1) or RGB (channels 3), transparency composited on black
+    (channels 1) or white (channels 3)."""
+    mode, colour = image.mode, ("L" if channels == 1 else "RGB")
+    try:
+        if mode in _ALPHA_MODES or "transparency" in image.info:
+            rgba = image.convert("RGBA") if mode not in ("La", "RGBa") else image.convert(mode.upper()).convert("RGBA")
+            alpha = rgba.getchannel("A")
+            if alpha.getextrema()[0] < 255:
+                background = "black" if channels == 1 else "white"
+                image = Image.new("RGB", rgba.size, background)
+                image.paste(rgba, mask=alpha)
+                notes.append(f"transparent pixels composited on {background}")
+            else:
+                image = rgba
+        try:
+            return image.convert(colour)
+        except ValueError:  # e.g. LAB -> L: go through RGB
+            return image.convert("RGB").convert(colour)
+    except (ValueError, OSError):
+        raise ImageIntakeError(f"'{name}' has pixel mode {mode}, which cannot be converted") from None
+
+
+def _stretched(image: Image.Image, notes: list[str]) -> np.ndarray:
+    """A 16-bit or 32-bit image (modes I;16, I, F) as (H, W) float64 in [0, 1]: stretched from its
+    smallest to its largest finite value; a float image already within [0, 1] is kept; a constant
+    image becomes 0; NaN and -inf become 0, +inf becomes 1."""
+    a = np.asarray(image, dtype=np.float64)
+    finite = np.isfinite(a)
+    bits = "32-bit float" if image.mode == "F" else ("32-bit" if image.mode == "I" else "16-bit")
+    if finite.any():
+        lo, hi = float(a.min(where=finite, initial=np.inf)), float(a.max(where=finite, initial=-np.inf))
+    else:
+        lo = hi = 0.0
+    positive_inf = a == np.inf
+    np.clip(a, lo, hi, out=a)
+    if image.mode == "F" and 0.0 <= lo and hi <= 1.0:
+        pass  # already in [0, 1]
+    elif hi > lo:
+        a -= lo
+        a /= hi - lo
+        notes.append(f"{bits} values {lo:g} to {hi:g} stretched to [0, 1]")
+    else:
+        a[:] = 0.0
+        notes.append(f"constant {bits} image (every pixel {lo:g}) set to 0")
+    bad = a.size - int(np.count_nonzero(finite))
+    if bad:
+        a[~finite] = 0.0
+        a[positive_inf] = 1.0
+        notes.append(f"{bad} non-finite pixel values set to 0 (NaN, -inf) or 1 (+inf)")
+    return a
+
+
+def _resized_gray(gray: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(H, W) values in [0, 1] -> (height, width) float32 in [0, 1] (Lanczos, clipped)."""
+    if gray.shape != (height, width):
+        gray = np.asarray(Image.fromarray(gray.astype(np.float32)).resize((width, height), Image.Resampling.LANCZOS))
+    return np.clip(gray, 0.0, 1.0).astype(np.float32)

@@ -1,0 +1,174 @@
+"""The home page's guided demos, each run as a user opens it (its link's query parameters on the
+Explore page), with its claim checked on the numbers the page computed and shows; and the
+Explore page's link state and truthful readouts."""
+
+from __future__ import annotations
+
+import re
+import sys
+from urllib.parse import parse_qsl
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from interp_core import paths
+
+ROOT = paths.PROJECT_ROOT
+sys.path.insert(0, str(ROOT))  # the app imports app_support, as `streamlit run app.py` allows
+from app_support.demos import DEMOS, INT, NORMAL, PGD_AT  # noqa: E402
+
+TIMEOUT = 300
+NUMBER = r"(-?[0-9.]+)"
+
+
+def home() -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def demo_links(at: AppTest) -> list[dict]:
+    """The query parameters of the demo cards' links on the home page, in order."""
+    return [dict(parse_qsl(link.proto.query_string)) for link in at.get("page_link")
+            if link.proto.label == "Open this demo"]
+
+
+def open_explore(at: AppTest, params: dict) -> AppTest:
+    """What a click on a link to the Explore page with ``params`` does."""
+    at.switch_page("pages/explore.py")
+    at.query_params.clear()
+    at.query_params.update(params)
+    at.run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def kendall_cam(at: AppTest) -> dict[str, float]:
+    table = at.table[0].value
+    return {row["model"]: float(row["Kendall tau"]) for _, row in table.iterrows() if row["explainer"] == "CAM"}
+
+
+def goals(at: AppTest) -> tuple[list[str], list[str]]:
+    return [s.value for s in at.success], [w.value for w in at.warning]
+
+
+def bound_numbers(at: AppTest) -> tuple[float, str, float, str]:
+    line = next(m.value for m in at.markdown if "D2 of CAM/(h·w) =" in m.value)
+    d2, sign, bound = re.search(rf"D2 of CAM/\(h·w\) = {NUMBER} (≥|<) bound ½\(Z_y − Z_t\) = {NUMBER}", line).groups()
+    d1 = float(re.search(rf"D1 of CAM/\(h·w\) = {NUMBER}",
+                         next(m.value for m in at.markdown if "D1 of CAM/(h·w)" in m.value)).group(1))
+    return float(d2), sign, float(bound), d1, line
+
+
+def test_home_offers_every_demo_as_a_link_to_explore():
+    links = demo_links(home())
+    assert links == [d.params for d in DEMOS]
+    assert all(link["run"] == "1" for link in links)
+
+
+@pytest.fixture(scope="module")
+def demo_runs() -> dict[str, AppTest]:
+    links = demo_links(home())
+    return {demo.key: open_explore(home(), link) for demo, link in zip(DEMOS, links)}
+
+
+def test_demo_pgd_flips_the_label_and_moves_the_map(demo_runs):
+    at = demo_runs["pgd"]
+    reached, missed = goals(at)
+    assert reached == ["goal reached: label flipped 1 → 8"] and not missed
+    assert kendall_cam(at)[NORMAL] < 0.5
+
+
+def test_demo_isa_hides_from_the_one_class_measure_not_from_the_two_class_bound(demo_runs):
+    at = demo_runs["isa"]
+    reached, missed = goals(at)
+    assert reached == ["goal reached: target 8 is the prediction"] and not missed
+    d2, sign, bound, d1, line = bound_numbers(at)
+    assert d1 < bound <= d2 and sign == "≥" and "applies and holds" in line
+    # without the discrepancy term (γ = 0) the same attack moves the true-class map past the floor
+    plain = open_explore(home(), {**next(d.params for d in DEMOS if d.key == "isa"), "gamma": "0.0"})
+    assert bound_numbers(plain)[3] > bound
+
+
+def test_demo_aai_keeps_the_labels_and_int_keeps_its_map(demo_runs):
+    at = demo_runs["aai"]
+    reached, missed = goals(at)
+    assert reached == ["goal reached: label 4 kept"] * 2 and not missed
+    tau = kendall_cam(at)
+    assert tau[INT] > tau[NORMAL] + 0.2
+
+
+def test_demo_robust_training_keeps_the_maps(demo_runs):
+    at = demo_runs["robust"]
+    reached, missed = goals(at)  # normal and PGD-AT flip to 8; the attack fails on Int
+    assert reached == ["goal reached: label flipped 1 → 8"] * 2 and missed == ["attack failed: the label is still 1"]
+    tau = kendall_cam(at)
+    assert tau[PGD_AT] > tau[NORMAL] + 0.2 and tau[INT] > tau[NORMAL] + 0.2
+    assert at.toggle(key="explore_shared").value and at.toggle(key="explore_overlay").value
+    assert len(at.table[0].value) == 3 * 2  # three models, two explainers
+
+
+def test_a_link_reproduces_the_view_and_bad_values_are_reported():
+    at = open_explore(home(), {**DEMOS[0].params, "eps": "0.25", "steps": "oops", "models": f"{NORMAL},nope"})
+    assert any("steps=oops" in w.value and "models=" in w.value for w in at.warning)
+    caption = next(c.value for c in at.caption if c.value.startswith("Results for"))
+    assert caption.startswith("Results for: MNIST #8 ") and "eps=0.25" in caption and "steps=40" in caption
+    assert "step_size=0.01562" in caption and "None" not in caption  # derived 2.5 eps / steps
+    written = dict(at.query_params)
+    assert written["eps"] == "0.25" and written["image"] == "8" and written["run"] == "1"
+    # the URL the page wrote opens the same view in a fresh session
+    again = open_explore(home(), written)
+    assert next(c.value for c in again.caption if c.value.startswith("Results for")).split(" · computed")[0] \
+        == caption.split(" · computed")[0]
+    # changed settings clear the results instead of showing stale ones
+    at.number_input(key="explore_pgd_mnist_eps").set_value(0.1).run()
+    assert not at.table and any("settings changed" in i.value for i in at.info)
+    assert "run" not in dict(at.query_params)
+
+
+def test_isa_refuses_a_misclassified_image_and_shows_the_prediction():
+    # demo image #... misclassified by the Int network (92% on the demo sample) but not by the normal one
+    import torch
+
+    from interp_core.data import load_dataset
+    from interp_core.models import load_model
+
+    data = load_dataset("mnist", "demo")
+    with torch.no_grad():
+        wrong = (load_model(INT)[0](data.images).argmax(1) != data.labels).nonzero().squeeze(1)
+    index = int(wrong[0])
+    at = open_explore(home(), {"dataset": "mnist", "image": str(index), "models": f"{NORMAL},{INT}", "attack": "isa",
+                               "explainers": "cam", "run": "1"})
+    refusal = [w.value for w in at.warning if w.value.startswith("Refused")]
+    assert len(refusal) == 1 and INT in refusal[0] and f"true class {data.class_names[int(data.labels[index])]}" \
+        in refusal[0]
+    assert list(at.table[0].value["model"]) == [NORMAL]  # the other model still runs
+
+
+def test_a_failed_attack_is_flagged_with_no_absurd_magnification():
+    at = open_explore(home(), {"dataset": "mnist", "image": "8", "models": NORMAL, "attack": "pgd", "eps": "0.0",
+                               "explainers": "cam", "run": "1"})
+    reached, missed = goals(at)
+    assert not reached and missed == ["attack failed: the label is still 1"]
+    d2, sign, bound, d1, line = bound_numbers(at)
+    assert d2 == 0 and sign == "<" and "does not apply" in line
+
+
+def test_minimum_eps_shows_the_eps_it_found():
+    at = open_explore(home(), {"dataset": "mnist", "image": "8", "models": NORMAL, "attack": "min-eps",
+                               "explainers": "cam", "run": "1"})
+    found = float(at.metric[0].value)
+    assert 0 < found < 1 and at.metric[0].label.startswith("ε found")
+    assert "max eps=1" in next(c.value for c in at.caption if c.value.startswith("Results for"))
+
+
+def test_presentation_mode_enlarges_type_and_folds_the_settings():
+    at = open_explore(home(), {**DEMOS[0].params, "present": "1"})
+    assert at.toggle(key="explore_present").value
+    assert any("font-size: 20px" in h.proto.body for h in at.get("html"))
+    folded = {e.label: e.proto.expanded for e in at.sidebar.expander}
+    assert folded["Attack parameters"] is False and folded["View"] is False
+    plain = open_explore(home(), DEMOS[0].params)
+    assert not any("font-size" in h.proto.body for h in plain.get("html"))
+    assert {e.label: e.proto.expanded for e in plain.sidebar.expander}["Attack parameters"] is True
