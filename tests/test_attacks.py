@@ -347,9 +347,9 @@ def test_every_attack_reports_its_iterates(name, mnist_normal, batch):
 
 
 @pytest.mark.parametrize("name, params, message", [
-    ("aai", dict(eps=2.0), "eps must be finite and in \\[0, 1.0\\]"),
-    ("isa", dict(eps=2.0), "eps must be finite and in \\[0, 1.0\\]"),
-    ("min-eps", dict(eps=2.0), "eps must be finite and in \\[0, 1.0\\]"),
+    ("aai", dict(eps=2.0), "eps must be finite in \\[0, 1\\]"),
+    ("isa", dict(eps=2.0), "eps must be finite in \\[0, 1\\]"),
+    ("min-eps", dict(eps=2.0), "eps must be finite in \\[0, 1\\]"),
     ("aai", dict(eps=0.1, steps=-1), "steps must be an integer in \\[0, 100000\\]"),
     ("aai", dict(eps=0.1, step_size=-0.1), "step_size must be finite"),
     ("min-eps", dict(eps=0.5, rounds=0), "rounds must be an integer in \\[1, 100\\]"),
