@@ -187,10 +187,7 @@ class IntegratedGradients(Explainer):
     name, label = "ig", "Integrated Gradients"
 
     def __init__(self, steps: int = 100, baseline: float = 0.0, batch_steps: int = 25, form: str = "display"):
-        if not (isinstance(steps, int) and steps >= 2):
-            raise ValueError(f"IG steps must be an integer >= 2 (Captum's Riemann sum needs two points), "
-                             f"got {steps!r}")
-        check_range("steps", steps, 2, 100_000, integer=True)
+        check_range("steps", steps, 2, 100_000, integer=True, hint=" (IG's Riemann sum needs two points)")
         check_range("baseline", baseline, 0.0, 1.0)
         check_range("batch_steps", batch_steps, 1, 100_000, integer=True)
         if form not in IG_FORMS:

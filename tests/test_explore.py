@@ -189,7 +189,7 @@ def test_exports_carry_dataset_gallery_numbers_settings_and_goal(mnist_normal, m
 
 def test_attack_settings_fill_in_derived_values_and_reject_bad_ones():
     assert attack_settings("pgd", {"eps": 0.3, "steps": 40, "step_size": None})["step_size"] == pytest.approx(0.01875)
-    assert attack_settings("isa", {"gamma": 0.001})["gamma"] == 0.001
+    assert attack_settings("isa", {"eps": 0.1, "gamma": 0.001})["gamma"] == 0.001
     with pytest.raises(ValueError):
         attack_settings("pgd", {"eps": -1.0})
     assert [attack_goal(a) for a in ("pgd", "isa", "aai", "min-eps")] == ["flip", "reach", "keep", "reach"]
@@ -231,8 +231,8 @@ def test_goals_and_the_bound_line_of_successes(result, mnist_normal, mnist_demo)
 def test_targeted_goal_is_the_target(mnist_normal, mnist_demo):
     x, y = mnist_demo.images[:1], mnist_demo.labels[:1]
     attack = PGD(0.3, 0.02, 30, objective="margin", targeted=True)
-    res = explore({"n": mnist_normal}, x, y, lambda m, x_, y_, t, cb: attack(m, x_, y_, t), ["cam"],
-                  target=torch.tensor([(int(y) + 1) % 10]), targeted=True, class_names=mnist_demo.class_names)
+    res = explore({"n": mnist_normal}, x, y, attack, ["cam"], target=torch.tensor([(int(y) + 1) % 10]),
+                  class_names=mnist_demo.class_names)
     m = res.models[0]
     assert res.goal == "reach" and m.goal_reached[0] == (m.adv_pred[0] == m.target[0])
     assert goal_readout(res, 0).startswith("goal reached: target" if m.goal_reached[0] else "attack failed: target")

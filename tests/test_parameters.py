@@ -37,9 +37,9 @@ CASES = {
     "ISA gamma (per image)": (lambda v: ISA(0.1, gamma=torch.tensor([1.0, v])), [-1, NAN, INF], "gamma", "[0, inf]"),
     "ISA eps": (lambda v: ISA(v), [-1, NAN, INF, HUGE], "eps", "[0, 1]"),
     "ISA steps": (lambda v: ISA(0.1, steps=v), [-1, NAN, HUGE], "steps", "[0, 100000]"),
-    "ISA step_scale": (lambda v: ISA(0.1, step_scale=v), [-1, NAN, INF], "step_scale", "[0, inf]"),
+    "ISA step_scale": (lambda v: ISA(0.1, step_scale=v), [-1, 0, NAN, INF, 2], "step_scale", "[0.001, 1]"),
     "minimum-eps rounds": (lambda v: MinimumEps(rounds=v), [0, NAN, HUGE], "rounds", "[1, 100]"),
-    "IG steps": (lambda v: IntegratedGradients(steps=v), [0, -1, NAN, INF, HUGE], "steps", "[1, 100000]"),
+    "IG steps": (lambda v: IntegratedGradients(steps=v), [0, 1, NAN, INF, HUGE], "steps", "[2, 100000]"),
     "SmoothGrad samples": (lambda v: SmoothGrad(samples=v), [0, NAN, HUGE], "samples", "[1, 100000]"),
     "SmoothGrad noise": (lambda v: SmoothGrad(noise=v), [-1, NAN, INF], "noise", "[0, inf]"),
     "robust_accuracy eps": (lambda v: robust_accuracy(None, None, None, [0.1, v]), [-1, NAN, INF, HUGE], "eps",
@@ -84,7 +84,9 @@ def test_the_defaults_and_the_range_ends_are_accepted(case):
     if case.startswith(("robust_accuracy", "aai_evaluation", "bound_evaluation", "TrainConfig")):
         return  # these run an evaluation once the checks pass
     low, high = BOUNDS.get(name, (0, 1))
-    for value in {"eps": [0.0, 0.3], "gamma": [0.0, 5.0], "kappa": [0.0, 2.0]}.get(name, [low + 1]):
+    values = [2] if case == "IG steps" else [0.001, 1.0] if case == "ISA step_scale" else {"eps": [0.0, 0.3], "gamma": [0.0, 5.0], "kappa": [0.0, 2.0]}.get(
+        name, [low + 1])  # IG's Riemann sum needs two points
+    for value in values:
         build(value)
 
 

@@ -27,6 +27,8 @@ class AAI:
                  random_start: bool = True, seed: int | None = 0, explainer: str = "cam",
                  explainer_options: dict | None = None):
         check_range("k", k, integer=True)
+        if seed is not None:
+            check_range("seed", seed, integer=True)
         check_settings(eps, step_size, steps, random_start=random_start, keep_best=False)
         self.options = dict(random_start=random_start, seed=seed, keep_best=False)
         self.eps, self.steps, self.step_size, self.k = eps, steps, step_size, k

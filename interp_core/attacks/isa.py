@@ -141,10 +141,9 @@ class ISA:
 
 
 def _check_budget(steps: int, step_scale: float) -> None:
-    if not (isinstance(steps, int) and 0 <= steps <= 100_000):
-        raise ValueError(f"ISA steps must be an integer in [0, 100000], got {steps!r}")
-    if not (isinstance(step_scale, (int, float)) and 0 < step_scale <= 1):
-        raise ValueError(f"ISA step_scale (the step as a share of eps) must be in (0, 1], got {step_scale!r}")
+    """ISA's step budget: steps in [0, 100000], each step a share step_scale in [0.001, 1] of eps."""
+    check_range("steps", steps, integer=True)
+    check_range("step_scale", step_scale, hint=" (the step as a share of eps)")
 
 
 def budget_options(budget: str) -> dict:
