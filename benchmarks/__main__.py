@@ -13,7 +13,7 @@ from benchmarks.results import MARKDOWN_PATH, record
 
 SECTIONS = {"attacks": "bench_attacks", "interpret": "bench_interpret", "training": "bench_training",
             "evaluate": "bench_evaluate", "threads": "bench_threads", "registry": "bench_registry",
-            "app": "bench_app"}
+            "app": "bench_app", "load": "bench_load"}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -27,11 +27,11 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.sections or list(SECTIONS):
         module = importlib.import_module(f"benchmarks.{SECTIONS[name]}")
         print(f"== {name}", flush=True)
-        if name == "app":  # drives a browser; it records its own section
+        if name in ("app", "load"):  # they drive a browser and record their own section
             if not Path(module.CHROMIUM).is_file():
                 print(f"skipped: no Chromium at {module.CHROMIUM} (INTERP_CORE_CHROMIUM)")
                 continue
-            module.main(["--quick"] if args.quick else [])
+            module.main(["--quick"] if args.quick and name == "app" else [])
         else:
             record(name, module.run(args.quick), args.quick)
     print(f"wrote {MARKDOWN_PATH}")

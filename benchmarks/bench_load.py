@@ -8,7 +8,7 @@ One headless Chromium, one browser context per session (Playwright's async API).
 for a new image first (the Random button), so results rarely come from the cache.
 
 ``python -m benchmarks.bench_load [--sessions 8] [--clicks 3] [--limit 600]``; writes
-``benchmarks/load.json`` and ``benchmarks/load.md`` (a section for benchmarks/RESULTS.md) and prints it.
+``benchmarks/load.json`` (the raw figures) and its section of benchmarks/RESULTS.md, and prints it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+from benchmarks.results import record
 from tools.app_driver import _SCRIPT_STATE, CHROMIUM, CHROMIUM_FLAGS, RENDERED, app_server
 
 OUT = Path(__file__).resolve().parent / "load.json"
@@ -209,6 +210,27 @@ def markdown(figures: dict) -> str:
         f"Median latency by session kind:\n\n| dataset attack | median s |\n|---|---|\n{kinds}\n")
 
 
+def section(figures: dict) -> dict:
+    """The load test's figures as a section of benchmarks/RESULTS.md (see benchmarks/results.py)."""
+    return {
+        "settings": {"sessions": figures["sessions"], "clicks per session": figures["clicks_per_session"],
+                     "time limit s": figures["time_limit_s"], "torch threads per request": figures["torch_threads"]},
+        "tables": {
+            "8 concurrent Explore sessions": [{
+                "requests": figures["requests"], "completed": figures["completed"], "errors": figures["errors"],
+                "p50 s": figures["latency_p50_s"], "p95 s": figures["latency_p95_s"],
+                "max s": figures["latency_max_s"], "server RSS idle MB": figures["server_rss_idle_mb"],
+                "server RSS peak MB": figures["server_rss_peak_mb"], "wall s": figures["wall_s"]}],
+            "median click-to-results by session kind": [
+                {"dataset attack": kind, "median s": value}
+                for kind, value in figures["latency_median_by_kind_s"].items()],
+        },
+        "notes": [f"measured {figures['date']} on {figures['cpus']} CPUs; load average before "
+                  f"{figures['load_average_before']}, after {figures['load_average_after']} (latencies are wall "
+                  "time, so they include what other work took from the 2 cores)"],
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=8)
@@ -217,7 +239,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     figures = run(args.sessions, args.clicks, args.limit)
     OUT.write_text(json.dumps(figures, indent=1) + "\n")
-    OUT.with_suffix(".md").write_text(markdown(figures))
+    record("load", section(figures), quick=False)
     print(markdown(figures))
     if figures["errors"]:
         raise SystemExit(f"{figures['errors']} errors: {figures['error_messages']}")
