@@ -3,6 +3,9 @@ app server and training subprocesses that some tests start (see interp_core.runt
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -51,3 +54,19 @@ def tiny_cifar_model():
     from interp_core.models import build_model
 
     return build_model("smallgap", 3, 10).eval()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium driven by Playwright, one per test module (tests marked browser)."""
+    if str(paths.PROJECT_ROOT) not in sys.path:
+        sys.path.insert(0, str(paths.PROJECT_ROOT))  # tools/ is the project's, not an installed package
+    from tools import app_driver
+
+    if not Path(app_driver.CHROMIUM).is_file():
+        pytest.skip(f"needs Chromium at {app_driver.CHROMIUM} (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        chromium = app_driver.launch_browser(pw)
+        yield chromium
+        chromium.close()

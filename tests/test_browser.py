@@ -26,17 +26,6 @@ VIEWPORT = {"width": 1400, "height": 1000}
 
 
 @pytest.fixture(scope="module")
-def browser():
-    if not Path(app_driver.CHROMIUM).is_file():
-        pytest.skip(f"needs Chromium at {app_driver.CHROMIUM} (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        chromium = app_driver.launch_browser(pw)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     with app_driver.app_server(env={"INTERP_CORE_RUNS_DIR": str(runs)}) as url:

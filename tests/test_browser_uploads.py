@@ -77,17 +77,6 @@ UPLOADERS = {"image": "Image (converted", "checkpoint": "upload a checkpoint"}
 
 
 @pytest.fixture(scope="module")
-def browser():
-    if not Path(app_driver.CHROMIUM).is_file():
-        pytest.skip(f"needs Chromium at {app_driver.CHROMIUM} (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        chromium = app_driver.launch_browser(pw)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
 def app_url():
     with app_driver.app_server() as url:
         yield url
