@@ -14,6 +14,7 @@ from interp_core.interpret import IG_FORMS, LABELS
 from interp_core.io import npz_bytes, rows_to_csv
 from interp_core.metrics import MEASURES
 from interp_core.services import figures
+from interp_core.services.explore import MisclassifiedImage, check_correct
 from app_support.common import (dataset_picker, export_buttons, full_data_source, get_dataset, get_model, model_label,
                                 model_picker, progress_bar)
 from app_support.layout import setup_page
@@ -148,6 +149,15 @@ with tab_curve:
                                                rounds=int(rounds), targets=targets, seed=seed)
         st.session_state["isa_budgets_run"] = {name: budget_steps[name] for name in budgets}
     request = st.session_state.get("isa_request")
+    if request:
+        shown, _, _ = image_source(request["dataset"], request["split"], request["source"])
+        i = request["index"]
+        try:  # ISA needs an image the model gets right, as in the paper
+            check_correct(get_model(request["spec"]), shown.images[i:i + 1], shown.labels[i:i + 1],
+                          shown.class_names, model_label(request["spec"]))
+        except MisclassifiedImage as err:
+            st.error(str(err))
+            request = None
     if request:
         results = {name: tradeoff(**request, steps=steps, step_scale=scale)
                    for name, (steps, scale) in st.session_state["isa_budgets_run"].items()}

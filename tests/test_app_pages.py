@@ -373,13 +373,29 @@ def test_isa_tradeoff_and_bound(dataset):
     at.multiselect(key="isa_mult").set_value([1.0, 2.0]).run()
     at.slider(key="isa_rounds").set_value(3).run()
     at.slider(key="isa_n").set_value(5).run()
+    at.radio(key="isa_source").set_value("split").run()  # the demo sample (the only source without ../shared)
+    at.number_input(key="isa_index").set_value(2).run()  # classified correctly by both shipped normal models
     at.button(key="isa_run").click().run()
     assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
     at.button(key="isa_bound_run").click().run()
     assert not at.exception, at.exception
     assert len(at.get("plotly_chart")) == 2
     violations = at.metric[0]
     assert int(violations.value) == 0  # docs/method.md#bound: no point below the diagonal
+
+
+def test_isa_refuses_an_image_the_model_misclassifies():
+    """CIFAR-10 demo image 5 is misclassified by both shipped normal networks: ISA (as in the paper)
+    needs a correctly classified image, so the page says so, with the prediction, and draws no curve."""
+    at = open_page("isa_tradeoff")
+    at.radio(key="isa_dataset").set_value("cifar10").run()
+    at.radio(key="isa_source").set_value("split").run()
+    at.number_input(key="isa_index").set_value(5).run()
+    at.button(key="isa_run").click().run()
+    assert not at.exception, at.exception
+    assert any("classifies this image" in e.value and "choose another image" in e.value for e in at.error)
+    assert not at.get("plotly_chart")
 
 
 @pytest.mark.parametrize("attack", list(ATTACKS))
