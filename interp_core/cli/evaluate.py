@@ -101,28 +101,14 @@ def register(commands) -> None:
     p.add_argument("--explainer", default="cam", choices=list(ISA_EXPLAINERS))
     add_ig_options(p)
     p.add_argument("--multipliers", type=parse_floats, default=[1.0, 1.5, 2.0, 3.0, 4.0])
-    p.add_argument("--targets", default="authors", choices=TARGETS,
-                   help="authors: the authors' numpy target stream of the --subset image set (image by image as "
-                        "their code); random: a seeded random wrong class; runner-up: the clean runner-up class")
-    p.add_argument("--seed", type=int, default=0, help="seed of --targets random")
-    p.add_argument("--budget", default="authors", choices=sorted(ISA_BUDGETS),
-                   help="ISA step budget: authors = 10 soft-sign steps of 0.2 eps, fine = 100 steps of 0.02 eps")
-    p.add_argument("--steps", type=int, default=None, help="override the budget's steps")
-    p.add_argument("--step-scale", type=float, default=None, help="override the budget's step (share of eps)")
+    add_target_and_budget_options(p, "ISA")
     p.add_argument("--rounds", type=int, default=10, help="bisection rounds of each search")
     p.set_defaults(run=run_isa)
 
     p = common("bound", "tightness of the 2-class bound under minimum-eps targeted attacks",
                '{"n": N, "attempted": M, "violations": V, "points": [{"half_margin", "d2", "index", "target", '
                '"eps"}]} with d2 = D2 of CAM / (h w)')
-    p.add_argument("--targets", default="authors", choices=TARGETS,
-                   help="authors: the authors' numpy target stream of the --subset image set (image by image as "
-                        "their code); random: a seeded random wrong class; runner-up: the clean runner-up class")
-    p.add_argument("--seed", type=int, default=0, help="seed of --targets random")
-    p.add_argument("--budget", default="authors", choices=sorted(ISA_BUDGETS),
-                   help="minimum-eps attack step budget: authors = 10 soft-sign steps of 0.2 eps, fine = 100 steps of 0.02 eps")
-    p.add_argument("--steps", type=int, default=None, help="override the budget's steps")
-    p.add_argument("--step-scale", type=float, default=None, help="override the budget's step (share of eps)")
+    add_target_and_budget_options(p, "minimum-eps attack")
     p.add_argument("--rounds", type=int, default=10)
     p.set_defaults(run=run_bound)
 
@@ -148,6 +134,19 @@ def register(commands) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run_reproduce)
+
+
+def add_target_and_budget_options(p: argparse.ArgumentParser, attack: str) -> None:
+    """--targets, --seed and the step budget (--budget, --steps, --step-scale) of ``attack``: the
+    options ISA and the bound's minimum-eps search share."""
+    p.add_argument("--targets", default="authors", choices=TARGETS,
+                   help="authors: the authors' numpy target stream of the --subset image set (image by image as "
+                        "their code); random: a seeded random wrong class; runner-up: the clean runner-up class")
+    p.add_argument("--seed", type=int, default=0, help="seed of --targets random")
+    p.add_argument("--budget", default="authors", choices=sorted(ISA_BUDGETS),
+                   help=f"{attack} step budget: authors = 10 soft-sign steps of 0.2 eps, fine = 100 steps of 0.02 eps")
+    p.add_argument("--steps", type=int, default=None, help="override the budget's steps")
+    p.add_argument("--step-scale", type=float, default=None, help="override the budget's step (share of eps)")
 
 
 def add_ig_options(p: argparse.ArgumentParser) -> None:

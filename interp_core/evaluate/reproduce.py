@@ -160,6 +160,17 @@ class Run:
             if found:
                 yield dataset, arch, found
 
+    def table_networks(self, part: str):
+        """Every paper network of the tables (the settings' methods), loaded one at a time with its
+        evaluation images: yields (dataset, arch, method, path, model, x, y, what) and reports
+        ``part``'s progress after each."""
+        jobs = [(d, a, m, p) for d, a, nets in self.networks(methods=self.settings.methods) for m, p in nets]
+        for j, (dataset, arch, method, path) in enumerate(jobs):
+            x, y, what = self.data(dataset, self.settings.n)
+            model, _ = load_model(path, self.device)
+            yield dataset, arch, method, path, model, x, y, what
+            self.tick(part)(j + 1, len(jobs))
+
     def normal_network(self, dataset: str, part: str) -> Path | None:
         path = paths.paper_networks_dir() / f"{NORMAL_SMALLGAP[dataset]}.npz"
         if not path.is_file():
@@ -181,34 +192,26 @@ class Run:
 def pgd_tables(run: Run) -> dict:
     """Robust accuracy of every paper network under the authors' PGD on the seed-99 subset."""
     started, s, rows = time.perf_counter(), run.settings, []
-    jobs = [(d, a, m, p) for d, a, nets in run.networks(methods=s.methods) for m, p in nets]
-    for j, (dataset, arch, method, path) in enumerate(jobs):
-        x, y, what = run.data(dataset, s.n)
-        model, _ = load_model(path, run.device)
+    for dataset, arch, method, path, model, x, y, what in run.table_networks("pgd"):
         result = robust_accuracy(model, x, y, list(PAPER_EPS[dataset]), "paper", steps=s.steps, subset=what)
         for r in result.results:
             rows.append({"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
                          "eps": r["eps"], "accuracy": r["accuracy"], "attack": "paper-pgd", "steps": s.steps,
                          "step_size": 0.01, "random_start": False, "restarts": 1, "n": len(y), "subset": what})
         run.warnings.extend(f"{path.stem}: {w}" for w in result.warnings)
-        run.tick("pgd")(j + 1, len(jobs))
     return run.finish(started, _tables_out(run, rows, "pgd_accuracy", "accuracy", "PGD robust accuracy"))
 
 
 def aai_tables(run: Run) -> dict:
     """AAI Kendall tau of the true-class CAM of every paper network on the seed-99 subset."""
     started, s, rows = time.perf_counter(), run.settings, []
-    jobs = [(d, a, m, p) for d, a, nets in run.networks(methods=s.methods) for m, p in nets]
-    for j, (dataset, arch, method, path) in enumerate(jobs):
-        x, y, what = run.data(dataset, s.n)
-        model, _ = load_model(path, run.device)
+    for dataset, arch, method, path, model, x, y, what in run.table_networks("aai"):
         result = aai_evaluation(model, x, y, list(AAI_EPS[dataset]), steps=s.aai_steps, subset=what)
         for r in result["results"]:
             rows.append({"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
                          "eps": r["eps"], "kendall_tau": r["kendall_tau"], "topk_intersection": r["topk_intersection"],
                          "kept": r["kept"], "attack": "aai", "k": 8, "steps": s.aai_steps, "step_size": 0.01,
                          "random_start": True, "restarts": 1, "n": len(y), "subset": what})
-        run.tick("aai")(j + 1, len(jobs))
     return run.finish(started, _tables_out(run, rows, "aai_kendall", "kendall_tau",
                                            "AAI mean Kendall tau (CAM of the true class)"))
 
