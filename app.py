@@ -62,7 +62,7 @@ with c2:
     for m in models:
         by_source[m["source"]] = by_source.get(m["source"], 0) + 1
     st.markdown("\n".join(f"- {n} {s}" for s, n in sorted(by_source.items())) or "- none found")
-    st.caption(f"shipped: `{paths.checkpoints_dir()}` · runs: `{paths.runs_dir()}`")
+    st.caption(f"shipped: `{paths.display(paths.checkpoints_dir())}` · runs: `{paths.display(paths.runs_dir())}`")
 with c3:
     st.markdown("**Compute**")
     st.markdown(f"- device: `{device()}`\n- interp_core {__version__}")

@@ -51,3 +51,27 @@ def test_a_project_card_is_reproduced_by_the_evaluator(capsys):
 def test_every_project_card_is_reproduced_by_the_evaluator(capsys):
     for entry in _project_cards():
         _check(entry, list(entry.card.metrics["pgd_accuracy"]), capsys)
+
+
+def test_every_project_card_command_rebuilds_the_config_its_model_was_trained_with():
+    """The train command a card prints gives back, resolved for the run's length, the settings the
+    checkpoint stores (all of them but the output path), so the card's recipe is the model's."""
+    import re
+    import shlex
+    from dataclasses import replace
+
+    from interp_core.cli import build_parser
+    from interp_core.cli.train import config_from_args
+    from interp_core.training import TrainConfig
+
+    for entry in _project_cards():
+        if "preset" not in entry.card.hyperparameters:
+            continue
+        text = entry.path.with_suffix(".md").read_text()
+        command = re.search(r"python -m interp_core train (.*)", text).group(1)
+        args = shlex.split(command)
+        parsed = build_parser().parse_args(["train", *args])
+        assert parsed.out == f"checkpoints/{entry.name}.safetensors"
+        built = config_from_args(parsed).resolve(int(entry.card.metrics["total_steps"]))
+        stored = TrainConfig.from_dict(entry.card.hyperparameters)
+        assert replace(built, schedule_in="steps") == replace(stored, schedule_in="steps"), entry.name

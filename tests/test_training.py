@@ -3,7 +3,7 @@ committed demo images."""
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import pytest
 import torch
@@ -228,10 +228,26 @@ def test_train_flags_rebuild_every_config_field(preset, dataset):
                       authors_ig_weight=(preset != "paper"), eval_step_size=2 / 255, train_split="demo_train",
                       eval_split="demo_heldout", **positions)
     args = config_to_args(cfg)
-    flags = {a for a in args if a.startswith("--")}
-    assert flags == {("--" if getattr(cfg, f.name) is not False else "--no-") + f.name.replace("_", "-")
-                     for f in fields(TrainConfig)}
     assert config_from_args(build_parser().parse_args(["train", *args])) == cfg
+    plain = make_config("normal", dataset, "smallgap", preset)
+    assert config_to_args(plain) == ["--method", "normal", "--dataset", dataset, "--arch", "smallgap",
+                                     "--preset", preset]
+
+
+def test_train_flags_of_a_finished_run_name_only_what_differs_from_its_preset():
+    """A run's card stores its config in steps; against the preset resolved for the run's length the
+    command needs no schedule flags, and a changed position comes back with its unit."""
+    from interp_core.cli import build_parser
+    from interp_core.cli.train import config_from_args
+
+    cfg = make_config("int", "mnist", "smallgap", "cpu").resolve(5500)
+    assert cfg.schedule_in == "steps"
+    assert config_to_args(cfg, 5500)[-2:] == ["--preset", "cpu"]
+    changed = replace(cfg, eps_ramp=[10, 20], eval_n=0)
+    args = config_to_args(changed, 5500)
+    assert args[8:] == ["--lr-steps", "4400:0.0001", "--eps-ramp", "10,20", "--eval-n", "0", "--gamma-start", "0",
+                        "--schedule-in", "steps"]
+    assert config_from_args(build_parser().parse_args(["train", *args])) == changed
 
 
 def test_train_flags_parse_lists_fractions_and_switches():

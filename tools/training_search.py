@@ -36,6 +36,10 @@ SCHEDULES: dict[str, dict] = {
     "s1": dict(epochs=5, batch_size=50, lr=1e-3, lr_steps=[[4400, 1e-4]], eps=0.3, eps_ramp=[300, 2500],
                steps=10, step_size=0.04, init="authors"),
 }
+#: s2: s1 with five times the Int-family weight (gamma 0.05), for the 1-class gap at eps 0.35 / 0.4.
+SCHEDULES["s2"] = dict(SCHEDULES["s1"], gamma=0.05)
+#: s3: s1 lengthened to 8 epochs (8,800 steps, lr 1e-4 for the last 1,800), for PGD-AT at eps 0.3.
+SCHEDULES["s3"] = dict(SCHEDULES["s1"], epochs=8, lr_steps=[[7000, 1e-4]])
 
 
 def run(schedule: str, method: str, data_dir: str | None) -> dict:

@@ -6,8 +6,12 @@ learning-rate and eps-ramp functions of the step (docs/method.md#training).
 -> 1e-5 at 60k, eps 8/255 ramped from 5k to 70k, 10 inner steps of 2/255), trained on the
 ``train`` split (the first 5,000 training images held out) and evaluated on ``heldout``.
 
-``cpu``: the reduced schedule of the project's shipped checkpoints, sized for a 2-core CPU
-(a training subset, a few epochs, fewer inner steps with a larger step, lr 1e-3, a short ramp).
+``cpu``: the reduced schedule of the project's shipped checkpoints, sized for a 2-core CPU. MNIST:
+schedule s1 of results/training-search.md, the cheapest found that carries the paper's large-eps
+finding (Int2 against PGD-AT): 5 epochs of the 55,000 training images (5,500 steps), lr 1e-3 then
+1e-4 for the last fifth, eps ramped over steps 300-2,500, 10 inner steps of 0.04, the authors'
+initialization; about 21-24 minutes per adversarial method on one idle thread. CIFAR-10: 3 epochs of
+10,000 images, 5 inner steps of 2.5/255.
 
 ``classroom``: a compare of two methods that ends within 5 minutes on the project's 2-core CPU
 (one thread per run, both at once, evaluation included): one epoch of 10,000 MNIST images at a
@@ -35,6 +39,8 @@ from interp_core.training.methods import DEFAULT_GAMMA, TRAINING_METHODS
 
 #: Units of the schedule positions (eps_ramp, lr_steps, gamma_start) of a TrainConfig.
 SCHEDULE_UNITS = ("steps", "fraction")
+#: The settings that are schedule positions.
+POSITIONS = ("eps_ramp", "lr_steps", "gamma_start")
 
 
 def _position(text: str) -> int | float:
@@ -233,8 +239,11 @@ PRESETS: dict[str, dict[str, dict]] = {
                         authors_ig_weight=True),
     },
     "cpu": {
-        "mnist": dict(epochs=3, batch_size=50, lr=1e-3, lr_steps=[[0.75, 3e-4]], eps=0.3, eps_ramp=[0.08, 0.5],
-                      steps=10, step_size=0.04, subset=10000, schedule_in="fraction"),
+        # schedule s1 of results/training-search.md: 5,500 steps on the 55,000 train images, lr 1e-3 then
+        # 1e-4 from step 4,400, eps ramped over steps 300-2,500 (written as fractions of those 5,500 steps)
+        "mnist": dict(epochs=5, batch_size=50, lr=1e-3, lr_steps=[[0.8, 1e-4]], eps=0.3,
+                      eps_ramp=[300 / 5500, 2500 / 5500], steps=10, step_size=0.04, init="authors",
+                      schedule_in="fraction"),
         "cifar10": dict(epochs=3, batch_size=128, lr=1e-3, lr_steps=[], eps=8 / 255, eps_ramp=[0.08, 0.5],
                         steps=5, step_size=2.5 / 255, subset=10000, schedule_in="fraction"),
     },
@@ -261,20 +270,34 @@ def cli_flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def config_to_args(cfg: TrainConfig) -> list[str]:
-    """The ``python -m interp_core train`` flags that rebuild ``cfg`` exactly: every field,
-    starting from its preset (None values are left out: the preset's value applies)."""
+def config_to_args(cfg: TrainConfig, total_steps: int | None = None) -> list[str]:
+    """The ``python -m interp_core train`` flags that rebuild ``cfg`` exactly: its method, dataset,
+    arch and preset, then a flag for every setting where ``cfg`` differs from that preset. A config
+    in steps is compared with the preset resolved for ``total_steps`` when given (so a run of the
+    preset's own schedule needs no position flags); when a schedule position differs, all of them
+    are given, with ``--schedule-in`` to say their unit."""
     if cfg.preset not in PRESETS:
         raise ValueError(f"the train command starts from a preset; this config names {cfg.preset!r}, "
                          f"not one of {sorted(PRESETS)}")
-    args = []
-    for f in fields(TrainConfig):
+    base = make_config(cfg.method, cfg.dataset, cfg.arch, cfg.preset)
+    if cfg.schedule_in == "steps" and total_steps is not None:
+        base = base.resolve(total_steps)
+    args = ["--method", cfg.method, "--dataset", cfg.dataset, "--arch", cfg.arch, "--preset", cfg.preset]
+    differing = [f for f in fields(TrainConfig) if f.name not in ("method", "dataset", "arch", "preset", "schedule_in")
+                 and getattr(cfg, f.name) != getattr(base, f.name)]
+    units_differ = cfg.schedule_in != base.schedule_in or any(f.name in POSITIONS for f in differing)
+    if units_differ:  # the preset's positions would be read in the other unit: give them all
+        differing = [f for f in fields(TrainConfig) if f in differing or f.name in POSITIONS]
+    for f in differing:
         value = getattr(cfg, f.name)
         if value is None:
-            continue
+            raise ValueError(f"{f.name}=None differs from the {cfg.preset} preset's {getattr(base, f.name)!r} "
+                             f"and has no flag")
         if isinstance(value, bool):
             args.append(cli_flag(f.name) if value else cli_flag(f"no_{f.name}"))
         else:
             show = f.metadata["show"] or (repr if isinstance(value, float) else str)
             args += [cli_flag(f.name), show(value)]
+    if units_differ:
+        args += [cli_flag("schedule_in"), cfg.schedule_in]
     return args

@@ -1,0 +1,140 @@
+"""Ship a project-trained checkpoint: measure it and write its model card.
+
+    python tools/project_cards.py --checkpoint RUN.safetensors --name mnist-smallgap-int-project \
+        [--preset cpu] [--trained-by TEXT] [--machine TEXT]
+    python tools/project_cards.py --table     # the shipped project cards' numbers, as markdown
+
+Measures the model with the evaluation every Train-page run gets
+(:func:`interp_core.services.jobs.evaluate_model`: clean accuracy, the authors' PGD at the
+dataset's eps grid and the AAI Kendall tau at two eps, on the paper's 200-image test subset),
+stores the numbers in the card (``pgd_accuracy``, ``aai_tau``), names the card ``--name`` and writes
+``checkpoints/<name>.safetensors`` with the human-readable ``checkpoints/<name>.md``.
+
+The recipe command printed in the card is rebuilt from the checkpoint's own training settings
+(:func:`interp_core.training.config_to_args`): ``train --preset PRESET`` plus a flag for every
+setting that differs from that preset's schedule for the same run length.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+from dataclasses import replace
+from pathlib import Path
+
+from interp_core.models import load_checkpoint, save_checkpoint
+from interp_core.runtime import configure_threads
+from interp_core.services.jobs import evaluate_model
+from interp_core.training.schedules import TrainConfig, config_to_args
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MACHINE = f"the project's 2-core {platform.machine()} CPU sandbox, one torch thread"
+def schedule_text(cfg: TrainConfig, n_images: int, total_steps: int) -> str:
+    """One line describing a config in steps: batch, epochs, images, lr, eps ramp, inner attack, init."""
+    lr = f"lr {cfg.lr:g}" + "".join(f", then {value:g} from step {at:,}" for at, value in sorted(cfg.lr_steps))
+    inner = ("no inner attack" if cfg.method == "normal"
+             else f"eps {cfg.eps:g} ramped over steps {cfg.eps_ramp[0]:,}-{cfg.eps_ramp[1]:,}, "
+                  f"{cfg.steps} inner steps of {cfg.step_size:g}")
+    regularizer = f", regularizer weight {cfg.gamma:g}" if cfg.gamma else ""
+    if cfg.gamma and cfg.gamma_start:
+        regularizer += f" from step {cfg.gamma_start:,}"
+    init = "the authors' initialization" if cfg.init == "authors" else "PyTorch's default initialization"
+    return (f"batch {cfg.batch_size}, {cfg.epochs} epochs on {n_images:,} `{cfg.train_split}` images "
+            f"({total_steps:,} steps), {lr}, {inner}{regularizer}; Adam, {init}, seed {cfg.seed}.")
+
+
+def card_markdown(name: str, cfg: TrainConfig, preset: str, flags: list[str], metrics: dict,
+                  trained_by: str) -> str:
+    """The ``.md`` model card of a project checkpoint."""
+    total = int(metrics["total_steps"])
+    n_images = total // cfg.epochs * cfg.batch_size
+    command = " ".join(["INTERP_CORE_THREADS=1 python -m interp_core train", *flags, "--source project",
+                        f"--out checkpoints/{name}.safetensors"])
+    evaluate = (f"python -m interp_core evaluate robust --model {name} --dataset {cfg.dataset} --protocol paper "
+                f"--eps {','.join(['0', *metrics['pgd_accuracy']])}")
+    rows = [f"| {label} | {metrics['pgd_accuracy'][label]:.3f} |" for label in metrics["pgd_accuracy"]]
+    taus = [f"| {label} | {tau:.3f} | {metrics['aai_kept'][label]} |" for label, tau in metrics["aai_tau"].items()]
+    return "\n".join([
+        f"# {name}", "",
+        f"smallgap trained with `{cfg.method}` (docs/method.md#training) on {cfg.dataset} by this project on a "
+        f"2-core CPU, with the `{preset}` preset's schedule. It is not the authors' network (that is "
+        f"`{cfg.dataset}-{cfg.arch}-{cfg.method}-paper` where shipped).", "",
+        "## Recipe (one command)", "```", command, "```",
+        f"- schedule: {schedule_text(cfg, n_images, total)}",
+        f"- trained by: {trained_by}",
+        f"- training time: {metrics['train_seconds']:.0f} s of training steps ({metrics.get('machine', 'CPU')}).", "",
+        "## Metrics",
+        f"Measured by `{evaluate}`: the authors' PGD (200 signed steps of 0.01, no random start) on the "
+        "paper's 200 test images (numpy seed-99 subset); clean errors count as failures.", "",
+        "| eps | accuracy |", "|---|---|", f"| 0 | {metrics['clean_accuracy']:.3f} |", *rows, "",
+        "AAI (attack against interpretability: keep the label, move the top-8 of the CAM; 200 steps of 0.01 "
+        "from a random start) Kendall tau between clean and attacked CAM, over the images that kept their "
+        "class:", "", "| eps | Kendall tau | images kept |", "|---|---|---|", *taus, ""])
+
+
+def ship(checkpoint: Path, name: str, preset: str, trained_by: str, machine: str | None) -> Path:
+    """Measure ``checkpoint`` and write ``checkpoints/<name>.safetensors`` and ``.md``."""
+    model, card = load_checkpoint(checkpoint, "cpu")
+    if not card.metrics.get("finished"):
+        raise SystemExit(f"{checkpoint}: the run did not finish (step {card.metrics.get('steps')})")
+    cfg = replace(TrainConfig.from_dict(card.hyperparameters), preset=preset)
+    flags = config_to_args(cfg, int(card.metrics["total_steps"]))
+    result = evaluate_model(model.eval().requires_grad_(False), cfg.dataset)
+    label = lambda eps: f"{eps:g}"  # noqa: E731
+    card.name, card.source = name, "project"
+    card.hyperparameters = {**card.hyperparameters, "preset": preset}
+    card.metrics.update({
+        "clean_accuracy": result["clean_accuracy"],
+        "pgd_accuracy": {label(r["eps"]): r["accuracy"] for r in result["accuracy"] if r["eps"] > 0},
+        "aai_tau": {label(r["eps"]): r["kendall_tau"] for r in result["aai"]},
+        "aai_kept": {label(r["eps"]): r["kept"] for r in result["aai"]},
+        "evaluation": f"interp_core.services.jobs.evaluate_model on {result['n']} images ({result['subset']})",
+        "machine": machine or card.metrics.get("machine") or DEFAULT_MACHINE,
+    })
+    card.description = f"{cfg.method} on {cfg.dataset}, trained by the project with the `{preset}` preset"
+    out = ROOT / "checkpoints" / f"{name}.safetensors"
+    save_checkpoint(model, card, out)
+    out.with_suffix(".md").write_text(card_markdown(name, cfg, preset, flags, card.metrics, trained_by))
+    return out
+
+
+def cards_table(dataset: str) -> str:
+    """A markdown table of the shipped ``*-project`` cards of ``dataset``: clean and PGD accuracy per
+    eps, AAI Kendall tau per eps, as stored by :func:`ship`."""
+    from interp_core.models import available_models
+
+    cards = [e.card for e in available_models() if e.card.source == "project" and e.card.dataset == dataset
+             and e.path.parent == ROOT / "checkpoints" and "aai_tau" in e.card.metrics]
+    if not cards:
+        return ""
+    eps, taus = list(cards[0].metrics["pgd_accuracy"]), list(cards[0].metrics["aai_tau"])
+    lines = ["| method | clean | " + " | ".join(eps) + " | " + " | ".join(f"tau {t}" for t in taus) + " |",
+             "|---" * (2 + len(eps) + len(taus)) + "|"]
+    for card in sorted(cards, key=lambda c: c.method):
+        m = card.metrics
+        lines.append(f"| {card.method} | {m['clean_accuracy']:.3f} | "
+                     + " | ".join(f"{m['pgd_accuracy'][e]:.3f}" for e in eps) + " | "
+                     + " | ".join(f"{m['aai_tau'][t]:.3f}" for t in taus) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--name")
+    parser.add_argument("--table", action="store_true", help="print the shipped project cards' numbers")
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--trained-by", default="the command above")
+    parser.add_argument("--machine", help="where the training ran (default: what the card says, else this machine)")
+    args = parser.parse_args()
+    if args.table:
+        print("\n\n".join(t for t in (cards_table("mnist"), cards_table("cifar10")) if t))
+        return
+    if not (args.checkpoint and args.name):
+        parser.error("--checkpoint and --name are required (or --table)")
+    configure_threads(shared=True)
+    print(ship(args.checkpoint, args.name, args.preset, args.trained_by, args.machine))
+
+
+if __name__ == "__main__":
+    main()
