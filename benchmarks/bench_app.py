@@ -52,10 +52,12 @@ def explore_latency(page, url: str, server_pid: int, dataset: str, model: str,
     choose_model(page, model)
     times, compute, cpu, attacked = [], [], [], set()
     for _ in range(repeats + 1):  # the first click also loads the model: not counted
-        while current_image(page) in attacked:  # an image not attacked yet, so no cache hit
+        # an image not attacked yet, so no cache hit; by its number ("#12"), as its label gains the
+        # prediction once the gallery is classified
+        while (number := current_image(page).split(" · ")[0]) in attacked:
             page.get_by_role("button", name="Random image").click()
             wait_idle(page)
-        attacked.add(current_image(page))
+        attacked.add(number)
         start = cpu_seconds(server_pid)
         times.append(run_attack(page, dataset))
         cpu.append(cpu_seconds(server_pid) - start)
