@@ -10,7 +10,11 @@ in the authors' form (``form="authors"``, the map of their measures) keeps the c
 
 With ``create_graph=False`` the map is detached and computed by Captum where Captum has the
 method; with ``create_graph=True`` the project's own differentiable form is used (for attacks and
-training losses), and the tests check that both agree.
+training losses), and the tests check that both agree. IG is the exception: its own batched form
+(the classes of an image share each forward pass) gives both, and the tests compare it with Captum.
+
+``explain_classes`` explains several classes per example, (N, M) -> (N, M, h, w), in one call;
+``explainer(model, x, target)`` is its case M = 1.
 """
 
 from __future__ import annotations
@@ -20,7 +24,6 @@ import copy
 import torch
 import torch.nn.functional as F
 from captum.attr import InputXGradient as CaptumInputXGradient
-from captum.attr import IntegratedGradients as CaptumIG
 from captum.attr import LayerGradCam
 from captum.attr import Saliency as CaptumSaliency
 
@@ -28,13 +31,17 @@ from interp_core.checks import check_range
 from interp_core.models.architectures import CAMNet, cam_from_features, smooth_copy
 
 
-def _check(model: torch.nn.Module, x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def _check(model: torch.nn.Module, x: torch.Tensor, target) -> torch.Tensor:
+    """The target classes as a long tensor on x's device: (N,) or one class for every image ->
+    (N,); (N, M) stays (N, M). Raises ValueError for a wrong shape or a class out of range."""
     if x.dim() != 4:
         raise ValueError(f"x must be (N, C, H, W), got shape {tuple(x.shape)}")
-    target = torch.as_tensor(target, device=x.device).long().reshape(-1)
-    if target.numel() == 1 and x.shape[0] > 1:
-        target = target.expand(x.shape[0])
-    if target.shape[0] != x.shape[0]:
+    target = torch.as_tensor(target, device=x.device).long()
+    if target.dim() < 2:
+        target = target.reshape(-1)
+        if target.numel() == 1 and x.shape[0] > 1:
+            target = target.expand(x.shape[0])
+    if target.dim() > 2 or target.shape[0] != x.shape[0]:
         raise ValueError(f"target has {target.shape[0]} entries for {x.shape[0]} images")
     classes = model.head.out_features if isinstance(model, CAMNet) else None  # other models: unknown K
     if target.numel() and (target.min() < 0 or (classes is not None and target.max() >= classes)):
@@ -49,23 +56,32 @@ def _pick(maps: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 class Explainer:
-    """Base class: subclasses implement ``_explain``. ``name`` is the registry key, ``label`` the
-    display name; ``native_grid`` tells whether maps live on the feature grid (True) or the input
-    grid (False)."""
+    """Base class: subclasses implement ``_explain`` (one class per example), or
+    ``_explain_classes`` instead where the classes of one image share work (CAM, IG). ``name`` is
+    the registry key, ``label`` the display name; ``native_grid`` tells whether maps live on the
+    feature grid (True) or the input grid (False)."""
 
     name: str = ""
     label: str = ""
     native_grid: bool = False
 
     def __call__(self, model: torch.nn.Module, x: torch.Tensor, target, create_graph: bool = False) -> torch.Tensor:
-        target = _check(model, x, target)
-        if create_graph:
-            return self._explain(model, x, target, True)
-        with torch.enable_grad():
-            return self._explain(model, x.detach().requires_grad_(True), target, False).detach()
+        """x (N, C, H, W) in [0, 1], target (N,) (or one class for all) -> maps (N, 1, h, w)."""
+        return explain_classes(self, model, x, _check(model, x, target)[:, None], create_graph)
 
     def _explain(self, model, x, target, create_graph: bool) -> torch.Tensor:  # pragma: no cover
+        """x (N, C, H, W), target (N,) -> maps (N, 1, h, w)."""
         raise NotImplementedError
+
+    def _explain_classes(self, model, x, classes, create_graph: bool) -> torch.Tensor:
+        """x (N, C, H, W), classes (N, M) -> maps (N, M, h, w): by default one ``_explain`` call on
+        the M copies of x stacked into a batch of M * N."""
+        n, m = classes.shape
+        stacked = x if m == 1 else x.repeat(m, 1, 1, 1)
+        if not create_graph:  # a leaf of its own, as Captum expects its inputs
+            stacked = stacked.detach().requires_grad_(True)
+        maps = self._explain(model, stacked, classes.t().reshape(-1), create_graph)  # (M * N, 1, h, w)
+        return maps.view(m, n, *maps.shape[2:]).transpose(0, 1).contiguous()
 
     def __repr__(self) -> str:
         options = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
@@ -77,8 +93,10 @@ class CAM(Explainer):
 
     name, label, native_grid = "cam", "CAM", True
 
-    def _explain(self, model: CAMNet, x, target, create_graph):
-        return _pick(model.cam(x), target)
+    def _explain_classes(self, model: CAMNet, x, classes, create_graph):
+        """One forward pass gives every class's map (N, K, h, w); the M asked for are picked."""
+        maps = model.cam(x)
+        return maps.gather(1, classes[:, :, None, None].expand(-1, -1, *maps.shape[2:]))
 
 
 class GradCAMPlusPlus(Explainer):
@@ -181,8 +199,8 @@ class IntegratedGradients(Explainer):
     ``form="display"``: the map of the model as given, summed over channels, (N, 1, H, W).
     ``form="authors"``: the authors' map (docs/method.md#maps): the full (N, 1, C, H, W) map of
     ``smooth_copy(model, AUTHORS_IG_BETA)``, ReLU replaced by softplus with beta = 1, whether the
-    map is attacked or reported. ``batch_steps`` bounds how many scaled copies go through the
-    model at once (memory)."""
+    map is attacked or reported. ``batch_steps`` bounds how many interpolation points of every
+    image go through the model in one pass (``batch_steps * N`` images: memory)."""
 
     name, label = "ig", "Integrated Gradients"
 
@@ -194,29 +212,34 @@ class IntegratedGradients(Explainer):
             raise ValueError(f"IG form must be one of {IG_FORMS}, got {form!r}")
         self.steps, self.baseline, self.batch_steps, self.form = steps, baseline, batch_steps, form
 
-    def _explain(self, model, x, target, create_graph):
+    def _explain_classes(self, model, x, classes, create_graph):
+        """x (N, C, H, W), classes (N, M) -> (N, M, H, W), or (N, M, C, H, W) in the authors' form.
+
+        The points z_k = b + a_k (x - b), a_k = k / steps as Captum's ``riemann_right`` computes
+        them (so the maps equal Captum's), go through the model ``batch_steps`` at a time for all N
+        images together, (S * N, C, H, W) per pass; the M classes share that forward pass, each
+        taking one backward pass."""
         if self.form == "authors":
             model = smooth_copy(model, AUTHORS_IG_BETA)
+        n, m = classes.shape
         baseline = torch.full_like(x, self.baseline)
-        if not create_graph:
-            attribution = CaptumIG(model).attribute(
-                x, baselines=baseline, target=target, n_steps=self.steps, method="riemann_right",
-                internal_batch_size=x.shape[0] * self.batch_steps,
-            )
-        else:
-            total = torch.zeros_like(x)
-            for start in range(1, self.steps + 1, self.batch_steps):
-                alphas = torch.arange(start, min(start + self.batch_steps, self.steps + 1), device=x.device,
-                                      dtype=x.dtype) / self.steps
-                z = baseline + alphas.view(-1, 1, 1, 1, 1) * (x - baseline)  # (S, N, C, H, W)
-                if not z.requires_grad:
-                    z.requires_grad_(True)
-                s = z.shape[0]
-                scores = model(z.reshape(-1, *x.shape[1:])).gather(1, target.repeat(s)[:, None]).sum()
-                (grad,) = torch.autograd.grad(scores, z, create_graph=True)
-                total = total + grad.sum(dim=0)
-            attribution = (x - baseline) * total / self.steps
-        return attribution.unsqueeze(1) if self.form == "authors" else attribution.sum(dim=1, keepdim=True)
+        alphas = torch.linspace(1 / self.steps, 1, self.steps).tolist()
+        total = 0
+        for start in range(0, self.steps, self.batch_steps):
+            chunk = alphas[start:start + self.batch_steps]
+            z = torch.cat([baseline + a * (x - baseline) for a in chunk])  # (S * N, C, H, W), step-major
+            if not z.requires_grad:
+                z.requires_grad_(True)
+            logits = model(z)
+            grads = []
+            for j in range(m):
+                score = logits.gather(1, classes[:, j].repeat(len(chunk))[:, None]).sum()
+                (grad,) = torch.autograd.grad(score, z, retain_graph=create_graph or j < m - 1,
+                                              create_graph=create_graph)
+                grads.append(grad.view(len(chunk), n, *x.shape[1:]).sum(dim=0))
+            total = total + torch.stack(grads, dim=1)  # (N, M, C, H, W)
+        attribution = (x - baseline).unsqueeze(1) * total / self.steps
+        return attribution if self.form == "authors" else attribution.sum(dim=2)
 
 
 class SmoothGrad(Explainer):
@@ -259,22 +282,24 @@ def get_explainer(name: str, **options) -> Explainer:
 
 def explain_classes(explainer: Explainer, model, x: torch.Tensor, classes: torch.Tensor,
                     create_graph: bool = False) -> torch.Tensor:
-    """Maps of several classes per example: x (N, C, H, W), classes (N, M) -> (N, M, h, w).
+    """Maps of several classes per example: x (N, C, H, W) in [0, 1], classes (N, M) -> (N, M, h, w)
+    (IG's authors' form: (N, M, C, H, W)); detached unless ``create_graph``.
 
-    One explainer call on the M copies of x stacked into a batch of N * M (fewer, larger batches:
-    IG's scaled copies of every class go through the model together)."""
-    n, m = classes.shape
-    maps = explainer(model, x.repeat(m, 1, 1, 1), classes.t().reshape(-1), create_graph)  # (M * N, 1, h, w)
-    return maps.view(m, n, *maps.shape[2:]).transpose(0, 1).contiguous()
+    One batched computation for all M classes: CAM takes one forward pass, IG one forward pass per
+    group of interpolation points shared by the classes, the others one call on the M copies of x
+    stacked into a batch of M * N."""
+    classes = _check(model, x, classes)
+    if classes.dim() != 2:
+        raise ValueError(f"classes must be (N, M), got shape {tuple(classes.shape)}")
+    if create_graph:
+        return explainer._explain_classes(model, x, classes, True)
+    with torch.enable_grad():
+        return explainer._explain_classes(model, x.detach().requires_grad_(True), classes, False).detach()
 
 
 def explain_all_classes(explainer: Explainer, model, x: torch.Tensor, num_classes: int,
                         create_graph: bool = False) -> torch.Tensor:
-    """Maps of every class: (N, K, h, w) (or (N, K, C, H, W), as ``explain_classes``). CAM takes
-    one forward pass; others one pass per class."""
-    if isinstance(explainer, CAM):
-        maps = model.cam(x)
-        return maps if create_graph else maps.detach()
+    """Maps of every class: (N, K, h, w) (or (N, K, C, H, W), as ``explain_classes``)."""
     classes = torch.arange(num_classes, device=x.device).expand(x.shape[0], -1)
     return explain_classes(explainer, model, x, classes, create_graph)
 

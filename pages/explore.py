@@ -1,7 +1,8 @@
 """Explore: attack one image on one or more models and compare interpretation maps and discrepancies.
 
 Widgets -> ``run_model`` (one cached call into interp_core.services.explore per model, with
-per-model progress) -> render. The view (dataset, image, models, attack and its settings,
+per-model progress; each model's panel is drawn as soon as its result is there) -> render. The
+clean images' maps are kept across attacks (``clean_map_cache``). The view (dataset, image, models, attack and its settings,
 explainers, view options) lives in the URL, so a link reproduces it (app_support/url_state.py);
 the guided demos on the home page are such links.
 """
@@ -27,9 +28,9 @@ from interp_core.attacks import ATTACKS, build_attack
 from interp_core.data import ImageDataset
 from interp_core.interpret import EXPLAINERS, LABELS
 from interp_core.services import figures
-from interp_core.services.explore import (BOUND_DEFINITION, METRIC_DEFINITIONS, NEEDS_CORRECT, ExploreResult,
-                                          MisclassifiedImage, attack_goal, attack_settings, bound_readout, explore,
-                                          goal_readout, to_csv, to_json, to_npz)
+from interp_core.services.explore import (BOUND_DEFINITION, METRIC_DEFINITIONS, NEEDS_CORRECT, CleanMapCache,
+                                          ExploreResult, MisclassifiedImage, attack_goal, attack_settings,
+                                          bound_readout, explore, goal_readout, to_csv, to_json, to_npz)
 
 setup_page("Explore")
 
@@ -72,6 +73,13 @@ def class_map(classes: list[str], model_classes: list[str]) -> np.ndarray | None
     return np.array([lower.index(c.lower()) for c in classes]) if all(c.lower() in lower for c in classes) else None
 
 
+@st.cache_resource
+def clean_map_cache() -> CleanMapCache:
+    """The clean images' maps of the cached models, shared by every session: a second attack on
+    an image explains only its adversarial image."""
+    return CleanMapCache()
+
+
 @st.cache_data(show_spinner=False, max_entries=128)
 def run_model(x: np.ndarray, y: int | None, class_names: tuple, spec: str, attack: str, params: tuple,
               target: int | None, explainers: tuple, trajectory: str | None, dataset: str,
@@ -85,7 +93,8 @@ def run_model(x: np.ndarray, y: int | None, class_names: tuple, spec: str, attac
                    attack_info={"name": attack, **settings, "target": target},
                    target=None if target is None else torch.tensor([target]), class_names=class_names,
                    trajectory_explainer=trajectory, goal=attack_goal(attack),
-                   require_correct=attack in NEEDS_CORRECT, dataset=DATASET_LABELS[dataset], image_ids=[image_id])
+                   require_correct=attack in NEEDS_CORRECT, dataset=DATASET_LABELS[dataset], image_ids=[image_id],
+                   clean_maps=clean_map_cache())
 
 
 def pick_gallery_image(source: tuple, spec: str | None, model_classes: list[str],
@@ -250,23 +259,25 @@ def readouts(res: ExploreResult, i: int, dataset: str) -> None:
     st.markdown(f"D1 of CAM/(h·w) = {m.d1_cam_hw[0]:.4f}: the 1-class measure has no such floor")
 
 
-def render(res: ExploreResult, dataset: str, view: dict) -> None:
-    n = len(res.models)
-    rows = n >= 3  # three or more models: one row each, so that type stays legible
-    for i, box in enumerate([st.container() for _ in range(n)] if rows else st.columns(n)):
-        m = res.models[i]
-        with box:
-            st.markdown(f"#### {m.model}")
-            # a missed goal is a result, flagged (warning), not an error of the app
-            (st.success if m.goal_reached[0] else st.warning)(goal_readout(res, i), icon=":material/check_circle:"
-                                                              if m.goal_reached[0] else ":material/warning:")
-            left, right = st.columns([3, 2]) if rows else (st.container(), st.container())
-            title, captions = figures.summary_text(res, i, with_model=False)
-            left.image(figures.model_summary_image(res, i, cell=view["cell"], font_px=view["font_px"],
-                                                   with_model=False), alt=f"{title}: " + "; ".join(captions))
-            with right:
-                readouts(res, i, dataset)
+def model_panel(res: ExploreResult, dataset: str, view: dict, wide: bool) -> None:
+    """One model's panel (``res`` holds that model alone): its name, whether the attack reached its
+    goal, the images and perturbation, and its readouts (beside the images when ``wide``, a row
+    of its own; below them in a column)."""
+    m = res.models[0]
+    st.markdown(f"#### {m.model}")
+    # a missed goal is a result, flagged (warning), not an error of the app
+    (st.success if m.goal_reached[0] else st.warning)(goal_readout(res, 0), icon=":material/check_circle:"
+                                                      if m.goal_reached[0] else ":material/warning:")
+    left, right = st.columns([3, 2]) if wide else (st.container(), st.container())
+    title, captions = figures.summary_text(res, 0, with_model=False)
+    left.image(figures.model_summary_image(res, 0, cell=view["cell"], font_px=view["font_px"], with_model=False),
+               alt=f"{title}: " + "; ".join(captions))
+    with right:
+        readouts(res, 0, dataset)
 
+
+def render(res: ExploreResult, view: dict) -> None:
+    """Everything below the models' panels: maps, numbers, the attack step by step, exports."""
     st.subheader("Interpretation maps")
     st.caption("Clean, adversarial and difference maps share ONE symmetric colour scale per row, "
                + ("the same for every model" if view["shared"] else "each model its own")
@@ -307,24 +318,29 @@ def trajectory_view(res: ExploreResult, view: dict) -> None:
         st.plotly_chart(figures.trajectory_figure(traj, res.class_names, y, t, step=step), key=f"traj_{m.model}")
 
 
-def compute(request: dict, x: np.ndarray) -> tuple[ExploreResult | None, list[MisclassifiedImage]]:
-    """Every model's result (cached per model), with a progress bar naming the model at work;
-    models that refuse the image are returned apart."""
+def compute(request: dict, x: np.ndarray, dataset: str, view: dict) -> ExploreResult | None:
+    """Every model's result (cached per model), with a progress bar naming the model at work. Each
+    model's panel is drawn as soon as its result is there (one column per model; one row each
+    from three models on, so that type stays legible); a model that refuses the image shows why
+    in its place. Returns the models' results together, or None when every model refused."""
     specs = request["specs"]
+    wide = len(specs) >= 3
     bar = st.progress(0.0)
-    results, refused = [], []
-    for i, spec in enumerate(specs):
+    boxes = [st.container() for _ in specs] if wide else st.columns(len(specs))
+    results = []
+    for i, (spec, box) in enumerate(zip(specs, boxes)):
         bar.progress(i / len(specs), text=f"Attacking and explaining: model {i + 1} of {len(specs)} "
                                           f"({model_label(spec)})…")
         try:
-            results.append(run_model(x, **{k: v for k, v in request.items() if k not in ("specs", "image")},
-                                     spec=spec))
+            res = run_model(x, **{k: v for k, v in request.items() if k not in ("specs", "image")}, spec=spec)
         except MisclassifiedImage as err:
-            refused.append(err)
+            box.warning(f"Refused: {err}", icon=":material/block:")
+            continue
+        with box:
+            model_panel(res, dataset, view, wide)
+        results.append(res)
     bar.empty()
-    if not results:
-        return None, refused
-    return dataclasses.replace(results[0], models=[r.models[0] for r in results]), refused
+    return dataclasses.replace(results[0], models=[r.models[0] for r in results]) if results else None
 
 
 st.title("Explore an attack")
@@ -385,20 +401,20 @@ if request is not None and not showing:
     results_area.info("The settings changed since the last run: press **Run attack** to see their results.")
 elif showing:
     with results_area.container():
+        caption = st.empty()  # above the models' panels, filled once every model is done
         try:
-            result, refused = compute(request, picked[0])
+            result = compute(request, picked[0], dataset, view)
         except ValueError as err:  # settings the attack rejects
             st.error(f"The attack could not run: {err}")
         else:
-            for err in refused:
-                st.warning(f"Refused: {err}", icon=":material/block:")
             if result is not None:
                 settings = ", ".join(f"{'max eps' if attack == 'min-eps' and k == 'eps' else k}="
                                      + (f"{v:.4g}" if isinstance(v, float) else f"{v}")
                                      for k, v in result.attack.items() if k not in ("name", "target"))
-                st.caption(f"Results for: {DATASET_LABELS[dataset]} {request['image'][0]} · {ATTACKS[attack].label}"
-                           f" · {settings} · computed in {sum(m.seconds for m in result.models):.2f} s")
-                render(result, dataset, view)
+                caption.caption(f"Results for: {DATASET_LABELS[dataset]} {request['image'][0]} · "
+                                f"{ATTACKS[attack].label} · {settings} · computed in "
+                                f"{sum(m.seconds for m in result.models):.2f} s")
+                render(result, view)
 
 values = link_values(dataset, split, source, specs, attack, explainers, trajectory, showing)
 link.write(values)

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 
 from interp_core.attacks import PGD
-from interp_core.services.explore import (METRIC_DEFINITIONS, PERTURBATION_FLOOR, MisclassifiedImage, attack_goal,
-                                          attack_settings, bound_readout, explore, goal_readout, metrics_rows,
+from interp_core.services.explore import (METRIC_DEFINITIONS, PERTURBATION_FLOOR, CleanMapCache, MisclassifiedImage,
+                                          attack_goal, attack_settings, bound_readout, explore, goal_readout, metrics_rows,
                                           perturbation_readout, settings_line, to_csv, to_json, to_npz)
 from interp_core.services.figures import to_png
 from interp_core.interpret import explain_classes, get_explainer
@@ -133,6 +133,43 @@ def test_several_models_and_cifar(tiny_cifar_model):
     assert [m.model for m in res.models] == ["a", "b"]
     assert res.models[0].maps["cam"].clean.shape == (1, 2, 8, 8)
     assert res.models[1].maps["ig"].clean.shape == (1, 2, 32, 32)
+
+
+def test_clean_maps_are_kept_across_attacks_but_not_shared_across_models_or_images(mnist_normal, mnist_demo):
+    """A second attack on the same image and model takes every clean map from the cache; another
+    model or another image computes its own, and every clean map equals an uncached run's."""
+    from interp_core.models import build_model
+
+    torch.manual_seed(0)
+    other = build_model("smallgap", 1, 10).eval()
+    x, y = mnist_demo.images[:2], mnist_demo.labels[:2]
+    target = (y + 1) % 10  # a fixed t, so the clean maps of (y, t) are the same for every attack
+    cache = CleanMapCache()
+    explainers = ["cam", "saliency", "ig"]
+
+    def run(model, i, attack, clean_maps):
+        return explore({"m": model}, x[i:i + 1], y[i:i + 1], attack, explainers, target=target[i:i + 1],
+                       trajectory_explainer=None, clean_maps=clean_maps).models[0]
+
+    def targeted(steps):
+        return PGD(0.2, 0.02, steps, objective="margin", targeted=True)
+
+    first = run(mnist_normal, 0, targeted(5), cache)
+    hits, misses = cache.hits, cache.misses
+    assert misses == len(explainers)
+    second = run(mnist_normal, 0, targeted(2), cache)
+    assert cache.misses == misses and cache.hits > hits  # the second attack explains only x'
+    assert not np.array_equal(second.x_adv, first.x_adv)
+    for model, i in ((mnist_normal, 0), (other, 0), (mnist_normal, 1)):
+        misses = cache.misses
+        cached = run(model, i, targeted(2), cache)
+        if (model, i) != (mnist_normal, 0):
+            assert cache.misses == misses + len(explainers)  # another model or image: computed again
+        fresh = run(model, i, targeted(2), None)
+        for e in explainers:
+            np.testing.assert_array_equal(cached.maps[e].clean, fresh.maps[e].clean)
+            np.testing.assert_array_equal(cached.maps[e].adv, fresh.maps[e].adv)
+    assert not np.allclose(run(other, 0, targeted(2), cache).maps["cam"].clean, first.maps["cam"].clean)
 
 
 def test_exports(result):

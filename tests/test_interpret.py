@@ -5,7 +5,8 @@ from captum.attr import LayerGradCam, NoiseTunnel
 from captum.attr import Saliency as CaptumSaliency
 
 from interp_core.interpret import (
-    EXPLAINERS, GradCAM, SmoothGrad, explain_all_classes, get_explainer, upsample_to_input,
+    AUTHORS_IG_BETA, EXPLAINERS, IG_FORMS, GradCAM, SmoothGrad, explain_all_classes, explain_classes, get_explainer,
+    upsample_to_input,
 )
 from interp_core.models import smooth_copy
 
@@ -65,6 +66,28 @@ def test_ig_is_the_right_riemann_sum_and_complete(mnist_normal, batch):
     assert torch.allclose(ours, captum, atol=1e-4)
     logits_gap = mnist_normal(x).gather(1, y[:, None]) - mnist_normal(torch.zeros_like(x)).gather(1, y[:, None])
     assert torch.allclose(ours.sum(dim=(1, 2, 3)), logits_gap.squeeze(1).detach(), rtol=0.05, atol=0.5)
+
+
+@pytest.mark.parametrize("form", IG_FORMS)
+def test_batched_ig_of_several_classes_equals_one_class_and_one_point_at_a_time(tiny_cifar_model, form):
+    """explain_classes runs IG's classes through shared forward passes of batch_steps points (5: the
+    last pass holds 2 of the 12); the maps equal one class and one point per pass, and Captum's."""
+    model = tiny_cifar_model.requires_grad_(False)
+    x = torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    classes = torch.tensor([[0, 4, 9], [1, 1, 2], [7, 3, 0]])
+    batched = explain_classes(get_explainer("ig", steps=12, batch_steps=5, form=form), model, x, classes)
+    one_at_a_time = get_explainer("ig", steps=12, batch_steps=1, form=form)
+    unbatched = torch.cat([one_at_a_time(model, x, classes[:, j]) for j in range(3)], dim=1)
+    reference = smooth_copy(model, AUTHORS_IG_BETA) if form == "authors" else model
+    captum = torch.stack([CaptumIG(reference).attribute(x, target=classes[:, j], n_steps=12, method="riemann_right")
+                          for j in range(3)], dim=1)
+    captum = captum if form == "authors" else captum.sum(dim=2)
+    assert batched.shape == unbatched.shape == captum.shape == ((3, 3, 3, 32, 32) if form == "authors" else (3, 3, 32, 32))
+    torch.testing.assert_close(batched, unbatched, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(batched, captum, rtol=1e-5, atol=1e-6)
+    graph = explain_classes(get_explainer("ig", steps=12, batch_steps=5, form=form), model, x, classes, create_graph=True)
+    torch.testing.assert_close(graph.detach(), batched, rtol=1e-5, atol=1e-6)
+    assert batched.abs().sum() > 0
 
 
 def test_saliency_matches_captum(mnist_normal, batch):

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from interp_core.attacks.engine import PGD, Callback, check_settings, margin_loss
 from interp_core.checks import check_range
-from interp_core.interpret import CAM, Explainer, explain_all_classes, explain_classes, get_explainer
+from interp_core.interpret import Explainer, explain_all_classes, explain_classes, get_explainer
 from interp_core.metrics import DISTANCES, MEASURES, best_other_class, discrepancy, two_class_bound
 from interp_core.models import smooth_copy
 
@@ -38,11 +38,9 @@ def runner_up(model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
 
 def class_maps(explainer: Explainer, model: nn.Module, x: Tensor, classes: Tensor | None, num_classes: int,
                create_graph: bool = False) -> Tensor:
-    """Maps of the given classes (N, M) -> (N, M, h, w), or of every class when ``classes`` is None.
-    CAM computes every class in one pass, so it always does."""
-    if classes is None or isinstance(explainer, CAM):
-        maps = explain_all_classes(explainer, model, x, num_classes, create_graph)
-        return maps if classes is None else maps.gather(1, classes[:, :, None, None].expand(-1, -1, *maps.shape[2:]))
+    """Maps of the given classes (N, M) -> (N, M, h, w), or of every class when ``classes`` is None."""
+    if classes is None:
+        return explain_all_classes(explainer, model, x, num_classes, create_graph)
     return explain_classes(explainer, model, x, classes, create_graph)
 
 

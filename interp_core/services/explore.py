@@ -7,6 +7,8 @@ tau and the top-k intersection of the true-class maps, and the 2-class bound nex
 CAM/(h*w) scale. It also records the attack's trajectory (iterate, prediction and maps at every
 step). The result holds numpy arrays only, so it can be cached, exported and rendered by any UI;
 ``to_csv``, ``to_json`` and ``to_npz`` are the exports (the PNG figure is ``figures.to_png``).
+The clean images' maps do not depend on the attack: a ``CleanMapCache`` passed to ``explore``
+keeps them, so a second attack on the same image and model explains only the adversarial image.
 
 Truthful readouts: each model's result says whether the attack reached its goal (``attack_goal``:
 flip the label, reach the target, or keep the label for AAI), the bound line gives the relation
@@ -22,8 +24,12 @@ closest to winning). For an image without a label, y is the clean prediction.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
 import time
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -31,7 +37,7 @@ import numpy as np
 import torch
 
 from interp_core.attacks import ATTACKS, Attack, build_attack, runner_up
-from interp_core.interpret import LABELS, explain_classes, get_explainer, upsample_to_input
+from interp_core.interpret import LABELS, Explainer, explain_classes, get_explainer, upsample_to_input
 from interp_core.io import npz_bytes, rows_to_csv
 from interp_core.metrics import best_other_class, discrepancy, kendall_tau, topk_intersection, two_class_bound
 
@@ -204,11 +210,50 @@ def check_correct(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, clas
         raise MisclassifiedImage(name, class_names[int(y[i])], class_names[pred], float(prob[i, pred]))
 
 
+class CleanMapCache:
+    """Clean images' maps kept across attacks, for models whose weights do not change (the app's
+    cached models). An entry is one image's maps (M, h, w), keyed by the model object (held
+    weakly: a model dropped elsewhere takes its maps along), the image's bytes, the explainer
+    with its settings (its repr) and the M classes explained; at most ``max_entries`` per model,
+    the least recently used dropped first. Safe for threads (the app's sessions share one).
+    ``hits`` and ``misses`` count the images found and computed."""
+
+    def __init__(self, max_entries: int = 256):
+        self.max_entries = max_entries
+        self.hits = self.misses = 0
+        self._lock = threading.Lock()
+        self._store: weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict] = weakref.WeakKeyDictionary()
+
+    def maps(self, explainer: Explainer, model: torch.nn.Module, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """``explain_classes(explainer, model, x, classes)``: x (N, C, H, W), classes (N, M) -> the
+        detached maps (N, M, h, w); only the images without an entry are explained (in one call)."""
+        keys = [(hashlib.sha1(image.cpu().numpy().tobytes()).hexdigest(), tuple(image.shape), repr(explainer),
+                 tuple(c.tolist())) for image, c in zip(x, classes)]
+        with self._lock:
+            store = self._store.setdefault(model, OrderedDict())
+            found = {i: store[key] for i, key in enumerate(keys) if key in store}
+            for i in found:
+                store.move_to_end(keys[i])
+        missing = [i for i in range(len(x)) if i not in found]
+        if missing:
+            rows = torch.tensor(missing, device=x.device)
+            found |= dict(zip(missing, explain_classes(explainer, model, x[rows], classes[rows])))
+            with self._lock:
+                for i in missing:
+                    store[keys[i]] = found[i]
+                while len(store) > self.max_entries:
+                    store.popitem(last=False)
+        with self._lock:
+            self.hits, self.misses = self.hits + len(x) - len(missing), self.misses + len(missing)
+        return torch.stack([found[i] for i in range(len(x))])
+
+
 def explore(models: dict[str, torch.nn.Module], x: torch.Tensor, y: torch.Tensor | None,
             attack: Attack, explainers: Sequence[str], attack_info: dict | None = None,
             target: torch.Tensor | None = None, class_names: Sequence[str] | None = None,
             trajectory_explainer: str | None = "cam", goal: str | None = None, require_correct: bool = False,
-            dataset: str = "", image_ids: Sequence | None = None) -> ExploreResult:
+            dataset: str = "", image_ids: Sequence | None = None,
+            clean_maps: CleanMapCache | None = None) -> ExploreResult:
     """Attack every model on x and measure its interpretations (docs/method.md#discrepancies).
 
     models: name -> CAM-capable model (eval mode); x: (N, C, H, W) in [0, 1]; y: (N,) true labels,
@@ -219,7 +264,8 @@ def explore(models: dict[str, torch.nn.Module], x: torch.Tensor, y: torch.Tensor
     step (None: no trajectory); goal: one of GOALS ("reach" when the attack is targeted, else
     "flip", by default; ``attack_goal`` gives a registered attack's); require_correct: raise
     MisclassifiedImage (before attacking) when a model misclassifies an image; dataset and
-    image_ids (N,): where the images come from, for the exports.
+    image_ids (N,): where the images come from, for the exports; clean_maps: where the clean
+    images' maps are kept across calls (None: a cache for this call only).
     """
     if x.dim() != 4:
         raise ValueError(f"x must be (N, C, H, W), got shape {tuple(x.shape)}")
@@ -231,6 +277,7 @@ def explore(models: dict[str, torch.nn.Module], x: torch.Tensor, y: torch.Tensor
     if image_ids is not None and len(image_ids) != len(x):
         raise ValueError(f"image_ids must name the {len(x)} images, got {len(image_ids)}")
     x = x.detach()
+    clean_maps = clean_maps or CleanMapCache()
     first = next(iter(models.values()))
     num_classes = first.head.out_features
     names = list(class_names) if class_names else [str(c) for c in range(num_classes)]
@@ -241,12 +288,12 @@ def explore(models: dict[str, torch.nn.Module], x: torch.Tensor, y: torch.Tensor
         if require_correct and y is not None:
             check_correct(model, x, y, names, name)
         result.models.append(_explore_model(name, model, x, y, attack, explainers, target, trajectory_explainer,
-                                            goal))
+                                            goal, clean_maps))
     return result
 
 
 def _explore_model(name, model, x, y, attack: Attack, explainers, target, trajectory_explainer,
-                   goal) -> ModelResult:
+                   goal, clean_maps: CleanMapCache) -> ModelResult:
     start = time.perf_counter()
     with torch.no_grad():
         clean_logits = model(x)
@@ -259,17 +306,14 @@ def _explore_model(name, model, x, y, attack: Attack, explainers, target, trajec
         adv_logits = model(x_adv)
     # the class the attack pushed toward: the best wrong class at x' (its prediction if flipped)
     t = target.to(x.device) if target is not None else best_other_class(adv_logits, y).indices
-    both = torch.cat([x, x_adv])
-    classes = torch.stack([y, t], 1).repeat(2, 1)  # (2N, 2): explain y and t on clean and adv
-    maps = {e: _map_set(e, model, both, classes, x.shape[-2:]) for e in explainers}
-    with torch.no_grad():
-        cams = explain_classes(get_explainer("cam"), model, both, classes)
-    h, w = cams.shape[-2:]
-    n = len(x)
-    cam_hw = cams / (h * w)
-    y_idx, t_idx = _yt(n, x.device)
-    d2_cam_hw = discrepancy(cam_hw[:n], cam_hw[n:], y_idx, t_idx, measure="2class")
-    d1_cam_hw = discrepancy(cam_hw[:n], cam_hw[n:], y_idx, measure="1class")
+    classes = torch.stack([y, t], 1)  # (N, 2): explain y and t
+    maps = {e: _map_set(get_explainer(e), model, x, x_adv, classes, clean_maps) for e in explainers}
+    cam = get_explainer("cam")
+    clean_cam, adv_cam = clean_maps.maps(cam, model, x, classes), explain_classes(cam, model, x_adv, classes)
+    cells = clean_cam[0, 0].numel()  # h * w
+    y_idx, t_idx = _yt(len(x), x.device)
+    d2_cam_hw = discrepancy(clean_cam / cells, adv_cam / cells, y_idx, t_idx, measure="2class")
+    d1_cam_hw = discrepancy(clean_cam / cells, adv_cam / cells, y_idx, measure="1class")
     delta = x_adv - x
     linf = delta.abs().flatten(1).amax(1)
     # below the floor there is nothing to amplify: mid-grey, not noise magnified by ~1/0
@@ -295,13 +339,14 @@ def _yt(n: int, device) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.zeros(n, dtype=torch.long, device=device), torch.ones(n, dtype=torch.long, device=device)
 
 
-def _map_set(explainer_name: str, model, both: torch.Tensor, classes: torch.Tensor, size) -> MapSet:
-    """Maps of classes (y, t) on the clean and adversarial images, and their agreement numbers."""
-    explainer = get_explainer(explainer_name)
-    maps = explain_classes(explainer, model, both, classes)
-    n = len(both) // 2
-    clean, adv = maps[:n], maps[n:]
-    y_idx, t_idx = _yt(n, both.device)
+def _map_set(explainer: Explainer, model, x: torch.Tensor, x_adv: torch.Tensor, classes: torch.Tensor,
+             clean_maps: CleanMapCache) -> MapSet:
+    """Maps of classes (N, 2) = (y, t) on the clean images x (kept in ``clean_maps``) and the
+    adversarial images x_adv (N, C, H, W), and their agreement numbers."""
+    clean = clean_maps.maps(explainer, model, x, classes)
+    adv = explain_classes(explainer, model, x_adv, classes)
+    n = len(x)
+    y_idx, t_idx = _yt(n, x.device)
     metrics = {
         "D1 raw": discrepancy(clean, adv, y_idx, measure="1class"),
         "D1 range": discrepancy(clean, adv, y_idx, measure="1class", normalization="range"),
@@ -310,10 +355,10 @@ def _map_set(explainer_name: str, model, both: torch.Tensor, classes: torch.Tens
         "Kendall tau": kendall_tau(clean[:, :1], adv[:, :1]),
         f"top-{TOPK_CELLS} ∩": topk_intersection(clean[:, :1], adv[:, :1], k=min(TOPK_CELLS, clean[0, 0].numel())),
     }
-    upsampled = upsample_to_input(maps, tuple(size))
-    return MapSet(explainer=explainer_name, native_grid=explainer.native_grid,
+    size = tuple(x.shape[-2:])
+    return MapSet(explainer=explainer.name, native_grid=explainer.native_grid,
                   clean=clean.cpu().numpy(), adv=adv.cpu().numpy(),
-                  clean_up=upsampled[:n].cpu().numpy(), adv_up=upsampled[n:].cpu().numpy(),
+                  clean_up=upsample_to_input(clean, size).cpu().numpy(), adv_up=upsample_to_input(adv, size).cpu().numpy(),
                   metrics={k: v.cpu().numpy() for k, v in metrics.items()})
 
 
