@@ -7,7 +7,8 @@ Each attack is a differentiable transformation ``x' = T(x, params)`` of images x
 random fixed parts (Gabor kernels, snowflake shapes) from its ``seed``, then optimizes the
 parameters toward a target class (it descends the target's cross-entropy) for ``steps`` steps of
 ``step_size`` (default eps / sqrt(steps)) and returns the final image. Without a given target it
-uses the authors' target stream (``authors_targets``).
+uses the authors' target stream after their subset's permutation (``authors_targets`` with
+``after_permutation=TEST_SIZE``).
 
 The formulas follow the reference implementation, the ``advex-uar`` package (0.0.6.dev0), whose
 budgets ``eps`` are on the 0-255 pixel scale and mean something different per attack:
@@ -67,6 +68,9 @@ UAR_ATTACKS: dict[str, dict[str, float]] = {
 }
 #: Seed of the authors' numpy target stream (the same seed as their evaluation subset).
 AUTHORS_TARGET_SEED = 99
+#: Size of the MNIST and CIFAR-10 test sets: the authors draw their permutation of it from the
+#: target stream (their image subset) before the targets.
+TEST_SIZE = 10_000
 
 FOG_WIBBLE_DECAY = 2.0
 FOG_MARGIN = 16
@@ -103,7 +107,7 @@ def authors_targets(y: Tensor, num_classes: int, seed: int = AUTHORS_TARGET_SEED
 
     ``after_permutation``: the authors' scripts first draw their image subset from the same
     generator, ``permutation(total)`` of the test set, and only then the targets; pass that total
-    (10,000 for the MNIST and CIFAR-10 test sets) to continue the stream from there, as they do.
+    (``TEST_SIZE`` for the MNIST and CIFAR-10 test sets) to continue the stream from there, as they do.
     y: (N,) labels in [0, K). Returns (N,) int64 on y's device, never equal to y.
     """
     if not isinstance(num_classes, int) or num_classes < 2:
@@ -554,7 +558,8 @@ class UARAttack:
 
     ``attack(model, x, y, target=None, *, callback=None) -> x_adv``: x (N, C, H, W) in [0, 1] with
     C = 1 or 3 and any H, W; y (N,) true labels; target (N,) classes to aim for, default
-    ``authors_targets(y, K)`` (numpy seed 99, counted from the first image of this call).
+    ``authors_targets(y, K, after_permutation=TEST_SIZE)`` (numpy seed 99, drawn after the
+    permutation of the test set as the authors' scripts do; image i of this call takes draw i).
     Returns the final iterate (N, C, H, W) in [0, 1], on x's device and dtype. Each step descends
     the target's cross-entropy (summed over the batch, so an image's steps do not depend on the
     others). The model is in eval mode during the attack and its modes are restored afterwards;
@@ -600,7 +605,7 @@ class UARAttack:
         with eval_mode(model), torch.enable_grad():
             if target is None:
                 with torch.no_grad():
-                    target = authors_targets(y, model(x[:1]).shape[1])
+                    target = authors_targets(y, model(x[:1]).shape[1], after_permutation=TEST_SIZE)
             params, x_adv = self._run(model, x, y, target, callback)
         if not torch.isfinite(x_adv).all():
             raise RuntimeError(f"{self!r} produced non-finite values")
