@@ -12,7 +12,7 @@ import pytest
 import torch
 from scipy.fft import dctn, idctn
 
-from interp_core.attacks import UAR_ATTACKS, UARAttack, authors_targets
+from interp_core.attacks import ATTACKS, UAR_ATTACKS, UARAttack, authors_targets, build_attack
 from interp_core.attacks.uar import (
     JPEG_CHROMA_TABLE,
     JPEG_LUMA_TABLE,
@@ -101,13 +101,27 @@ def test_eps_zero_returns_x(kind, tiny_cifar_model):
     assert torch.equal(UARAttack(kind, 0.0, steps=2)(tiny_cifar_model, x, torch.tensor([0, 1, 2])), x)
 
 
+def test_every_kind_is_registered_with_its_distortion():
+    """Explore offers every unforeseen attack: registered under its kind, targeted, budget
+    ``distortion`` (not eps), built as the UARAttack of that kind."""
+    for kind in KINDS:
+        spec = ATTACKS[kind]
+        assert spec.targeted and spec.budget == "distortion" and spec.params[0] == "distortion"
+        attack = build_attack(kind, distortion=UAR_ATTACKS[kind]["cifar10"])
+        assert (attack.kind, attack.distortion, attack.steps) == (kind, UAR_ATTACKS[kind]["cifar10"], 200)
+    with pytest.raises(ValueError, match="takes"):
+        build_attack("fog", eps=0.1)
+
+
 def test_bad_settings_name_the_allowed_range(tiny_cifar_model):
     with pytest.raises(ValueError, match="known"):
         UARAttack("rain", 1.0)
-    with pytest.raises(ValueError, match=r"\[0, inf\)"):
+    with pytest.raises(ValueError, match=r"distortion must be finite in \[0, inf\]"):
         UARAttack("fog", -1.0)
-    with pytest.raises(ValueError, match=r"\[0, inf\)"):
+    with pytest.raises(ValueError, match=r"distortion must be finite in \[0, inf\]"):
         UARAttack("snow", math.nan)
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, "):
+        UARAttack("snow", 2.0, seed=-1)
     with pytest.raises(ValueError, match=r"\[0, 100000\]"):
         UARAttack("fog", 1.0, steps=-1)
     with pytest.raises(ValueError, match=r"\(0, inf\)"):

@@ -176,7 +176,8 @@ def attack_settings(name: str, params: dict) -> dict:
     where a None (derived) setting such as PGD's step_size is read from the built attack (2.5 eps /
     steps). Raises ValueError for unknown or invalid settings, as ``build_attack`` does."""
     attack = build_attack(name, **params)
-    settings = {k: params[k] for k in ("eps",) if k in params}  # the radius first, as people read it
+    budget = ATTACKS[name].budget
+    settings = {budget: params[budget]} if budget in params else {}  # the budget first, as people read it
     settings.update({**ATTACKS[name].defaults, **params})
     return {k: getattr(attack, k, v) if v is None else v for k, v in settings.items()}
 
