@@ -22,7 +22,7 @@ LABELS = {"eps": "ε", "step_size": "step size", "steps": "steps", "gamma": "γ 
           "kappa": "κ (margin confidence)", "k": "top-k cells", "restarts": "restarts", "random_start": "random start",
           "seed": "seed", "measure": "discrepancy measure", "norm": "threat model", "distance": "discrepancy distance",
           "explainer": "map attacked", "step_scale": "step (share of ε)",
-          "rounds": "search rounds", "distortion": "distortion"}
+          "rounds": "search rounds", "distortion": "distortion", "search_gamma": "search γ"}
 #: The scale of each unforeseen attack's distortion (docs/method.md#uar), shown with its widget.
 DISTORTION_UNITS = {"fog": "fog weight, 0–255 scale", "gabor": "noise amplitude, 0–255 scale",
                     "snow": "weight of the snow layer", "jpeg-linf": "l∞ of the JPEG shifts, in ½ quantization steps",
@@ -75,9 +75,15 @@ def _unit(name: str, dataset: str, param: str, norm: str) -> tuple[float, str]:
 
 
 #: Where an attack's setting needs a word of advice beside its widget.
-HINTS = {("isa", "gamma"): "γ that works on MNIST: about 0.001–0.01 (0: a plain targeted attack; much larger: "
+HINTS = {("isa", "search_gamma"): "as the authors: the largest γ that still reaches t (10 rounds of doubling and "
+                                  "bisection in [0, 1]); the γ found is shown with the results",
+         ("isa", "gamma"): "γ that works on MNIST: about 0.001–0.01 (0: a plain targeted attack; much larger: "
                            "the target is not reached and the attack returns the clean image)",
          ("min-eps", "eps"): "the upper limit of the search; the ε it finds is shown with the results"}
+
+
+#: Settings asked for only while another setting has a given value: γ is not asked for while it is searched.
+SHOWN_WHEN = {"gamma": ("search_gamma", False)}
 
 
 def param_key(key: str, name: str, dataset: str, param: str) -> str:
@@ -128,6 +134,9 @@ def attack_controls(dataset: str, class_names: Sequence[str], key: str,
         # the threat model chosen (its widget may come after eps): it sets eps's range and unit
         norm = st.session_state.get(f"{key}_{name}_{dataset}_norm", defaults.get("norm", "linf"))
         for param, default in defaults.items():
+            control, shown_value = SHOWN_WHEN.get(param, (None, None))
+            if control in params and params[control] != shown_value:
+                continue  # not asked for: the builder's default holds
             label, wkey = LABELS.get(param, param), param_key(key, name, dataset, param)
             if (name, param) in HINTS:
                 st.caption(HINTS[name, param])

@@ -129,7 +129,9 @@ st.markdown(f"({docs('isa')}) Reach the target while keeping the discrepancy sma
 st.latex(r"\min_{x'}\; m_t(x') + \gamma\, D(x, x') \quad \text{s.t.} \quad \lVert x' - x\rVert_\infty \le \epsilon, "
          r"\qquad x' \leftarrow \Pi\bigl(x' - s\,\epsilon\, \mathrm{clip}(1000\,\nabla, -1, 1)\bigr)")
 st.markdown("Two per-image searches (doubling and bisection, 10 rounds): the minimum ε with γ = 0, then at each "
-            "ε = p·ε_min the largest γ that still reaches t. The trade-off plots D against ε per image.")
+            "ε = p·ε_min the largest γ that still reaches t. The trade-off plots D against ε per image. On Explore "
+            "`isa` runs the second search at the chosen ε by default and shows the γ it found; a fixed γ is the "
+            "option.")
 fidelity("the objective, the soft-sign update, both searches and their starts (ε = 0.05, γ = 5·10⁻⁵), the curve "
          "starting at the minimum-ε example, the authors' running minimum over smaller ε, raw D against the nominal ε "
          "(their figure) and range-normalized D (their statistics), and by default their budget of "

@@ -34,7 +34,7 @@ from interp_core.metrics import accuracy, discrepancy
 
 # Cheaper settings than the defaults, so that the property tests stay fast.
 FAST = {"pgd": {"steps": 10}, "pgd-margin": {"steps": 10}, "pgd-targeted": {"steps": 20}, "paper-pgd": {"steps": 10},
-        "aai": {"steps": 10}, "isa": {"gamma": 1e-6}, "min-eps": {"rounds": 6}, **{k: {"steps": 5} for k in UAR_ATTACKS}}
+        "aai": {"steps": 10}, "isa": {"rounds": 3}, "min-eps": {"rounds": 6}, **{k: {"steps": 5} for k in UAR_ATTACKS}}
 EPS = 0.1
 
 
@@ -312,6 +312,29 @@ def test_isa_one_class_hides_while_two_class_cannot(mnist_normal, mnist_demo):
     assert one_end < two_end
 
 
+def test_isa_gamma_search_returns_the_run_at_the_gamma_it_reports(mnist_normal, batch):
+    """ISA(search_gamma=True) is search (2) at one eps: each image's example is the fixed-gamma run
+    at the gamma it reports, that run reaches the target, and an image without one stays x."""
+    x, y = batch[0][:6], batch[1][:6]
+    target = (y + 1) % 10
+    attack = ISA(0.15, measure="1class", search_gamma=True, rounds=6)
+    x_adv = attack(mnist_normal, x, y, target)
+    gamma = attack.found_gamma
+    found = ~torch.isnan(gamma)
+    assert gamma.shape == (6,) and 0 < found.sum() < 6  # both cases occur on these images
+    assert ((gamma[found] > 0) & (gamma[found] <= 1)).all()
+    assert torch.equal(x_adv[~found], x[~found])
+    again = ISA(0.15, gamma[found], measure="1class")(mnist_normal, x[found], y[found], target[found])
+    assert torch.allclose(again, x_adv[found], atol=1e-6)
+    with torch.no_grad():
+        assert (mnist_normal(x_adv[found]).argmax(1) == target[found]).all()
+    fixed = ISA(0.15, 0.001, measure="1class")
+    fixed(mnist_normal, x, y, target)
+    assert fixed.found_gamma is None
+    with pytest.raises(ValueError, match="gamma is searched"):
+        ISA(0.15, 0.001, search_gamma=True)
+
+
 @pytest.mark.shared
 def test_strength_against_torchattacks_on_the_adversarially_trained_network(paper_networks_dir, full_data):
     """1,000 MNIST test images, the paper's PGD-trained smallgap network, eps 0.3, no random start.
@@ -368,13 +391,13 @@ def test_registry_defaults_are_the_builders(name):
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_every_attack_reports_its_iterates(name, mnist_normal, batch):
     """The callback of the Attack protocol: every step (of every restart) of the PGD-based and the
-    unforeseen attacks, every bisection round of the minimum-eps search, each iterate in the box
-    (and in the ball of an eps budget)."""
+    unforeseen attacks, every round of the minimum-eps and the γ search (the best examples so far),
+    each iterate in the box (and in the ball of an eps budget)."""
     x, y = batch[0][:4], batch[1][:4]
     attack = _attack(name)
     seen = []
     x_adv = attack(mnist_normal, x, y, _target(name, y), callback=lambda k, xs: seen.append((k, xs.clone())))
-    rounds = attack.rounds if isinstance(attack, MinimumEps) else None
+    rounds = attack.rounds if isinstance(attack, MinimumEps) or getattr(attack, "search_gamma", False) else None
     expected = list(range(rounds + 1)) if rounds else list(range(attack.steps + 1)) * getattr(attack, "restarts", 1)
     assert [k for k, _ in seen] == expected
     radius = EPS if ATTACKS[name].budget == "eps" else 1.0
@@ -382,7 +405,7 @@ def test_every_attack_reports_its_iterates(name, mnist_normal, batch):
         assert xs.shape == x.shape and (xs - x).abs().max() <= radius + 1e-6 and xs.min() >= 0 and xs.max() <= 1
     if name in ("fgsm", "paper-pgd", "isa", "min-eps"):  # no random start
         assert torch.equal(seen[0][1], x)
-    if name in ("aai", "min-eps", *UAR_ATTACKS):  # the final iterate / the best round's example is the result
+    if name in ("aai", "min-eps", "isa", *UAR_ATTACKS):  # the final iterate / the best round's example is the result
         assert torch.equal(seen[-1][1], x_adv)
 
 

@@ -101,14 +101,17 @@ def test_the_app_widgets_range_is_the_library_range(attack):
     from interp_core import paths
 
     sys.path.insert(0, str(paths.PROJECT_ROOT))
-    from app_support.attack_controls import param_defaults, widget_range
+    from app_support.attack_controls import SHOWN_WHEN, param_defaults, widget_range
     from interp_core.attacks import build_attack
 
-    defaults = param_defaults(attack, "mnist")
-    norm = defaults.get("norm", "linf")
-    for param, default in defaults.items():
+    norm = param_defaults(attack, "mnist").get("norm", "linf")
+    for param, default in param_defaults(attack, "mnist").items():
         if isinstance(default, (bool, str)) or default is None:
             continue
+        defaults = param_defaults(attack, "mnist")
+        if param in SHOWN_WHEN:  # the settings as they are when the widget is shown (γ: not searched)
+            control, shown_value = SHOWN_WHEN[param]
+            defaults[control] = shown_value
         low, high = widget_range(attack, param, norm)
         assert high is not None or BOUNDS[param][1] == math.inf, param
         as_type = int if isinstance(default, int) else float

@@ -63,10 +63,11 @@ _SPECS = (
                _PGD_PARAMS + ("kappa",), True, "targeted PGD on the margin of the target class"),
     AttackSpec("paper-pgd", "PGD, the authors' protocol", paper_pgd, ("eps", "steps", "step_size"), False,
                "200 signed steps of 0.01 from x, no random start, one restart (docs/method.md, Attacks)"),
-    AttackSpec("isa", "ISA (interpretability sneaking)", ISA,
-               ("eps", "gamma", "measure", "distance", "explainer", "steps", "step_scale"), True,
-               "targeted margin + gamma * discrepancy; the authors' budget is 10 soft-sign steps of 0.2 eps, "
-               "a finer one 100 steps of 0.02 eps"),
+    AttackSpec("isa", "ISA (interpretability sneaking)", partial(ISA, search_gamma=True),
+               ("eps", "search_gamma", "gamma", "measure", "distance", "explainer", "steps", "step_scale"), True,
+               "targeted margin + gamma * discrepancy, gamma searched (the largest that still reaches the target, "
+               "as the authors) or fixed; the authors' budget is 10 soft-sign steps of 0.2 eps, a finer one 100 "
+               "steps of 0.02 eps"),
     AttackSpec("aai", "AAI (top-k interpretation attack)", AAI,
                ("eps", "steps", "step_size", "k", "random_start", "seed"), False,
                "moves the true-class CAM off its clean top-k cells, keeping the class"),

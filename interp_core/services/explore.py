@@ -105,7 +105,8 @@ class ModelResult:
     [0, 1] (0.5 = unchanged; all 0.5 below PERTURBATION_FLOOR), its l-inf / l2 size (N,), logits
     and probabilities (N, K), true and attack classes (N,), the bound ½(Z_y(x) − Z_t(x)) beside D2
     and D1 of CAM/(h·w) (N,), whether t beats y at x' (the bound's premise), whether the attack
-    reached its goal (N,) bool, one MapSet per explainer, the trajectory and the time taken."""
+    reached its goal (N,) bool, one MapSet per explainer, the trajectory and the time taken; for
+    ISA with a searched gamma, the gamma it found (N,) (NaN: none reached t), else None."""
 
     model: str
     x_adv: np.ndarray
@@ -126,6 +127,7 @@ class ModelResult:
     maps: dict[str, MapSet]
     trajectory: Trajectory | None
     seconds: float
+    found_gamma: np.ndarray | None = None
 
     @property
     def clean_pred(self) -> np.ndarray:
@@ -288,6 +290,7 @@ def _explore_model(name, model, x, y, attack: Attack, explainers, target, trajec
         d2_cam_hw=d2_cam_hw.cpu().numpy(), d1_cam_hw=d1_cam_hw.cpu().numpy(),
         bound_applies=(adv_logits.gather(1, t[:, None]) > adv_logits.gather(1, y[:, None])).squeeze(1).cpu().numpy(),
         goal_reached=reached.cpu().numpy(), maps=maps, trajectory=trajectory, seconds=time.perf_counter() - start,
+        found_gamma=None if getattr(attack, "found_gamma", None) is None else attack.found_gamma.cpu().numpy(),
     )
 
 
