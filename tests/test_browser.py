@@ -151,7 +151,8 @@ from app_support.demos import DEMOS  # noqa: E402
 
 #: The readout each demo must show (the first model's goal line), in DEMOS order.
 DEMO_READOUTS = {"pgd": "goal reached: label flipped 1 → 8", "isa": "goal reached: target 8 is the prediction",
-                 "aai": "goal reached: label 4 kept", "robust": "attack failed: the label is still 1"}
+                 "aai": "goal reached: label 4 kept", "robust": "attack failed: the label is still 1",
+                 "uar": "goal reached: target bird is the prediction"}
 
 
 def wait_results(page, timeout: float = 300_000) -> None:
