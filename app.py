@@ -34,7 +34,7 @@ curves, and train small models yourself.
 st.subheader("Guided demos")
 st.markdown("One click opens the Explore page with every setting filled and the attack run, on an image where it "
             "was measured to work (about 1 to 13 s of computing on a busy 2-core CPU).")
-available = {m["name"] for m in model_table("mnist")}
+available = {m["name"] for m in model_table()}
 for row in range(0, len(DEMOS), 2):
     for col, demo in zip(st.columns(2), DEMOS[row:row + 2]):
         with col.container(border=True):
@@ -44,8 +44,6 @@ for row in range(0, len(DEMOS), 2):
             missing = [m for m in demo.models if m not in available]
             st.page_link(demo.page, label="Open this demo", icon=demo.icon, query_params=demo.params,
                          disabled=bool(missing), help=f"needs {', '.join(missing)}" if missing else None)
-st.caption("Unforeseen corruptions (fog, snow, JPEG) are not among the demos: those attacks are not in this "
-           "version of the attack registry.")
 
 st.subheader("Available here")
 models = model_table()

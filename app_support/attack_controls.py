@@ -1,6 +1,8 @@
 """Sidebar widgets for an attack and its parameters, built from ``interp_core.attacks.ATTACKS`` (one
 widget per parameter the registry shows, typed by the builder's default). The chosen settings go
-to ``interp_core.attacks.build_attack``, whose attacks all take the step callback."""
+to ``interp_core.attacks.build_attack``, whose attacks all take the step callback. An attack's
+budget widget comes first: eps in the dataset's usual units, or an unforeseen attack's distortion
+on its own scale (``DISTORTION_UNITS``), starting at the authors' budget."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import Sequence
 
 import streamlit as st
 
-from interp_core.attacks import ATTACKS, ISA_EXPLAINERS, NORMS
+from interp_core.attacks import ATTACKS, ISA_EXPLAINERS, NORMS, UAR_ATTACKS
 from interp_core.checks import BOUNDS
 from interp_core.metrics import DISTANCES, MEASURES
 
@@ -20,7 +22,14 @@ LABELS = {"eps": "ε", "step_size": "step size", "steps": "steps", "gamma": "γ 
           "kappa": "κ (margin confidence)", "k": "top-k cells", "restarts": "restarts", "random_start": "random start",
           "seed": "seed", "measure": "discrepancy measure", "norm": "threat model", "distance": "discrepancy distance",
           "explainer": "map attacked", "step_scale": "step (share of ε)",
-          "rounds": "search rounds"}
+          "rounds": "search rounds", "distortion": "distortion", "search_gamma": "search γ"}
+#: The scale of each unforeseen attack's distortion (docs/method.md#uar), shown with its widget.
+DISTORTION_UNITS = {"fog": "fog weight, 0–255 scale", "gabor": "noise amplitude, 0–255 scale",
+                    "snow": "weight of the snow layer", "jpeg-linf": "l∞ of the JPEG shifts, in ½ quantization steps",
+                    "jpeg-l2": "l2 of the JPEG shifts, in ½ quantization steps",
+                    "jpeg-l1": "l1 of the JPEG shifts, in ½ quantization steps"}
+#: A distortion widget spans [0, DISTORTION_SPAN × the authors' budget].
+DISTORTION_SPAN = 4
 #: Choices of the string-valued settings (the explainer is shown for ISA only).
 CHOICES = {"measure": list(MEASURES), "norm": list(NORMS), "distance": list(DISTANCES),
            "explainer": list(ISA_EXPLAINERS)}
@@ -28,20 +37,26 @@ CHOICES = {"measure": list(MEASURES), "norm": list(NORMS), "distance": list(DIST
 AFFORDABLE = {"steps": 500, "restarts": 10, "rounds": 20, "k": 64, "seed": 2**31 - 1}
 
 
-def widget_range(param: str, norm: str) -> tuple[float, float | None]:
-    """(min, max) of a parameter's widget: the range interp_core checks (interp_core.checks.BOUNDS;
-    an l-inf eps at most 1), the upper end lowered to AFFORDABLE; max None: unbounded."""
+def widget_range(name: str, param: str, norm: str) -> tuple[float, float | None]:
+    """(min, max) of the widget of attack ``name``'s parameter: the range interp_core checks
+    (interp_core.checks.BOUNDS; an l-inf eps at most 1; a distortion at most DISTORTION_SPAN times
+    the authors' budget), the upper end lowered to AFFORDABLE; max None: unbounded."""
     low, high = BOUNDS.get(param, (0.0, math.inf))
     if param == "eps" and norm == "linf":
         high = 1.0
+    if param == "distortion":
+        high = DISTORTION_SPAN * UAR_ATTACKS[name]["cifar10"]
     high = min(high, AFFORDABLE.get(param, math.inf))
     return low, None if high == math.inf else high
 
 
 def param_defaults(name: str, dataset: str) -> dict:
-    """The builder's defaults of the parameters attack ``name`` shows, eps first: the dataset's
-    usual eps where the builder has none (the minimum-eps search keeps its own upper limit)."""
-    return {"eps": DATASET_EPS[dataset], **ATTACKS[name].defaults}
+    """The builder's defaults of the parameters attack ``name`` shows, its budget first: where the
+    builder has none, the dataset's usual eps, or the authors' distortion of an unforeseen attack
+    (UAR_ATTACKS; the minimum-eps search keeps its own upper limit)."""
+    spec = ATTACKS[name]
+    usual = DATASET_EPS[dataset] if spec.budget == "eps" else UAR_ATTACKS[name][dataset]
+    return {spec.budget: usual, **spec.defaults}
 
 
 def default_attack(dataset: str) -> tuple[str, dict]:
@@ -49,15 +64,26 @@ def default_attack(dataset: str) -> tuple[str, dict]:
     return DEFAULT_ATTACK, param_defaults(DEFAULT_ATTACK, dataset)
 
 
-def _pixel_scale(dataset: str, param: str, norm: str) -> bool:
-    """CIFAR-10's l-inf eps and step sizes are shown in 1/255 units, as the paper writes them."""
-    return dataset == "cifar10" and norm == "linf" and param in ("eps", "step_size")
+def _unit(name: str, dataset: str, param: str, norm: str) -> tuple[float, str]:
+    """(scale, label suffix) of a float widget: CIFAR-10's l-inf eps and step sizes are shown in
+    1/255 units, as the paper writes them; a distortion names its scale."""
+    if param == "distortion":
+        return 1.0, f" ({DISTORTION_UNITS[name]})"
+    if dataset == "cifar10" and norm == "linf" and param in ("eps", "step_size"):
+        return 255.0, " (×1/255)"
+    return 1.0, ""
 
 
 #: Where an attack's setting needs a word of advice beside its widget.
-HINTS = {("isa", "gamma"): "γ that works on MNIST: about 0.001–0.01 (0: a plain targeted attack; much larger: "
+HINTS = {("isa", "search_gamma"): "as the authors: the largest γ that still reaches t (10 rounds of doubling and "
+                                  "bisection in [0, 1]); the γ found is shown with the results",
+         ("isa", "gamma"): "γ that works on MNIST: about 0.001–0.01 (0: a plain targeted attack; much larger: "
                            "the target is not reached and the attack returns the clean image)",
          ("min-eps", "eps"): "the upper limit of the search; the ε it finds is shown with the results"}
+
+
+#: Settings asked for only while another setting has a given value: γ is not asked for while it is searched.
+SHOWN_WHEN = {"gamma": ("search_gamma", False)}
 
 
 def param_key(key: str, name: str, dataset: str, param: str) -> str:
@@ -76,9 +102,9 @@ def param_fields(name: str, dataset: str, key: str) -> dict[str, tuple[str, obje
         elif isinstance(default, str):
             allowed = CHOICES[param]
         elif isinstance(default, int):
-            allowed = (lambda v, ends=widget_range(param, "linf"): ends[0] <= v <= (ends[1] or math.inf))
+            allowed = (lambda v, ends=widget_range(name, param, "linf"): ends[0] <= v <= (ends[1] or math.inf))
         else:  # the upper end depends on the threat model: attack_controls pulls a value above it down
-            allowed, default = (lambda v, low=widget_range(param, "l2")[0]: v >= low), float(default or 0.0)
+            allowed, default = (lambda v, low=widget_range(name, param, "l2")[0]: v >= low), float(default or 0.0)
         fields[param] = (param_key(key, name, dataset, param), default, allowed)
     return fields
 
@@ -108,6 +134,9 @@ def attack_controls(dataset: str, class_names: Sequence[str], key: str,
         # the threat model chosen (its widget may come after eps): it sets eps's range and unit
         norm = st.session_state.get(f"{key}_{name}_{dataset}_norm", defaults.get("norm", "linf"))
         for param, default in defaults.items():
+            control, shown_value = SHOWN_WHEN.get(param, (None, None))
+            if control in params and params[control] != shown_value:
+                continue  # not asked for: the builder's default holds
             label, wkey = LABELS.get(param, param), param_key(key, name, dataset, param)
             if (name, param) in HINTS:
                 st.caption(HINTS[name, param])
@@ -118,15 +147,14 @@ def attack_controls(dataset: str, class_names: Sequence[str], key: str,
                 params[param] = st.selectbox(label, options, index=options.index(default), key=wkey)
                 norm = params[param] if param == "norm" else norm
             elif isinstance(default, int):
-                low, high = widget_range(param, norm)
+                low, high = widget_range(name, param, norm)
                 _clamp_state(wkey, low, high)
                 params[param] = int(st.number_input(label, min_value=int(low), max_value=None if high is None else
                                                     int(high), value=default, step=1, key=wkey))
             else:  # a float, or None for "derived" (the PGD step size)
-                scale = 255.0 if _pixel_scale(dataset, param, norm) else 1.0
-                unit = " (×1/255)" if scale != 1.0 else ""
+                scale, unit = _unit(name, dataset, param, norm)
                 auto = " (0: 2.5 ε / steps)" if default is None else ""
-                low, high = widget_range(param, norm)
+                low, high = widget_range(name, param, norm)
                 low, high = low * scale, None if high is None else high * scale
                 _clamp_state(wkey, low, high)
                 value = st.number_input(f"{label}{unit}{auto}", min_value=float(low),

@@ -17,6 +17,8 @@ Glossary (one vocabulary across the package, the CLI and the app):
 - ``map``: an interpretation map (N, 1, h, w) for one class per example, from an explainer.
 - ``target``: the class an explainer explains, or the class a targeted attack aims for.
 - ``eps``: radius of the threat model (l-inf or l2 ball around the clean image).
+- ``distortion``: the budget of an unforeseen attack (fog, Gabor, snow, JPEG), on its own scale
+  (``UAR_ATTACKS``; docs/method.md#uar).
 - ``step_size``, ``steps``, ``random_start``, ``norm`` ("linf" / "l2"): attack settings.
 - ``gamma``: weight of an interpretation-discrepancy term (ISA objective, Int training).
 - ``distance`` ("l1", "l2" = root of the sum of squares, "sq_l2" = sum of squares): how two maps

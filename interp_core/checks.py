@@ -10,12 +10,14 @@ import numbers
 import torch
 
 #: name -> (low, high), inclusive: the allowed range of a shared numeric parameter. An l-inf eps is
-#: at most 1 (the whole [0, 1] box); an l2 eps is unbounded.
+#: at most 1 (the whole [0, 1] box); an l2 eps is unbounded; an unforeseen attack's distortion is
+#: on its own scale (attacks.UAR_ATTACKS).
 BOUNDS: dict[str, tuple[float, float]] = {
     "eps": (0.0, math.inf), "step_size": (0.0, math.inf), "steps": (0, 100_000), "restarts": (1, 1000),
     "kappa": (0.0, math.inf), "gamma": (0.0, math.inf), "k": (1, 100_000), "rounds": (1, 100),
     "seed": (0, 2**63 - 1), "softsign_scale": (0.0, math.inf), "step_scale": (0.001, 1.0),
     "samples": (1, 100_000), "noise": (0.0, math.inf), "batch_size": (1, 1_000_000), "n": (1, 10_000_000),
+    "distortion": (0.0, math.inf),
 }
 
 #: Said after a refused l-inf eps: the usual slip is a radius on the 0-255 scale.

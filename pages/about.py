@@ -129,7 +129,9 @@ st.markdown(f"({docs('isa')}) Reach the target while keeping the discrepancy sma
 st.latex(r"\min_{x'}\; m_t(x') + \gamma\, D(x, x') \quad \text{s.t.} \quad \lVert x' - x\rVert_\infty \le \epsilon, "
          r"\qquad x' \leftarrow \Pi\bigl(x' - s\,\epsilon\, \mathrm{clip}(1000\,\nabla, -1, 1)\bigr)")
 st.markdown("Two per-image searches (doubling and bisection, 10 rounds): the minimum ε with γ = 0, then at each "
-            "ε = p·ε_min the largest γ that still reaches t. The trade-off plots D against ε per image.")
+            "ε = p·ε_min the largest γ that still reaches t. The trade-off plots D against ε per image. On Explore "
+            "`isa` runs the second search at the chosen ε by default and shows the γ it found; a fixed γ is the "
+            "option.")
 fidelity("the objective, the soft-sign update, both searches and their starts (ε = 0.05, γ = 5·10⁻⁵), the curve "
          "starting at the minimum-ε example, the authors' running minimum over smaller ε, raw D against the nominal ε "
          "(their figure) and range-normalized D (their statistics), and by default their budget of "
@@ -161,12 +163,17 @@ fidelity("objective, k = 8, 200 signed steps of 0.01, uniform random start, l-in
 st.subheader("Unforeseen attacks: `fog`, `gabor`, `snow`, `jpeg-linf`, `jpeg-l2`, `jpeg-l1`")
 st.markdown(f"({docs('uar')}) Kang et al. (2019)'s attacks whose changes are not small in any pixel l_p ball: a "
             "fractal fog, Gabor noise, snowflakes, and perturbations of the JPEG coefficients bounded in l-inf, l2 "
-            "or l1. Each is targeted at the authors' target stream, 200 steps of ε/√200 from a random start, with "
-            "the authors' budgets (fog 2048, gabor 400, snow 2, JPEG 0.25 / 8 / 256 on the 0–255 scale).")
+            "or l1. Each optimizes its transformation's parameters toward a target class, 200 steps of "
+            "distortion/√200 from a random start. Its budget is the `distortion`, on each attack's own scale, not "
+            "an ε of the pixels; the authors' budgets are fog 2048, gabor 400 (both on the 0–255 scale), snow 2, "
+            "JPEG 0.25 / 8 / 256 (norms of the coefficient shifts).")
 fidelity("the six transformations' formulas (after the `advex-uar` reference code), budgets, steps, step rule, "
-         "random start and targets; CIFAR-10 smallgap and wresnet networks in `reproduce`.",
+         "random start, and in `reproduce` and `evaluate uar` their targets (the seed-99 stream after the "
+         "permutation); CIFAR-10 smallgap and wresnet networks in `reproduce`.",
          "the project implements the transformations itself (differentiable, any device, MNIST included): the "
-         "reference package hard-codes CUDA and ImageNet normalization, so it cannot run on a CPU as it is.")
+         "reference package hard-codes CUDA and ImageNet normalization, so it cannot run on a CPU as it is. On "
+         "Explore they aim, like every targeted attack there, at the runner-up class or the class you choose; "
+         "MNIST takes the CIFAR-10 budgets.")
 
 st.header("Training methods")
 st.markdown(f"({docs('training')}) normal · PGD adversarial training (Madry et al., 2018) · TRADES (Zhang et al., "

@@ -10,6 +10,7 @@ the guided demos on the home page are such links.
 import dataclasses
 import functools
 import hashlib
+import math
 import random
 from urllib.parse import urlencode
 
@@ -86,8 +87,8 @@ def run_model(x: np.ndarray, y: int | None, class_names: tuple, spec: str, attac
               image_id) -> ExploreResult:
     """The one call into interp_core for one model, cached by every input (so adding a model to the
     comparison computes only that one). Raises MisclassifiedImage for an attack that needs a
-    correctly classified image (ISA)."""
-    settings = attack_settings(attack, dict(params))
+    correctly classified image (ISA). The settings shown are those asked for (not γ while it is searched)."""
+    settings = {k: v for k, v in attack_settings(attack, dict(params)).items() if k in dict(params)}
     return explore({model_label(spec): get_model(spec)}, torch.from_numpy(x),
                    None if y is None else torch.tensor([y]), build_attack(attack, **dict(params)), list(explainers),
                    attack_info={"name": attack, **settings, "target": target},
@@ -241,8 +242,8 @@ def view_controls(present: bool) -> dict:
 
 
 def readouts(res: ExploreResult, i: int, dataset: str) -> None:
-    """One model's numbers beside its images: the found eps (minimum-eps), predictions, y and t
-    with the bound line, and D1 on the same scale."""
+    """One model's numbers beside its images: the found eps (minimum-eps) or γ (ISA's search),
+    predictions, y and t with the bound line, and D1 on the same scale."""
     m, names = res.models[i], res.class_names
     if res.attack.get("name") == "min-eps":
         linf = float(m.linf[0])
@@ -251,6 +252,11 @@ def readouts(res: ExploreResult, i: int, dataset: str) -> None:
                   help=f"the smallest ε of the bisection (upper limit {res.attack['eps']:g}) at which the "
                        "targeted attack reached t" if m.goal_reached[0] else
                        f"no ε up to {res.attack['eps']:g} reached the target")
+    if m.found_gamma is not None:
+        gamma = float(m.found_gamma[0])
+        st.metric("γ found", "none" if math.isnan(gamma) else f"{gamma:.3g}",
+                  help="no γ of the search reached t at this ε: the image is returned unchanged" if math.isnan(gamma)
+                  else "the largest γ of the search (doubling and bisection) at which ISA still reached t")
     for label, prob in (("clean", m.clean_prob[0]), ("adversarial", m.adv_prob[0])):
         top = prob.argsort()[::-1][:TOPK]
         st.markdown(f"top-{TOPK} {label}: " + " · ".join(f"**{names[c]}** {prob[c]:.1%}" for c in top))

@@ -407,3 +407,26 @@ def test_explore_offers_every_registered_attack(attack):
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     assert len(at.table[0].value) == 1
+
+
+def test_explore_isa_searches_gamma_unless_a_fixed_one_is_asked_for():
+    """ISA's default on Explore is the authors' γ search, with the γ it found beside the results;
+    unchecking it asks for a fixed γ, which the run then uses."""
+    at = open_page("explore")
+    at.selectbox(key="explore_attack").set_value("isa").run()
+    at.multiselect(key="explore_explainers").set_value(["cam"]).run()
+    search, gamma = "explore_isa_mnist_search_gamma", "explore_isa_mnist_gamma"
+    assert at.checkbox(key=search).value and not [n for n in at.number_input if n.key == gamma]
+    at.button(key="explore_run").click().run()
+    assert not at.exception, at.exception
+    found = [m for m in at.metric if m.label == "γ found"]
+    assert len(found) == 1 and (found[0].value == "none" or 0 < float(found[0].value) <= 1)
+    caption = next(c.value for c in at.caption if c.value.startswith("Results for"))
+    assert "search_gamma=True" in caption and "gamma=" not in caption.replace("search_gamma=", "")
+    at.checkbox(key=search).uncheck().run()
+    at.number_input(key=gamma).set_value(0.002).run()
+    at.button(key="explore_run").click().run()
+    assert not at.exception, at.exception
+    assert not [m for m in at.metric if m.label == "γ found"]
+    caption = next(c.value for c in at.caption if c.value.startswith("Results for"))
+    assert "search_gamma=False" in caption and "gamma=0.002" in caption

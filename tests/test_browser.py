@@ -151,7 +151,8 @@ from app_support.demos import DEMOS  # noqa: E402
 
 #: The readout each demo must show (the first model's goal line), in DEMOS order.
 DEMO_READOUTS = {"pgd": "goal reached: label flipped 1 → 8", "isa": "goal reached: target 8 is the prediction",
-                 "aai": "goal reached: label 4 kept", "robust": "attack failed: the label is still 1"}
+                 "aai": "goal reached: label 4 kept", "robust": "attack failed: the label is still 1",
+                 "uar": "goal reached: target bird is the prediction"}
 
 
 def wait_results(page, timeout: float = 300_000) -> None:
@@ -202,8 +203,8 @@ def test_a_false_bound_shows_the_true_sign(browser, app_url):
 def test_a_failed_isa_is_marked_and_not_magnified(browser, app_url):
     """γ = 0.03 is beyond ISA's working range on this image: the attack returns the clean image."""
     page = browser.new_context(viewport=VIEWPORT).new_page()
-    open_link(page, f"{app_url}/explore?image=0&models=mnist-smallgap-normal-paper&attack=isa&eps=0.3&gamma=0.03"
-                    "&measure=1class&explainers=cam&run=1")
+    open_link(page, f"{app_url}/explore?image=0&models=mnist-smallgap-normal-paper&attack=isa&eps=0.3&search_gamma=0"
+                    "&gamma=0.03&measure=1class&explainers=cam&run=1")
     page.get_by_text("attack failed: target 1 not reached (prediction 4)").wait_for(timeout=10_000)
     alts = [img.get_attribute("alt") or "" for img in page.locator("[data-testid='stImage'] img").all()]
     summary = next(a for a in alts if "Linf" in a)

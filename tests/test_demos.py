@@ -15,7 +15,7 @@ from interp_core import paths
 
 ROOT = paths.PROJECT_ROOT
 sys.path.insert(0, str(ROOT))  # the app imports app_support, as `streamlit run app.py` allows
-from app_support.demos import DEMOS, INT, NORMAL, PGD_AT  # noqa: E402
+from app_support.demos import CIFAR_INT, CIFAR_NORMAL, DEMOS, INT, NORMAL, PGD_AT  # noqa: E402
 
 TIMEOUT = 300
 NUMBER = r"(-?[0-9.]+)"
@@ -86,9 +86,13 @@ def test_demo_isa_hides_from_the_one_class_measure_not_from_the_two_class_bound(
     assert reached == ["goal reached: target 8 is the prediction"] and not missed
     d2, sign, bound, d1, line = bound_numbers(at)
     assert d1 < bound <= d2 and sign == "≥" and "applies and holds" in line
-    # without the discrepancy term (γ = 0) the same attack moves the true-class map past the floor
-    plain = open_explore(home(), {**next(d.params for d in DEMOS if d.key == "isa"), "gamma": "0.0"})
-    assert bound_numbers(plain)[3] > bound
+    found = next(m for m in at.metric if m.label == "γ found")  # γ is searched, as the authors do
+    assert 0 < float(found.value) <= 1
+    assert "search_gamma=True" in next(c.value for c in at.caption if c.value.startswith("Results for"))
+    # without the discrepancy term (a fixed γ = 0) the same attack moves the true-class map past the floor
+    plain = open_explore(home(), {**next(d.params for d in DEMOS if d.key == "isa"), "search_gamma": "0",
+                                  "gamma": "0.0"})
+    assert bound_numbers(plain)[3] > bound and not any(m.label == "γ found" for m in plain.metric)
 
 
 def test_demo_aai_keeps_the_labels_and_int_keeps_its_map(demo_runs):
@@ -107,6 +111,18 @@ def test_demo_robust_training_keeps_the_maps(demo_runs):
     assert tau[PGD_AT] > tau[NORMAL] + 0.2 and tau[INT] > tau[NORMAL] + 0.2
     assert at.toggle(key="explore_shared").value and at.toggle(key="explore_overlay").value
     assert len(at.table[0].value) == 3 * 2  # three models, two explainers
+
+
+def test_demo_uar_snow_flips_the_normal_network_not_the_int_one(demo_runs):
+    at = demo_runs["uar"]
+    reached, missed = goals(at)  # each network aimed at its runner-up class
+    assert reached == ["goal reached: target bird is the prediction"]
+    assert missed == ["attack failed: target bird not reached (prediction airplane)"]
+    tau = kendall_cam(at)
+    assert tau[CIFAR_INT] > tau[CIFAR_NORMAL] + 0.2
+    caption = next(c.value for c in at.caption if c.value.startswith("Results for"))
+    assert caption.startswith("Results for: CIFAR-10 #35 ") and "distortion=2," in caption
+    assert not re.search(r"\beps=", caption)  # the budget of an unforeseen attack is its distortion
 
 
 def test_a_link_reproduces_the_view_and_bad_values_are_reported():

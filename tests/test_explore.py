@@ -226,7 +226,8 @@ def test_exports_carry_dataset_gallery_numbers_settings_and_goal(mnist_normal, m
 
 def test_attack_settings_fill_in_derived_values_and_reject_bad_ones():
     assert attack_settings("pgd", {"eps": 0.3, "steps": 40, "step_size": None})["step_size"] == pytest.approx(0.01875)
-    assert attack_settings("isa", {"eps": 0.1, "gamma": 0.001})["gamma"] == 0.001
+    assert attack_settings("isa", {"eps": 0.1, "search_gamma": False, "gamma": 0.001})["gamma"] == 0.001
+    assert attack_settings("isa", {"eps": 0.1})["search_gamma"] is True  # the app's default: γ searched
     with pytest.raises(ValueError):
         attack_settings("pgd", {"eps": -1.0})
     assert [attack_goal(a) for a in ("pgd", "isa", "aai", "min-eps")] == ["flip", "reach", "keep", "reach"]

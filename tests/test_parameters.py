@@ -10,7 +10,7 @@ import re
 import pytest
 import torch
 
-from interp_core.attacks import AAI, ISA, PGD
+from interp_core.attacks import AAI, ISA, PGD, UARAttack
 from interp_core.attacks.engine import Margin
 from interp_core.attacks.isa import MinimumEps
 from interp_core.checks import BOUNDS
@@ -39,6 +39,8 @@ CASES = {
     "ISA steps": (lambda v: ISA(0.1, steps=v), [-1, NAN, HUGE], "steps", "[0, 100000]"),
     "ISA step_scale": (lambda v: ISA(0.1, step_scale=v), [-1, 0, NAN, INF, 2], "step_scale", "[0.001, 1]"),
     "minimum-eps rounds": (lambda v: MinimumEps(rounds=v), [0, NAN, HUGE], "rounds", "[1, 100]"),
+    "UAR distortion": (lambda v: UARAttack("fog", v), [-1, NAN, INF], "distortion", "[0, inf]"),
+    "UAR steps": (lambda v: UARAttack("fog", 2048.0, steps=v), [-1, NAN, HUGE, 2.5], "steps", "[0, 100000]"),
     "IG steps": (lambda v: IntegratedGradients(steps=v), [0, 1, NAN, INF, HUGE], "steps", "[2, 100000]"),
     "SmoothGrad samples": (lambda v: SmoothGrad(samples=v), [0, NAN, HUGE], "samples", "[1, 100000]"),
     "SmoothGrad noise": (lambda v: SmoothGrad(noise=v), [-1, NAN, INF], "noise", "[0, inf]"),
@@ -90,7 +92,7 @@ def test_the_defaults_and_the_range_ends_are_accepted(case):
         build(value)
 
 
-@pytest.mark.parametrize("attack", ["pgd", "pgd-margin", "paper-pgd", "isa", "aai", "min-eps"])
+@pytest.mark.parametrize("attack", ["pgd", "pgd-margin", "paper-pgd", "isa", "aai", "min-eps", "fog", "jpeg-linf"])
 def test_the_app_widgets_range_is_the_library_range(attack):
     """Explore's number widgets span what the library accepts (capped where a click must stay
     affordable), and their lower end is the library's: one step below is refused."""
@@ -99,15 +101,18 @@ def test_the_app_widgets_range_is_the_library_range(attack):
     from interp_core import paths
 
     sys.path.insert(0, str(paths.PROJECT_ROOT))
-    from app_support.attack_controls import param_defaults, widget_range
+    from app_support.attack_controls import SHOWN_WHEN, param_defaults, widget_range
     from interp_core.attacks import build_attack
 
-    defaults = param_defaults(attack, "mnist")
-    norm = defaults.get("norm", "linf")
-    for param, default in defaults.items():
+    norm = param_defaults(attack, "mnist").get("norm", "linf")
+    for param, default in param_defaults(attack, "mnist").items():
         if isinstance(default, (bool, str)) or default is None:
             continue
-        low, high = widget_range(param, norm)
+        defaults = param_defaults(attack, "mnist")
+        if param in SHOWN_WHEN:  # the settings as they are when the widget is shown (γ: not searched)
+            control, shown_value = SHOWN_WHEN[param]
+            defaults[control] = shown_value
+        low, high = widget_range(attack, param, norm)
         assert high is not None or BOUNDS[param][1] == math.inf, param
         as_type = int if isinstance(default, int) else float
         for value in (low, high):

@@ -12,7 +12,7 @@ import pytest
 import torch
 from scipy.fft import dctn, idctn
 
-from interp_core.attacks import UAR_ATTACKS, UARAttack, authors_targets
+from interp_core.attacks import ATTACKS, UAR_ATTACKS, UARAttack, authors_targets, build_attack
 from interp_core.attacks.uar import (
     JPEG_CHROMA_TABLE,
     JPEG_LUMA_TABLE,
@@ -33,7 +33,7 @@ from interp_core.attacks.uar import (
 )
 from interp_core.cli import main
 from interp_core.data import load_dataset
-from interp_core.evaluate import choose_targets, uar_evaluation
+from interp_core.evaluate import uar_evaluation
 from interp_core.models import build_model, load_model
 
 KINDS = list(UAR_ATTACKS)
@@ -51,14 +51,25 @@ def _images(channels: int, size: int, n: int = 3) -> torch.Tensor:
 
 # --- the authors' target stream ---------------------------------------------------------------
 
-def test_authors_targets_are_numpy_seed_99_stream(tiny_cifar_model):
+def test_authors_targets_are_numpy_seed_99_stream_after_the_permutation(tiny_cifar_model):
+    """The authors' scripts draw the subset's permutation of the test set first, then one target per
+    image: the attack's default targets and the evaluation's follow that stream, not a fresh one."""
     y = torch.tensor([0, 3, 9, 9, 1, 5, 2, 7, 4, 4])
     rng = np.random.RandomState(99)
-    expected = [(int(label) + 1 + rng.randint(9)) % 10 for label in y]  # one draw per image, in order
-    assert authors_targets(y, 10).tolist() == expected
-    assert (authors_targets(y, 10) != y).all()
+    fresh = [(int(label) + 1 + rng.randint(9)) % 10 for label in y]  # one draw per image, in order
+    rng = np.random.RandomState(99)
+    rng.permutation(10_000)
+    expected = [(int(label) + 1 + rng.randint(9)) % 10 for label in y]
+    assert authors_targets(y, 10).tolist() == fresh
+    assert authors_targets(y, 10, after_permutation=10_000).tolist() == expected != fresh
+    assert (authors_targets(y, 10, after_permutation=10_000) != y).all()
     x = _images(3, 32, n=len(y))
-    assert choose_targets(tiny_cifar_model, x, y, "authors", seed=99).tolist() == expected
+    seen = []
+    UARAttack("fog", 2048.0, steps=1)(tiny_cifar_model, x, y, callback=lambda step, xa: seen.append(xa))
+    given = []
+    UARAttack("fog", 2048.0, steps=1)(tiny_cifar_model, x, y, torch.tensor(expected),
+                                      callback=lambda step, xa: given.append(xa))
+    assert torch.equal(seen[-1], given[-1])  # the default target is the stream after the permutation
     with pytest.raises(ValueError, match=r"\[0, 9\]"):
         authors_targets(torch.tensor([10]), 10)
 
@@ -90,13 +101,27 @@ def test_eps_zero_returns_x(kind, tiny_cifar_model):
     assert torch.equal(UARAttack(kind, 0.0, steps=2)(tiny_cifar_model, x, torch.tensor([0, 1, 2])), x)
 
 
+def test_every_kind_is_registered_with_its_distortion():
+    """Explore offers every unforeseen attack: registered under its kind, targeted, budget
+    ``distortion`` (not eps), built as the UARAttack of that kind."""
+    for kind in KINDS:
+        spec = ATTACKS[kind]
+        assert spec.targeted and spec.budget == "distortion" and spec.params[0] == "distortion"
+        attack = build_attack(kind, distortion=UAR_ATTACKS[kind]["cifar10"])
+        assert (attack.kind, attack.distortion, attack.steps) == (kind, UAR_ATTACKS[kind]["cifar10"], 200)
+    with pytest.raises(ValueError, match="takes"):
+        build_attack("fog", eps=0.1)
+
+
 def test_bad_settings_name_the_allowed_range(tiny_cifar_model):
     with pytest.raises(ValueError, match="known"):
         UARAttack("rain", 1.0)
-    with pytest.raises(ValueError, match=r"\[0, inf\)"):
+    with pytest.raises(ValueError, match=r"distortion must be finite in \[0, inf\]"):
         UARAttack("fog", -1.0)
-    with pytest.raises(ValueError, match=r"\[0, inf\)"):
+    with pytest.raises(ValueError, match=r"distortion must be finite in \[0, inf\]"):
         UARAttack("snow", math.nan)
+    with pytest.raises(ValueError, match=r"seed must be an integer in \[0, "):
+        UARAttack("snow", 2.0, seed=-1)
     with pytest.raises(ValueError, match=r"\[0, 100000\]"):
         UARAttack("fog", 1.0, steps=-1)
     with pytest.raises(ValueError, match=r"\(0, inf\)"):
@@ -288,7 +313,8 @@ def test_uar_evaluation_records_protocol_and_matches_the_attack(tiny_cifar_model
     assert result["n"] == 5 and result["protocol"]["steps"] == 2 and result["protocol"]["seed"] == 99
     assert [r["attack"] for r in result["results"]] == ["fog", "jpeg-l1"]
     assert result["results"][1]["eps"] == 256.0
-    target = authors_targets(y, 10)
+    target = authors_targets(y, 10, after_permutation=10_000)
+    assert "permutation(10000)" in result["protocol"]["targets"]
     x_adv = torch.cat([UARAttack("fog", 2048.0, steps=2, seed=99)(tiny_cifar_model, x[s:s + 2], y[s:s + 2],
                                                                    target[s:s + 2]) for s in range(0, 5, 2)])
     pred = tiny_cifar_model(x_adv).argmax(1)

@@ -5,7 +5,7 @@ ISA minimizes ``margin_t(x') + gamma * D(x, x')`` over ``||x' - x||_inf <= eps``
 projection. ``ISA_BUDGETS`` names two budgets: the authors' (10 steps of 0.2 eps) and a finer one
 (100 steps of 0.02 eps: the same total path, smaller steps). Two per-image searches: the minimum
 eps that reaches the target with gamma = 0, and, at eps = p * eps_min, the largest gamma that
-still reaches it. The discrepancy-vs-eps points of the successful examples are the trade-off
+still reaches it (``ISA(search_gamma=True)`` is that search at a given eps, as one attack). The discrepancy-vs-eps points of the successful examples are the trade-off
 curves (``isa_tradeoff``); under the 2-class l1 measure of CAM they cannot fall below the bound
 1/2 h w (Z_y(x) - Z_t(x)).
 """
@@ -63,10 +63,18 @@ def measure_discrepancy(clean: Tensor, adv: Tensor, y: Tensor, target: Tensor, m
 
 
 class ISA:
-    """One ISA run at a fixed eps and gamma (each a float or a per-example tensor (N,)).
+    """ISA at a fixed eps (a float or a per-example tensor (N,)): one run at a given gamma, or the
+    authors' search for the largest gamma that still reaches the target.
 
     Args:
-        eps: l-inf radius; gamma: weight of the discrepancy (0: a plain targeted margin attack).
+        eps: l-inf radius; gamma: weight of the discrepancy (0: a plain targeted margin attack), a
+            float or a per-example tensor (N,).
+        search_gamma: instead of a given gamma, use per image the largest gamma in [0, 1] at which
+            the run still reaches the target (search (2) of docs/method.md#isa, ``maximum_gamma``:
+            ``rounds`` doubling / bisection rounds from 5e-5); gamma must then stay 0. An image
+            that no gamma tried brings to the target is returned unchanged. After each such call
+            ``found_gamma`` (N,) holds the gamma of each returned example (NaN: none); it stays
+            None without the search.
         measure: "1class", "2class" or "allclass"; distance: "l1", "l2" or "sq_l2" (squared l2);
         normalization: "raw" (the paper's attack-time maps) or "range".
         explainer: "cam", "gradcampp" or "ig".
@@ -79,7 +87,9 @@ class ISA:
             clip(softsign_scale * grad, -1, 1) of ``margin(x', kappa) + gamma D`` (``ISA_BUDGETS``:
             steps 10, step_scale 0.2 for the authors' budget; 100, 0.02 for the fine one).
 
-    ``isa(model, x, y, target=None)``: x (N, C, H, W) in [0, 1]; target defaults to ``runner_up``.
+    ``isa(model, x, y, target=None, *, callback=None)``: x (N, C, H, W) in [0, 1]; target defaults
+    to ``runner_up``. ``callback(step, x_adv)`` sees every iterate of a run, or with search_gamma
+    the best examples after each round (round 0: x), as ``MinimumEps``.
     """
 
     targeted = True
@@ -87,7 +97,7 @@ class ISA:
     def __init__(self, eps, gamma=0.0, measure: str = "2class", distance: str = "l1", normalization: str = "raw",
                  explainer: str = "cam", explainer_options: dict | None = None, steps: int = 10,
                  step_scale: float = 0.2, softsign_scale: float = 1000.0, kappa: float = 0.1,
-                 smooth_beta: float = 10.0):
+                 smooth_beta: float = 10.0, search_gamma: bool = False, rounds: int = 10):
         if measure not in MEASURES:
             raise ValueError(f"measure must be one of {MEASURES}, got {measure!r}")
         if explainer not in ISA_EXPLAINERS:
@@ -102,20 +112,33 @@ class ISA:
             raise ValueError(f"distance must be one of {DISTANCES}, got {distance!r}")
         check_settings(eps, steps=steps)
         _check_budget(steps, step_scale)
+        check_range("rounds", rounds, integer=True)
+        if search_gamma and not (isinstance(gamma, (int, float)) and gamma == 0):
+            raise ValueError(f"gamma is searched (search_gamma=True): leave it at 0, got {gamma!r}")
         self.eps, self.gamma, self.measure, self.distance, self.normalization = eps, gamma, measure, distance, normalization
         self.explainer_name, self.explainer_options = explainer, dict(explainer_options or {})
         self.explainer = get_explainer(explainer, **self.explainer_options)
         self.steps, self.step_scale, self.softsign_scale = steps, step_scale, softsign_scale
         self.kappa, self.smooth_beta = kappa, smooth_beta
+        self.search_gamma, self.rounds = search_gamma, rounds
+        self.found_gamma: Tensor | None = None
 
     def __repr__(self) -> str:
+        searched = f", search_gamma=True, rounds={self.rounds}" if self.search_gamma else ""
         return (f"ISA(measure={self.measure!r}, distance={self.distance!r}, explainer={self.explainer_name!r}, "
-                f"steps={self.steps}, step_scale={self.step_scale:g})")
+                f"steps={self.steps}, step_scale={self.step_scale:g}{searched})")
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None, *,
                  callback: Callback | None = None) -> Tensor:
-        """``callback(step, x_adv)`` sees every iterate, as in ``PGD.__call__``."""
         target = runner_up(model, x, y) if target is None else target
+        if self.search_gamma:
+            options = dict(measure=self.measure, distance=self.distance, normalization=self.normalization,
+                           explainer=self.explainer_name, explainer_options=self.explainer_options, steps=self.steps,
+                           step_scale=self.step_scale, softsign_scale=self.softsign_scale, kappa=self.kappa,
+                           smooth_beta=self.smooth_beta)
+            self.found_gamma, x_adv, _ = maximum_gamma(model, x, y, target, self.eps, options, rounds=self.rounds,
+                                                       callback=callback)
+            return x_adv
         step = self.step_scale * (self.eps if isinstance(self.eps, Tensor) else float(self.eps))
         gamma = torch.as_tensor(self.gamma, dtype=x.dtype, device=x.device)
         uses_maps = bool((gamma > 0).any())
@@ -214,16 +237,19 @@ def minimum_eps(model: nn.Module, x: Tensor, y: Tensor, target: Tensor, max_eps:
                    callback=callback)
 
 
-def maximum_gamma(model: nn.Module, x: Tensor, y: Tensor, target: Tensor, eps: Tensor, attack_options: dict,
-                  start: float = 5e-5, upper: float = 1.0, rounds: int = 10) -> tuple[Tensor, Tensor, Tensor]:
-    """Search (2) of docs/method.md#isa: at per-example eps (N,), the largest gamma in [0, upper]
-    for which ISA (``attack_options``: measure, distance, explainer, steps, step_scale, ...) still
-    reaches the target. Returns gamma (N,) (NaN where none worked), its x_adv, success (N,)."""
+def maximum_gamma(model: nn.Module, x: Tensor, y: Tensor, target: Tensor, eps: Tensor | float, attack_options: dict,
+                  start: float = 5e-5, upper: float = 1.0, rounds: int = 10,
+                  callback: Callback | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Search (2) of docs/method.md#isa: at eps (a float or per example (N,)), the largest gamma in
+    [0, upper] for which ISA (``attack_options``: measure, distance, explainer, steps, step_scale,
+    ...) still reaches the target; x (N, C, H, W) in [0, 1], y and target (N,). Returns gamma (N,)
+    (NaN where none worked), its x_adv (x where none), success (N,). ``callback(round, x_adv)``
+    sees the best examples after each round (round 0: x)."""
     def run(gamma):
         x_adv = ISA(eps, gamma, **attack_options)(model, x, y, target)
         return x_adv, _reaches(model, x_adv, target)
 
-    return _search(run, x.shape[0], x, start, upper, rounds, grow_on_success=True)
+    return _search(run, x.shape[0], x, start, upper, rounds, grow_on_success=True, callback=callback)
 
 
 #: How a trade-off point's discrepancy is scaled: "raw" (the attack's own distance on raw maps, as

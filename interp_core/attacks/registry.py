@@ -5,9 +5,11 @@ called as ``attack(model, x, y, target=None, *, callback=None) -> x_adv`` with x
 
 The builders own their parameters and defaults: ``build_attack`` checks the parameters it is
 given by binding them to the builder's signature, and ``AttackSpec.defaults`` reads the defaults
-of the parameters an app shows (``AttackSpec.params``) from that signature. ``eps`` has no
-default except for the minimum-eps search (its upper limit): the threat model depends on the
-dataset, so callers always choose it.
+of the parameters an app shows (``AttackSpec.params``) from that signature. Each attack has one
+budget parameter (``AttackSpec.budget``): ``eps``, an l-inf or l2 radius in the pixels' [0, 1]
+units, or, for the unforeseen attacks (registered under their kinds of ``UAR_ATTACKS``),
+``distortion`` on the attack's own scale. The budget has no default except for the minimum-eps
+search (its upper limit): the threat model depends on the dataset, so callers always choose it.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from typing import Callable
 from interp_core.attacks.aai import AAI
 from interp_core.attacks.isa import ISA, MinimumEps
 from interp_core.attacks.presets import fgsm, paper_pgd, pgd
+from interp_core.attacks.uar import UAR_ATTACKS, UARAttack
 
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """A registered attack: its builder, the parameters an app shows (in order), whether it needs
-    a target, and a one-line description."""
+    """A registered attack: its builder, the parameters an app shows (in order, the budget first),
+    whether it needs a target, a one-line description, and the name of its budget parameter
+    ("eps" or "distortion", see the module docstring)."""
 
     name: str
     label: str
@@ -33,11 +37,12 @@ class AttackSpec:
     params: tuple[str, ...]
     targeted: bool = False
     description: str = ""
+    budget: str = "eps"
 
     @property
     def defaults(self) -> dict:
         """The builder's defaults of the shown parameters, in ``params`` order; a parameter without
-        a default (``eps`` of most attacks) is left out."""
+        a default (the budget of most attacks) is left out."""
         signature = inspect.signature(self.build).parameters
         return {p: signature[p].default for p in self.params if signature[p].default is not inspect.Parameter.empty}
 
@@ -58,10 +63,11 @@ _SPECS = (
                _PGD_PARAMS + ("kappa",), True, "targeted PGD on the margin of the target class"),
     AttackSpec("paper-pgd", "PGD, the authors' protocol", paper_pgd, ("eps", "steps", "step_size"), False,
                "200 signed steps of 0.01 from x, no random start, one restart (docs/method.md, Attacks)"),
-    AttackSpec("isa", "ISA (interpretability sneaking)", ISA,
-               ("eps", "gamma", "measure", "distance", "explainer", "steps", "step_scale"), True,
-               "targeted margin + gamma * discrepancy; the authors' budget is 10 soft-sign steps of 0.2 eps, "
-               "a finer one 100 steps of 0.02 eps"),
+    AttackSpec("isa", "ISA (interpretability sneaking)", partial(ISA, search_gamma=True),
+               ("eps", "search_gamma", "gamma", "measure", "distance", "explainer", "steps", "step_scale"), True,
+               "targeted margin + gamma * discrepancy, gamma searched (the largest that still reaches the target, "
+               "as the authors) or fixed; the authors' budget is 10 soft-sign steps of 0.2 eps, a finer one 100 "
+               "steps of 0.02 eps"),
     AttackSpec("aai", "AAI (top-k interpretation attack)", AAI,
                ("eps", "steps", "step_size", "k", "random_start", "seed"), False,
                "moves the true-class CAM off its clean top-k cells, keeping the class"),
@@ -69,6 +75,25 @@ _SPECS = (
                "bisection for the smallest eps <= eps at which a targeted margin attack (soft-sign steps of "
                "step_scale * eps) succeeds"),
 )
+#: What each unforeseen attack optimizes toward its target (docs/method.md#uar).
+_UNFORESEEN = {
+    "fog": ("Fog (unforeseen)", "a fractal fog whose random displacements are optimized; distortion: the fog's "
+                                "weight on the 0-255 scale"),
+    "gabor": ("Gabor noise (unforeseen)", "a sparse field convolved with a random Gabor kernel, added at the "
+                                          "distortion on the 0-255 scale"),
+    "snow": ("Snow (unforeseen)", "snowflake intensities on a grid, the flake layer added times the distortion "
+                                  "to a discoloured image"),
+    "jpeg-linf": ("JPEG l-inf (unforeseen)", "the image's quantized JPEG coefficients shifted by v/2 steps, "
+                                             "||v||_inf <= distortion"),
+    "jpeg-l2": ("JPEG l2 (unforeseen)", "the image's quantized JPEG coefficients shifted by v/2 steps, "
+                                        "||v||_2 <= distortion"),
+    "jpeg-l1": ("JPEG l1 (unforeseen)", "the image's quantized JPEG coefficients shifted by v/2 steps, "
+                                        "||v||_1 <= distortion (Frank-Wolfe steps)"),
+}
+_SPECS += tuple(AttackSpec(kind, label, partial(UARAttack, kind), ("distortion", "steps", "seed"), True,
+                           f"{what}; {UAR_ATTACKS[kind]['cifar10']:g} is the authors' budget",
+                           budget="distortion")
+                for kind, (label, what) in _UNFORESEEN.items())
 ATTACKS: dict[str, AttackSpec] = {spec.name: spec for spec in _SPECS}
 
 

@@ -6,8 +6,10 @@ Each attack is a differentiable transformation ``x' = T(x, params)`` of images x
 [0, 1] (C = 1 or 3, any H, W) by per-image parameters. ``UARAttack`` draws a random start and
 random fixed parts (Gabor kernels, snowflake shapes) from its ``seed``, then optimizes the
 parameters toward a target class (it descends the target's cross-entropy) for ``steps`` steps of
-``step_size`` (default eps / sqrt(steps)) and returns the final image. Without a given target it
-uses the authors' target stream (``authors_targets``).
+``step_size`` (default distortion / sqrt(steps)) and returns the final image. Its budget,
+``distortion``, is the reference's ``eps`` (the name below), not an l-p radius of the pixels. Without a given target it
+uses the authors' target stream after their subset's permutation (``authors_targets`` with
+``after_permutation=TEST_SIZE``).
 
 The formulas follow the reference implementation, the ``advex-uar`` package (0.0.6.dev0), whose
 budgets ``eps`` are on the 0-255 pixel scale and mean something different per attack:
@@ -53,6 +55,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from interp_core.attacks.engine import CrossEntropy, check_data
+from interp_core.checks import check_range
 from interp_core.models import eval_mode
 
 #: The authors' budgets (0-255 pixel scale, as the reference). The paper evaluates CIFAR-10 and
@@ -67,6 +70,9 @@ UAR_ATTACKS: dict[str, dict[str, float]] = {
 }
 #: Seed of the authors' numpy target stream (the same seed as their evaluation subset).
 AUTHORS_TARGET_SEED = 99
+#: Size of the MNIST and CIFAR-10 test sets: the authors draw their permutation of it from the
+#: target stream (their image subset) before the targets.
+TEST_SIZE = 10_000
 
 FOG_WIBBLE_DECAY = 2.0
 FOG_MARGIN = 16
@@ -103,7 +109,7 @@ def authors_targets(y: Tensor, num_classes: int, seed: int = AUTHORS_TARGET_SEED
 
     ``after_permutation``: the authors' scripts first draw their image subset from the same
     generator, ``permutation(total)`` of the test set, and only then the targets; pass that total
-    (10,000 for the MNIST and CIFAR-10 test sets) to continue the stream from there, as they do.
+    (``TEST_SIZE`` for the MNIST and CIFAR-10 test sets) to continue the stream from there, as they do.
     y: (N,) labels in [0, K). Returns (N,) int64 on y's device, never equal to y.
     """
     if not isinstance(num_classes, int) or num_classes < 2:
@@ -544,17 +550,19 @@ class UARAttack:
 
     Args:
         kind: one of ``UAR_ATTACKS``: "fog", "gabor", "snow", "jpeg-linf", "jpeg-l2", "jpeg-l1".
-        eps: budget on the reference's scale (see the module docstring; the authors' values are
-            ``UAR_ATTACKS[kind][dataset]``), finite and >= 0; 0 returns x unchanged.
+        distortion: the budget, the reference's eps on its scale (see the module docstring; the
+            authors' values are ``UAR_ATTACKS[kind][dataset]``), finite and >= 0; 0 returns x
+            unchanged.
         steps: optimization steps (the authors: 200), an integer in [0, 100000].
-        step_size: step length on the parameters; None = eps / sqrt(steps) (the authors'). Not
+        step_size: step length on the parameters; None = distortion / sqrt(steps) (the authors'). Not
             used by "jpeg-l1" (Frank-Wolfe steps of size 1 / (step + 1)).
         seed: seeds the random start and the random kernels (same seed, same result on a device);
             draws are made on the CPU, so devices differ only by floating-point rounding.
 
     ``attack(model, x, y, target=None, *, callback=None) -> x_adv``: x (N, C, H, W) in [0, 1] with
     C = 1 or 3 and any H, W; y (N,) true labels; target (N,) classes to aim for, default
-    ``authors_targets(y, K)`` (numpy seed 99, counted from the first image of this call).
+    ``authors_targets(y, K, after_permutation=TEST_SIZE)`` (numpy seed 99, drawn after the
+    permutation of the test set as the authors' scripts do; image i of this call takes draw i).
     Returns the final iterate (N, C, H, W) in [0, 1], on x's device and dtype. Each step descends
     the target's cross-entropy (summed over the batch, so an image's steps do not depend on the
     others). The model is in eval mode during the attack and its modes are restored afterwards;
@@ -564,23 +572,23 @@ class UARAttack:
 
     targeted = True
 
-    def __init__(self, kind: str, eps: float, steps: int = 200, step_size: float | None = None, seed: int = 0):
+    def __init__(self, kind: str, distortion: float, steps: int = 200, step_size: float | None = None,
+                 seed: int = 0):
         if kind not in _KINDS:
             raise ValueError(f"unknown unforeseen attack {kind!r}; known: {list(UAR_ATTACKS)}")
-        if not (isinstance(eps, (int, float)) and math.isfinite(eps) and eps >= 0):
-            raise ValueError(f"eps must be finite and in [0, inf) (the reference's 0-255 scale), got {eps!r}")
-        if not (isinstance(steps, int) and 0 <= steps <= 100_000):
-            raise ValueError(f"steps must be an integer in [0, 100000], got {steps!r}")
+        check_range("distortion", distortion, hint=" (the reference's scale: UAR_ATTACKS)")
+        check_range("steps", steps, integer=True)
         if step_size is not None and not (isinstance(step_size, (int, float)) and math.isfinite(step_size)
                                           and step_size > 0):
-            raise ValueError(f"step_size must be None (eps / sqrt(steps)) or finite and in (0, inf), got {step_size!r}")
-        if not isinstance(seed, int):
-            raise ValueError(f"seed must be an integer, got {seed!r}")
-        self.kind, self.eps, self.steps, self.seed = kind, float(eps), steps, seed
-        self.step_size = float(step_size) if step_size is not None else (eps / math.sqrt(steps) if steps else 0.0)
+            raise ValueError(f"step_size must be None (distortion / sqrt(steps)) or finite and in (0, inf), "
+                             f"got {step_size!r}")
+        check_range("seed", seed, integer=True)
+        self.kind, self.distortion, self.steps, self.seed = kind, float(distortion), steps, seed
+        self.step_size = (float(step_size) if step_size is not None
+                          else distortion / math.sqrt(steps) if steps else 0.0)
 
     def __repr__(self) -> str:
-        return (f"UARAttack(kind={self.kind!r}, eps={self.eps:g}, steps={self.steps}, "
+        return (f"UARAttack(kind={self.kind!r}, distortion={self.distortion:g}, steps={self.steps}, "
                 f"step_size={self.step_size:g}, seed={self.seed})")
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None, *,
@@ -590,24 +598,24 @@ class UARAttack:
     def optimize(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None, *,
                  callback: Callable[[int, Tensor], None] | None = None) -> tuple[Tensor, list[Tensor]]:
         """The attack, also returning its final parameters (per kind: the fog weights, the Gabor
-        field, the snow intensities, or the JPEG coefficient shifts v (N, D)); [] when eps = 0."""
+        field, the snow intensities, or the JPEG coefficient shifts v (N, D)); [] when distortion = 0."""
         y, target = check_data(x, y, target, targeted=False)
         if x.dim() != 4 or x.shape[1] not in (1, 3):
             raise ValueError(f"unforeseen attacks take images (N, C, H, W) with C = 1 or 3, got {tuple(x.shape)}")
         x = x.detach()
-        if x.shape[0] == 0 or self.eps == 0:
+        if x.shape[0] == 0 or self.distortion == 0:
             return x.clone(), []
         with eval_mode(model), torch.enable_grad():
             if target is None:
                 with torch.no_grad():
-                    target = authors_targets(y, model(x[:1]).shape[1])
+                    target = authors_targets(y, model(x[:1]).shape[1], after_permutation=TEST_SIZE)
             params, x_adv = self._run(model, x, y, target, callback)
         if not torch.isfinite(x_adv).all():
             raise RuntimeError(f"{self!r} produced non-finite values")
         return x_adv, params
 
     def _run(self, model, x, y, target, callback) -> tuple[list[Tensor], Tensor]:
-        kind, eps = _KINDS[self.kind](), self.eps
+        kind, eps = _KINDS[self.kind](), self.distortion
         generator = torch.Generator().manual_seed(self.seed)
         params, fixed = kind.start(x, eps, generator)
         params = [p.requires_grad_(True) for p in params]
@@ -633,5 +641,5 @@ class UARAttack:
         if kind.update == "normalized":
             flat = flat + self.step_size * grad / (grad.norm(dim=1, keepdim=True) + 1e-8)
         else:
-            flat = flat + (_frank_wolfe_vertex(grad, self.eps) - flat) / (it + 1)
+            flat = flat + (_frank_wolfe_vertex(grad, self.distortion) - flat) / (it + 1)
         return _unflat(flat, params)

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from interp_core.attacks import PAPER_SUBSET, authors_targets
+from interp_core.attacks.uar import TEST_SIZE
 from interp_core.data import ImageDataset, load_dataset, paper_subset
 from interp_core.evaluate.interpretation import choose_targets
 
@@ -42,8 +43,6 @@ SUBSETS = (*AUTHORS_SETS, "first")
 #: How targeted evaluations choose their targets: the authors' stream of the image set, a seeded
 #: random wrong class (torch generator), or the clean image's runner-up class.
 TARGETS = ("authors", "random", "runner-up")
-#: Size of the MNIST and CIFAR-10 test sets, whose permutations the authors' sets slice.
-TEST_SIZE = 10_000
 
 
 def evaluation_set(dataset: str, split: str = "test", n: int | None = None, subset: str = "paper",

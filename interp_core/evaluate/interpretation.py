@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from interp_core.checks import check_eps_list, check_range
-from interp_core.attacks import AAI, authors_targets, bound_points, isa_tradeoff, runner_up
+from interp_core.attacks import AAI, bound_points, isa_tradeoff, runner_up
 from interp_core.attacks.isa import ISA_BUDGETS, SCALES, envelope
 from interp_core.evaluate.robust import Progress
 from interp_core.interpret import get_explainer
@@ -24,17 +24,15 @@ LEVEL_BAND = 0.9
 
 
 def choose_targets(model: nn.Module, x: Tensor, y: Tensor, how: str = "runner-up", seed: int = 0) -> Tensor:
-    """Attack targets (N,): the runner-up class; (the authors' choice) a seeded uniformly random
-    class other than y ("random", torch generator); or "authors", the authors' numpy stream
-    (``authors_targets``; pass seed=99 for theirs)."""
+    """Attack targets (N,) of images x (N, C, H, W) with labels y (N,): the runner-up class, or
+    (the authors' choice) a seeded uniformly random class other than y ("random", torch
+    generator). The authors' own numpy stream is ``evaluate.data.resolve_targets``'s "authors"."""
     if how == "runner-up":
         return runner_up(model, x, y)
-    if how not in ("random", "authors"):
-        raise ValueError(f"targets are 'runner-up', 'random' or 'authors', got {how!r}")
+    if how != "random":
+        raise ValueError(f"targets are 'runner-up' or 'random', got {how!r}")
     with torch.no_grad():
         k = model(x[:1]).shape[1]
-    if how == "authors":
-        return authors_targets(y, k, seed)
     shift = torch.randint(1, k, y.shape, generator=torch.Generator().manual_seed(seed)).to(y.device)
     return (y + shift) % k
 

@@ -9,9 +9,8 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor, nn
 
-from interp_core.attacks import UAR_ATTACKS, UARAttack
-from interp_core.attacks.uar import AUTHORS_TARGET_SEED
-from interp_core.evaluate.interpretation import choose_targets
+from interp_core.attacks import UAR_ATTACKS, UARAttack, authors_targets
+from interp_core.attacks.uar import AUTHORS_TARGET_SEED, TEST_SIZE
 from interp_core.evaluate.robust import Progress
 from interp_core.metrics import correct
 
@@ -22,8 +21,10 @@ def uar_evaluation(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str
                    progress: Progress | None = None) -> dict:
     """Accuracy of ``model`` under each unforeseen attack on x (N, C, H, W) in [0, 1], labels y (N,).
 
-    The authors' protocol: targets t = (y + 1 + randint(K - 1)) % K from numpy RandomState(seed),
-    one draw per image of x in order (the same targets for every attack); ``steps`` steps of
+    The authors' protocol: targets t = (y + 1 + randint(K - 1)) % K from numpy RandomState(seed)
+    after its permutation of the test set (``authors_targets(..., after_permutation=TEST_SIZE)``),
+    one draw per image of x in order (the same targets for every attack; the authors' targets image
+    by image when x is their seed-99 subset in order); ``steps`` steps of
     eps / sqrt(steps) from a random start (``UARAttack`` with ``seed``); budgets
     ``UAR_ATTACKS[attack][dataset]`` unless ``eps`` overrides them per attack. Accuracy is the
     share of attacked images whose argmax is the true label (an image misclassified when clean
@@ -49,7 +50,8 @@ def uar_evaluation(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str
     with torch.no_grad():
         clean = torch.cat([correct(model(x[s:s + batch_size]), y[s:s + batch_size])
                            for s in range(0, len(y), batch_size)])
-    target = choose_targets(model, x, y, "authors", seed)
+    with torch.no_grad():
+        target = authors_targets(y, model(x[:1]).shape[1], seed, after_permutation=TEST_SIZE)
     batches = -(-len(y) // batch_size)
     results = []
     for i, name in enumerate(attacks):
@@ -70,7 +72,8 @@ def uar_evaluation(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str
                         "seconds": time.perf_counter() - attack_started})
     protocol = {"attack": "uar", "reference": "advex-uar 0.0.6.dev0 formulas (Kang et al. 2019)", "steps": steps,
                 "step_size": "eps / sqrt(steps)", "random_start": True, "seed": seed, "budgets": dataset,
-                "targets": f"numpy RandomState({seed}): t = (y + 1 + randint(K - 1)) % K, one draw per image",
+                "targets": f"numpy RandomState({seed}) after permutation({TEST_SIZE}): t = (y + 1 + randint(K - 1)) % K, "
+                           "one draw per image",
                 "accuracy": "argmax equals the true label"}
     return {"protocol": protocol, "n": len(y), "subset": subset, "clean_accuracy": float(clean.float().mean()),
             "results": results, "seconds": time.perf_counter() - started}

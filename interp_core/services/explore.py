@@ -111,7 +111,8 @@ class ModelResult:
     [0, 1] (0.5 = unchanged; all 0.5 below PERTURBATION_FLOOR), its l-inf / l2 size (N,), logits
     and probabilities (N, K), true and attack classes (N,), the bound ½(Z_y(x) − Z_t(x)) beside D2
     and D1 of CAM/(h·w) (N,), whether t beats y at x' (the bound's premise), whether the attack
-    reached its goal (N,) bool, one MapSet per explainer, the trajectory and the time taken."""
+    reached its goal (N,) bool, one MapSet per explainer, the trajectory and the time taken; for
+    ISA with a searched gamma, the gamma it found (N,) (NaN: none reached t), else None."""
 
     model: str
     x_adv: np.ndarray
@@ -132,6 +133,7 @@ class ModelResult:
     maps: dict[str, MapSet]
     trajectory: Trajectory | None
     seconds: float
+    found_gamma: np.ndarray | None = None
 
     @property
     def clean_pred(self) -> np.ndarray:
@@ -182,7 +184,8 @@ def attack_settings(name: str, params: dict) -> dict:
     where a None (derived) setting such as PGD's step_size is read from the built attack (2.5 eps /
     steps). Raises ValueError for unknown or invalid settings, as ``build_attack`` does."""
     attack = build_attack(name, **params)
-    settings = {k: params[k] for k in ("eps",) if k in params}  # the radius first, as people read it
+    budget = ATTACKS[name].budget
+    settings = {budget: params[budget]} if budget in params else {}  # the budget first, as people read it
     settings.update({**ATTACKS[name].defaults, **params})
     return {k: getattr(attack, k, v) if v is None else v for k, v in settings.items()}
 
@@ -331,6 +334,7 @@ def _explore_model(name, model, x, y, attack: Attack, explainers, target, trajec
         d2_cam_hw=d2_cam_hw.cpu().numpy(), d1_cam_hw=d1_cam_hw.cpu().numpy(),
         bound_applies=(adv_logits.gather(1, t[:, None]) > adv_logits.gather(1, y[:, None])).squeeze(1).cpu().numpy(),
         goal_reached=reached.cpu().numpy(), maps=maps, trajectory=trajectory, seconds=time.perf_counter() - start,
+        found_gamma=None if getattr(attack, "found_gamma", None) is None else attack.found_gamma.cpu().numpy(),
     )
 
 
