@@ -3,6 +3,7 @@
     python tools/project_cards.py --checkpoint RUN.safetensors --name mnist-smallgap-int-project \
         [--preset cpu] [--trained-by TEXT] [--machine TEXT]
     python tools/project_cards.py --table     # the shipped project cards' numbers, as markdown
+    python tools/project_cards.py --markdown NAME ...   # rewrite .md files from the stored cards
 
 Measures the model with the evaluation every Train-page run gets
 (:func:`interp_core.services.jobs.evaluate_model`: clean accuracy, the authors' PGD at the
@@ -32,14 +33,15 @@ DEFAULT_MACHINE = f"the project's 2-core {platform.machine()} CPU sandbox, one t
 def schedule_text(cfg: TrainConfig, n_images: int, total_steps: int) -> str:
     """One line describing a config in steps: batch, epochs, images, lr, eps ramp, inner attack, init."""
     lr = f"lr {cfg.lr:g}" + "".join(f", then {value:g} from step {at:,}" for at, value in sorted(cfg.lr_steps))
+    value = (lambda v: f"{v * 255:.3g}/255") if cfg.dataset == "cifar10" else (lambda v: f"{v:g}")  # noqa: E731
     inner = ("no inner attack" if cfg.method == "normal"
-             else f"eps {cfg.eps:g} ramped over steps {cfg.eps_ramp[0]:,}-{cfg.eps_ramp[1]:,}, "
-                  f"{cfg.steps} inner steps of {cfg.step_size:g}")
+             else f"eps {value(cfg.eps)} ramped over steps {cfg.eps_ramp[0]:,}-{cfg.eps_ramp[1]:,}, "
+                  f"{cfg.steps} inner steps of {value(cfg.step_size)}")
     regularizer = f", regularizer weight {cfg.gamma:g}" if cfg.gamma else ""
     if cfg.gamma and cfg.gamma_start:
         regularizer += f" from step {cfg.gamma_start:,}"
     init = "the authors' initialization" if cfg.init == "authors" else "PyTorch's default initialization"
-    return (f"batch {cfg.batch_size}, {cfg.epochs} epochs on {n_images:,} `{cfg.train_split}` images "
+    return (f"batch {cfg.batch_size}, {cfg.epochs} epochs on the first {n_images:,} `{cfg.train_split}` images "
             f"({total_steps:,} steps), {lr}, {inner}{regularizer}; Adam, {init}, seed {cfg.seed}.")
 
 
@@ -47,7 +49,7 @@ def card_markdown(name: str, cfg: TrainConfig, preset: str, flags: list[str], me
                   trained_by: str) -> str:
     """The ``.md`` model card of a project checkpoint."""
     total = int(metrics["total_steps"])
-    n_images = total // cfg.epochs * cfg.batch_size
+    n_images = cfg.subset or total // cfg.epochs * cfg.batch_size
     command = " ".join(["INTERP_CORE_THREADS=1 python -m interp_core train", *flags, "--source project",
                         f"--out checkpoints/{name}.safetensors"])
     evaluate = (f"python -m interp_core evaluate robust --model {name} --dataset {cfg.dataset} --protocol paper "
@@ -57,7 +59,8 @@ def card_markdown(name: str, cfg: TrainConfig, preset: str, flags: list[str], me
     return "\n".join([
         f"# {name}", "",
         f"smallgap trained with `{cfg.method}` (docs/method.md#training) on {cfg.dataset} by this project on a "
-        f"2-core CPU, with the `{preset}` preset's schedule. It is not the authors' network (that is "
+        f"2-core CPU, from the `{preset}` preset (the command flags every setting that differs from it). It is not "
+        f"the authors' network (that is "
         f"`{cfg.dataset}-{cfg.arch}-{cfg.method}-paper` where shipped).", "",
         "## Recipe (one command)", "```", command, "```",
         f"- schedule: {schedule_text(cfg, n_images, total)}",
@@ -92,10 +95,22 @@ def ship(checkpoint: Path, name: str, preset: str, trained_by: str, machine: str
         "machine": machine or card.metrics.get("machine") or DEFAULT_MACHINE,
     })
     card.description = f"{cfg.method} on {cfg.dataset}, trained by the project with the `{preset}` preset"
+    card.metrics["trained_by"] = trained_by
     out = ROOT / "checkpoints" / f"{name}.safetensors"
     save_checkpoint(model, card, out)
     out.with_suffix(".md").write_text(card_markdown(name, cfg, preset, flags, card.metrics, trained_by))
     return out
+
+
+def rewrite_markdown(name: str) -> Path:
+    """Write ``checkpoints/<name>.md`` again from the shipped card, without measuring anything."""
+    path = ROOT / "checkpoints" / f"{name}.safetensors"
+    _, card = load_checkpoint(path, "cpu")
+    cfg = TrainConfig.from_dict(card.hyperparameters)
+    flags = config_to_args(cfg, int(card.metrics["total_steps"]))
+    text = card_markdown(name, cfg, cfg.preset, flags, card.metrics, card.metrics["trained_by"])
+    path.with_suffix(".md").write_text(text)
+    return path.with_suffix(".md")
 
 
 def cards_table(dataset: str) -> str:
@@ -123,12 +138,17 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path)
     parser.add_argument("--name")
     parser.add_argument("--table", action="store_true", help="print the shipped project cards' numbers")
+    parser.add_argument("--markdown", nargs="+", metavar="NAME", help="rewrite these cards' .md from their stored card")
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--trained-by", default="the command above")
     parser.add_argument("--machine", help="where the training ran (default: what the card says, else this machine)")
     args = parser.parse_args()
     if args.table:
         print("\n\n".join(t for t in (cards_table("mnist"), cards_table("cifar10")) if t))
+        return
+    if args.markdown:
+        for name in args.markdown:
+            print(rewrite_markdown(name))
         return
     if not (args.checkpoint and args.name):
         parser.error("--checkpoint and --name are required (or --table)")
