@@ -286,3 +286,20 @@ def test_misclassified_images_are_refused_with_the_prediction(mnist_normal, mnis
     assert err.value.pred == mnist_demo.class_names[pred] and err.value.true == mnist_demo.class_names[(pred + 1) % 10]
     ok = explore({"normal": mnist_normal}, x, torch.tensor([pred]), pgd_fn(0.1), ["cam"], require_correct=True)
     assert len(ok.models) == 1
+
+
+def test_exports_carry_the_gamma_isa_searched(mnist_normal, mnist_demo):
+    """With ISA's gamma search, each row names the gamma its example was found with; other attacks
+    have no such column."""
+    from interp_core.attacks import ISA
+
+    x, y = mnist_demo.images[:2], mnist_demo.labels[:2]
+    res = explore({"normal": mnist_normal}, x, y, ISA(0.2, search_gamma=True, rounds=3), ["cam"],
+                  {"name": "isa", "eps": 0.2, "search_gamma": True}, class_names=mnist_demo.class_names,
+                  trajectory_explainer=None)
+    found = res.models[0].found_gamma
+    rows = metrics_rows(res)
+    assert found is not None and len(rows) == 2
+    assert [r["gamma found"] for r in rows] == pytest.approx(found.tolist(), nan_ok=True)
+    assert "gamma found" not in metrics_rows(explore({"normal": mnist_normal}, x, y, pgd_fn(0.1, 2), ["cam"],
+                                                     {"name": "pgd"}, trajectory_explainer=None))[0]

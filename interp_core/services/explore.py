@@ -465,8 +465,8 @@ def settings_line(result: ExploreResult, ascii_only: bool = False) -> str:
 
 def metrics_rows(result: ExploreResult) -> list[dict]:
     """One flat row per (image, model, explainer): dataset, the image's gallery number, the attack
-    and its settings, whether it reached its goal, predictions, perturbation size, every metric,
-    and the CAM/(h·w) bound beside D2 and D1."""
+    and its settings (with the gamma ISA's search found), whether it reached its goal, predictions,
+    perturbation size, every metric, and the CAM/(h·w) bound beside D2 and D1."""
     settings = {k: v for k, v in result.attack.items() if k not in ("name", "target")}
     rows = []
     for m in result.models:
@@ -481,6 +481,8 @@ def metrics_rows(result: ExploreResult) -> list[dict]:
                 "D1 CAM/(h·w)": float(m.d1_cam_hw[i]), "D2 CAM/(h·w)": float(m.d2_cam_hw[i]),
                 "bound ½(Z_y−Z_t)": float(m.bound[i]), "t beats y at x'": bool(m.bound_applies[i]),
             }
+            if m.found_gamma is not None:  # ISA's gamma search: the gamma of this example (NaN: none worked)
+                base["gamma found"] = float(m.found_gamma[i])
             for name, ms in m.maps.items():
                 rows.append({**base, "explainer": name, **{k: float(v[i]) for k, v in ms.metrics.items()}})
     return rows
