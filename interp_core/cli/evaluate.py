@@ -125,7 +125,8 @@ def register(commands) -> None:
         "reproduce", help="the paper's tables and figures on its networks (CSV, markdown, plotly HTML/PNG)",
         description="Regenerates the PGD accuracy tables, AAI Kendall-tau tables, the bound scatter, the ISA "
                     "trade-off (MNIST and CIFAR-10 smallgap, the authors' and the fine step budget) and the UAR "
-                    "table for the networks in ../shared/paper-networks. The full run takes hours on a CPU; --quick "
+                    "table for the networks in ../shared/paper-networks. The full run takes about 8 hours of one CPU "
+                    "thread (estimated by python -m benchmarks reproduce); --quick "
                     "runs a few networks on a few images with fewer steps. --json prints "
                     '{"out", "settings", "parts": {name: {"seconds", "files"}}, "warnings"}')
     p.add_argument("--out", required=True, help="output folder")

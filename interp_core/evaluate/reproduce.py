@@ -13,8 +13,8 @@ writing its own files and returning them with its wall-clock time:
   authors' step budget and the fine one, and a statement of what was measured;
 - ``uar_table``: accuracy under the unforeseen attacks (CIFAR-10 smallgap and wresnet networks).
 
-The full run follows the authors' protocol and takes hours on a CPU; ``quick=True`` runs a few
-networks on a few images with fewer steps, rounds and multipliers (the README it writes says which).
+The full run follows the authors' protocol and takes about 8 hours of one CPU thread (estimated by
+``python -m benchmarks reproduce``); ``quick=True`` runs a few networks on a few images with fewer steps, rounds and multipliers (the README it writes says which).
 Every table row records its protocol, targets and images.
 """
 
