@@ -53,3 +53,28 @@ def test_missing_or_foreign_tables_are_clear_errors(tmp_path):
     _write(tmp_path / "aai_kendall.csv", [{"dataset": "mnist", "value": 1}])
     with pytest.raises(ValueError, match="missing columns"):
         load_reproduce_tables(tmp_path)
+
+
+def test_a_stopped_run_resumes_network_by_network(tmp_path, paper_networks_dir, full_data, monkeypatch):
+    """The PGD part keeps each finished network in partial/; a resumed run reads them back
+    instead of attacking again (same rows, the earlier seconds counted), tolerates a line cut short
+    by a kill, and refuses a folder written with other settings; a fresh run starts over."""
+    from dataclasses import replace
+
+    from interp_core.evaluate import reproduce as rp
+
+    settings = replace(rp.QUICK, n=4, steps=2, methods={("mnist", "smallgap"): ("normal", "adv")})
+    first = rp.pgd_tables(rp.Run(tmp_path, settings, "cpu", None))
+    stored = (tmp_path / "partial" / "pgd.jsonl").read_text()
+    assert len(stored.splitlines()) == 2 and first["unit_seconds"] >= 0
+    rows = (tmp_path / "pgd_accuracy.csv").read_text()
+    with open(tmp_path / "partial" / "pgd.jsonl", "a") as f:
+        f.write('{"key": "mnist_smallgap_int_100", "seco')  # killed while writing
+    monkeypatch.setattr(rp, "robust_accuracy", lambda *a, **k: pytest.fail("a finished network was attacked again"))
+    again = rp.pgd_tables(rp.Run(tmp_path, settings, "cpu", None, resume=True))
+    assert (tmp_path / "pgd_accuracy.csv").read_text() == rows
+    assert again["unit_seconds"] == first["unit_seconds"]
+    with pytest.raises(ValueError, match="other settings"):
+        rp.Run(tmp_path, replace(settings, steps=3), "cpu", None, resume=True)
+    rp.Run(tmp_path, settings, "cpu", None)  # not resumed: the finished networks are dropped
+    assert not (tmp_path / "partial" / "pgd.jsonl").exists()

@@ -131,6 +131,8 @@ def register(commands) -> None:
                     '{"out", "settings", "parts": {name: {"seconds", "files"}}, "warnings"}')
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quick", action="store_true", help="few networks, images, steps and multipliers (minutes)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a stopped run in --out: networks it finished (out/partial/) are not measured again")
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true")
@@ -344,7 +346,7 @@ def run_reproduce(args) -> None:
         bars[part](done, total)
 
     try:
-        summary = reproduce(args.out, args.quick, parts, resolve_device(args.device), progress)
+        summary = reproduce(args.out, args.quick, parts, resolve_device(args.device), progress, resume=args.resume)
     finally:
         for bar in bars.values():
             bar.close()

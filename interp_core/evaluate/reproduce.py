@@ -134,14 +134,62 @@ def _save_figure(fig, out: Path, stem: str, warnings: list[str]) -> list[str]:
     return [f"{stem}.html", f"{stem}.png"]
 
 
+def settings_dict(settings: Settings) -> dict:
+    """``settings`` as JSON-able values (the method filters keyed "dataset_arch")."""
+    return {**asdict(settings), **{key: None if getattr(settings, key) is None else
+                                   {f"{d}_{a}": list(m) for (d, a), m in getattr(settings, key).items()}
+                                   for key in ("methods", "uar_methods")}}
+
+
 class Run:
     """What every part shares: the output folder, settings, device, warnings, loaded images, and
     the progress callback."""
 
-    def __init__(self, out: Path, settings: Settings, device: str | torch.device, progress: PartProgress | None):
+    def __init__(self, out: Path, settings: Settings, device: str | torch.device, progress: PartProgress | None,
+                 resume: bool = False):
         self.out, self.settings, self.device, self.progress = out, settings, device, progress
         self.warnings: list[str] = []
         self._data: dict = {}
+        self.unit_seconds: dict[str, float] = {}
+        self._start_units(resume)
+
+    def _start_units(self, resume: bool) -> None:
+        """``<out>/partial/`` holds each finished unit (one network of a table) as a JSON line per
+        part, with the settings it was measured with; a fresh run empties it, a resumed one checks
+        that its settings are the same."""
+        self.partial = self.out / "partial"
+        stamp = json.dumps(settings_dict(self.settings), sort_keys=True)
+        stamp_path = self.partial / "settings.json"
+        if resume and stamp_path.is_file() and stamp_path.read_text() != stamp:
+            raise ValueError(f"{paths.display(self.out)} holds a run with other settings (quick or full): "
+                             f"resume it with those, or write into another folder")
+        if not resume and self.partial.is_dir():
+            for old in self.partial.glob("*.jsonl"):
+                old.unlink()
+        self.partial.mkdir(parents=True, exist_ok=True)
+        write_atomic(stamp_path, stamp)
+
+    def unit(self, part: str, key: str, measure: Callable[[], dict]) -> dict:
+        """The result of one unit of ``part`` (a JSON-able dict): read back when a previous call
+        finished it (``partial/<part>.jsonl``), else measured and appended there with its wall
+        seconds. ``unit_seconds[part]`` adds up the seconds of every unit, read or measured."""
+        path = self.partial / f"{part}.jsonl"
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                try:
+                    stored = json.loads(line)
+                except json.JSONDecodeError:  # a line cut short by a killed run
+                    continue
+                if stored["key"] == key:
+                    self.unit_seconds[part] = self.unit_seconds.get(part, 0.0) + stored["seconds"]
+                    return stored["value"]
+        started = time.perf_counter()
+        value = measure()
+        seconds = round(time.perf_counter() - started, 1)
+        with open(path, "a") as f:
+            f.write(json.dumps({"key": key, "seconds": seconds, "value": value}) + "\n")
+        self.unit_seconds[part] = self.unit_seconds.get(part, 0.0) + seconds
+        return value
 
     def data(self, dataset: str, n: int, subset: str = "paper"):
         """(x, y, description) of the authors' image set ``subset`` (first n), on the device."""
@@ -160,15 +208,16 @@ class Run:
             if found:
                 yield dataset, arch, found
 
-    def table_networks(self, part: str):
-        """Every paper network of the tables (the settings' methods), loaded one at a time with its
-        evaluation images: yields (dataset, arch, method, path, model, x, y, what) and reports
-        ``part``'s progress after each."""
-        jobs = [(d, a, m, p) for d, a, nets in self.networks(methods=self.settings.methods) for m, p in nets]
+    def table_networks(self, part: str, tables=TABLES, methods: dict | None = None, n: int | None = None):
+        """Every paper network of ``tables`` (of ``methods``, default the settings' methods) with
+        its first ``n`` (default the settings' n) evaluation images: yields (dataset, arch, method,
+        path, x, y, what) and reports ``part``'s progress after each. The caller loads the network
+        (:func:`load_model`) only when its unit is not already done."""
+        methods = self.settings.methods if methods is None and tables is TABLES else methods
+        jobs = [(d, a, m, p) for d, a, nets in self.networks(tables, methods) for m, p in nets]
         for j, (dataset, arch, method, path) in enumerate(jobs):
-            x, y, what = self.data(dataset, self.settings.n)
-            model, _ = load_model(path, self.device)
-            yield dataset, arch, method, path, model, x, y, what
+            x, y, what = self.data(dataset, n or self.settings.n)
+            yield dataset, arch, method, path, x, y, what
             self.tick(part)(j + 1, len(jobs))
 
     def normal_network(self, dataset: str, part: str) -> Path | None:
@@ -184,36 +233,48 @@ class Run:
     def figure(self, fig, stem: str) -> list[str]:
         return _save_figure(fig, self.out, stem, self.warnings)
 
-    def finish(self, started: float, files: list[str]) -> dict:
-        """A part's result: its files and wall-clock seconds."""
-        return {"seconds": round(time.perf_counter() - started, 1), "files": files}
+    def finish(self, started: float, files: list[str], part: str | None = None) -> dict:
+        """A part's result: its files, the wall-clock seconds of this call and, for a part run in
+        units, ``unit_seconds``: the seconds of all its units, measured now or by earlier calls."""
+        result = {"seconds": round(time.perf_counter() - started, 1), "files": files}
+        if part in self.unit_seconds:
+            result["unit_seconds"] = round(self.unit_seconds[part], 1)
+        return result
 
 
 def pgd_tables(run: Run) -> dict:
     """Robust accuracy of every paper network under the authors' PGD on the seed-99 subset."""
     started, s, rows = time.perf_counter(), run.settings, []
-    for dataset, arch, method, path, model, x, y, what in run.table_networks("pgd"):
-        result = robust_accuracy(model, x, y, list(PAPER_EPS[dataset]), "paper", steps=s.steps, subset=what)
-        for r in result.results:
-            rows.append({"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
-                         "eps": r["eps"], "accuracy": r["accuracy"], "attack": "paper-pgd", "steps": s.steps,
-                         "step_size": 0.01, "random_start": False, "restarts": 1, "n": len(y), "subset": what})
-        run.warnings.extend(f"{path.stem}: {w}" for w in result.warnings)
-    return run.finish(started, _tables_out(run, rows, "pgd_accuracy", "accuracy", "PGD robust accuracy"))
+    for dataset, arch, method, path, x, y, what in run.table_networks("pgd"):
+        def measure() -> dict:
+            model, _ = load_model(path, run.device)
+            result = robust_accuracy(model, x, y, list(PAPER_EPS[dataset]), "paper", steps=s.steps, subset=what)
+            return {"rows": [{"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
+                              "eps": r["eps"], "accuracy": r["accuracy"], "attack": "paper-pgd", "steps": s.steps,
+                              "step_size": 0.01, "random_start": False, "restarts": 1, "n": len(y), "subset": what}
+                             for r in result.results],
+                    "warnings": [f"{path.stem}: {w}" for w in result.warnings]}
+        done = run.unit("pgd", path.stem, measure)
+        rows += done["rows"]
+        run.warnings.extend(done["warnings"])
+    return run.finish(started, _tables_out(run, rows, "pgd_accuracy", "accuracy", "PGD robust accuracy"), "pgd")
 
 
 def aai_tables(run: Run) -> dict:
     """AAI Kendall tau of the true-class CAM of every paper network on the seed-99 subset."""
     started, s, rows = time.perf_counter(), run.settings, []
-    for dataset, arch, method, path, model, x, y, what in run.table_networks("aai"):
-        result = aai_evaluation(model, x, y, list(AAI_EPS[dataset]), steps=s.aai_steps, subset=what)
-        for r in result["results"]:
-            rows.append({"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
-                         "eps": r["eps"], "kendall_tau": r["kendall_tau"], "topk_intersection": r["topk_intersection"],
-                         "kept": r["kept"], "attack": "aai", "k": 8, "steps": s.aai_steps, "step_size": 0.01,
-                         "random_start": True, "restarts": 1, "n": len(y), "subset": what})
+    for dataset, arch, method, path, x, y, what in run.table_networks("aai"):
+        def measure() -> dict:
+            model, _ = load_model(path, run.device)
+            result = aai_evaluation(model, x, y, list(AAI_EPS[dataset]), steps=s.aai_steps, subset=what)
+            return {"rows": [{"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
+                              "eps": r["eps"], "kendall_tau": r["kendall_tau"],
+                              "topk_intersection": r["topk_intersection"], "kept": r["kept"], "attack": "aai", "k": 8,
+                              "steps": s.aai_steps, "step_size": 0.01, "random_start": True, "restarts": 1,
+                              "n": len(y), "subset": what} for r in result["results"]]}
+        rows += run.unit("aai", path.stem, measure)["rows"]
     return run.finish(started, _tables_out(run, rows, "aai_kendall", "kendall_tau",
-                                           "AAI mean Kendall tau (CAM of the true class)"))
+                                           "AAI mean Kendall tau (CAM of the true class)"), "aai")
 
 
 def _tables_out(run: Run, rows: list[dict], stem: str, value: str, title: str) -> list[str]:
@@ -399,15 +460,14 @@ def uar_table(run: Run) -> dict:
     """Accuracy of the CIFAR-10 smallgap and wresnet networks under the six unforeseen attacks
     (the authors' budgets and targets) on the seed-99 subset."""
     started, s, rows = time.perf_counter(), run.settings, []
-    jobs = [(d, a, m, p) for d, a, nets in run.networks(UAR_TABLES, s.uar_methods) for m, p in nets]
-    for j, (dataset, arch, method, path) in enumerate(jobs):
-        x, y, what = run.data(dataset, s.uar_n)
-        model, _ = load_model(path, run.device)
-        result = uar_evaluation(model, x, y, dataset=dataset, steps=s.uar_steps, subset=what)
-        rows.append({"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
-                     "clean": result["clean_accuracy"], **{r["attack"]: r["accuracy"] for r in result["results"]},
-                     "steps": s.uar_steps, "targets": result["protocol"]["targets"], "n": len(y), "subset": what})
-        run.tick("uar")(j + 1, len(jobs))
+    for dataset, arch, method, path, x, y, what in run.table_networks("uar", UAR_TABLES, s.uar_methods, s.uar_n):
+        def measure() -> dict:
+            model, _ = load_model(path, run.device)
+            result = uar_evaluation(model, x, y, dataset=dataset, steps=s.uar_steps, subset=what)
+            return {"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
+                    "clean": result["clean_accuracy"], **{r["attack"]: r["accuracy"] for r in result["results"]},
+                    "steps": s.uar_steps, "targets": result["protocol"]["targets"], "n": len(y), "subset": what}
+        rows.append(run.unit("uar", path.stem, measure))
     if not rows:
         run.warnings.append(f"uar: no CIFAR-10 paper networks found in {paths.paper_networks_dir()}")
         return run.finish(started, [])
@@ -420,7 +480,7 @@ def uar_table(run: Run) -> dict:
              "| network | clean | " + " | ".join(attacks) + " |", "|---" * (len(attacks) + 2) + "|"]
     lines += [f"| {r['network']} | {r['clean']:.3f} | " + " | ".join(f"{r[a]:.3f}" for a in attacks) + " |" for r in rows]
     (run.out / "uar_accuracy.md").write_text("\n".join(lines) + "\n")
-    return run.finish(started, ["uar_accuracy.csv", "uar_accuracy.md"])
+    return run.finish(started, ["uar_accuracy.csv", "uar_accuracy.md"], "uar")
 
 
 PART_FUNCTIONS: dict[str, Callable[[Run], dict]] = {
@@ -428,23 +488,24 @@ PART_FUNCTIONS: dict[str, Callable[[Run], dict]] = {
 
 
 def reproduce(out: str | Path, quick: bool = False, parts: tuple[str, ...] = PARTS, device: str | torch.device = "cpu",
-              progress: PartProgress | None = None) -> dict:
+              progress: PartProgress | None = None, resume: bool = False) -> dict:
     """Run the parts ``parts`` (of ``PARTS``, in that order) into ``out``; returns {"settings",
-    "parts": {name: {"seconds", "files"}}, "warnings"}. Needs the paper networks and the MNIST /
-    CIFAR-10 test sets. Writes README.md (mode, settings, timing, every part's markdown) and
-    summary.json."""
+    "parts": {name: {"seconds", "files"[, "unit_seconds"]}}, "warnings"}. Needs the paper networks
+    and the MNIST / CIFAR-10 test sets. Writes README.md (mode, settings, timing, every part's
+    markdown) and summary.json.
+
+    The PGD, AAI and UAR parts run network by network and keep each finished network in
+    ``out/partial/``: with ``resume`` a run that was stopped continues where it stopped (same
+    settings only), and ``unit_seconds`` adds up the work of every call, so a full run can be
+    spread over several sessions and still report what it cost."""
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)}; known: {PARTS}")
     settings = QUICK if quick else FULL
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    run = Run(out, settings, device, progress)
-    summary = {"settings": {**asdict(settings), "quick": quick,
-                            **{key: None if getattr(settings, key) is None else
-                               {f"{d}_{a}": list(m) for (d, a), m in getattr(settings, key).items()}
-                               for key in ("methods", "uar_methods")}},
-               "parts": {}, "warnings": run.warnings}
+    run = Run(out, settings, device, progress, resume)
+    summary = {"settings": {**settings_dict(settings), "quick": quick}, "parts": {}, "warnings": run.warnings}
     for name in PARTS:
         if name in parts:
             summary["parts"][name] = PART_FUNCTIONS[name](run)
@@ -455,7 +516,10 @@ def reproduce(out: str | Path, quick: bool = False, parts: tuple[str, ...] = PAR
 
 def _write_readme(out: Path, quick: bool, s: Settings, summary: dict) -> None:
     sections = [(out / f).read_text() for p in summary["parts"].values() for f in p["files"] if f.endswith(".md")]
-    timing = "\n".join(f"- {name}: {p['seconds']} s" for name, p in summary["parts"].items())
+    timing = "\n".join(f"- {name}: {p['seconds']} s" + (f" (its networks: {p['unit_seconds']} s of work, "
+                                                          "this call and any it resumed)"
+                                                          if "unit_seconds" in p else "")
+                       for name, p in summary["parts"].items())
     sizes = (f"Sizes: PGD and AAI tables {s.n} images, {s.steps} PGD steps, {s.aai_steps} AAI steps; bound "
              f"{s.bound_n} images; ISA trade-off {s.tradeoff_n} of the authors' 5 trade-off images, multipliers "
              f"{', '.join(f'{p:g}' for p in s.multipliers)} (each curve starts at its minimum-eps example, p = 1), "
