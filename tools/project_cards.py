@@ -123,7 +123,9 @@ def cards_table(dataset: str) -> str:
     if not cards:
         return ""
     eps, taus = list(cards[0].metrics["pgd_accuracy"]), list(cards[0].metrics["aai_tau"])
-    lines = ["| method | clean | " + " | ".join(eps) + " | " + " | ".join(f"tau {t}" for t in taus) + " |",
+    show = (lambda label: f"{float(label) * 255:.3g}/255") if dataset == "cifar10" else str  # noqa: E731
+    lines = [f"| {dataset} | clean | " + " | ".join(map(show, eps)) + " | "
+             + " | ".join(f"tau {show(t)}" for t in taus) + " |",
              "|---" * (2 + len(eps) + len(taus)) + "|"]
     for card in sorted(cards, key=lambda c: c.method):
         m = card.metrics
