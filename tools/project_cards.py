@@ -31,7 +31,7 @@ from interp_core.training.schedules import TrainConfig, config_to_args
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MACHINE = f"the project's 2-core {platform.machine()} CPU sandbox, one torch thread"
 def schedule_text(cfg: TrainConfig, n_images: int, total_steps: int) -> str:
-    """One line describing a config in steps: batch, epochs, images, lr, eps ramp, inner attack, init."""
+    """One line describing a config in steps (see ``TrainConfig.resolve``): batch, epochs, images, lr, eps ramp, inner attack, init."""
     lr = f"lr {cfg.lr:g}" + "".join(f", then {value:g} from step {at:,}" for at, value in sorted(cfg.lr_steps))
     value = (lambda v: f"{v * 255:.3g}/255") if cfg.dataset == "cifar10" else (lambda v: f"{v:g}")  # noqa: E731
     inner = ("no inner attack" if cfg.method == "normal"
@@ -63,7 +63,7 @@ def card_markdown(name: str, cfg: TrainConfig, preset: str, flags: list[str], me
         f"the authors' network (that is "
         f"`{cfg.dataset}-{cfg.arch}-{cfg.method}-paper` where shipped).", "",
         "## Recipe (one command)", "```", command, "```",
-        f"- schedule: {schedule_text(cfg, n_images, total)}",
+        f"- schedule: {schedule_text(cfg.resolve(total), n_images, total)}",
         f"- trained by: {trained_by}",
         f"- training time: {metrics['train_seconds']:.0f} s of training steps ({metrics.get('machine', 'CPU')}).", "",
         "## Metrics",
