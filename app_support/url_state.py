@@ -17,6 +17,8 @@ import streamlit as st
 
 #: Query parameters whose value is a list are written comma-separated.
 SEPARATOR = ","
+#: How many of its own latest URLs a page recognizes when the browser sends one back late.
+HISTORY = 8
 
 
 def encode(value: Any) -> str:
@@ -60,12 +62,21 @@ class Link:
     def _written(self) -> str:
         return f"{self.page}_url_written"
 
+    @property
+    def _history(self) -> str:
+        return f"{self.page}_url_history"
+
     def incoming(self) -> dict[str, str] | None:
         """The link's parameters when the URL was not written by this page (then the page applies
-        them), the page's last view when the URL has none, else None."""
+        them), the page's last view when the URL has none, else None.
+
+        A rerun carries the URL the browser showed when the user acted; when the user acts before
+        the page's latest URL has reached the browser (a busy server), that is one of the page's own
+        earlier URLs. Such an echo (one of the last ``HISTORY`` written) is not a link: applying it
+        would undo the user's newest settings."""
         params = st.query_params.to_dict()
         last = st.session_state.get(self._written)
-        if params == last:
+        if params == last or (params and params in st.session_state.get(self._history, [])):
             return None
         return params or last
 
@@ -96,3 +107,5 @@ class Link:
         if st.query_params.to_dict() != params:
             st.query_params.from_dict(params)
         st.session_state[self._written] = params
+        history = [p for p in st.session_state.get(self._history, []) if p != params]
+        st.session_state[self._history] = (history + [params])[-HISTORY:]

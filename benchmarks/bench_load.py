@@ -90,6 +90,15 @@ async def _wait_idle(page, started: bool = False, timeout: float = 300_000) -> N
     await page.wait_for_function(f"() => ({_SCRIPT_STATE})() === 'notRunning'", timeout=timeout)
 
 
+async def _wait_changed(picker, shown: str, timeout: float = 120.0) -> None:
+    """Wait until the image picker shows another image than ``shown``: on a busy server the rerun
+    of "Random image" starts late, and reading the picker before it would name the old image. (A
+    random draw of the same image, 1 in 300, just waits out the timeout.)"""
+    deadline = time.monotonic() + timeout
+    while await picker.input_value() == shown and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+
+
 async def session(browser, url: str, index: int, clicks: int, deadline: float, report: dict) -> None:
     """One user: open Explore, choose a dataset and an attack, then up to ``clicks`` fresh attacks
     before ``deadline`` (time.monotonic()); latencies and errors go into ``report``."""
@@ -113,9 +122,12 @@ async def session(browser, url: str, index: int, clicks: int, deadline: float, r
             if time.monotonic() > deadline:
                 report["not_run"] += 1
                 continue
+            picker = page.get_by_role("combobox", name="Image", exact=True)
+            shown = await picker.input_value()
             await page.get_by_role("button", name="Random image").click()
+            await _wait_changed(picker, shown)
             await _wait_idle(page)
-            image = await page.get_by_role("combobox", name="Image", exact=True).input_value()
+            image = await picker.input_value()
             image = f"{dataset} {image.split(' · ')[0].strip()}"
             report["requests"] += 1
             start = time.perf_counter()

@@ -430,3 +430,19 @@ def test_explore_isa_searches_gamma_unless_a_fixed_one_is_asked_for():
     assert not [m for m in at.metric if m.label == "γ found"]
     caption = next(c.value for c in at.caption if c.value.startswith("Results for"))
     assert "search_gamma=False" in caption and "gamma=0.002" in caption
+
+
+def test_explore_keeps_a_new_setting_when_the_browser_sends_back_an_older_url():
+    """On a busy server the user can act before the page's newest URL reached the browser; the
+    rerun then carries the page's own older URL. That echo must not undo the new setting (it did:
+    the load benchmark's sessions got results of the attack they had left)."""
+    at = open_page("explore")
+    before = dict(at.query_params)
+    assert before["attack"] == "pgd"
+    at.sidebar.selectbox(key="explore_attack").set_value("fgsm").run()
+    assert not at.exception, at.exception
+    assert at.query_params["attack"] == "fgsm"
+    at.query_params.clear()
+    at.query_params.update(before)  # the browser still showed the first URL when the user clicked
+    at.run()
+    assert at.session_state["explore_attack"] == "fgsm" and at.query_params["attack"] == "fgsm"
