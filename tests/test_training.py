@@ -245,7 +245,8 @@ def test_train_flags_of_a_finished_run_name_only_what_differs_from_its_preset():
     assert config_to_args(cfg, 5500)[-2:] == ["--preset", "cpu"]
     changed = replace(cfg, eps_ramp=[10, 20], eval_n=0)
     args = config_to_args(changed, 5500)
-    assert args[8:] == ["--lr-steps", "4400:0.0001", "--eps-ramp", "10,20", "--eval-n", "0", "--gamma-start", "0",
+    (at, lr), = cfg.lr_steps
+    assert args[8:] == ["--lr-steps", f"{at}:{lr!r}", "--eps-ramp", "10,20", "--eval-n", "0", "--gamma-start", "0",
                         "--schedule-in", "steps"]
     assert config_from_args(build_parser().parse_args(["train", *args])) == changed
 

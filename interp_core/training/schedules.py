@@ -7,10 +7,10 @@ learning-rate and eps-ramp functions of the step (docs/method.md#training).
 ``train`` split (the first 5,000 training images held out) and evaluated on ``heldout``.
 
 ``cpu``: the reduced schedule of the project's shipped checkpoints, sized for a 2-core CPU. MNIST:
-schedule s1 of results/training-search.md, the cheapest found that carries the paper's large-eps
-finding (Int2 against PGD-AT): 5 epochs of the 55,000 training images (5,500 steps), lr 1e-3 then
-1e-4 for the last fifth, eps ramped over steps 300-2,500, 10 inner steps of 0.04, the authors'
-initialization; about 21-24 minutes per adversarial method on one idle thread. CIFAR-10: 3 epochs of
+schedule s3 of results/training-search.md, the best found within 45 minutes per model (PGD-AT at
+0.905 for eps 0.3; Int2 far above it at eps 0.35 / 0.4): 8 epochs of the 55,000 training images
+(8,800 steps), lr 1e-3 then 1e-4 from step 7,000, eps ramped over steps 300-2,500, 10 inner steps of
+0.04, the authors' initialization; 26-29 minutes per adversarial method on one thread. CIFAR-10: 3 epochs of
 10,000 images, 5 inner steps of 2.5/255.
 
 ``classroom``: a compare of two methods that ends within 5 minutes on the project's 2-core CPU
@@ -239,10 +239,10 @@ PRESETS: dict[str, dict[str, dict]] = {
                         authors_ig_weight=True),
     },
     "cpu": {
-        # schedule s1 of results/training-search.md: 5,500 steps on the 55,000 train images, lr 1e-3 then
-        # 1e-4 from step 4,400, eps ramped over steps 300-2,500 (written as fractions of those 5,500 steps)
-        "mnist": dict(epochs=5, batch_size=50, lr=1e-3, lr_steps=[[0.8, 1e-4]], eps=0.3,
-                      eps_ramp=[300 / 5500, 2500 / 5500], steps=10, step_size=0.04, init="authors",
+        # schedule s3 of results/training-search.md: 8,800 steps on the 55,000 train images, lr 1e-3 then
+        # 1e-4 from step 7,000, eps ramped over steps 300-2,500 (written as fractions of those 8,800 steps)
+        "mnist": dict(epochs=8, batch_size=50, lr=1e-3, lr_steps=[[7000 / 8800, 1e-4]], eps=0.3,
+                      eps_ramp=[300 / 8800, 2500 / 8800], steps=10, step_size=0.04, init="authors",
                       schedule_in="fraction"),
         "cifar10": dict(epochs=3, batch_size=128, lr=1e-3, lr_steps=[], eps=8 / 255, eps_ramp=[0.08, 0.5],
                         steps=5, step_size=2.5 / 255, subset=10000, schedule_in="fraction"),
