@@ -59,10 +59,6 @@ class Link:
         self.ignored: list[str] = []
 
     @property
-    def _written(self) -> str:
-        return f"{self.page}_url_written"
-
-    @property
     def _history(self) -> str:
         return f"{self.page}_url_history"
 
@@ -75,10 +71,10 @@ class Link:
         earlier URLs. Such an echo (one of the last ``HISTORY`` written) is not a link: applying it
         would undo the user's newest settings."""
         params = st.query_params.to_dict()
-        last = st.session_state.get(self._written)
-        if params == last or (params and params in st.session_state.get(self._history, [])):
+        written = st.session_state.get(self._history, [])  # oldest first
+        if params in written:
             return None
-        return params or last
+        return params or (written[-1] if written else None)
 
     def take(self, params: dict[str, str], name: str, key: str, like: Any = "",
              options: Sequence | Callable[[Any], bool] | None = None) -> Any:
@@ -102,10 +98,10 @@ class Link:
         return value
 
     def write(self, values: dict[str, Any]) -> None:
-        """Make the URL show ``values`` (None values left out), and remember it as this page's own."""
+        """Make the URL show ``values`` (None values left out), and remember it as this page's own
+        (the last ``HISTORY`` URLs it wrote, newest last)."""
         params = {name: encode(v) for name, v in values.items() if v is not None}
         if st.query_params.to_dict() != params:
             st.query_params.from_dict(params)
-        st.session_state[self._written] = params
-        history = [p for p in st.session_state.get(self._history, []) if p != params]
-        st.session_state[self._history] = (history + [params])[-HISTORY:]
+        written = [p for p in st.session_state.get(self._history, []) if p != params]
+        st.session_state[self._history] = (written + [params])[-HISTORY:]  # the page's own URL last

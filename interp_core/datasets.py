@@ -25,4 +25,13 @@ DATASETS: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo(3, 32, CIFAR10_CLASSES, "CIFAR-10"),
 }
 
-__all__ = ["CIFAR10_CLASSES", "DATASETS", "MNIST_CLASSES", "DatasetInfo"]
+
+
+def eps_text(dataset: str, value: float) -> str:
+    """An l-inf size (eps or step) as the paper writes it: k/255 on CIFAR-10 (k to 4 significant
+    digits, so a rounded 0.0313725 is "8/255" and a step of 2.5/255 "2.5/255"), the plain number
+    otherwise (0.3 -> "0.3")."""
+    return f"{value * 255:.4g}/255" if dataset == "cifar10" else f"{value:g}"
+
+
+__all__ = ["CIFAR10_CLASSES", "DATASETS", "MNIST_CLASSES", "DatasetInfo", "eps_text"]

@@ -5,6 +5,7 @@ during it, a progress bar with the time left and a Cancel button (a click stops 
 progress step: Streamlit interrupts a script when a new run is asked for)."""
 
 import json
+from functools import partial
 from pathlib import Path
 
 import streamlit as st
@@ -12,6 +13,7 @@ import streamlit as st
 from interp_core import paths
 from interp_core.services import figures
 from interp_core.attacks import PAPER_EPS
+from interp_core.datasets import eps_text
 from interp_core.evaluate import PROTOCOLS, aai_evaluation, evaluation_set, robust_accuracy
 from interp_core.evaluate.reproduce import TABLE_FILES, load_reproduce_tables, reproduce_command
 from interp_core.io import rows_to_csv
@@ -53,7 +55,7 @@ with st.sidebar.expander("Evaluation", expanded=True):
                              "worst case of that, PGD-CE and PGD-margin with random restarts (and AutoAttack).")
     grid = PAPER_EPS[dataset]
     eps = st.multiselect("ε grid", grid, default=list(grid), key=f"rob_eps_{dataset}",
-                         format_func=lambda e: f"{e * 255:.0f}/255" if dataset == "cifar10" else f"{e:g}")
+                         format_func=partial(eps_text, dataset))
     steps = st.number_input("PGD steps", 1, 200, 200 if protocol == "paper" else 40, key=f"rob_steps_{protocol}")
     restarts = st.number_input("restarts (strong)", 1, 10, 2, key="rob_restarts", disabled=protocol == "paper")
     autoattack = st.checkbox("AutoAttack (strong; slow)", False, key="rob_aa", disabled=protocol == "paper")

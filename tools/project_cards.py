@@ -23,6 +23,7 @@ import platform
 from dataclasses import replace
 from pathlib import Path
 
+from interp_core.datasets import eps_text
 from interp_core.models import load_checkpoint, save_checkpoint
 from interp_core.runtime import configure_threads
 from interp_core.services.jobs import evaluate_model
@@ -30,13 +31,15 @@ from interp_core.training.schedules import TrainConfig, config_to_args
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_MACHINE = f"the project's 2-core {platform.machine()} CPU sandbox, one torch thread"
+
+
 def schedule_text(cfg: TrainConfig, n_images: int, total_steps: int) -> str:
-    """One line describing a config in steps (see ``TrainConfig.resolve``): batch, epochs, images, lr, eps ramp, inner attack, init."""
+    """One line describing a config in steps (see ``TrainConfig.resolve``): batch, epochs, images,
+    lr, eps ramp, inner attack, regularizer, initialization."""
     lr = f"lr {cfg.lr:g}" + "".join(f", then {value:g} from step {at:,}" for at, value in sorted(cfg.lr_steps))
-    value = (lambda v: f"{v * 255:.3g}/255") if cfg.dataset == "cifar10" else (lambda v: f"{v:g}")  # noqa: E731
     inner = ("no inner attack" if cfg.method == "normal"
-             else f"eps {value(cfg.eps)} ramped over steps {cfg.eps_ramp[0]:,}-{cfg.eps_ramp[1]:,}, "
-                  f"{cfg.steps} inner steps of {value(cfg.step_size)}")
+             else f"eps {eps_text(cfg.dataset, cfg.eps)} ramped over steps {cfg.eps_ramp[0]:,}-{cfg.eps_ramp[1]:,}, "
+                  f"{cfg.steps} inner steps of {eps_text(cfg.dataset, cfg.step_size)}")
     regularizer = f", regularizer weight {cfg.gamma:g}" if cfg.gamma else ""
     if cfg.gamma and cfg.gamma_start:
         regularizer += f" from step {cfg.gamma_start:,}"
@@ -45,9 +48,9 @@ def schedule_text(cfg: TrainConfig, n_images: int, total_steps: int) -> str:
             f"({total_steps:,} steps), {lr}, {inner}{regularizer}; Adam, {init}, seed {cfg.seed}.")
 
 
-def card_markdown(name: str, cfg: TrainConfig, preset: str, flags: list[str], metrics: dict,
-                  trained_by: str) -> str:
-    """The ``.md`` model card of a project checkpoint."""
+def card_markdown(name: str, cfg: TrainConfig, flags: list[str], metrics: dict) -> str:
+    """The ``.md`` model card of a project checkpoint: ``cfg`` as trained (its preset the one the
+    command starts from), ``flags`` its ``train`` flags, ``metrics`` the card's (see :func:`ship`)."""
     total = int(metrics["total_steps"])
     n_images = cfg.subset or total // cfg.epochs * cfg.batch_size
     command = " ".join(["INTERP_CORE_THREADS=1 python -m interp_core train", *flags, "--source project",
@@ -59,12 +62,12 @@ def card_markdown(name: str, cfg: TrainConfig, preset: str, flags: list[str], me
     return "\n".join([
         f"# {name}", "",
         f"smallgap trained with `{cfg.method}` (docs/method.md#training) on {cfg.dataset} by this project on a "
-        f"2-core CPU, from the `{preset}` preset (the command flags every setting that differs from it). It is not "
+        f"2-core CPU, from the `{cfg.preset}` preset (the command flags every setting that differs from it). It is not "
         f"the authors' network (that is "
         f"`{cfg.dataset}-{cfg.arch}-{cfg.method}-paper` where shipped).", "",
         "## Recipe (one command)", "```", command, "```",
         f"- schedule: {schedule_text(cfg.resolve(total), n_images, total)}",
-        f"- trained by: {trained_by}",
+        f"- trained by: {metrics['trained_by']}",
         f"- training time: {metrics['train_seconds']:.0f} s of training steps ({metrics.get('machine', 'CPU')}).", "",
         "## Metrics",
         f"Measured by `{evaluate}`: the authors' PGD (200 signed steps of 0.01, no random start) on the "
@@ -98,7 +101,7 @@ def ship(checkpoint: Path, name: str, preset: str, trained_by: str, machine: str
     card.metrics["trained_by"] = trained_by
     out = ROOT / "checkpoints" / f"{name}.safetensors"
     save_checkpoint(model, card, out)
-    out.with_suffix(".md").write_text(card_markdown(name, cfg, preset, flags, card.metrics, trained_by))
+    out.with_suffix(".md").write_text(card_markdown(name, cfg, flags, card.metrics))
     return out
 
 
@@ -107,9 +110,8 @@ def rewrite_markdown(name: str) -> Path:
     path = ROOT / "checkpoints" / f"{name}.safetensors"
     _, card = load_checkpoint(path, "cpu")
     cfg = TrainConfig.from_dict(card.hyperparameters)
-    flags = config_to_args(cfg, int(card.metrics["total_steps"]))
-    text = card_markdown(name, cfg, cfg.preset, flags, card.metrics, card.metrics["trained_by"])
-    path.with_suffix(".md").write_text(text)
+    path.with_suffix(".md").write_text(card_markdown(name, cfg, config_to_args(cfg, int(card.metrics["total_steps"])),
+                                                     card.metrics))
     return path.with_suffix(".md")
 
 
@@ -123,7 +125,7 @@ def cards_table(dataset: str) -> str:
     if not cards:
         return ""
     eps, taus = list(cards[0].metrics["pgd_accuracy"]), list(cards[0].metrics["aai_tau"])
-    show = (lambda label: f"{float(label) * 255:.3g}/255") if dataset == "cifar10" else str  # noqa: E731
+    show = lambda label: eps_text(dataset, float(label))  # noqa: E731
     lines = [f"| {dataset} | clean | " + " | ".join(map(show, eps)) + " | "
              + " | ".join(f"tau {show(t)}" for t in taus) + " |",
              "|---" * (2 + len(eps) + len(taus)) + "|"]

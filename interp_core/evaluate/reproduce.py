@@ -14,7 +14,8 @@ writing its own files and returning them with its wall-clock time:
 - ``uar_table``: accuracy under the unforeseen attacks (CIFAR-10 smallgap and wresnet networks).
 
 The full run follows the authors' protocol and takes about 8 hours of one CPU thread (estimated by
-``python -m benchmarks reproduce``); ``quick=True`` runs a few networks on a few images with fewer steps, rounds and multipliers (the README it writes says which).
+``python -m benchmarks reproduce``); ``quick=True`` runs a few networks on a few images with fewer
+steps, rounds and multipliers (the README it writes says which).
 Every table row records its protocol, targets and images.
 """
 
@@ -24,6 +25,7 @@ import csv
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Callable
 
@@ -31,6 +33,7 @@ import torch
 
 from interp_core import paths
 from interp_core.attacks import ISA_BUDGETS, PAPER_EPS
+from interp_core.datasets import eps_text
 from interp_core.evaluate.data import authors_set_targets, evaluation_set
 from interp_core.evaluate.interpretation import aai_evaluation, bound_evaluation, isa_evaluation, tradeoff_text
 from interp_core.evaluate.robust import Progress, robust_accuracy
@@ -115,10 +118,6 @@ def _markdown_table(rows: list[dict], row_key: str, col_key: str, value_key: str
     for k in keys:
         lines.append(f"| {k} | " + " | ".join(value_fmt(cell[(k, c)]) if (k, c) in cell else "" for c in cols) + " |")
     return "\n".join(lines)
-
-
-def _eps_label(dataset: str):
-    return (lambda e: f"{e * 255:g}/255") if dataset == "cifar10" else (lambda e: f"{e:g}")
 
 
 def _save_figure(fig, out: Path, stem: str, warnings: list[str]) -> list[str]:
@@ -208,15 +207,14 @@ class Run:
             if found:
                 yield dataset, arch, found
 
-    def table_networks(self, part: str, tables=TABLES, methods: dict | None = None, n: int | None = None):
-        """Every paper network of ``tables`` (of ``methods``, default the settings' methods) with
-        its first ``n`` (default the settings' n) evaluation images: yields (dataset, arch, method,
-        path, x, y, what) and reports ``part``'s progress after each. The caller loads the network
-        (:func:`load_model`) only when its unit is not already done."""
-        methods = self.settings.methods if methods is None and tables is TABLES else methods
+    def table_networks(self, part: str, tables, methods: dict | None, n: int):
+        """Every paper network of ``tables`` (of ``methods``, see :meth:`networks`) with its first
+        ``n`` evaluation images: yields (dataset, arch, method, path, x, y, what) and reports
+        ``part``'s progress after each. The caller loads the network (:func:`load_model`) only when
+        its unit is not already done."""
         jobs = [(d, a, m, p) for d, a, nets in self.networks(tables, methods) for m, p in nets]
         for j, (dataset, arch, method, path) in enumerate(jobs):
-            x, y, what = self.data(dataset, n or self.settings.n)
+            x, y, what = self.data(dataset, n)
             yield dataset, arch, method, path, x, y, what
             self.tick(part)(j + 1, len(jobs))
 
@@ -245,7 +243,7 @@ class Run:
 def pgd_tables(run: Run) -> dict:
     """Robust accuracy of every paper network under the authors' PGD on the seed-99 subset."""
     started, s, rows = time.perf_counter(), run.settings, []
-    for dataset, arch, method, path, x, y, what in run.table_networks("pgd"):
+    for dataset, arch, method, path, x, y, what in run.table_networks("pgd", TABLES, s.methods, s.n):
         def measure() -> dict:
             model, _ = load_model(path, run.device)
             result = robust_accuracy(model, x, y, list(PAPER_EPS[dataset]), "paper", steps=s.steps, subset=what)
@@ -263,7 +261,7 @@ def pgd_tables(run: Run) -> dict:
 def aai_tables(run: Run) -> dict:
     """AAI Kendall tau of the true-class CAM of every paper network on the seed-99 subset."""
     started, s, rows = time.perf_counter(), run.settings, []
-    for dataset, arch, method, path, x, y, what in run.table_networks("aai"):
+    for dataset, arch, method, path, x, y, what in run.table_networks("aai", TABLES, s.methods, s.n):
         def measure() -> dict:
             model, _ = load_model(path, run.device)
             result = aai_evaluation(model, x, y, list(AAI_EPS[dataset]), steps=s.aai_steps, subset=what)
@@ -292,7 +290,8 @@ def _tables_out(run: Run, rows: list[dict], stem: str, value: str, title: str) -
     for g, (dataset, arch) in enumerate(groups, start=1):
         part = [r for r in rows if (r["dataset"], r["arch"]) == (dataset, arch)]
         sections.append(f"### {dataset} {arch}\n\nImages: {part[0]['subset']}.\n\n"
-                        + _markdown_table(part, "method", "eps", value, _eps_label(dataset), lambda v: f"{v:.3f}"))
+                        + _markdown_table(part, "method", "eps", value, partial(eps_text, dataset),
+                                          lambda v: f"{v:.3f}"))
         for method in dict.fromkeys(r["method"] for r in part):
             pts = [r for r in part if r["method"] == method]
             fig.add_trace(go.Scatter(x=[r["eps"] for r in pts], y=[r[value] for r in pts], mode="lines+markers",
@@ -572,7 +571,7 @@ def load_reproduce_tables(out: str | Path) -> dict:
                 row["random_start"] = row["random_start"] == "True"
         wide: dict[str, list[dict]] = {}
         for dataset, arch in dict.fromkeys((r["dataset"], r["arch"]) for r in rows):
-            label = _eps_label(dataset)
+            label = partial(eps_text, dataset)
             group = [r for r in rows if (r["dataset"], r["arch"]) == (dataset, arch)]
             wide[f"{dataset} {arch}"] = [{"method": method, **{label(r["eps"]): r[value] for r in group
                                                                if r["method"] == method}}

@@ -10,8 +10,8 @@ learning-rate and eps-ramp functions of the step (docs/method.md#training).
 schedule s3 of results/training-search.md, the best found within 45 minutes per model (PGD-AT at
 0.905 for eps 0.3; Int2 far above it at eps 0.35 / 0.4): 8 epochs of the 55,000 training images
 (8,800 steps), lr 1e-3 then 1e-4 from step 7,000, eps ramped over steps 300-2,500, 10 inner steps of
-0.04, the authors' initialization; 26-29 minutes per adversarial method on one thread. CIFAR-10: 3 epochs of
-10,000 images, 5 inner steps of 2.5/255.
+0.04, the authors' initialization; 26-29 minutes per adversarial method on one thread. CIFAR-10: 3
+epochs of 10,000 images, 5 inner steps of 2.5/255.
 
 ``classroom``: a compare of two methods that ends within 5 minutes on the project's 2-core CPU
 (one thread per run, both at once, evaluation included): one epoch of 10,000 MNIST images at a
