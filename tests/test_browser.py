@@ -80,11 +80,7 @@ def test_train_start_progress_stop(browser, app_url, shots):
     # 20 epochs of 100 images one at a time with a 20-step inner attack: 2,000 slow steps, so the run is
     # still training when Stop is clicked (the classroom defaults, in batches of 20, ended in 4.5 s: before
     # a loaded CI machine had drawn the progress)
-    for label, value in (("Epochs", "20"), ("Batch size", "1"), ("Inner attack steps", "20")):
-        field = page.get_by_role("spinbutton", name=label)
-        field.fill(value)
-        field.press("Enter")
-        app_driver.wait_idle(page)
+    app_driver.fill_numbers(page, {"Epochs": "20", "Batch size": "1", "Inner attack steps": "20"})
     page.get_by_role("button", name="Start training").click()
     page.locator("[data-testid='stProgress']").first.wait_for(timeout=120_000)  # live progress of the run
     page.locator("[data-testid='stPlotlyChart'] .main-svg").first.wait_for(timeout=60_000)
@@ -103,11 +99,7 @@ def test_train_run_ends_with_its_evaluation(browser, app_url, shots):
     page.get_by_role("button", name="Start training").wait_for(timeout=60_000)
     page.get_by_text("demo sample (offline)").click()
     app_driver.wait_idle(page)
-    for label, value in (("Epochs", "2"), ("Evaluation images", "10")):
-        field = page.get_by_role("spinbutton", name=label)
-        field.fill(value)
-        field.press("Enter")
-        app_driver.wait_idle(page)
+    app_driver.fill_numbers(page, {"Epochs": "2", "Evaluation images": "10"})
     page.get_by_role("button", name="Start training").click()
     page.get_by_text(re.compile(r"evaluation: (loading|robust accuracy|AAI)")).first.wait_for(timeout=300_000)
     page.get_by_role("heading", name="Evaluation").wait_for(timeout=600_000)

@@ -122,7 +122,7 @@ def test_job_trains_evaluates_and_its_model_is_listed(runs):
 
 
 def test_stopped_run_is_not_a_model_and_resumes_to_the_end(runs):
-    # 120 pgd-at steps (about 6 s on an idle core), so that a loaded machine still stops it mid-run
+    # 120 pgd-at steps (about 5 s on one core), so that a loaded machine still stops it mid-run
     job_id = jobs.start_job({**TINY, "epochs": 20, "subset": 96, "method": "pgd-at", "steps": 5})
     _wait(job_id, lambda s: len(s["history"]) >= 1 and s["checkpoint"] is not None)
     jobs.stop_job(job_id)

@@ -108,6 +108,15 @@ def wait_idle(page, started: bool = False, timeout: float = 120_000) -> None:
     page.wait_for_function(f"() => ({_SCRIPT_STATE})() === 'notRunning'", timeout=timeout)
 
 
+def fill_numbers(page, values: dict[str, str]) -> None:
+    """Type each value into the number field of that label, confirm it with Enter, and wait for the rerun."""
+    for label, value in values.items():
+        field = page.get_by_role("spinbutton", name=label)
+        field.fill(value)
+        field.press("Enter")
+        wait_idle(page)
+
+
 def open_explore(page, url: str, dataset: str = "MNIST") -> None:
     page.goto(f"{url}/explore")
     page.get_by_role("button", name="Run attack").wait_for(timeout=60_000)
