@@ -121,8 +121,10 @@ st.markdown("PGD as Madry et al. define it (uniform random start, step 2.5·ε/s
             "(`fgsm`, Goodfellow et al. 2015) takes one signed step of size ε.")
 st.latex(r"m_t(x') = \max\Bigl(\max_{j \ne t} Z_j(x') - Z_t(x'),\; -\kappa\Bigr), \qquad \kappa = 0.1")
 fidelity(f"the targeted margin with κ = 0.1 ({docs('margin')}).",
-         "these are the project's additions: the authors evaluate with `paper-pgd` only. The strong evaluation "
-         "protocol uses them (with AutoAttack) so that a defence is never credited for a weak attack.")
+         "these are the project's additions: the authors evaluate with `paper-pgd` only. Every robust accuracy the "
+         "lab shows stands beside its re-test, which runs them from a random start (then Square) on what the "
+         "authors' PGD left standing, and the strong evaluation protocol uses them with AutoAttack, so that a "
+         "defence is never credited for a weak attack.")
 
 st.subheader("`isa`: the interpretability sneaking attack")
 st.markdown(f"({docs('isa')}) Reach the target while keeping the discrepancy small:")

@@ -14,7 +14,7 @@ from interp_core import paths
 from interp_core.services import figures
 from interp_core.attacks import PAPER_EPS
 from interp_core.datasets import eps_text
-from interp_core.evaluate import PROTOCOLS, aai_evaluation, evaluation_set, robust_accuracy
+from interp_core.evaluate import PROTOCOLS, RETESTS, SIGN_WORDS, aai_evaluation, evaluation_set, robust_accuracy
 from interp_core.evaluate.reproduce import TABLE_FILES, load_reproduce_tables, reproduce_command
 from interp_core.io import rows_to_csv
 from interp_core.services.estimate import measure_costs, robustness_seconds
@@ -30,14 +30,17 @@ st.title("Robustness against ε")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def evaluate(spec: str, dataset: str, split: str, n: int, protocol: str, eps: tuple, steps: int, restarts: int,
-             autoattack: bool, aai: bool, aai_steps: int) -> dict:
-    """Robust accuracy (and AAI tau) of one model, cached by every setting."""
+def evaluate(spec: str, dataset: str, split: str, n: int, protocol: str, retest: str | None, eps: tuple, steps: int,
+             restarts: int, autoattack: bool, aai: bool, aai_steps: int) -> dict:
+    """Robust accuracy (beside its re-test under the paper protocol; and AAI tau) of one model,
+    cached by every setting."""
     data, subset = evaluation_set(dataset, split, n, "paper")
     model = get_model(spec)
-    with progress_bar(f"{spec}: robust accuracy, batch") as tick:
-        robust = robust_accuracy(model, data.images, data.labels, list(eps), protocol, steps=steps,
-                                 restarts=restarts, autoattack=autoattack, subset=subset, progress=tick).to_dict()
+    with progress_bar(f"{spec}: robust accuracy" + (" and its re-test" if retest else "") + ", batch") as tick:
+        result = robust_accuracy(model, data.images, data.labels, list(eps), protocol, steps=steps,
+                                 restarts=restarts, autoattack=autoattack, retest=retest, subset=subset,
+                                 progress=tick)
+    robust = {**result.to_dict(), "contradicted": result.contradictions()}
     tau = None
     if aai:
         with progress_bar(f"{spec}: AAI, batch") as tick:
@@ -51,8 +54,15 @@ specs = model_picker(dataset, "rob", prefer=("normal", "int"))
 with st.sidebar.expander("Evaluation", expanded=True):
     n = st.slider("Images (the paper's seed-99 subset)", 5, 200, 20, step=5, key="rob_n")
     protocol = st.radio("Protocol", PROTOCOLS, key="rob_protocol", horizontal=True,
-                        help="paper: the authors' PGD (0.01 sign steps from x, one restart). strong: the per-image "
-                             "worst case of that, PGD-CE and PGD-margin with random restarts (and AutoAttack).")
+                        help="paper: the authors' PGD (0.01 sign steps from x, one restart), shown beside its "
+                             "re-test. strong: the per-image worst case of that, PGD-CE and PGD-margin with random "
+                             "restarts (and AutoAttack).")
+    retest = st.radio("Re-test (paper)", list(RETESTS), key="rob_retest", horizontal=True,
+                      disabled=protocol != "paper",
+                      help="What the authors' PGD leaves, attacked again by PGD with a random start (cross-entropy "
+                           "and margin) and by Square, which uses no gradient: "
+                           + "; ".join(f"{k}: {v['steps']} steps, {v['queries']} queries" for k, v in RETESTS.items())
+                           + ". A number the re-test lowers was never robustness.")
     grid = PAPER_EPS[dataset]
     eps = st.multiselect("ε grid", grid, default=list(grid), key=f"rob_eps_{dataset}",
                          format_func=partial(eps_text, dataset))
@@ -69,14 +79,17 @@ def step_costs(spec: str, dataset: str, split: str, n: int, eps: float) -> dict:
     return measure_costs(get_model(spec), data.images, data.labels, eps)
 
 
-def estimate(specs: list[str], dataset: str, split: str, n: int, protocol: str, eps: list[float], steps: int,
-             restarts: int, autoattack: bool, aai: bool, aai_steps: int) -> None:
+def estimate(specs: list[str], dataset: str, split: str, n: int, protocol: str, retest: str | None, eps: list[float],
+             steps: int, restarts: int, autoattack: bool, aai: bool, aai_steps: int) -> None:
     """The time the chosen settings will take, from each model's measured per-step cost."""
     costs = {s: step_costs(s, dataset, split, n, max(eps)) for s in specs}
-    seconds = sum(robustness_seconds(c, eps, protocol, steps, restarts, aai, aai_steps) for c in costs.values())
+    seconds = sum(robustness_seconds(c, eps, protocol, steps, restarts, aai, aai_steps, retest)
+                  for c in costs.values())
     per_step = ", ".join(f"{model_label(s)} {c['pgd'] * 1000:.0f} ms (PGD) / {c['aai'] * 1000:.0f} ms (AAI)"
                          for s, c in costs.items())
-    st.caption(f"Estimated time: about {seconds:.0f} s" + (" plus AutoAttack" if autoattack else "")
+    st.caption(f"Estimated time: at most about {seconds:.0f} s" + (" plus AutoAttack" if autoattack else "")
+               + (f" plus Square ({RETESTS[retest]['queries']} queries on the images still standing)"
+                  if retest else "")
                + f" (measured per attack step on these {n} images: {per_step}). Settings already evaluated come "
                  "back at once.")
 
@@ -85,10 +98,11 @@ if st.session_state.get("rob_cancel"):
     st.session_state.pop("rob_request", None)
     st.info("Evaluation cancelled: nothing was kept. Press Evaluate to start again.")
 if specs and eps:
-    estimate(specs, dataset, split, int(n), protocol, sorted(eps), int(steps), int(restarts),
-             bool(autoattack and protocol == "strong"), aai, int(aai_steps))
+    estimate(specs, dataset, split, int(n), protocol, retest if protocol == "paper" else None, sorted(eps),
+             int(steps), int(restarts), bool(autoattack and protocol == "strong"), aai, int(aai_steps))
 if st.button("Evaluate", type="primary", disabled=not (specs and eps), key="rob_run"):
     st.session_state["rob_request"] = [dict(spec=s, dataset=dataset, split=split, n=int(n), protocol=protocol,
+                                            retest=retest if protocol == "paper" else None,
                                             eps=tuple(sorted(eps)), steps=int(steps), restarts=int(restarts),
                                             autoattack=bool(autoattack and protocol == "strong"), aai=aai,
                                             aai_steps=int(aai_steps)) for s in specs]
@@ -108,13 +122,29 @@ def show_results(requests: list[dict]) -> None:
 
     scale = 255 if requests[0]["dataset"] == "cifar10" else 1
     unit = "ε (×1/255)" if scale == 255 else "ε"
-    st.subheader("Robust accuracy")
-    st.plotly_chart(figures.curves_figure({r["model"]: ([row["eps"] * scale for row in r["robust"]["results"]],
-                                                         [row["accuracy"] for row in r["robust"]["results"]])
-                                            for r in results}, unit, "robust accuracy", (0, 1)), key="rob_acc")
+    retested = all("retested" in row for r in results for row in r["robust"]["results"])
+    st.subheader("Robust accuracy" + (", re-tested" if retested else " (strong protocol)"))
+    curve = "retested" if retested else "accuracy"
+    st.plotly_chart(figures.curves_figure(
+        {r["model"]: ([row["eps"] * scale for row in r["robust"]["results"]],
+                      [row[curve] for row in r["robust"]["results"]]) for r in results},
+        unit, "robust accuracy (re-tested)" if retested else "robust accuracy (strong)", (0, 1),
+        reported={r["model"]: ([row["eps"] * scale for row in r["robust"]["results"]],
+                               [row["accuracy"] for row in r["robust"]["results"]]) for r in results}
+        if retested else None), key="rob_acc")
+    if retested:
+        st.caption("Solid: the re-tested accuracy (what is left after the authors' PGD and then a random start and "
+                   "Square). Dashed: the reported accuracy under the authors' PGD alone. Where the two part, the "
+                   "authors' attack was too weak there: the gap is not robustness.")
     for r in results:
+        for row in r["robust"]["contradicted"]:
+            st.error(f"{r['model']}: at ε = {row['eps'] * scale:.4g} the authors' PGD reports {row['accuracy']:.3f}, "
+                     f"the re-test leaves {row['retested']:.3f}: the reported number overstates robustness.",
+                     icon=":material/report:")
         for warning in r["robust"]["warnings"]:
             st.warning(f"{r['model']}: {warning}")
+        for sign in r["robust"]["masking_signs"]:
+            st.info(f"{r['model']}, `{sign}` in plain words: {SIGN_WORDS[sign]}.", icon=":material/school:")
     if any(r["aai"] for r in results):
         st.subheader("Interpretation robustness (AAI)")
         st.plotly_chart(figures.curves_figure({r["model"]: ([row["eps"] * scale for row in r["aai"]["results"]],
@@ -129,10 +159,11 @@ def show_results(requests: list[dict]) -> None:
         taus = {row["eps"]: row for row in (r["aai"] or {"results": []})["results"]}
         for row in r["robust"]["results"]:
             aai_row = taus.get(row["eps"], {})
-            rows.append({"model": r["model"], unit: f"{row['eps'] * scale:.4g}",
-                         "robust accuracy": f"{row['accuracy']:.3f}",
-                         "AAI Kendall τ": f"{aai_row['kendall_tau']:.3f}" if aai_row.get("kept") else "—",
-                         "AAI top-8 ∩": f"{aai_row['topk_intersection']:.3f}" if aai_row.get("kept") else "—",
+            accuracy = ({"reported (authors' PGD)": f"{row['accuracy']:.3g}", "re-tested": f"{row['retested']:.3g}"}
+                        if retested else {"robust accuracy (strong)": f"{row['accuracy']:.3g}"})
+            rows.append({"model": r["model"], unit: f"{row['eps'] * scale:.4g}", **accuracy,
+                         "AAI Kendall τ": f"{aai_row['kendall_tau']:.3g}" if aai_row.get("kept") else "—",
+                         "AAI top-8 ∩": f"{aai_row['topk_intersection']:.3g}" if aai_row.get("kept") else "—",
                          "AAI kept": str(aai_row["kept"]) if "kept" in aai_row else "—"})  # one type: text
     st.table(rows)
     first = results[0]["robust"]
@@ -170,7 +201,9 @@ def paper_tables() -> None:
         st.subheader(titles[part])
         st.caption(f"Protocol: {first.get('attack')}, {first.get('steps')} steps, step {first.get('step_size')}, "
                    f"random start {first.get('random_start')}, {first.get('restarts')} restart(s); one column per ε"
-                   + ("; nan = AAI kept no prediction" if part == "aai" else "") + ".")
+                   + (f"; each cell: reported / re-tested ({first['retest']} re-test: random-start PGD and Square on "
+                      "what the authors' PGD left standing)" if "retested" in first else "")
+                   + ("; — = AAI kept no prediction" if part == "aai" else "") + ".")
         subsets = {f"{r['dataset']} {r['arch']}": r.get("subset", "") for r in table["rows"]}
         for group, rows in table["wide"].items():
             st.markdown(f"**{group}** · images: {subsets[group]}")

@@ -206,13 +206,19 @@ def test_train_finished_run_shows_its_evaluation_and_opens_explore(finished_runs
     assert at.session_state["train_view"] == finished_runs["single"]  # the newest run
     frame = _evaluation_frame(at)
     assert list(frame["model"])[0] == "pgd-at (your run)"
-    assert {"acc ε=0", "acc ε=0.1", "acc ε=0.4", "AAI τ ε=0.1", "AAI τ ε=0.3"} <= set(frame.columns)
-    accuracies = [float(v) for c in frame.columns if c.startswith("acc") for v in frame[c]]
-    assert all(0 <= a <= 1 for a in accuracies)
+    assert {"clean", "ε=0.1 reported", "ε=0.1 re-tested", "ε=0.4 reported", "ε=0.4 re-tested", "AAI τ ε=0.1",
+            "AAI τ ε=0.3"} <= set(frame.columns)
+    for eps in ("0.05", "0.1", "0.2", "0.3", "0.35", "0.4"):  # the re-test never gives back what PGD took
+        assert all(0 <= r <= a <= 1 for r, a in zip(frame[f"ε={eps} re-tested"], frame[f"ε={eps} reported"]))
     charts = at.get("plotly_chart")
     assert len(charts) == 5  # loss, accuracy, eps; accuracy vs eps, tau vs eps
     traces = json.loads(charts[3].proto.spec)["data"]
-    assert traces[0]["name"] == "pgd-at (your run)" and len(traces[0]["x"]) == 7
+    assert traces[0]["name"] == "pgd-at (your run)" and len(traces[0]["x"]) == 7  # the re-tested curve
+    assert traces[0]["y"][1:] == list(frame.iloc[0][[f"ε={e} re-tested" for e in ("0.05", "0.1", "0.2", "0.3",
+                                                                                     "0.35", "0.4")]])
+    dashed = [t for t in traces if t.get("line", {}).get("dash") == "dash"]
+    assert [t["name"] for t in dashed][0] == "pgd-at (your run) (reported)"
+    assert any("re-tested (solid)" in c.value for c in at.caption)
     assert any("2 images" in c.value and "No paper-network references for 2 images" in c.value for c in at.caption)
     at.button(key=f"explore_{finished_runs['single']}").click().run()
     assert not at.exception, at.exception
@@ -286,15 +292,25 @@ def test_robustness_curves(dataset):
     at.slider(key="rob_n").set_value(5).run()
     at.number_input(key="rob_steps_paper").set_value(5).run()
     at.number_input(key="rob_aai_steps").set_value(5).run()
-    estimate = next(c.value for c in at.caption if c.value.startswith("Estimated time: about"))
-    assert re.search(r"about \d+ s \(measured per attack step on these 5 images: .+ ms \(PGD\)", estimate)
+    estimate = next(c.value for c in at.caption if c.value.startswith("Estimated time: at most about"))
+    assert re.search(r"about \d+ s plus Square \(1000 queries .+\(measured per attack step on these 5 images: "
+                     r".+ ms \(PGD\)", estimate)
     at.button(key="rob_run").click().run()
     assert not at.exception, at.exception
     rows = at.table[0].value
     assert len(rows) == 2 * len(at.session_state["rob_request"])  # two eps per model
-    accuracies = [float(v) for v in rows["robust accuracy"]]
-    assert all(0 <= a <= 1 for a in accuracies)
-    assert len(at.get("plotly_chart")) == 2  # accuracy and AAI tau curves
+    reported, retested = ([float(v) for v in rows[c]] for c in ("reported (authors' PGD)", "re-tested"))
+    assert all(0 <= r <= a <= 1 for r, a in zip(retested, reported))
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # accuracy and AAI tau curves
+    import json
+
+    traces = json.loads(charts[0].proto.spec)["data"]
+    models = len(at.session_state["rob_request"])
+    assert [t["y"] for t in traces[:models]] == [retested[2 * i:2 * i + 2] for i in range(models)]  # drawn: re-tested
+    assert all(t["name"].endswith("(reported)") and t["line"]["dash"] == "dash" for t in traces[models:])
+    colours = [t["line"]["color"] for t in traces[:models]]
+    assert len(set(colours)) == models  # one colour per model, none shared
     assert len(at.get("download_button")) == 2 + 2  # CSV/JSON of the results, then the paper tables' CSVs
 
 

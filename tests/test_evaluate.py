@@ -4,6 +4,7 @@ gradient-masking flags, the paper subset."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -206,8 +207,10 @@ COMMON = ["--model", "mnist-smallgap-normal-paper", "--dataset", "mnist", "--spl
 def test_cli_robust_json_shape(capsys, tmp_path):
     out = _run_json(capsys, ["evaluate", "robust", *COMMON, "--n", "6", "--steps", "3", "--eps", "0,0.1",
                              "--out", str(tmp_path)])
-    assert out["n"] == 6 and out["protocol"]["name"] == "paper"
-    assert [set(r) for r in out["results"]] == [{"eps", "accuracy"}] * 2
+    assert out["n"] == 6 and out["protocol"]["name"] == "paper" and out["protocol"]["retest"]["name"] == "full"
+    assert [set(r) for r in out["results"]] == [{"eps", "accuracy", "retested"},
+                                                {"eps", "accuracy", "retested", "retest_attacks"}]
+    assert isinstance(out["contradicted"], list)
     assert len(out["per_image"]) == 2 and all(len(flags) == 6 for flags in out["per_image"])
     assert isinstance(out["masking_signs"], list)
     assert out["results"][1]["eps"] == 0.1
@@ -255,3 +258,49 @@ def test_reproduce_bound_part_writes_its_files(paper_networks_dir, full_data, tm
     for name in ("bound.csv", "bound.md", "bound.html", "README.md", "summary.json"):
         assert (tmp_path / name).is_file()
     assert "| 0 |" in (tmp_path / "bound.md").read_text()  # zero violations per network
+
+
+def _int2_project():
+    from interp_core.models import load_model
+
+    return load_model("mnist-smallgap-int2-project", "cpu")[0]
+
+
+def test_the_retest_contradicts_the_large_eps_accuracy_of_the_int2_card(mnist_demo):
+    """The project's Int2 network keeps its label at eps 0.4 under the authors' PGD (no random start)
+    on most of these images; the re-test (random starts, Square) breaks them, and says so."""
+    x, y = mnist_demo.images[:10], mnist_demo.labels[:10]
+    result = robust_accuracy(_int2_project(), x, y, [0.0, 0.4], steps=50, retest="quick")
+    clean, large = result.results
+    assert clean["retested"] == clean["accuracy"]
+    assert large["accuracy"] >= 0.5 and large["retested"] <= 0.1
+    assert result.contradictions() == [large]
+    left = list(large["retest_attacks"].values())
+    assert list(large["retest_attacks"]) == ["pgd-ce-restarts", "pgd-margin-restarts", "square"]
+    assert left == sorted(left, reverse=True) and left[-1] == large["retested"] <= large["accuracy"]
+    assert result.protocol["retest"]["attacks"][-1] == "square 1000 queries (torchattacks)"
+
+
+def test_a_retest_that_finds_nothing_contradicts_nothing(mnist_normal, small):
+    x, y = small
+    result = robust_accuracy(mnist_normal, x, y, [0.0, 0.001], steps=5, retest="quick")
+    assert result.contradictions() == [] and result.results[1]["retested"] == result.results[1]["accuracy"]
+
+
+def test_a_retest_needs_the_paper_protocol_and_a_known_name(mnist_normal, small):
+    x, y = small
+    with pytest.raises(ValueError, match="retest"):
+        robust_accuracy(mnist_normal, x, y, [0.1], "strong", retest="quick")
+    with pytest.raises(ValueError, match="retest"):
+        robust_accuracy(mnist_normal, x, y, [0.1], retest="thorough")
+
+
+def test_cli_robust_prints_reported_and_retested_columns_and_the_contradiction(capsys):
+    argv = ["evaluate", "robust", "--model", "mnist-smallgap-int2-project", "--dataset", "mnist", "--split", "demo",
+            "--n", "10", "--steps", "50", "--eps", "0,0.4", "--retest", "quick"]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert re.search(r"eps\s+reported\s+re-tested", text)
+    reported, retested = map(float, re.search(r"\n\s+0\.4\s+([0-9.]+)\s+([0-9.]+)", text).groups())
+    assert reported >= 0.5 and retested <= 0.1
+    assert "contradicted: at eps 0.4" in text

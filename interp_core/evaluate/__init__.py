@@ -15,6 +15,8 @@ from interp_core.evaluate.interpretation import (
 from interp_core.evaluate.robust import (
     MASKING_SIGNS,
     PROTOCOLS,
+    RETESTS,
+    SIGN_WORDS,
     Progress,
     RobustResult,
     robust_accuracy,
@@ -25,6 +27,6 @@ from interp_core.evaluate.uar import uar_evaluation  # accuracy under the unfore
 __all__ = [
     "AUTHORS_SETS", "SUBSETS", "TARGETS", "authors_set_targets", "evaluation_set", "resolve_targets",
     "aai_evaluation", "bound_evaluation", "choose_targets", "isa_evaluation", "tradeoff_findings", "tradeoff_text",
-    "MASKING_SIGNS", "PROTOCOLS", "Progress", "RobustResult", "robust_accuracy", "zero_gradient_share",
+    "MASKING_SIGNS", "PROTOCOLS", "RETESTS", "SIGN_WORDS", "Progress", "RobustResult", "robust_accuracy", "zero_gradient_share",
     "uar_evaluation",
 ]

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -57,7 +58,7 @@ MODES = {True: "--quick (few networks, few images, fewer steps: a smoke run, not
          False: "full (the authors' protocol)"}
 #: part -> (CSV file, value column) of the tables ``load_reproduce_tables`` reads back.
 TABLE_FILES = {"pgd": ("pgd_accuracy.csv", "accuracy"), "aai": ("aai_kendall.csv", "kendall_tau")}
-_FLOAT_COLUMNS = ("eps", "accuracy", "kendall_tau", "topk_intersection", "step_size")
+_FLOAT_COLUMNS = ("eps", "accuracy", "retested", "kendall_tau", "topk_intersection", "step_size")
 _INT_COLUMNS = ("steps", "restarts", "n", "kept", "k")
 MEASURE_COLORS = {"1class": "crimson", "2class": "royalblue", "allclass": "seagreen"}
 
@@ -84,6 +85,8 @@ class Settings:
     #: methods per (dataset, arch) of the PGD / AAI tables and of the UAR table; None = every network found
     methods: dict | None
     uar_methods: dict | None = field(default=None)
+    #: the re-test beside every PGD number (``interp_core.evaluate.RETESTS``)
+    retest: str = "full"
 
 
 FULL = Settings(n=200, steps=200, aai_steps=200, bound_n=100, tradeoff_n=5, multipliers=(1.0, 1.5, 2.0, 3.0, 4.0),
@@ -93,7 +96,8 @@ QUICK = Settings(n=40, steps=50, aai_steps=50, bound_n=30, tradeoff_n=2, multipl
                  tradeoff_measures=("1class", "2class"), budgets=("authors", "fine"), uar_n=10, uar_steps=20,
                  methods={("mnist", "smallgap"): ("normal", "adv", "int", "intone"),
                           ("cifar10", "smallgap"): ("normal", "adv", "int")},
-                 uar_methods={("cifar10", "smallgap"): ("normal", "int"), ("cifar10", "wresnet"): ("normal",)})
+                 uar_methods={("cifar10", "smallgap"): ("normal", "int"), ("cifar10", "wresnet"): ("normal",)},
+                 retest="quick")
 
 
 def paper_networks(dataset: str, prefix: str, arch: str, methods=None) -> list[tuple[str, Path]]:
@@ -110,10 +114,11 @@ def _write_csv(path: Path, rows: list[dict]) -> None:
     write_atomic(path, rows_to_csv(rows))
 
 
-def _markdown_table(rows: list[dict], row_key: str, col_key: str, value_key: str, col_fmt, value_fmt) -> str:
+def _markdown_table(rows: list[dict], row_key: str, col_key: str, col_fmt, value_fmt) -> str:
+    """One line per ``row_key``, one column per ``col_key``; ``value_fmt(row)`` writes a cell."""
     cols = list(dict.fromkeys(r[col_key] for r in rows))
     keys = list(dict.fromkeys(r[row_key] for r in rows))
-    cell = {(r[row_key], r[col_key]): r[value_key] for r in rows}
+    cell = {(r[row_key], r[col_key]): r for r in rows}
     lines = [f"| {row_key} | " + " | ".join(col_fmt(c) for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for k in keys:
         lines.append(f"| {k} | " + " | ".join(value_fmt(cell[(k, c)]) if (k, c) in cell else "" for c in cols) + " |")
@@ -241,15 +246,18 @@ class Run:
 
 
 def pgd_tables(run: Run) -> dict:
-    """Robust accuracy of every paper network under the authors' PGD on the seed-99 subset."""
+    """Robust accuracy of every paper network under the authors' PGD on the seed-99 subset, beside
+    its re-test (``Settings.retest``)."""
     started, s, rows = time.perf_counter(), run.settings, []
     for dataset, arch, method, path, x, y, what in run.table_networks("pgd", TABLES, s.methods, s.n):
         def measure() -> dict:
             model, _ = load_model(path, run.device)
-            result = robust_accuracy(model, x, y, list(PAPER_EPS[dataset]), "paper", steps=s.steps, subset=what)
+            result = robust_accuracy(model, x, y, list(PAPER_EPS[dataset]), "paper", steps=s.steps,
+                                     retest=s.retest, subset=what)
             return {"rows": [{"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
-                              "eps": r["eps"], "accuracy": r["accuracy"], "attack": "paper-pgd", "steps": s.steps,
-                              "step_size": 0.01, "random_start": False, "restarts": 1, "n": len(y), "subset": what}
+                              "eps": r["eps"], "accuracy": r["accuracy"], "retested": r["retested"],
+                              "retest": s.retest, "attack": "paper-pgd", "steps": s.steps, "step_size": 0.01,
+                              "random_start": False, "restarts": 1, "n": len(y), "subset": what}
                              for r in result.results],
                     "warnings": [f"{path.stem}: {w}" for w in result.warnings]}
         done = run.unit("pgd", path.stem, measure)
@@ -290,16 +298,23 @@ def _tables_out(run: Run, rows: list[dict], stem: str, value: str, title: str) -
     for g, (dataset, arch) in enumerate(groups, start=1):
         part = [r for r in rows if (r["dataset"], r["arch"]) == (dataset, arch)]
         sections.append(f"### {dataset} {arch}\n\nImages: {part[0]['subset']}.\n\n"
-                        + _markdown_table(part, "method", "eps", value, partial(eps_text, dataset),
-                                          lambda v: f"{v:.3f}"))
+                        + _markdown_table(part, "method", "eps", partial(eps_text, dataset),
+                                          lambda r: f"{r[value]:.3f}" + (f" / {r['retested']:.3f}"
+                                                                         if "retested" in r else "")))
         for method in dict.fromkeys(r["method"] for r in part):
             pts = [r for r in part if r["method"] == method]
-            fig.add_trace(go.Scatter(x=[r["eps"] for r in pts], y=[r[value] for r in pts], mode="lines+markers",
-                                     name=f"{dataset} {arch} {method}", legendgroup=method), row=1, col=g)
-    fig.update_layout(title=title)
+            fig.add_trace(go.Scatter(x=[r["eps"] for r in pts], y=[r.get("retested", r[value]) for r in pts],
+                                     mode="lines+markers", name=f"{dataset} {arch} {method}", legendgroup=method),
+                          row=1, col=g)
     first = rows[0]
+    fig.update_layout(title=title + (" (re-tested)" if "retested" in first else ""))
     protocol = (f"{first['attack']}, {first['steps']} steps, step {first['step_size']}, random start "
                 f"{first['random_start']}, {first['restarts']} restart(s)")
+    if "retested" in first:
+        protocol += (f". Each cell: reported / re-tested, the re-test ({first['retest']}) being what is left after "
+                     "that attack and then random-start PGD on the cross-entropy and the margin and Square "
+                     "(interp_core.evaluate.RETESTS), each on the images the earlier attacks left standing; the "
+                     "figure draws the re-tested numbers")
     (run.out / f"{stem}.md").write_text(f"## {title}\n\nProtocol: {protocol}.\n\n" + "\n\n".join(sections) + "\n")
     return [f"{stem}.csv", f"{stem}.md", *run.figure(fig, stem)]
 
@@ -539,6 +554,12 @@ def reproduce_command(out: str | Path, quick: bool) -> str:
     return f"python -m interp_core reproduce --out {paths.display(out)}{' --quick' if quick else ''}"
 
 
+def _cell(row: dict, value: str) -> str:
+    """A wide table's cell: ``row[value]`` (and its re-test) to 3 decimals; "—" for NaN."""
+    text = lambda v: "—" if math.isnan(v) else f"{v:.3f}"  # noqa: E731
+    return text(row[value]) + (f" / {text(row['retested'])}" if "retested" in row else "")
+
+
 def load_reproduce_tables(out: str | Path) -> dict:
     """Read back the PGD-accuracy and AAI Kendall-tau tables a ``reproduce`` run wrote into ``out``
     (docs/method.md#evaluation).
@@ -546,7 +567,8 @@ def load_reproduce_tables(out: str | Path) -> dict:
     Returns {"out": shown path, "quick": bool or None (no summary.json), "mode", "command",
     "settings": the run's settings or None, "tables": {"pgd" | "aai": {"file", "value", "rows",
     "wide"}}} where "rows" are the CSV rows with numbers parsed and "wide" maps "dataset arch" to
-    rows {"method", <eps label>: value} (one column per eps, CIFAR-10 eps as k/255). A table whose
+    rows {"method", <eps label>: text} (one column per eps, CIFAR-10 eps as k/255; each cell the
+    value to 3 decimals, "reported / re-tested" where the run re-tested it, "—" for NaN). A table whose
     CSV is absent is left out. Raises FileNotFoundError when ``out`` holds neither CSV and
     ValueError for a CSV without the columns ``reproduce`` writes.
     """
@@ -573,7 +595,7 @@ def load_reproduce_tables(out: str | Path) -> dict:
         for dataset, arch in dict.fromkeys((r["dataset"], r["arch"]) for r in rows):
             label = partial(eps_text, dataset)
             group = [r for r in rows if (r["dataset"], r["arch"]) == (dataset, arch)]
-            wide[f"{dataset} {arch}"] = [{"method": method, **{label(r["eps"]): r[value] for r in group
+            wide[f"{dataset} {arch}"] = [{"method": method, **{label(r["eps"]): _cell(r, value) for r in group
                                                                if r["method"] == method}}
                                          for method in dict.fromkeys(r["method"] for r in group)]
         tables[part] = {"file": name, "value": value, "rows": rows, "wide": wide}

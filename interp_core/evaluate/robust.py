@@ -16,6 +16,15 @@ an image at its first misclassified iterate (``PGD(early_stop=True)``): the auth
 the cross-entropy and on the C&W margin with random starts and restarts, then (``autoattack``)
 AutoAttack (torchattacks' standard version: APGD-CE, APGD-T, FAB-T, Square).
 
+The re-test (``retest``, one of ``RETESTS``; the project's rule: no robustness number is shown
+without it): the ``paper`` protocol's number (the *reported* one) stands beside the per-image
+worst case of that attack's final iterate and the strong protocol's later attacks run on what it
+left standing (the *re-tested* one). "full" (cards, README, reproduce tables, the CLI) ends with
+Square, the black-box attack of AutoAttack that needs no gradient, at AutoAttack's query budget;
+"quick" (pages a user waits for) has fewer steps and queries. ``contradictions`` lists the eps where the re-test takes
+more than ``CONTRADICTION`` off the reported number; ``SIGN_WORDS`` says each masking sign in words
+a student understands.
+
 Clean errors count as failures at every eps and are never attacked.
 
 Gradient-masking signs (``MASKING_SIGNS``; Athalye, Carlini and Wagner 2018; Carlini et al. 2019,
@@ -36,7 +45,6 @@ from torch import Tensor, nn
 
 from interp_core.attacks import PGD, PaperProtocol, pgd
 from interp_core.checks import check_eps_list, check_range
-from interp_core.models import eval_mode
 from interp_core.metrics import correct
 from interp_core.models import eval_mode
 
@@ -53,6 +61,15 @@ UNBOUNDED_STEPS = 20
 UNBOUNDED_SURVIVORS = 0.1
 #: More than this share of images with an all-zero input gradient flags vanishing gradients.
 ZERO_GRADIENT_SHARE = 0.1
+#: The re-test settings: random starts of each extra PGD and its steps, then Square (torchattacks,
+#: margin loss, seed 0), AutoAttack's black-box part, with this many queries ("quick": for pages a
+#: user waits for). Measured on the 2-core CPU, one thread, MNIST smallgap: AutoAttack costs about
+#: 1.4 s per image it cannot break and Square about 25 s per 1000 queries on 100 such images, so
+#: AutoAttack stays with ``protocol="strong"`` and Square gets a fifth of AutoAttack's 5000 queries.
+RETESTS = {"full": {"restarts": 1, "steps": 100, "queries": 1000},
+           "quick": {"restarts": 1, "steps": 50, "queries": 500}}
+#: A re-tested accuracy this much below the reported one (10 of 200 images) contradicts it.
+CONTRADICTION = 0.05
 MASKING_SIGNS = {
     "black-box-wins": f"Square ({SQUARE_QUERIES} queries), which needs no gradient, breaks some of the first "
                       f"{SIGN_IMAGES} images that every gradient attack left standing at the largest eps where "
@@ -67,13 +84,27 @@ MASKING_SIGNS = {
                            "gradient",
 }
 
+#: Each masking sign in words a student understands: what was seen and what it means.
+SIGN_WORDS = {
+    "black-box-wins": "an attack that only looks at the network's answers, never at its gradients, fooled it on "
+                      "images the gradient attacks could not: the gradients point the wrong way, so the gradient "
+                      "attack's accuracy is too high",
+    "unbounded-survives": "even when the attack may change the whole image, the gradient attack could not fool the "
+                          "network: its gradients lead nowhere, so its accuracy at small eps proves nothing",
+    "accuracy-rises": "accuracy went up with a larger eps or with more steps, which a working attack never allows: "
+                      "the attack did not finish its job",
+    "vanishing-gradients": "on many images the network's input gradient is exactly zero, so a gradient attack "
+                           "cannot even start to move",
+}
+
 
 @dataclass
 class RobustResult:
-    """Robust accuracy per eps: ``results`` = [{"eps", "accuracy", "attacks" (strong)}] in the order
-    of the eps asked for, ``per_image[i][j]``: image j robust at ``results[i]["eps"]``, the protocol
-    that produced it, the evaluation subset, warnings, the names of the gradient-masking signs that
-    fired (``MASKING_SIGNS``) and the wall-clock seconds."""
+    """Robust accuracy per eps: ``results`` = [{"eps", "accuracy", "attacks" (strong), "retested"
+    and "retest_attacks" (with a re-test)}] in the order of the eps asked for, ``per_image[i][j]``:
+    image j robust at ``results[i]["eps"]`` (under the reported protocol), the protocol that
+    produced it (with the re-test's settings under "retest"), the evaluation subset, warnings, the
+    names of the gradient-masking signs that fired (``MASKING_SIGNS``) and the wall-clock seconds."""
 
     protocol: dict
     n: int
@@ -86,6 +117,11 @@ class RobustResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def contradictions(self) -> list[dict]:
+        """The rows whose re-tested accuracy is more than ``CONTRADICTION`` below the reported one
+        (none without a re-test)."""
+        return [r for r in self.results if "retested" in r and r["accuracy"] - r["retested"] > CONTRADICTION + 1e-9]
 
 
 def zero_gradient_share(model: nn.Module, x: Tensor, y: Tensor) -> float:
@@ -121,7 +157,8 @@ class _TorchAttack:
 
 def robust_accuracy(model: nn.Module, x: Tensor, y: Tensor, eps: list[float], protocol: str = "paper",
                     steps: int = 200, step_size: float = 0.01, restarts: int = 5, autoattack: bool = True,
-                    batch_size: int = 200, subset: str = "", progress: Progress | None = None) -> RobustResult:
+                    retest: str | None = None, batch_size: int = 200, subset: str = "",
+                    progress: Progress | None = None) -> RobustResult:
     """Robust accuracy in [0, 1] of ``model`` on x (N, C, H, W) in [0, 1], labels y (N,), at each
     eps (l-inf radii in [0, 1]; 0 gives the clean accuracy).
 
@@ -133,10 +170,16 @@ def robust_accuracy(model: nn.Module, x: Tensor, y: Tensor, eps: list[float], pr
     that order, the accuracy left after it and every attack before it (a number per attack of an
     exhaustive evaluation cannot be had without running every attack on every image); consecutive
     differences are the shares each attack broke first, and the last equals ``accuracy``.
+    retest (protocol "paper" only; one of ``RETESTS``): each row also gets "retested", the
+    accuracy left after the authors' PGD and the re-test's attacks run on what it left standing,
+    and "retest_attacks", the accuracy left after each of those (as "attacks" above).
     ``batch_size`` rows (image, eps) are attacked at a time; ``subset`` describes which images x are.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, got {protocol!r}")
+    if retest is not None and (retest not in RETESTS or protocol != "paper"):
+        raise ValueError(f"retest must be one of {sorted(RETESTS)} with the paper protocol, got {retest!r} "
+                         f"with {protocol!r}")
     check_eps_list(eps)
     check_range("steps", steps, integer=True)
     check_range("step_size", step_size)
@@ -147,30 +190,54 @@ def robust_accuracy(model: nn.Module, x: Tensor, y: Tensor, eps: list[float], pr
     paper.attack(torch.tensor([float(e) for e in eps]))  # refuses bad radii, steps and step sizes
     record = {"name": protocol, **{k: v for k, v in paper.record().items() if not k.startswith("subset")}}
     if protocol == "strong":
-        record.update(extra_attacks=[f"pgd-ce random start x{restarts}", f"pgd-margin random start x{restarts}"]
-                      + (["autoattack-standard (torchattacks)"] if autoattack else []),
+        record.update(extra_attacks=_extra_attacks(restarts, "autoattack" if autoattack else None),
                       extra_step_size="2.5 eps / steps", restarts=restarts,
                       early_stop="each attack stops on an image at its first misclassified iterate and runs only "
                                  "on the images every earlier attack left standing")
+    if retest:
+        settings = RETESTS[retest]
+        record["retest"] = {"name": retest, "after": "the authors' PGD (its final iterate)",
+                            "attacks": _extra_attacks(settings["restarts"], "square", settings["queries"]),
+                            "steps": settings["steps"], "step_size": "2.5 eps / steps",
+                            "restarts": settings["restarts"]}
     with eval_mode(model):
         run = _Evaluation(model, x, y, [float(e) for e in eps], batch_size, progress)
+        retested: dict[str, Tensor] = {}
         if protocol == "paper":
             quarter, attacks = run.paper(paper), {}
-            gradient_standing = run.standing
+            reported = gradient_standing = run.standing.clone()
+            if retest:
+                retested, gradient_standing = run.strong(None, settings["steps"], settings["restarts"],
+                                                         "square", settings["queries"])
         else:
             quarter = None
-            attacks, gradient_standing = run.strong(paper, steps, restarts, autoattack)
+            attacks, gradient_standing = run.strong(paper, steps, restarts, "autoattack" if autoattack else None)
+            reported = run.standing
         results, per_image = [], []
         for value in run.eps:
-            robust = run.flags(run.standing, value)
+            robust = run.flags(reported, value)
             row = {"eps": value, "accuracy": float(robust.float().mean())}
             if protocol == "strong" and value > 0:
                 row["attacks"] = {name: float(run.flags(s, value).float().mean()) for name, s in attacks.items()}
+            if retest:
+                row["retested"] = float(run.flags(run.standing, value).float().mean())
+                if value > 0:
+                    row["retest_attacks"] = {name: float(run.flags(s, value).float().mean())
+                                             for name, s in retested.items()}
             results.append(row)
             per_image.append(robust.tolist())
-        signs = _masking_signs(run, results, gradient_standing, quarter, steps, protocol)
+        curve = [{"eps": r["eps"], "accuracy": r.get("retested", r["accuracy"])} for r in results]
+        who = "the authors' PGD" if protocol == "paper" and not retest else "every PGD variant"
+        signs = _masking_signs(run, curve, gradient_standing, quarter, reported, steps, who)
     return RobustResult(record, len(y), subset, results, per_image, [message for _, message in signs],
                         list(dict.fromkeys(name for name, _ in signs)), time.perf_counter() - started)
+
+
+def _extra_attacks(restarts: int, final: str | None, queries: int = 0) -> list[str]:
+    """The names, as records show them, of the strong protocol's attacks after the authors' PGD."""
+    return ([f"pgd-ce random start x{restarts}", f"pgd-margin random start x{restarts}"]
+            + {"autoattack": ["autoattack-standard (torchattacks)"],
+               "square": [f"square {queries} queries (torchattacks)"], None: []}[final])
 
 
 class _Evaluation:
@@ -236,13 +303,17 @@ class _Evaluation:
         self.standing = self.attack_rows(rows, attack)
         return torch.cat(seen) if quarter_step and seen else None
 
-    def strong(self, paper: PaperProtocol, steps: int, restarts: int,
-               autoattack: bool) -> tuple[dict[str, Tensor], Tensor]:
-        """The strong protocol's attacks in turn on the rows still standing; returns each attack's
-        standing flags after it (R,) and the flags after the gradient (PGD) attacks."""
+    def strong(self, paper: PaperProtocol | None, steps: int, restarts: int, final: str | None,
+               queries: int = 0) -> tuple[dict[str, Tensor], Tensor]:
+        """The strong protocol's attacks in turn on the rows still standing: the authors' PGD
+        stopping early (``paper``; None: skipped, as in a re-test after the paper protocol), PGD on
+        the cross-entropy and on the margin with ``restarts`` random starts of ``steps`` steps, then
+        ``final`` ("autoattack", "square" with ``queries`` or None). Returns each attack's standing flags after it
+        (R,) and the flags after the gradient (PGD) attacks."""
         model = self.model
-        stages = [
-            ("paper-pgd", lambda xb, yb, r: paper.attack(r, early_stop=True)(model, xb, yb)),
+        stages = [] if paper is None else [
+            ("paper-pgd", lambda xb, yb, r: paper.attack(r, early_stop=True)(model, xb, yb))]
+        stages += [
             ("pgd-ce-restarts", lambda xb, yb, r: pgd(r, steps, restarts=restarts, seed=0,
                                                       early_stop=True)(model, xb, yb)),
             ("pgd-margin-restarts", lambda xb, yb, r: pgd(r, steps, restarts=restarts, seed=0, objective="margin",
@@ -251,23 +322,27 @@ class _Evaluation:
         after: dict[str, Tensor] = {}
         for k, (name, attack) in enumerate(stages):
             rows = self.standing.nonzero().squeeze(1)
-            self.plan(len(rows), len(stages) - k + int(autoattack))
+            self.plan(len(rows), len(stages) - k + int(final is not None))
             self.standing[rows] = self.attack_rows(rows, attack)
             after[name] = self.standing.clone()
         gradient_standing = self.standing.clone()
-        if autoattack:
+        if final is not None:
             self.plan(int(self.standing.sum()), 1)
             for value in self.radii:
                 rows = (self.standing & (self.radius == value)).nonzero().squeeze(1)
-                aa = _TorchAttack("AutoAttack", value, version="standard", seed=0)
-                self.standing[rows] = self.attack_rows(rows, lambda xb, yb, r: aa(model, xb, yb))
-            after["autoattack"] = self.standing.clone()
+                black_box = (_TorchAttack("AutoAttack", value, version="standard", seed=0) if final == "autoattack"
+                             else _TorchAttack("Square", value, n_queries=queries, seed=0))
+                self.standing[rows] = self.attack_rows(rows, lambda xb, yb, r: black_box(model, xb, yb))
+            after[final] = self.standing.clone()
         return after, gradient_standing
 
 
 def _masking_signs(run: _Evaluation, results: list[dict], gradient_standing: Tensor, quarter: Tensor | None,
-                   steps: int, protocol: str) -> list[tuple[str, str]]:
-    """(name, warning) of every gradient-masking sign of ``MASKING_SIGNS`` that fires."""
+                   paper_standing: Tensor, steps: int, who: str) -> list[tuple[str, str]]:
+    """(name, warning) of every gradient-masking sign of ``MASKING_SIGNS`` that fires: ``results``
+    the accuracy curve [{"eps", "accuracy"}], ``gradient_standing`` (R,) the rows every gradient
+    attack (``who``) left standing, ``quarter`` and ``paper_standing`` (R,) the rows the authors'
+    PGD left after a quarter of its ``steps`` and after all of them."""
     model, x, y = run.model, run.x, run.y
     signs = []
     for value in sorted(run.radii, reverse=True):  # black box: the largest eps where images stand
@@ -278,7 +353,6 @@ def _masking_signs(run: _Evaluation, results: list[dict], gradient_standing: Ten
             with torch.no_grad():
                 broken = int((~correct(model(square(model, x[images], y[images])), y[images])).sum())
             if broken:
-                who = "the authors' PGD" if protocol == "paper" else "every PGD variant"
                 signs.append(("black-box-wins", f"black-box-wins: Square ({SQUARE_QUERIES} queries, no gradient) "
                               f"broke {broken} of {len(rows)} images at eps={value:.4g} that {who} left standing: "
                               "the gradient attacks miss adversarial examples, robust accuracy is overestimated"))
@@ -301,7 +375,7 @@ def _masking_signs(run: _Evaluation, results: list[dict], gradient_standing: Ten
     if quarter is not None:
         for value in run.radii:
             column = run.radius == value
-            early, late = int(quarter[column].sum()), int(gradient_standing[column].sum())
+            early, late = int(quarter[column].sum()), int(paper_standing[column].sum())
             if late > early:
                 signs.append(("accuracy-rises", f"accuracy-rises: at eps={value:.4g}, {late} images stand after "
                               f"{steps} steps against {early} after {steps // 4}: the attack does not converge"))

@@ -246,11 +246,24 @@ def trajectory_figure(trajectory: Trajectory, names: Sequence[str], y: int, t: i
     return fig
 
 
+#: Curve colours, one per model: the Okabe-Ito colour-blind-safe set, no two alike (the app theme's
+#: own palette starts with two blues that a projector shows as one).
+CURVE_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#000000", "#56B4E9", "#F0E442")
+
+
 def curves_figure(curves: dict[str, tuple[Sequence[float], Sequence[float]]], x_title: str, y_title: str,
-                  y_range: tuple[float, float] | None = None) -> go.Figure:
-    """Line plot of named (x, y) curves, e.g. robust accuracy vs eps per model."""
-    fig = go.Figure([go.Scatter(x=list(x), y=list(y), name=name, mode="lines+markers")
-                     for name, (x, y) in curves.items()])
+                  y_range: tuple[float, float] | None = None,
+                  reported: dict[str, tuple[Sequence[float], Sequence[float]]] | None = None) -> go.Figure:
+    """Line plot of named (x, y) curves, e.g. robust accuracy vs eps per model, each in its own
+    colour of ``CURVE_COLOURS``; ``reported`` (same names): the numbers the curves re-test, drawn
+    dashed in the curve's colour and named "<name> (reported)"."""
+    colours = {name: CURVE_COLOURS[i % len(CURVE_COLOURS)] for i, name in enumerate(curves)}
+    traces = [go.Scatter(x=list(x), y=list(y), name=name, mode="lines+markers", line=dict(color=colours[name]))
+              for name, (x, y) in curves.items()]
+    traces += [go.Scatter(x=list(x), y=list(y), name=f"{name} (reported)", mode="lines+markers",
+                          line=dict(color=colours[name], dash="dash", width=1), marker=dict(symbol="circle-open"))
+               for name, (x, y) in (reported or {}).items()]
+    fig = go.Figure(traces)
     fig.update_layout(height=360, margin=dict(l=5, r=5, t=10, b=5), xaxis_title=x_title, yaxis_title=y_title,
                       legend=dict(orientation="h", y=-0.25), font=dict(size=14))
     if y_range is not None:

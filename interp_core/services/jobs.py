@@ -51,9 +51,8 @@ from torch import nn
 
 from interp_core import paths
 from interp_core.attacks import PAPER_EPS, PAPER_SUBSET
-from interp_core.evaluate import aai_evaluation, evaluation_set, robust_accuracy
+from interp_core.evaluate import Progress, aai_evaluation, evaluation_set, robust_accuracy
 from interp_core.io import write_atomic
-from interp_core.metrics import accuracy
 from interp_core.models import CheckpointError, load_checkpoint, read_card
 from interp_core.training import TrainConfig, config_to_args, make_config, previous_state_path, state_path
 
@@ -83,6 +82,8 @@ _DIVERGED = "loss became"  # the trainer's message for a non-finite loss: resumi
 _POPEN: dict[str, subprocess.Popen] = {}  # children of this process, reaped by job_status
 _LOCK = threading.Lock()  # one start at a time per server process (the limit check and the launch)
 
+#: Why a stored evaluation without re-tested numbers is not shown.
+OUTDATED = "its evaluation was stored before every number had its re-test: evaluate again"
 #: progress(stage, done, total) of :func:`evaluate_model`.
 StageProgress = Callable[[str, int, int], None]
 
@@ -213,7 +214,8 @@ def job_status(job_id: str) -> dict:
             f" in {metrics['train_seconds']} s" if "train_seconds" in metrics else "")
         if state == "finished" and evaluation is None and info.get("evaluate_n", EVALUATION_N):
             eval_errors = [e["message"] for e in events[last:] if e.get("event") == "eval_error"]
-            eval_message = eval_errors[-1] if eval_errors else "the evaluation did not complete (its process ended)"
+            eval_message = (eval_errors[-1] if eval_errors else OUTDATED if evaluation_path(checkpoint).is_file()
+                            else "the evaluation did not complete (its process ended)")
     else:
         state = "failed"
         stderr = _last_line(folder / "stderr.log")
@@ -260,48 +262,67 @@ def evaluation_path(checkpoint: str | os.PathLike) -> Path:
 
 
 def read_evaluation(checkpoint: str | os.PathLike) -> dict | None:
-    """The stored evaluation of a checkpoint (:func:`evaluate_model`'s dict), or None."""
+    """The stored evaluation of a checkpoint (:func:`evaluate_model`'s dict), or None (none, not
+    readable, or stored before the evaluation re-tested its numbers: ``OUTDATED``)."""
     path = evaluation_path(checkpoint)
     try:
-        return json.loads(path.read_text())
+        evaluation = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
+    return evaluation if isinstance(evaluation, dict) and "contradicted" in evaluation else None
 
 
-def evaluate_model(model: nn.Module, dataset: str, n: int = EVALUATION_N,
-                   progress: StageProgress | None = None) -> dict:
-    """The evaluation shown for every run and reference model: on the first ``n`` (1 to 200) images
-    of the authors' seed-99 test subset (read from the demo sample, which holds them first, so no
-    data directory is needed), clean accuracy, the authors' PGD
-    (:func:`interp_core.evaluate.robust_accuracy`, protocol "paper") at every nonzero eps of
-    ``PAPER_EPS[dataset]``, and the AAI Kendall tau (:func:`interp_core.evaluate.aai_evaluation`)
-    at the two eps of ``AAI_EPS[dataset]``.
+def robust_evaluation(model: nn.Module, dataset: str, n: int = EVALUATION_N, retest: str = "quick",
+                      progress: Progress | None = None) -> dict:
+    """The robustness half of :func:`evaluate_model`: on the first ``n`` (1 to 200) images of the
+    authors' seed-99 test subset (read from the demo sample, which holds them first, so no data
+    directory is needed), the authors' PGD (:func:`interp_core.evaluate.robust_accuracy`, protocol
+    "paper") at every eps of ``PAPER_EPS[dataset]`` beside its re-test (``retest``, one of
+    ``interp_core.evaluate.RETESTS``: random-start PGD, then Square or AutoAttack, on what the
+    authors' PGD left standing).
 
-    Returns {"dataset", "n", "subset", "clean_accuracy", "accuracy": [{"eps", "accuracy"}] (eps 0
-    is the clean accuracy), "robust_protocol", "aai": [{"eps", "kendall_tau", "topk_intersection",
-    "kept"}], "aai_protocol", "warnings", "seconds"}; accuracies and tau in [0, 1] / [-1, 1]
-    (tau is NaN where no image kept its class).
+    Returns {"dataset", "n", "subset", "clean_accuracy", "accuracy": [{"eps", "accuracy",
+    "retested"}] (eps 0 is the clean accuracy), "robust_protocol" (the re-test's settings under
+    "retest"), "contradicted" (the eps where the re-test takes more than
+    ``interp_core.evaluate.robust.CONTRADICTION`` off the reported accuracy), "masking_signs",
+    "warnings"}; accuracies in [0, 1].
     """
     if dataset not in PAPER_EPS:
         raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(PAPER_EPS)}")
     if not 1 <= n <= EVALUATION_N:
         raise ValueError(f"n must be between 1 and {EVALUATION_N} (the paper subset), got {n}")
-    started = time.perf_counter()
     data, subset = evaluation_set(dataset, "demo", n=n, subset="paper")
-    x, y = data.images, data.labels
-    clean = accuracy(model, x, y)
-    grid = [e for e in PAPER_EPS[dataset] if e > 0]
+    robust = robust_accuracy(model, data.images, data.labels, list(PAPER_EPS[dataset]), "paper", retest=retest,
+                             subset=subset, progress=progress)
+    return {"dataset": dataset, "n": len(data.labels), "subset": subset,
+            "clean_accuracy": robust.results[0]["accuracy"],
+            "accuracy": [{k: r[k] for k in ("eps", "accuracy", "retested")} for r in robust.results],
+            "robust_protocol": robust.protocol, "contradicted": [r["eps"] for r in robust.contradictions()],
+            "masking_signs": robust.masking_signs, "warnings": robust.warnings}
+
+
+def evaluate_model(model: nn.Module, dataset: str, n: int = EVALUATION_N, retest: str = "quick",
+                   progress: StageProgress | None = None) -> dict:
+    """The evaluation shown for every run and reference model: :func:`robust_evaluation` (the
+    authors' PGD beside its ``retest``) and the AAI Kendall tau
+    (:func:`interp_core.evaluate.aai_evaluation`) at the two eps of ``AAI_EPS[dataset]``, on the
+    same ``n`` images.
+
+    Returns :func:`robust_evaluation`'s dict with "aai": [{"eps", "kendall_tau",
+    "topk_intersection", "kept"}], "aai_protocol" and "seconds"; tau in [-1, 1] (NaN where no image
+    kept its class).
+    """
+    started = time.perf_counter()
 
     def stage(name: str):
         return (lambda done, total: progress(name, done, total)) if progress else None
 
-    robust = robust_accuracy(model, x, y, grid, "paper", subset=subset, progress=stage("robust accuracy"))
-    aai = aai_evaluation(model, x, y, list(AAI_EPS[dataset]), subset=subset, progress=stage("AAI Kendall tau"))
-    return {"dataset": dataset, "n": len(y), "subset": subset, "clean_accuracy": clean,
-            "accuracy": [{"eps": 0.0, "accuracy": clean}] + [{"eps": r["eps"], "accuracy": r["accuracy"]}
-                                                           for r in robust.results],
-            "robust_protocol": robust.protocol, "aai": aai["results"], "aai_protocol": aai["protocol"],
-            "warnings": robust.warnings, "seconds": round(time.perf_counter() - started, 1)}
+    result = robust_evaluation(model, dataset, n, retest, stage("robust accuracy and its re-test"))
+    data, subset = evaluation_set(dataset, "demo", n=n, subset="paper")
+    aai = aai_evaluation(model, data.images, data.labels, list(AAI_EPS[dataset]), subset=subset,
+                         progress=stage("AAI Kendall tau"))
+    return {**result, "aai": aai["results"], "aai_protocol": aai["protocol"],
+            "seconds": round(time.perf_counter() - started, 1)}
 
 
 def reference_evaluations(dataset: str, n: int) -> dict[str, dict]:
@@ -517,7 +538,7 @@ def run_worker(folder: Path, mode: str, run_command: Callable[[list[str]], int])
     except _EvaluationStopped:
         _append(folder, {"event": "eval_error", "message": "the evaluation was stopped; evaluate again to see it"})
         return 0
-    except (OSError, ValueError, RuntimeError, SafetensorError) as err:
+    except (OSError, ValueError, RuntimeError, ImportError, SafetensorError) as err:
         _append(folder, {"event": "eval_error", "message": f"the evaluation failed: {_write_problem(err)}"})
         raise
     return 0
