@@ -245,10 +245,10 @@ def test_no_request_leaves_the_machine(browser, app_url):
 def test_robustness_evaluation_can_be_cancelled(browser, app_url):
     page = browser.new_context(viewport=VIEWPORT).new_page()
     page.goto(f"{app_url}/robustness")
-    page.get_by_text(re.compile(r"Estimated time: about \d+ s")).wait_for(timeout=120_000)
+    page.get_by_text(re.compile(r"Estimated time: at most about \d+ s")).wait_for(timeout=120_000)
     page.locator("[data-testid='stSidebar']").get_by_text("strong", exact=True).click()  # settings not cached
     app_driver.wait_idle(page)
-    page.get_by_text(re.compile(r"Estimated time: about \d+ s")).wait_for(timeout=120_000)
+    page.get_by_text(re.compile(r"Estimated time: at most about \d+ s")).wait_for(timeout=120_000)
     page.get_by_role("button", name="Evaluate").click()
     page.locator("[data-testid='stProgress']").first.wait_for(timeout=60_000)
     page.get_by_role("button", name="Cancel").click()

@@ -278,7 +278,7 @@ def test_the_retest_contradicts_the_large_eps_accuracy_of_the_int2_card(mnist_de
     left = list(large["retest_attacks"].values())
     assert list(large["retest_attacks"]) == ["pgd-ce-restarts", "pgd-margin-restarts", "square"]
     assert left == sorted(left, reverse=True) and left[-1] == large["retested"] <= large["accuracy"]
-    assert result.protocol["retest"]["attacks"][-1] == "square 1000 queries (torchattacks)"
+    assert result.protocol["retest"]["attacks"][-1] == "square 500 queries (torchattacks)"
 
 
 def test_a_retest_that_finds_nothing_contradicts_nothing(mnist_normal, small):

@@ -106,14 +106,15 @@ def test_job_trains_evaluates_and_its_model_is_listed(runs):
     assert evaluation["n"] == 4 and evaluation["dataset"] == "mnist"
     assert [r["eps"] for r in evaluation["accuracy"]] == list(PAPER_EPS["mnist"])
     assert evaluation["accuracy"][0]["accuracy"] == evaluation["clean_accuracy"]
-    assert all(0 <= r["accuracy"] <= evaluation["clean_accuracy"] for r in evaluation["accuracy"])
+    assert all(0 <= r["retested"] <= r["accuracy"] <= evaluation["clean_accuracy"] for r in evaluation["accuracy"])
+    assert evaluation["robust_protocol"]["retest"]["name"] == "quick"
     assert [r["eps"] for r in evaluation["aai"]] == list(jobs.AAI_EPS["mnist"])
     assert evaluation["robust_protocol"]["steps"] == 200 and evaluation["aai_protocol"]["steps"] == 200
     # stored beside the checkpoint, so a reload reads it instead of recomputing
     assert jobs.evaluation_path(status["checkpoint"]).is_file()
     assert jobs.read_evaluation(status["checkpoint"]) == evaluation
     ticks = [e for e in jobs._events(runs / job_id / "progress.jsonl") if e["event"] == "eval"]
-    assert ticks and {t["stage"] for t in ticks} == {"robust accuracy", "AAI Kendall tau"}
+    assert ticks and {t["stage"] for t in ticks} == {"robust accuracy and its re-test", "AAI Kendall tau"}
     listed = [e for e in available_models("mnist") if str(e.path) == status["checkpoint"]]
     assert listed and listed[0].card.source == "user"
     load_model(listed[0].name)

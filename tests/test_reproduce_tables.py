@@ -18,17 +18,18 @@ def _write(path, rows):
 
 def test_reads_a_run_into_long_and_wide_tables(tmp_path):
     _write(tmp_path / "pgd_accuracy.csv",
-           [{"dataset": "cifar10", "arch": "smallgap", "method": m, "eps": e, "accuracy": a, "steps": 7, "n": 3,
-             "random_start": False}
-            for m, e, a in (("normal", 0.0, 0.75), ("normal", 8 / 255, 0.25), ("int", 0.0, 0.5))])
+           [{"dataset": "cifar10", "arch": "smallgap", "method": m, "eps": e, "accuracy": a, "retested": r, "steps": 7,
+             "n": 3, "random_start": False}
+            for m, e, a, r in (("normal", 0.0, 0.75, 0.75), ("normal", 8 / 255, 0.25, 0.0), ("int", 0.0, 0.5, 0.5))])
     (tmp_path / "summary.json").write_text(json.dumps({"settings": {"quick": False, "n": 3}}))
     result = load_reproduce_tables(tmp_path)
     assert set(result["tables"]) == {"pgd"}  # no aai_kendall.csv: that table is left out
     pgd = result["tables"]["pgd"]
     assert pgd["rows"][1]["eps"] == pytest.approx(8 / 255) and pgd["rows"][1]["steps"] == 7
     assert pgd["rows"][0]["random_start"] is False
-    assert pgd["wide"]["cifar10 smallgap"] == [{"method": "normal", "0/255": 0.75, "8/255": 0.25},
-                                                {"method": "int", "0/255": 0.5}]
+    assert pgd["rows"][1]["retested"] == 0.0
+    assert pgd["wide"]["cifar10 smallgap"] == [{"method": "normal", "0/255": "0.750 / 0.750", "8/255": "0.250 / 0.000"},
+                                                {"method": "int", "0/255": "0.500 / 0.500"}]
     assert result["quick"] is False and "authors' protocol" in result["mode"]
     assert result["command"].startswith("python -m interp_core reproduce --out ")
     assert not result["command"].endswith("--quick")

@@ -6,6 +6,8 @@ with the evaluation every run gets (:func:`interp_core.services.jobs.evaluate_mo
 
 One evaluation per (dataset, images, model), written as soon as it is done (the file is replaced
 atomically), so an interrupted call keeps what it finished; ``--force`` recomputes what is there.
+An evaluation stored before the re-test (no "contradicted") gets its robustness half
+(:func:`interp_core.services.jobs.robust_evaluation`) measured anew; its AAI half is kept.
 The image counts are those of the presets' automatic evaluations (200; the classroom preset's fewer).
 """
 
@@ -21,7 +23,7 @@ import torch
 from interp_core.models import load_model
 from interp_core.models.checkpoint import atomic_write
 from interp_core.runtime import configure_threads
-from interp_core.services.jobs import REFERENCE_MODELS, REFERENCES, evaluate_model
+from interp_core.services.jobs import REFERENCE_MODELS, REFERENCES, evaluate_model, robust_evaluation
 
 
 def main() -> None:
@@ -39,12 +41,14 @@ def main() -> None:
         for n in (int(v) for v in args.n.split(",")):
             for name in REFERENCE_MODELS[dataset]:
                 done = evaluations.setdefault(dataset, {}).setdefault(str(n), {})
-                if name in done and not args.force:
+                stored_before = done.get(name, {}) if not args.force else {}
+                if "contradicted" in stored_before:
                     continue
                 model, card = load_model(name, "cpu")
                 started = time.time()
-                result = evaluate_model(model.requires_grad_(False), dataset, n)
-                done[name] = {"model": name, "method": card.method, **result,
+                measure = robust_evaluation if "aai" in stored_before else evaluate_model
+                result = measure(model.requires_grad_(False), dataset, n)
+                done[name] = {**stored_before, "model": name, "method": card.method, **result,
                               "machine": f"{platform.machine()} CPU, {threads} torch thread(s), "
                                          f"torch {torch.__version__}", "wall_seconds": round(time.time() - started, 1)}
                 with atomic_write(REFERENCES) as tmp:

@@ -327,13 +327,15 @@ def evaluate_model(model: nn.Module, dataset: str, n: int = EVALUATION_N, retest
 
 def reference_evaluations(dataset: str, n: int) -> dict[str, dict]:
     """The stored evaluations (:func:`evaluate_model`) of ``REFERENCE_MODELS[dataset]`` on ``n``
-    images, by model name in that order; empty when ``REFERENCES`` has none for that size."""
+    images, by model name in that order (those stored before the re-test left out, as in
+    :func:`read_evaluation`); empty when ``REFERENCES`` has none for that size."""
     try:
         stored = json.loads(REFERENCES.read_text())
     except (OSError, json.JSONDecodeError):
         return {}
     found = stored.get("evaluations", {}).get(dataset, {}).get(str(n), {})
-    return {name: found[name] for name in REFERENCE_MODELS.get(dataset, ()) if name in found}
+    return {name: found[name] for name in REFERENCE_MODELS.get(dataset, ())
+            if "contradicted" in found.get(name, {})}
 
 
 # --- inside the app process --------------------------------------------------------------------
@@ -532,7 +534,7 @@ def run_worker(folder: Path, mode: str, run_command: Callable[[list[str]], int])
     checkpoint = Path(info["checkpoint"])
     try:
         model, card = load_checkpoint(checkpoint)
-        result = evaluate_model(model.requires_grad_(False), card.dataset, n, lambda stage, done, total: _append(
+        result = evaluate_model(model.requires_grad_(False), card.dataset, n, progress=lambda stage, done, total: _append(
             folder, {"event": "eval", "stage": stage, "done": done, "total": total}))
         write_atomic(evaluation_path(checkpoint), json.dumps({"model": card.name, **result}))
     except _EvaluationStopped:
