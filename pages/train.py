@@ -253,9 +253,9 @@ def evaluation_view(statuses: list[dict]) -> None:
     for label, (_, e) in shown.items():
         for eps in e["contradicted"]:
             row = next(r for r in e["accuracy"] if r["eps"] == eps)
-            st.error(f"{label}: at ε = {eps_label(eps, data)} the authors' PGD reports {row['accuracy']:.3f}, the "
-                     f"re-test leaves {row['retested']:.3f}: the reported number overstates robustness.",
-                     icon=":material/report:")
+            st.warning(f"{label}: at ε = {eps_label(eps, data)} the authors' PGD reports {row['accuracy']:.3f}, the "
+                       f"re-test leaves {row['retested']:.3f}: the reported number overstates robustness.",
+                       icon=":material/report:")
         for sign in e["masking_signs"]:
             st.info(f"{label}, `{sign}` in plain words: {SIGN_WORDS[sign]}.", icon=":material/school:")
     for warning in (w for e in evaluations.values() for w in e["warnings"]):
