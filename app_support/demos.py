@@ -1,6 +1,6 @@
-"""The guided demos of the home page: each a link that opens the Explore page with every setting
-filled and the attack run (the Explore page reads its settings from the URL, see
-app_support/url_state.py), and two sentences on what to look for.
+"""The guided demos of the home page: each a link that opens a page (the Explore page, or the
+Random start page) with every setting filled and the attack run (the pages read their settings
+from the URL, see app_support/url_state.py), and two sentences on what to look for.
 
 The images and settings were chosen by measuring (the MNIST and CIFAR-10 demo samples, the
 authors' networks): the card's ``works_on`` line says what the demo showed when measured, and
@@ -17,7 +17,7 @@ CIFAR_NORMAL, CIFAR_INT = "cifar10-smallgap-normal-paper", "cifar10-smallgap-int
 
 @dataclass(frozen=True)
 class Demo:
-    """A guided demo: ``params`` are the Explore page's URL parameters (run=1: results at once)."""
+    """A guided demo: ``params`` are the URL parameters of ``page`` (run=1: results at once)."""
 
     key: str
     title: str
@@ -29,7 +29,8 @@ class Demo:
 
     @property
     def models(self) -> list[str]:
-        return self.params["models"].split(",")
+        """The shipped networks the demo needs (Explore links list several, the Random start page one)."""
+        return self.params["models"].split(",") if "models" in self.params else [self.params["model"]]
 
 
 def _explore(models: list[str], image: int, attack: str, explainers: str = "cam,gradcampp,saliency",
@@ -60,11 +61,21 @@ DEMOS = (
     Demo("robust", "Robust training makes interpretations robust",
          "The authors' PGD at ε = 0.35 on the normal, PGD-trained and Int networks side by side, maps on one "
          "shared colour scale and over the image: the normal network's true-class map is scrambled, the robust "
-         "ones keep its ranking (Kendall τ far higher). The Int network even keeps the label.",
+         "ones keep its ranking (Kendall τ far higher). Int's label survives only this attack, which starts at the "
+         "image: the demo \"Robust, or an attack that stalls?\" flips it with one random start.",
          "MNIST demo image #8 (a 1): measured normal 1 → 8 with τ 0.05, PGD-AT 1 → 8 with τ 0.67, Int keeps 1 "
-         "with τ 0.96.",
+         "(under this attack) with τ 0.96.",
          _explore([NORMAL, PGD_AT, INT], 8, "paper-pgd", explainers="cam,gradcampp", eps=0.35)
          | {"shared": "1", "overlay": "1"}),
+    Demo("start", "Robust, or an attack that stalls?",
+         "The authors' PGD starts at the clean image; at ε = 0.35 the Int network keeps its 1 under it. The same "
+         "attack from one random point of the ε-ball turns the 1 into an 8. The page measures why: from the image, "
+         "the [0, 1] box cancels most of the signed steps (MNIST's background is 0 and the gradient points below "
+         "it), so the attack hardly moves and the loss stays low.",
+         "MNIST demo image #8 (a 1), Int, ε = 0.35, 200 steps of 0.01: measured authors' start keeps 1 (cross-entropy "
+         "0.248, box cancels 85% of the steps), random start 1 → 8 (cross-entropy 20.8, box cancels 14%).",
+         {"dataset": "mnist", "model": INT, "image": "8", "eps": "0.35", "run": "1"}, page="pages/random_start.py",
+         icon=":material/casino:"),
     Demo("uar", "Unforeseen corruptions: snow on a normal and an Int network",
          "Snow, one of the unforeseen attacks (flakes whose intensities are optimized, at the authors' budget), "
          "falls on a CIFAR-10 airplane, aimed at each network's runner-up class. The normally trained network sees "

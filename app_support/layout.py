@@ -18,6 +18,7 @@ PAGES = (
     ("app.py", "Home", ":material/home:", "what the app shows, guided demos"),
     ("pages/explore.py", "Explore", ":material/biotech:", "attack one image, compare maps and discrepancies"),
     ("pages/robustness.py", "Robustness", ":material/shield:", "accuracy and AAI Kendall τ against ε"),
+    ("pages/random_start.py", "Random start", ":material/casino:", "the authors' PGD and a random start on one image"),
     ("pages/isa_tradeoff.py", "ISA trade-off", ":material/balance:", "1-/2-/all-class discrepancy vs ε; the bound"),
     ("pages/train.py", "Train", ":material/model_training:", "a small model in the background, live curves"),
     ("pages/about.py", "About", ":material/menu_book:", "methods, measures, references"),

@@ -150,7 +150,7 @@ from app_support.demos import DEMOS  # noqa: E402
 #: The readout each demo must show (the first model's goal line), in DEMOS order.
 DEMO_READOUTS = {"pgd": "goal reached: label flipped 1 → 8", "isa": "goal reached: target 8 is the prediction",
                  "aai": "goal reached: label 4 kept", "robust": "attack failed: the label is still 1",
-                 "uar": "goal reached: target bird is the prediction"}
+                 "start": "attack failed: the label is still 1", "uar": "goal reached: target bird is the prediction"}
 
 
 def wait_results(page, timeout: float = 300_000) -> None:
@@ -187,6 +187,13 @@ def test_every_demo_opens_from_home_with_its_readout(browser, app_url, shots):
         assert re.search(r"image=\d+", page.url) and "run=1" in page.url
         if demo.key == "robust":  # three models side by side, shared colour scale, maps over the images
             app_driver.screenshot(page, shots / "explore-three-models.png")
+        if demo.key == "start":  # the same attack from a random start flips what the authors' start kept
+            page.get_by_text("goal reached: label flipped 1 → 8", exact=True).wait_for(timeout=10_000)
+            cells = [c.inner_text() for c in page.locator("[data-testid='stTable'] tbody tr").all()]
+            authors, random = (re.findall(r"(\d+)%", row) for row in cells)
+            assert int(authors[0]) > 50 > int(random[0])  # the box cancels most of the stalled attack's steps
+            assert page.locator("[data-testid='stPlotlyChart'] .main-svg").count() >= 1  # loss and box share
+            app_driver.screenshot(page, shots / "random-start.png")
 
 
 def test_a_false_bound_shows_the_true_sign(browser, app_url):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 from urllib.parse import parse_qsl
 
 import pytest
@@ -61,16 +62,40 @@ def bound_numbers(at: AppTest) -> tuple[float, str, float, str]:
     return float(d2), sign, float(bound), d1, line
 
 
-def test_home_offers_every_demo_as_a_link_to_explore():
-    links = demo_links(home())
+def test_home_offers_every_demo_as_a_link_to_its_page():
+    at = home()
+    links = demo_links(at)
     assert links == [d.params for d in DEMOS]
     assert all(link["run"] == "1" for link in links)
+    pages = [link.proto.page for link in at.get("page_link") if link.proto.label == "Open this demo"]
+    assert pages == [Path(d.page).stem for d in DEMOS]  # the page each demo names
+
+
+def test_home_robustness_numbers_are_the_measured_references():
+    """Home's sentence on Int's robustness quotes the Train page's references (200 paper-subset
+    images): reported and re-tested, at 0.3 where most survives and at 0.35 where a random start
+    removes it."""
+    import json
+
+    text = next(m.value for m in home().markdown if "second claim" in m.value)
+    refs = json.loads((ROOT / "results" / "train-references.json").read_text())["evaluations"]["mnist"]["200"]
+
+    def at_eps(model: str, eps: float) -> tuple[str, str]:
+        row = next(r for r in refs[model]["accuracy"] if r["eps"] == eps)
+        return f"{row['accuracy']:.3f}", f"{row['retested']:.3f}"
+
+    int_03, int_035, pgd_03 = at_eps(INT, 0.3), at_eps(INT, 0.35), at_eps(PGD_AT, 0.3)
+    assert f"Int: {int_03[0]} under their PGD, {int_03[1]} after" in text
+    assert f"PGD adversarial training {pgd_03[0]} / {pgd_03[1]}" in text
+    assert f"Int {int_035[0]} → {int_035[1]} at ε = 0.35" in text
+    assert float(int_035[1]) < 0.05 < float(int_035[0])  # the large-eps number does not survive the re-test
+    assert "random start removes it" in text
 
 
 @pytest.fixture(scope="module")
 def demo_runs() -> dict[str, AppTest]:
     links = demo_links(home())
-    return {demo.key: open_explore(home(), link) for demo, link in zip(DEMOS, links)}
+    return {demo.key: open_explore(home(), link) for demo, link in zip(DEMOS, links) if demo.page == "pages/explore.py"}
 
 
 def test_demo_pgd_flips_the_label_and_moves_the_map(demo_runs):
@@ -111,6 +136,32 @@ def test_demo_robust_training_keeps_the_maps(demo_runs):
     assert tau[PGD_AT] > tau[NORMAL] + 0.2 and tau[INT] > tau[NORMAL] + 0.2
     assert at.toggle(key="explore_shared").value and at.toggle(key="explore_overlay").value
     assert len(at.table[0].value) == 3 * 2  # three models, two explainers
+
+
+def test_demo_start_int_keeps_the_label_only_under_the_authors_start():
+    """The random-start demo from its own link: same network, image and eps; the authors' start keeps
+    the 1 with the box cancelling most steps and the loss low, the random start flips it."""
+    demo = next(d for d in DEMOS if d.key == "start")
+    link = next(link for d, link in zip(DEMOS, demo_links(home())) if d.key == "start")
+    at = home()
+    at.switch_page(demo.page)
+    at.query_params.clear()
+    at.query_params.update(link)
+    at.run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    reached, missed = goals(at)
+    assert missed == ["attack failed: the label is still 1"] and reached == ["goal reached: label flipped 1 → 8"]
+    rows = at.table[0].value.set_index("start")
+    authors, random = rows.loc["authors' attack (start at x)"], rows.loc["random start"]
+    share = {name: float(r["steps cancelled by the box"].rstrip("%")) / 100 for name, r in (("a", authors),
+                                                                                            ("r", random))}
+    loss = {name: float(r["cross-entropy at the end"]) for name, r in (("a", authors), ("r", random))}
+    assert share["a"] > 0.5 > share["r"] and loss["a"] < 1 < loss["r"]
+    why = next(m.value for m in at.markdown if m.value.startswith("**Why.**"))
+    assert f"{share['a']:.0%}" in why and "measures the attack, not the network" in why
+    caption = next(c.value for c in at.caption if c.value.startswith("Results for"))
+    assert caption.startswith(f"Results for: MNIST #8 · {INT} · eps=0.35, steps=200")
+    assert dict(at.query_params) == {**link, "steps": "200", "seed": "0"}
 
 
 def test_demo_uar_snow_flips_the_normal_network_not_the_int_one(demo_runs):

@@ -28,6 +28,8 @@ def _check(entry, eps_labels, capsys):
     assert len(results) == len(eps_labels)
     for label, row in zip(eps_labels, results):
         assert row["accuracy"] == pytest.approx(grid[label], abs=TOLERANCE), (entry.name, label)
+        assert row["retested"] == pytest.approx(card.metrics["retested_accuracy"][label], abs=TOLERANCE), \
+            (entry.name, label)  # the card's re-test column too
 
 
 def test_every_project_card_names_its_recipe_and_measurements():

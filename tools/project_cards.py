@@ -22,6 +22,7 @@ setting that differs from that preset's schedule for the same run length.
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 from dataclasses import replace
 from pathlib import Path
@@ -66,7 +67,7 @@ def card_markdown(name: str, cfg: TrainConfig, flags: list[str], metrics: dict) 
     retested = metrics["retested_accuracy"]
     rows = [f"| {label} | {metrics['pgd_accuracy'][label]:.3f} | {retested[label]:.3f} |"
             for label in metrics["pgd_accuracy"]]
-    taus = [f"| {label} | {tau:.3f} | {metrics['aai_kept'][label]} |" for label, tau in metrics["aai_tau"].items()]
+    taus = [f"| {label} | {tau_text(tau)} | {metrics['aai_kept'][label]} |" for label, tau in metrics["aai_tau"].items()]
     settings = RETESTS[metrics["retest"]]
     return "\n".join([
         f"# {name}", "", *retest_warning(metrics, cfg.dataset),
@@ -168,14 +169,25 @@ def rewrite_markdown(name: str) -> Path:
     return path.with_suffix(".md")
 
 
+def tau_text(tau: float) -> str:
+    """A Kendall tau to three decimals, or "—" when no image kept its class (tau is then undefined)."""
+    return "—" if math.isnan(tau) else f"{tau:.3f}"
+
+
+def shipped_cards(dataset: str) -> list:
+    """The measured cards (``ModelCard``) of the ``*-project`` checkpoints of ``dataset`` shipped in
+    checkpoints/."""
+    from interp_core.models import available_models
+
+    return [e.card for e in available_models() if e.card.source == "project" and e.card.dataset == dataset
+            and e.path.parent == ROOT / "checkpoints" and "aai_tau" in e.card.metrics]
+
+
 def cards_table(dataset: str) -> str:
     """A markdown table of the shipped ``*-project`` cards of ``dataset``: clean accuracy, per eps
     the authors' PGD accuracy and its re-test as "reported / re-tested", AAI Kendall tau per eps,
     as stored by :func:`ship`."""
-    from interp_core.models import available_models
-
-    cards = [e.card for e in available_models() if e.card.source == "project" and e.card.dataset == dataset
-             and e.path.parent == ROOT / "checkpoints" and "aai_tau" in e.card.metrics]
+    cards = shipped_cards(dataset)
     if not cards:
         return ""
     eps, taus = list(cards[0].metrics["pgd_accuracy"]), list(cards[0].metrics["aai_tau"])
@@ -187,7 +199,7 @@ def cards_table(dataset: str) -> str:
         m = card.metrics
         lines.append(f"| {card.method} | {m['clean_accuracy']:.3f} | "
                      + " | ".join(f"{m['pgd_accuracy'][e]:.3f} / {m['retested_accuracy'][e]:.3f}" for e in eps) + " | "
-                     + " | ".join(f"{m['aai_tau'][t]:.3f}" for t in taus) + " |")
+                     + " | ".join(tau_text(m['aai_tau'][t]) for t in taus) + " |")
     return "\n".join(lines)
 
 

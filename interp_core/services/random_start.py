@@ -13,13 +13,16 @@ sign noise) takes both to 0.01 or below. The start point x, not the attack's str
 
 ``start_comparison`` runs both attacks through ``services.explore.explore`` (maps, Kendall tau,
 goal readouts, the trajectory of iterates) and measures, at every iterate, how the signed step
-sits on the box (``StepTrace``); ``trace_figure`` draws the loss and the blocked share per step.
+sits on the box (``StepTrace``); ``side_by_side`` puts the two into one Explore result (one row per
+start, for the map figures); ``trace_figure`` draws the loss and the blocked share per step.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Sequence
+
+import dataclasses
 
 import numpy as np
 import plotly.graph_objects as go
@@ -115,6 +118,14 @@ def start_comparison(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, e
         iterates = torch.from_numpy(result.models[0].trajectory.x).to(x.device)
         runs[label] = StartRun(result, step_trace(model, iterates, x, y.to(x.device), eps))
     return runs
+
+
+def side_by_side(runs: dict[str, StartRun]) -> ExploreResult:
+    """The runs of ``start_comparison`` as one Explore result whose "models" are the starts (each
+    named by its label), so that the map figures show them row by row on one colour scale."""
+    first = next(iter(runs.values())).result
+    return dataclasses.replace(first, models=[dataclasses.replace(run.result.models[0], model=label)
+                                              for label, run in runs.items()])
 
 
 def trace_figure(runs: dict[str, StartRun], index: int = 0) -> go.Figure:

@@ -1,0 +1,137 @@
+"""Random start: the authors' PGD (start at the clean image) and the same attack from one random
+point of the eps-ball, side by side on one image and model, with the maps and the measured reason
+why a start at x can stall (interp_core.services.random_start)."""
+
+import functools
+
+import streamlit as st
+
+from app_support.common import DATASET_LABELS, get_dataset, get_model, model_label, model_table
+from app_support.layout import setup_page
+from app_support.url_state import Link
+from interp_core.attacks import PAPER_EPS
+from interp_core.services import figures
+from interp_core.services.explore import goal_readout
+from interp_core.services.random_start import STARTS, side_by_side, start_comparison, trace_figure
+
+setup_page("Random start")
+
+#: The shipped network each dataset opens with: the authors' Int, whose large-eps accuracy is the
+#: number this page re-tests.
+DEFAULT_MODEL = {"mnist": "mnist-smallgap-int-paper", "cifar10": "cifar10-smallgap-int-paper"}
+DEMO_IMAGES = 300
+#: MNIST demo image 8 (a 1): at eps 0.35 the authors' Int keeps its label under the authors' attack and
+#: loses it to one random start (app_support/demos.py, demo "start", gives the measured numbers).
+DEFAULT_IMAGE = 8
+
+
+@st.cache_data(show_spinner="Running both attacks…", max_entries=32)
+def comparison(spec: str, dataset: str, index: int, eps: float, steps: int, seed: int):
+    """Both starts on demo image ``index`` (cached by every setting)."""
+    data = get_dataset(dataset, "demo")
+    runs = start_comparison(get_model(spec), data.images[index:index + 1], data.labels[index:index + 1], eps,
+                            steps=steps, seed=seed, name=model_label(spec), class_names=data.class_names,
+                            dataset=dataset, image_ids=[index])
+    return runs
+
+
+def apply_link(link: Link, params: dict[str, str]) -> bool:
+    """A link's settings into the widgets' state; whether it asks for the results (run=1)."""
+    take = functools.partial(link.take, params)
+    dataset = take("dataset", "start_dataset", options=list(DATASET_LABELS)) or st.session_state.get(
+        "start_dataset", "mnist")
+    take("model", f"start_model_{dataset}", options=[m["name"] for m in model_table(dataset)])
+    take("image", "start_image", like=0, options=lambda i: 0 <= i < DEMO_IMAGES)
+    take("eps", f"start_eps_{dataset}", like=0.0, options=lambda e: 0 < e <= 1)
+    take("steps", "start_steps", like=0, options=lambda s: 1 <= s <= 1000)
+    take("seed", "start_seed", like=0, options=lambda s: s >= 0)
+    return params.get("run") == "1"
+
+
+def start_panel(label: str, run) -> None:
+    """One start: whether the label survived, and the clean and attacked images."""
+    m = run.result.models[0]
+    st.markdown(f"#### {label}")
+    (st.success if m.goal_reached[0] else st.warning)(goal_readout(run.result, 0))  # as on Explore
+    title, captions = figures.summary_text(run.result, 0, with_model=False)
+    st.image(figures.model_summary_image(run.result, 0, with_model=False), alt=f"{title}: " + "; ".join(captions))
+
+
+def numbers_table(runs: dict) -> list[dict]:
+    """One row per start: the readout and the measured numbers of its trace (image 0)."""
+    return [{"start": label, "readout": goal_readout(run.result, 0),
+             "cross-entropy at the end": f"{run.trace.loss[-1, 0]:.3g}",
+             "steps cancelled by the box": f"{run.trace.step_mean('box_blocked')[0]:.0%}",
+             "pixels changed per step": f"{run.trace.step_mean('moved')[0]:.0%}"} for label, run in runs.items()]
+
+
+st.title("Robust, or an attack that stalls?")
+st.markdown(
+    "The authors measure robust accuracy with PGD that **starts at the clean image x** and takes 200 signed "
+    "steps of 0.01. A network can survive that attack without being robust: if the first steps lead nowhere, "
+    "the attack never leaves x. On MNIST most pixels are exactly 0, and where the gradient points below 0 the "
+    "[0, 1] box cancels the step. The same attack from **one random point of the ε-ball** does not stall. "
+    "Compare the two below: same network, image, ε, steps and step size.")
+
+link = Link("random_start")
+incoming = link.incoming()
+auto_run = apply_link(link, incoming) if incoming else False
+if link.ignored:
+    st.warning("Some settings of the link were not used: " + "; ".join(link.ignored))
+
+dataset = st.sidebar.radio("Dataset", list(DATASET_LABELS), format_func=DATASET_LABELS.get, key="start_dataset",
+                           horizontal=True)
+names = [m["name"] for m in model_table(dataset)]
+# defaults go into the widgets' state (not their arguments), so that a link's values never clash with them
+for key, value in ((f"start_model_{dataset}", DEFAULT_MODEL[dataset] if DEFAULT_MODEL[dataset] in names else None),
+                   ("start_image", DEFAULT_IMAGE), (f"start_eps_{dataset}", PAPER_EPS[dataset][-2]),
+                   ("start_steps", 200), ("start_seed", 0)):
+    st.session_state.setdefault(key, value)
+spec = st.sidebar.selectbox("Model", names, key=f"start_model_{dataset}")
+index = st.sidebar.number_input("Demo image #", 0, DEMO_IMAGES - 1, key="start_image")
+eps = st.sidebar.number_input("ε (ℓ∞)", 0.001, 1.0, step=0.01, format="%.4f", key=f"start_eps_{dataset}")
+steps = st.sidebar.number_input("Steps of 0.01", 1, 1000, key="start_steps")
+seed = st.sidebar.number_input("Seed of the random start", 0, 2**31 - 1, key="start_seed")
+
+data = get_dataset(dataset, "demo")
+st.caption(f"{DATASET_LABELS[dataset]} demo image #{index}: a {data.class_names[int(data.labels[index])]}")
+request = (spec, dataset, int(index), float(eps), int(steps), int(seed)) if spec else None
+if st.button("Run both attacks", type="primary", disabled=request is None, key="start_run") or (auto_run and request):
+    st.session_state["start_request"] = request
+showing = request is not None and st.session_state.get("start_request") == request
+if not spec:
+    st.info(f"No {DATASET_LABELS[dataset]} model found; train one on the Train page.")
+elif st.session_state.get("start_request") is not None and not showing:
+    st.info("The settings changed since the last run: press **Run both attacks** to see their results.")
+elif showing:
+    runs = comparison(*request)
+    st.caption(f"Results for: {DATASET_LABELS[dataset]} #{index} · {model_label(spec)} · eps={eps:g}, "
+               f"steps={steps}, step_size=0.01, seed={seed}")
+    for col, (label, run) in zip(st.columns(len(runs)), runs.items()):
+        with col:
+            start_panel(label, run)
+    st.table(numbers_table(runs))
+    st.caption("Cross-entropy: the loss of the true class that the attack climbs (a stalled attack leaves it near "
+               "its clean value). Steps cancelled by the box: the share of pixels, averaged over the steps, whose "
+               "signed step points out of [0, 1] where the image already sits on 0 or 1, so clipping undoes it. "
+               "Pixels changed per step: the share that an update actually moved.")
+    authors, random = (runs[label] for label in STARTS)
+    kept = not authors.result.models[0].goal_reached[0]
+    flipped = random.result.models[0].goal_reached[0]
+    blocked = [r.trace.step_mean("box_blocked")[0] for r in (authors, random)]
+    losses = [r.trace.loss[-1, 0] for r in (authors, random)]
+    verdict = ("The authors' attack leaves the label and one random start flips it: the accuracy the authors' "
+               "attack reports here measures the attack, not the network." if kept and flipped else
+               "Here both starts end the same way: this image does not show the difference; try another "
+               "image or ε (MNIST #8 at ε 0.35 on the Int network does).")
+    st.markdown(f"**Why.** From x, the box cancels the step on {blocked[0]:.0%} of the pixels (averaged over "
+                f"the steps) and the cross-entropy ends at {losses[0]:.3g}; from the random start it cancels "
+                f"{blocked[1]:.0%} and the cross-entropy reaches {losses[1]:.3g}. {verdict}")
+    st.plotly_chart(trace_figure(runs), key="start_trace")
+    st.subheader("Interpretation maps (true class, one colour scale)")
+    st.image(figures.maps_figure(side_by_side(runs), "cam", shared=True))
+    st.caption("Rows: the two starts; columns: clean CAM, CAM of the attacked image, and their difference. "
+               "A map that did not move is no evidence of a robust network when the attack did not move either.")
+
+link.write({"dataset": dataset, "model": spec, "image": int(index), "eps": float(eps), "steps": int(steps),
+            "seed": int(seed), "run": 1 if showing else None})
