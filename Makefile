@@ -19,9 +19,10 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest
 
-# The unit tier: no app pages or browser, no training subprocesses or full protocols, no ../shared.
+# The unit tier: no app pages or browser, no training subprocesses or full protocols, no ../shared, no GPU
+# (its -m replaces the addopts filter, so it names gpu itself).
 test-fast: $(VENV)/.installed
-	$(BIN)/python -m pytest -m "not slow and not shared and not browser and not integration"
+	$(BIN)/python -m pytest -m "not slow and not gpu and not shared and not browser and not integration"
 
 test-slow: $(VENV)/.installed
 	$(BIN)/python -m pytest -m slow

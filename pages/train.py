@@ -262,7 +262,7 @@ def evaluation_view(statuses: list[dict]) -> None:
         st.warning(warning)
     for column, (job_id, e) in zip(st.columns(len(evaluations)), evaluations.items()):
         if column.button(f"Open {labels[job_id]} in Explore", icon=":material/biotech:", key=f"explore_{job_id}"):
-            st.switch_page("pages/explore.py", query_params={"dataset": data, "models": e["model"]})
+            st.switch_page("pages/explore.py", query_params={"dataset": data, "models": e["model"], "run": "1"})
 
 
 live_view(members, active)

@@ -108,6 +108,9 @@ def test_train_run_ends_with_its_evaluation(browser, app_url, shots):
     assert page.get_by_role("button", name=re.compile("Open .* in Explore")).count() == 1
     app_driver.screenshot(page, shots / "train.png")
     assert not app_driver.errors(page)
+    page.get_by_role("button", name=re.compile("Open .* in Explore")).click()  # opens the run, attacked
+    wait_results(page)
+    assert "run=1" in page.url and "models=" in page.url and results_caption(page).startswith("Results for: MNIST")
 
 
 #: The button that fills a page with results; pressed (defaults: tens of seconds) only when
