@@ -99,6 +99,18 @@ def test_strong_protocol_stops_early_and_is_at_least_as_strong(mnist_normal, sma
     assert strong.protocol["name"] == "strong" and "early_stop" in strong.protocol
 
 
+def test_a_retest_without_torchattacks_says_what_to_install(monkeypatch, tiny_cifar_model):
+    """torchattacks is installed apart from the requirements; its absence is one clear sentence."""
+    import sys
+
+    from interp_core.evaluate.robust import _TorchAttack
+
+    monkeypatch.setitem(sys.modules, "torchattacks", None)  # import fails as if not installed
+    x, y = torch.rand(2, 3, 32, 32), torch.tensor([0, 1])
+    with pytest.raises(ImportError, match=r"Square .*needs torchattacks: pip install --no-deps"):
+        _TorchAttack("Square", 2 / 255, n_queries=5)(tiny_cifar_model, x, y)
+
+
 def test_autoattack_runs_on_three_channel_inputs_and_keeps_the_random_state():
     from interp_core.data import load_dataset
     from interp_core.evaluate.robust import _TorchAttack

@@ -142,7 +142,11 @@ class _TorchAttack:
         self.name, self.eps, self.options = name, eps, options
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        import torchattacks
+        try:
+            import torchattacks
+        except ImportError as err:  # installed apart from the requirements (see pyproject.toml)
+            raise ImportError(f"{self.name} (the re-test and the strong protocol) needs torchattacks: "
+                              "pip install --no-deps 'torchattacks>=3.5' (make run/test install it)") from err
 
         options = dict(self.options)
         if self.name == "AutoAttack":
