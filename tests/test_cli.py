@@ -44,3 +44,27 @@ def test_errors_are_one_clear_line(capsys, tmp_path):
 def test_module_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "interp_core", "models"], capture_output=True, text=True, check=True)
     assert "mnist-smallgap-normal-paper" in out.stdout
+
+
+def _keys(value) -> set[str]:
+    """Every dict key anywhere in a JSON value."""
+    if isinstance(value, dict):
+        return set(value) | {k for v in value.values() for k in _keys(v)}
+    if isinstance(value, list):
+        return {k for v in value for k in _keys(v)}
+    return set()
+
+
+def test_isa_help_names_only_keys_its_json_has(capsys):
+    """`evaluate isa --help` documents the JSON it prints: every quoted key is in a real result."""
+    import re
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "isa", "--help"])
+    documented = set(re.findall(r'"(\w+)"', capsys.readouterr().out))
+    assert main(["evaluate", "isa", "--model", "mnist-smallgap-normal-paper", "--dataset", "mnist", "--split", "demo",
+                 "--subset", "first", "--n", "1", "--targets", "runner-up", "--multipliers", "1,2", "--rounds", "2",
+                 "--measures", "1class",
+                 "--json", "--device", "cpu"]) == 0
+    returned = _keys(_json_line(capsys))
+    assert documented and documented <= returned, documented - returned

@@ -81,9 +81,10 @@ def register(commands) -> None:
     p.add_argument("--restarts", type=int, default=5, help="strong: random restarts per extra PGD")
     p.add_argument("--no-autoattack", action="store_true", help="strong: skip AutoAttack (slow on a CPU)")
     p.add_argument("--retest", default="full", choices=[*RETESTS, "none"],
-                   help="paper: the re-test printed beside each reported number (full: random-start PGD on the "
-                        "cross-entropy and the margin, 100 steps, then Square with 5000 queries; quick: 50 steps "
-                        "and 1000 queries; none: the authors' PGD alone). AutoAttack itself: --protocol strong")
+                   help="paper: the re-test printed beside each reported number (random-start PGD on the "
+                        "cross-entropy and the margin, then Square; "
+                        + "; ".join(f"{name}: {r['steps']} steps, {r['queries']} queries" for name, r in RETESTS.items())
+                        + "; none: the authors' PGD alone). AutoAttack itself: --protocol strong")
     p.set_defaults(run=run_robust)
 
     p = common("aai", "AAI top-k attack on an interpretation map: Kendall tau between clean and attacked maps",
@@ -98,9 +99,12 @@ def register(commands) -> None:
     p.set_defaults(run=run_aai)
 
     p = common("isa", "ISA trade-off curves (discrepancy vs eps) per discrepancy measure",
-               '{"protocol": {...}, "n": N, "curves": [{"measure", "eps_min": [...], "points": [{"image", '
-               '"multiplier", "gamma", "eps", "linf", "discrepancy", "best_so_far", "1class", "2class", '
-               '"allclass"}], "summary": [{"multiplier", "successes", "mean_linf", "mean_discrepancy"}]}]}')
+               '{"protocol": {...}, "n": N, "subset", "images": [{"image", "label", "target"}], "curves": '
+               '[{"measure", "eps_min": [...], "bound": [...], "skipped", "points": [{"image", "multiplier", '
+               '"gamma", "eps", "linf", "raw", "range", "envelope_raw", "envelope_range", "raw_1class", '
+               '"range_1class", ... per measure}], "summary": [{"multiplier", "successes", "images", "mean_linf", '
+               '"mean_raw", "mean_range", "mean_bound"}]}], "findings": {"raw", "range"}, "model", "dataset", '
+               '"seconds"}')
     p.add_argument("--measures", default="1class,2class", help=f"comma-separated, of {MEASURES}")
     p.add_argument("--distance", default="l1", choices=DISTANCES,
                    help="discrepancy distance the attack minimizes (reports use l1, or l2 for l2/sq_l2)")
