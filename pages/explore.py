@@ -29,9 +29,10 @@ from interp_core.attacks import ATTACKS, build_attack
 from interp_core.data import ImageDataset
 from interp_core.interpret import EXPLAINERS, LABELS
 from interp_core.services import figures
-from interp_core.services.explore import (BOUND_DEFINITION, METRIC_DEFINITIONS, NEEDS_CORRECT, CleanMapCache,
-                                          ExploreResult, MisclassifiedImage, attack_goal, attack_settings,
-                                          bound_readout, explore, goal_readout, to_csv, to_json, to_npz)
+from interp_core.services.explore import (BOUND_DEFINITION, DEFAULT_IMAGE, EPS_FOUND_LABEL, METRIC_DEFINITIONS,
+                                          NEEDS_CORRECT, CleanMapCache, ExploreResult, MisclassifiedImage,
+                                          attack_goal, attack_settings, bound_readout, eps_found_readout, explore,
+                                          goal_readout, to_csv, to_json, to_npz)
 
 setup_page("Explore")
 
@@ -98,12 +99,13 @@ def run_model(x: np.ndarray, y: int | None, class_names: tuple, spec: str, attac
                    clean_maps=clean_map_cache())
 
 
-def pick_gallery_image(source: tuple, spec: str | None, model_classes: list[str],
-                       key: str = "explore") -> tuple[np.ndarray, int | None, str, int] | None:
+def pick_gallery_image(source: tuple, spec: str | None, model_classes: list[str], key: str = "explore",
+                       default: int = 0) -> tuple[np.ndarray, int | None, str, int] | None:
     """Gallery with true and predicted labels, filters, a random pick and clickable thumbnails (the
     chosen one framed); returns (x, y, caption, gallery index) where y is the true class as a
     model class index, or None when the gallery's classes are not the model's (then the attack
-    uses the clean prediction)."""
+    uses the clean prediction). A gallery opens at image ``default`` (the first image the filters
+    keep when they hide it); another gallery (dataset, split or folder) opens at its own default."""
     data = source_data(source)
     n = min(len(data), GALLERY_LIMIT)
     labels = data.labels[:n].numpy()
@@ -123,8 +125,10 @@ def pick_gallery_image(source: tuple, spec: str | None, model_classes: list[str]
         st.info("No image matches these filters.")
         return None
     options = [int(i) for i in keep]
-    if st.session_state.get(f"{key}_index") not in options:
-        st.session_state[f"{key}_index"] = options[0]
+    if (st.session_state.get(f"{key}_gallery", source) != source
+            or st.session_state.get(f"{key}_index") not in options):
+        st.session_state[f"{key}_index"] = default if default in options else options[0]
+    st.session_state[f"{key}_gallery"] = source
 
     def choose(i: int) -> None:
         st.session_state[f"{key}_index"] = i
@@ -193,6 +197,7 @@ def apply_link(link: Link, params: dict[str, str]) -> bool:
     if "image" in params:
         key = "explore_folder" if source == "folder" else "explore"
         ss[f"{key}_filter_class"], ss[f"{key}_filter_wrong"] = "all", False
+        ss.pop(f"{key}_gallery", None)  # the link's image, not the gallery's default
         take("image", f"{key}_index", like=0, options=lambda i: 0 <= i < GALLERY_LIMIT)
     take("models", f"explore_models_{dataset}", like=[], options=[m["name"] for m in model_table(dataset)])
     attack = take("attack", "explore_attack", options=list(ATTACKS)) or ss.get("explore_attack", DEFAULT_ATTACK)
@@ -241,17 +246,15 @@ def view_controls(present: bool) -> dict:
                 font_px=font)
 
 
-def readouts(res: ExploreResult, i: int, dataset: str) -> None:
+def readouts(res: ExploreResult, i: int) -> None:
     """One model's numbers beside its images: the found eps (minimum-eps) or γ (ISA's search),
     predictions, y and t with the bound line, and D1 on the same scale."""
     m, names = res.models[i], res.class_names
     if res.attack.get("name") == "min-eps":
-        linf = float(m.linf[0])
-        units = f" ({linf * 255:.2f}/255)" if dataset == "cifar10" else ""
-        st.metric("ε found: ‖x′ − x‖∞", f"{linf:.4f}{units}" if m.goal_reached[0] else "none",
-                  help=f"the smallest ε of the bisection (upper limit {res.attack['eps']:g}) at which the "
-                       "targeted attack reached t" if m.goal_reached[0] else
-                       f"no ε up to {res.attack['eps']:g} reached the target")
+        st.metric(EPS_FOUND_LABEL, eps_found_readout(res, i),
+                  help=f"the smallest ε of the bisection (upper limit {res.attack['eps']:g}) at which its targeted "
+                       "attack (random starts, the best restart kept) reached t: a stronger attack may need less, "
+                       "and may succeed where the search found none")
     if m.found_gamma is not None:
         gamma = float(m.found_gamma[0])
         st.metric("γ found", "none" if math.isnan(gamma) else f"{gamma:.3g}",
@@ -265,7 +268,7 @@ def readouts(res: ExploreResult, i: int, dataset: str) -> None:
     st.markdown(f"D1 of CAM/(h·w) = {m.d1_cam_hw[0]:.4f}: the 1-class measure has no such floor")
 
 
-def model_panel(res: ExploreResult, dataset: str, view: dict, wide: bool) -> None:
+def model_panel(res: ExploreResult, view: dict, wide: bool) -> None:
     """One model's panel (``res`` holds that model alone): its name, whether the attack reached its
     goal, the images and perturbation, and its readouts (beside the images when ``wide``, a row
     of its own; below them in a column)."""
@@ -279,7 +282,7 @@ def model_panel(res: ExploreResult, dataset: str, view: dict, wide: bool) -> Non
     left.image(figures.model_summary_image(res, 0, cell=view["cell"], font_px=view["font_px"], with_model=False),
                alt=f"{title}: " + "; ".join(captions))
     with right:
-        readouts(res, 0, dataset)
+        readouts(res, 0)
 
 
 def render(res: ExploreResult, view: dict) -> None:
@@ -324,7 +327,7 @@ def trajectory_view(res: ExploreResult, view: dict) -> None:
         st.plotly_chart(figures.trajectory_figure(traj, res.class_names, y, t, step=step), key=f"traj_{m.model}")
 
 
-def compute(request: dict, x: np.ndarray, dataset: str, view: dict) -> ExploreResult | None:
+def compute(request: dict, x: np.ndarray, view: dict) -> ExploreResult | None:
     """Every model's result (cached per model), with a progress bar naming the model at work. Each
     model's panel is drawn as soon as its result is there (one column per model; one row each
     from three models on, so that type stays legible); a model that refuses the image shows why
@@ -343,7 +346,7 @@ def compute(request: dict, x: np.ndarray, dataset: str, view: dict) -> ExploreRe
             box.warning(f"Refused: {err}", icon=":material/block:")
             continue
         with box:
-            model_panel(res, dataset, view, wide)
+            model_panel(res, view, wide)
         results.append(res)
     bar.empty()
     return dataclasses.replace(results[0], models=[r.models[0] for r in results]) if results else None
@@ -376,7 +379,8 @@ source = st.radio("Image source", ["gallery"] + (["folder"] if folder else []) +
                   key="explore_source", format_func=lambda s: SOURCES[s] + (f" ({folder.name})" if s == "folder"
                                                                             else ""))
 if source == "gallery":
-    picked = pick_gallery_image(("dataset", dataset, split), specs[0] if specs else None, class_names)
+    picked = pick_gallery_image(("dataset", dataset, split), specs[0] if specs else None, class_names,
+                                default=DEFAULT_IMAGE[dataset] if split == "demo" else 0)
 elif source == "folder":
     picked = pick_folder_image(dataset, specs[0] if specs else None)
 else:
@@ -409,7 +413,7 @@ elif showing:
     with results_area.container():
         caption = st.empty()  # above the models' panels, filled once every model is done
         try:
-            result = compute(request, picked[0], dataset, view)
+            result = compute(request, picked[0], view)
         except ValueError as err:  # settings the attack rejects
             st.error(f"The attack could not run: {err}")
         else:

@@ -87,6 +87,18 @@ def test_explore_runs_an_attack(dataset):
     assert len(at.get("download_button")) == 4
 
 
+def test_explore_opens_each_dataset_at_its_default_image():
+    """Every shipped model classifies the default image correctly (tests/test_explore.py); switching
+    the dataset opens the new gallery at its own default, not at the previous gallery's number."""
+    from interp_core.services.explore import DEFAULT_IMAGE
+
+    at = open_page("explore")
+    assert at.selectbox(key="explore_index").value == DEFAULT_IMAGE["mnist"]
+    at.radio(key="explore_dataset").set_value("cifar10").run()
+    assert not at.exception, at.exception
+    assert at.selectbox(key="explore_index").value == DEFAULT_IMAGE["cifar10"] == 2
+
+
 def test_explore_rejects_bad_uploads_and_keeps_working():
     at = open_page("explore")
     hostile = b"\x00" * 64 + b"not json"

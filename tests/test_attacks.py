@@ -44,7 +44,7 @@ def batch(mnist_demo):
 
 
 def _attack(name, zero=False):
-    """Attack ``name`` at budget 0, or at its usual budget: eps = EPS, or the authors' distortion."""
+    """Attack ``name`` at budget 0, or at its usual budget: eps = EPS, or its MNIST distortion (UAR_ATTACKS)."""
     spec = ATTACKS[name]
     usual = EPS if spec.budget == "eps" else UAR_ATTACKS[name]["mnist"]
     return build_attack(name, **{spec.budget: 0.0 if zero else usual}, **FAST.get(name, {}))
@@ -117,8 +117,8 @@ def test_model_mode_and_parameters_untouched(name, mnist_normal, batch):
 def test_targeted_attacks_follow_the_given_target(name, mnist_normal, batch):
     """Another target, another result, and aiming at t reaches t at least as often as aiming at
     another class does. At eps 0.3 the radius attacks reach it on >= 90% of the images; the
-    unforeseen attacks at the authors' budgets need not (measured on these images with 5 steps: fog
-    3 of 16, Gabor and JPEG-l-inf 0; the paper reports their accuracy, not a target rate)."""
+    unforeseen attacks at their MNIST budgets need not (the paper reports their accuracy, not a
+    target rate)."""
     x, y = batch
     keep = mnist_normal(x).argmax(1) == y
     x, y = x[keep], y[keep]

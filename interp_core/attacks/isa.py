@@ -218,23 +218,32 @@ def _search(run, n: int, like: Tensor, start: float, upper: float, rounds: int, 
 
 def minimum_eps(model: nn.Module, x: Tensor, y: Tensor, target: Tensor, max_eps: float = 1.0, start: float = 0.05,
                 rounds: int = 10, steps: int = 10, step_scale: float = 0.2, kappa: float = 0.1,
+                random_start: bool = False, restarts: int = 1, seed: int | None = None,
                 callback: Callback | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Search (1) of docs/method.md#isa: the smallest l-inf eps at which a targeted margin attack
     (ISA with gamma = 0: ``steps`` soft-sign steps of ``step_scale * eps``) reaches ``target``,
-    per example; x (N, C, H, W) in [0, 1], y and target (N,).
+    per example; x (N, C, H, W) in [0, 1], y and target (N,). The authors' attack starts at x;
+    ``random_start`` starts it uniformly in the ball instead, ``restarts`` times (seeded by
+    ``seed``), keeping the best run: ten steps from x can stall on a robust network and read as
+    robustness (docs/method.md#min-eps). Either way eps_min bounds the smallest eps from above.
 
-    Returns eps_min (N,) (NaN where no eps <= max_eps worked), x_adv (N, C, H, W) found at eps_min
-    (x where none), success (N,) bool. ``callback(round, x_adv)`` sees the best examples after
-    each bisection round (round 0: x).
+    Returns eps_min (N,) (NaN where no eps <= max_eps worked; 0 where x already predicts the
+    target), x_adv (N, C, H, W) found at eps_min (x where none), success (N,) bool.
+    ``callback(round, x_adv)`` sees the best examples after each bisection round (round 0: x).
     """
     _check_budget(steps, step_scale)
+    check_settings(max_eps, steps=steps, restarts=restarts, random_start=random_start)
 
     def run(eps):
-        x_adv = ISA(eps, 0.0, steps=steps, step_scale=step_scale, kappa=kappa)(model, x, y, target)
+        x_adv = PGD(eps, step_scale * eps, steps, random_start=random_start, restarts=restarts, seed=seed,
+                    objective="margin", kappa=kappa, targeted=True, update="softsign")(model, x, y, target)
         return x_adv, _reaches(model, x_adv, target)
 
-    return _search(run, x.shape[0], x, min(start, max_eps), max_eps, rounds, grow_on_success=False,
-                   callback=callback)
+    eps, x_adv, found = _search(run, x.shape[0], x, min(start, max_eps), max_eps, rounds, grow_on_success=False,
+                                callback=callback)
+    already = _reaches(model, x, target)
+    return (torch.where(already, 0.0, eps), torch.where(already.view(-1, *[1] * (x.dim() - 1)), x, x_adv),
+            found | already)
 
 
 def maximum_gamma(model: nn.Module, x: Tensor, y: Tensor, target: Tensor, eps: Tensor | float, attack_options: dict,
@@ -352,22 +361,27 @@ def envelope(points: list[dict], key: str) -> list[float]:
 
 
 class MinimumEps:
-    """The minimum-eps targeted attack as a registered attack: ``minimum_eps`` within [0, eps];
-    returns the example found at the smallest successful eps (x where none). ``callback(round,
-    x_adv)`` sees the best examples after each bisection round."""
+    """The minimum-eps targeted attack as a registered attack: ``minimum_eps`` within [0, eps],
+    by default from random starts (3 restarts, seed 0; ``random_start=False, restarts=1``: the
+    authors' start at x); returns the example found at the smallest successful eps (x where
+    none): its eps bounds the minimum from above. ``callback(round, x_adv)`` sees the best
+    examples after each bisection round."""
 
     targeted = True
 
     def __init__(self, eps: float = 1.0, rounds: int = 10, steps: int = 10, step_scale: float = 0.2,
-                 kappa: float = 0.1):
-        check_settings(eps, steps=steps)
+                 kappa: float = 0.1, random_start: bool = True, restarts: int = 3, seed: int = 0):
+        check_settings(eps, steps=steps, restarts=restarts, random_start=random_start)
         _check_budget(steps, step_scale)
         check_range("rounds", rounds, integer=True)
         check_range("kappa", kappa)
+        check_range("seed", seed, integer=True)
         self.eps, self.rounds, self.steps, self.step_scale, self.kappa = eps, rounds, steps, step_scale, kappa
+        self.random_start, self.restarts, self.seed = random_start, restarts, seed
 
     def __repr__(self) -> str:
-        return f"MinimumEps(eps={self.eps}, rounds={self.rounds}, steps={self.steps}, step_scale={self.step_scale:g})"
+        return (f"MinimumEps(eps={self.eps}, rounds={self.rounds}, steps={self.steps}, step_scale={self.step_scale:g}, "
+                f"random_start={self.random_start}, restarts={self.restarts}, seed={self.seed})")
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None, *,
                  callback: Callback | None = None) -> Tensor:
@@ -375,7 +389,8 @@ class MinimumEps:
             return x.detach().clone()
         target = runner_up(model, x, y) if target is None else target
         return minimum_eps(model, x, y, target, self.eps, rounds=self.rounds, steps=self.steps,
-                           step_scale=self.step_scale, kappa=self.kappa, callback=callback)[1]
+                           step_scale=self.step_scale, kappa=self.kappa, random_start=self.random_start,
+                           restarts=self.restarts, seed=self.seed, callback=callback)[1]
 
 
 def bound_points(model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None, rounds: int = 10,

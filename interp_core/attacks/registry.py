@@ -71,9 +71,10 @@ _SPECS = (
     AttackSpec("aai", "AAI (top-k interpretation attack)", AAI,
                ("eps", "steps", "step_size", "k", "random_start", "seed"), False,
                "moves the true-class CAM off its clean top-k cells, keeping the class"),
-    AttackSpec("min-eps", "Minimum-eps targeted", MinimumEps, ("eps", "rounds", "steps", "step_scale"), True,
+    AttackSpec("min-eps", "Minimum-eps targeted", MinimumEps,
+               ("eps", "rounds", "steps", "step_scale", "random_start", "restarts", "seed"), True,
                "bisection for the smallest eps <= eps at which a targeted margin attack (soft-sign steps of "
-               "step_scale * eps) succeeds"),
+               "step_scale * eps, from random starts) succeeds: the eps found bounds the minimum from above"),
 )
 #: What each unforeseen attack optimizes toward its target (docs/method.md#uar).
 _UNFORESEEN = {

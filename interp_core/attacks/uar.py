@@ -58,15 +58,22 @@ from interp_core.attacks.engine import CrossEntropy, check_data
 from interp_core.checks import check_range
 from interp_core.models import eval_mode
 
-#: The authors' budgets (0-255 pixel scale, as the reference). The paper evaluates CIFAR-10 and
-#: R-ImageNet; MNIST takes the CIFAR-10 budgets (no authors' value exists).
+#: The largest l-inf change an MNIST budget of ``UAR_ATTACKS`` may make to a pixel: the largest eps
+#: of the paper's MNIST robustness curves (PAPER_EPS), at which a digit is still the digit it was.
+MNIST_UAR_LINF = 0.4
+#: The budgets per dataset (0-255 pixel scale, as the reference). CIFAR-10 and R-ImageNet: the
+#: authors'. MNIST has none from the authors, and CIFAR's destroy a digit (fog 2048 moves pixels by
+#: up to 0.89, Gabor 400 by 1.0, snow 2 and JPEG-l1 256 by 0.7 and more), so its budgets are
+#: chosen to keep every pixel within MNIST_UAR_LINF: measured on 16 MNIST demo images against the
+#: shipped normal, PGD-AT, Int and Int2 networks (200 steps), the largest l-inf change is fog 0.33,
+#: gabor 0.31, snow 0.27 (0.25 of it the fixed discolouring), JPEG 0.22 / 0.25 / 0.34.
 UAR_ATTACKS: dict[str, dict[str, float]] = {
-    "fog": {"mnist": 2048.0, "cifar10": 2048.0, "r-imagenet": 2048.0},
-    "gabor": {"mnist": 400.0, "cifar10": 400.0, "r-imagenet": 400.0},
-    "snow": {"mnist": 2.0, "cifar10": 2.0, "r-imagenet": 2.0},
+    "fog": {"mnist": 128.0, "cifar10": 2048.0, "r-imagenet": 2048.0},
+    "gabor": {"mnist": 80.0, "cifar10": 400.0, "r-imagenet": 400.0},
+    "snow": {"mnist": 0.025, "cifar10": 2.0, "r-imagenet": 2.0},
     "jpeg-linf": {"mnist": 0.25, "cifar10": 0.25, "r-imagenet": 0.062},
-    "jpeg-l2": {"mnist": 8.0, "cifar10": 8.0, "r-imagenet": 8.0},
-    "jpeg-l1": {"mnist": 256.0, "cifar10": 256.0, "r-imagenet": 256.0},
+    "jpeg-l2": {"mnist": 2.0, "cifar10": 8.0, "r-imagenet": 8.0},
+    "jpeg-l1": {"mnist": 8.0, "cifar10": 256.0, "r-imagenet": 256.0},
 }
 #: Seed of the authors' numpy target stream (the same seed as their evaluation subset).
 AUTHORS_TARGET_SEED = 99

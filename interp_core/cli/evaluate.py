@@ -127,7 +127,8 @@ def register(commands) -> None:
                '{"protocol": {...}, "n": N, "clean_accuracy": a, "results": [{"attack", "eps", "accuracy", '
                '"target_rate", "seconds"}]}')
     p.add_argument("--attacks", default=",".join(UAR_ATTACKS),
-                   help=f"comma-separated subset of {','.join(UAR_ATTACKS)} (budgets: the authors')")
+                   help=f"comma-separated subset of {','.join(UAR_ATTACKS)} "
+                        "(budgets: UAR_ATTACKS, the authors' on CIFAR-10)")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--seed", type=int, default=99, help="numpy seed of the target stream and seed of the random starts")
     p.set_defaults(run=run_uar)

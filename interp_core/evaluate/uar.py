@@ -37,7 +37,7 @@ def uar_evaluation(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str
     if unknown or not attacks:
         raise ValueError(f"attacks must be a non-empty list of {list(UAR_ATTACKS)}, got {list(attacks)}")
     if any(dataset not in budgets for budgets in UAR_ATTACKS.values()):
-        raise ValueError(f"no authors' budgets for dataset {dataset!r}; known: {sorted(UAR_ATTACKS['fog'])}")
+        raise ValueError(f"no budgets for dataset {dataset!r}; known: {sorted(UAR_ATTACKS['fog'])}")
     extra = set(eps or {}) - set(attacks)
     if extra:
         raise ValueError(f"eps given for attacks that are not run: {sorted(extra)}")

@@ -11,10 +11,14 @@ The clean images' maps do not depend on the attack: a ``CleanMapCache`` passed t
 keeps them, so a second attack on the same image and model explains only the adversarial image.
 
 Truthful readouts: each model's result says whether the attack reached its goal (``attack_goal``:
-flip the label, reach the target, or keep the label for AAI), the bound line gives the relation
-that actually holds and whether the bound applies (``bound_readout``), and a perturbation too small
-to amplify is reported as none rather than magnified by ~1/0. ``check_correct`` refuses images the
-model misclassifies, for attacks that need a correct one (ISA).
+flip the label, reach the target, or keep the label for AAI), judged against the model's clean
+prediction: an image the model already misclassifies is said to be so, and an attack that leaves
+its wrong prediction as it was failed (``goal_readout``). Per image it keeps the facts the goal is
+made of as flags: misclassified before the attack, label changed, target reached. The bound line
+gives the relation that actually holds and whether the bound applies (``bound_readout``), and a
+perturbation too small to amplify is reported as none rather than magnified by ~1/0. The
+minimum-eps search's eps is an upper bound on the minimum (``eps_found_readout``).
+``check_correct`` refuses images the model misclassifies, for attacks that need a correct one (ISA).
 
 Which class is t: the attack's target for a targeted attack (by default the runner-up class of the
 clean image, as the attacks choose it); otherwise the adversarial
@@ -37,6 +41,7 @@ import numpy as np
 import torch
 
 from interp_core.attacks import ATTACKS, Attack, build_attack, runner_up
+from interp_core.datasets import DATASETS
 from interp_core.interpret import LABELS, Explainer, explain_classes, get_explainer, upsample_to_input
 from interp_core.io import npz_bytes, rows_to_csv
 from interp_core.metrics import best_other_class, discrepancy, kendall_tau, topk_intersection, two_class_bound
@@ -44,13 +49,19 @@ from interp_core.metrics import best_other_class, discrepancy, kendall_tau, topk
 TOPK_CELLS = 8
 #: Below this ||x' - x||_inf the attack left the image as it was: no perturbation to amplify.
 PERTURBATION_FLOOR = 1e-6
-#: What an attack tries to do: change the prediction away from y, make the target t the
-#: prediction, or keep y while moving the map (AAI).
+#: What an attack tries to do: change the prediction to a wrong class, make the target t the
+#: prediction, or keep the clean prediction while moving the map (AAI).
 GOALS = ("flip", "reach", "keep")
 #: Attacks whose goal is to keep the label (the rest: "reach" when targeted, else "flip").
 _KEEPS_LABEL = ("aai",)
 #: Attacks that refuse an image the model misclassifies (the paper runs ISA on correct images only).
 NEEDS_CORRECT = ("isa",)
+#: Each dataset's default Explore image (its number in the demo sample): one that every shipped
+#: model classifies correctly, so the first attack shown starts from a right prediction (CIFAR-10
+#: #0, a cat, is a dog to five of the eight shipped CIFAR-10 models; tests/test_explore.py checks).
+DEFAULT_IMAGE = {"mnist": 0, "cifar10": 2}
+#: The label of the minimum-eps search's result: the eps a search found bounds the minimum from above.
+EPS_FOUND_LABEL = "ε found (an upper bound on the minimum): ‖x′ − x‖∞"
 
 #: Every number the Explore page shows, with its definition and the normalization it uses.
 METRIC_DEFINITIONS: dict[str, str] = {
@@ -110,9 +121,14 @@ class ModelResult:
     """One model attacked on the images: x_adv (N, C, H, W), the perturbation amplified to fill
     [0, 1] (0.5 = unchanged; all 0.5 below PERTURBATION_FLOOR), its l-inf / l2 size (N,), logits
     and probabilities (N, K), true and attack classes (N,), the bound ½(Z_y(x) − Z_t(x)) beside D2
-    and D1 of CAM/(h·w) (N,), whether t beats y at x' (the bound's premise), whether the attack
-    reached its goal (N,) bool, one MapSet per explainer, the trajectory and the time taken; for
-    ISA with a searched gamma, the gamma it found (N,) (NaN: none reached t), else None."""
+    and D1 of CAM/(h·w) (N,), whether t beats y at x' (the bound's premise), per image (N,) bool:
+    whether the clean prediction was already wrong (``misclassified``), whether the attack changed
+    the prediction (``label_changed``), whether t is the adversarial prediction of a targeted
+    attack (``target_reached``; False for an untargeted one) and whether the attack reached its
+    goal (``goal_reached``: for "flip" a changed, wrong prediction; for "reach" t made the
+    prediction, not t already the clean one; for "keep" the clean prediction kept), one MapSet per
+    explainer, the trajectory and the time taken; for ISA with a searched gamma, the gamma it found
+    (N,) (NaN: none reached t), else None."""
 
     model: str
     x_adv: np.ndarray
@@ -129,6 +145,9 @@ class ModelResult:
     d2_cam_hw: np.ndarray
     d1_cam_hw: np.ndarray
     bound_applies: np.ndarray
+    misclassified: np.ndarray
+    label_changed: np.ndarray
+    target_reached: np.ndarray
     goal_reached: np.ndarray
     maps: dict[str, MapSet]
     trajectory: Trajectory | None
@@ -324,8 +343,11 @@ def _explore_model(name, model, x, y, attack: Attack, explainers, target, trajec
     linf = delta.abs().flatten(1).amax(1)
     # below the floor there is nothing to amplify: mid-grey, not noise magnified by ~1/0
     scale = torch.where(linf >= PERTURBATION_FLOOR, linf, torch.inf).view(-1, 1, 1, 1)
-    adv_pred = adv_logits.argmax(1)
-    reached = {"flip": adv_pred != y, "reach": adv_pred == t, "keep": adv_pred == y}[goal]
+    clean_pred, adv_pred = clean_logits.argmax(1), adv_logits.argmax(1)
+    changed = adv_pred != clean_pred
+    target_reached = (adv_pred == t) & (goal == "reach")
+    reached = {"flip": changed & (adv_pred != y), "reach": target_reached & (clean_pred != t),
+               "keep": ~changed}[goal]
     trajectory = (_trajectory(trajectory_explainer, model, x, y, t, steps, maps.get(trajectory_explainer))
                   if trajectory_explainer and steps else None)
     return ModelResult(
@@ -336,7 +358,9 @@ def _explore_model(name, model, x, y, attack: Attack, explainers, target, trajec
         y=y.cpu().numpy(), target=t.cpu().numpy(), bound=two_class_bound(clean_logits, y, t).cpu().numpy(),
         d2_cam_hw=d2_cam_hw.cpu().numpy(), d1_cam_hw=d1_cam_hw.cpu().numpy(),
         bound_applies=(adv_logits.gather(1, t[:, None]) > adv_logits.gather(1, y[:, None])).squeeze(1).cpu().numpy(),
-        goal_reached=reached.cpu().numpy(), maps=maps, trajectory=trajectory, seconds=time.perf_counter() - start,
+        misclassified=(clean_pred != y).cpu().numpy(), label_changed=changed.cpu().numpy(),
+        target_reached=target_reached.cpu().numpy(), goal_reached=reached.cpu().numpy(), maps=maps,
+        trajectory=trajectory, seconds=time.perf_counter() - start,
         found_gamma=None if getattr(attack, "found_gamma", None) is None else attack.found_gamma.cpu().numpy(),
     )
 
@@ -408,21 +432,54 @@ def _text(text: str, ascii_only: bool) -> str:
 
 
 def goal_readout(result: ExploreResult, model_index: int, index: int = 0, ascii_only: bool = False) -> str:
-    """Whether the attack reached its goal on image ``index`` for model ``model_index``, in words:
-    e.g. "label flipped: 7 → 8", "attack failed: the label is still 7", "target 3 not reached
-    (prediction 7)", "AAI changed the label 7 → 8 (the paper's protocol drops such images)"."""
+    """Whether the attack reached its goal on image ``index`` for model ``model_index``, in words,
+    judged against the model's clean prediction: e.g. "goal reached: label flipped 7 → 8",
+    "attack failed: the label is still 7", "label changed 4 → 8; target 9 not reached", "goal
+    reached: label 7 kept"; on an image the model already misclassifies the sentence starts with
+    that, e.g. "already misclassified (clean prediction dog); attack failed: the prediction is
+    still dog"."""
     m, names = result.models[model_index], result.class_names
-    y, t, pred = names[int(m.y[index])], names[int(m.target[index])], names[int(m.adv_pred[index])]
-    ok = bool(m.goal_reached[index])
+    y, t = names[int(m.y[index])], names[int(m.target[index])]
+    clean, pred = names[int(m.clean_pred[index])], names[int(m.adv_pred[index])]
+    changed, reached = bool(m.label_changed[index]), bool(m.target_reached[index])
+    if not m.misclassified[index]:
+        text = {
+            "flip": (f"goal reached: label flipped {y} → {pred}" if changed
+                     else f"attack failed: the label is still {y}"),
+            "reach": (f"goal reached: target {t} is the prediction" if reached and changed
+                      else f"target {t} is the clean prediction: nothing to attack" if reached
+                      else f"label changed {y} → {pred}; target {t} not reached" if changed
+                      else f"attack failed: target {t} not reached (prediction {pred})"),
+            "keep": (f"goal missed: the label changed {y} → {pred} (the paper's protocol drops such images)"
+                     if changed else f"goal reached: label {y} kept"),
+        }[result.goal]
+        return _text(text, ascii_only)
+    moved = f"prediction changed {clean} → {pred}" + (" (the true class)" if pred == y else "")
     text = {
-        ("flip", True): f"goal reached: label flipped {y} → {pred}",
-        ("flip", False): f"attack failed: the label is still {y}",
-        ("reach", True): f"goal reached: target {t} is the prediction",
-        ("reach", False): f"attack failed: target {t} not reached (prediction {pred})",
-        ("keep", True): f"goal reached: label {y} kept",
-        ("keep", False): f"goal missed: the label changed {y} → {pred} (the paper's protocol drops such images)",
-    }[result.goal, ok]
-    return _text(text, ascii_only)
+        "flip": moved if changed else f"attack failed: the prediction is still {clean}",
+        "reach": (f"{moved}; target {t} reached" if reached and changed
+                  else f"target {t} is the clean prediction: nothing to attack" if reached
+                  else f"{moved}; target {t} not reached" if changed
+                  else f"attack failed: target {t} not reached (the prediction is still {clean})"),
+        "keep": f"goal missed: the {moved}" if changed else f"prediction {clean} kept",
+    }[result.goal]
+    return _text(f"already misclassified (clean prediction {clean}); {text}", ascii_only)
+
+
+def eps_found_readout(result: ExploreResult, model_index: int, index: int = 0) -> str:
+    """The minimum-eps search's result for image ``index`` (the value under ``EPS_FOUND_LABEL``):
+    the l-inf size of the example found, an upper bound on the minimum eps (CIFAR-10 also in
+    1/255 units); "none needed: already misclassified" where the clean prediction is already the
+    target; else "none found up to <eps> (not a proof of robustness)": the search's attack is
+    not the strongest possible."""
+    m = result.models[model_index]
+    if m.clean_pred[index] == m.target[index]:
+        return ("none needed: already misclassified" if m.misclassified[index]
+                else "none needed: t is the clean prediction")
+    if not m.goal_reached[index]:
+        return f"none found up to {result.attack.get('eps', 1.0):g} (not a proof of robustness)"
+    linf = float(m.linf[index])
+    return f"{linf:.4f}" + (f" ({linf * 255:.2f}/255)" if result.dataset == DATASETS["cifar10"].label else "")
 
 
 def bound_readout(m: ModelResult, index: int = 0, ascii_only: bool = False) -> str:
@@ -468,16 +525,20 @@ def settings_line(result: ExploreResult, ascii_only: bool = False) -> str:
 
 def metrics_rows(result: ExploreResult) -> list[dict]:
     """One flat row per (image, model, explainer): dataset, the image's gallery number, the attack
-    and its settings (with the gamma ISA's search found), whether it reached its goal, predictions,
-    perturbation size, every metric, and the CAM/(h·w) bound beside D2 and D1."""
+    and its settings (with the gamma ISA's search found, or the minimum-eps search's readout),
+    whether it reached its goal and the goal readout, the flags misclassified before, label changed
+    and target reached (None for an untargeted attack), predictions, perturbation size, every
+    metric, and the CAM/(h·w) bound beside D2 and D1."""
     settings = {k: v for k, v in result.attack.items() if k not in ("name", "target")}
     rows = []
-    for m in result.models:
+    for k, m in enumerate(result.models):
         for i in range(len(result.x)):
             base = {
                 "dataset": result.dataset, "image": result.image_id(i), "model": m.model,
                 "attack": result.attack.get("name", ""), **settings, "goal": result.goal,
-                "goal reached": bool(m.goal_reached[i]),
+                "goal reached": bool(m.goal_reached[i]), "readout": goal_readout(result, k, i),
+                "misclassified before": bool(m.misclassified[i]), "label changed": bool(m.label_changed[i]),
+                "target reached": bool(m.target_reached[i]) if result.goal == "reach" else None,
                 "true": result.class_names[int(m.y[i])], "clean_pred": result.class_names[int(m.clean_pred[i])],
                 "adv_pred": result.class_names[int(m.adv_pred[i])], "t": result.class_names[int(m.target[i])],
                 "linf": float(m.linf[i]), "l2": float(m.l2[i]),
@@ -486,6 +547,8 @@ def metrics_rows(result: ExploreResult) -> list[dict]:
             }
             if m.found_gamma is not None:  # ISA's gamma search: the gamma of this example (NaN: none worked)
                 base["gamma found"] = float(m.found_gamma[i])
+            if result.attack.get("name") == "min-eps":
+                base["eps found"] = eps_found_readout(result, k, i)
             for name, ms in m.maps.items():
                 rows.append({**base, "explainer": name, **{k: float(v[i]) for k, v in ms.metrics.items()}})
     return rows
