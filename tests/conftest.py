@@ -15,6 +15,16 @@ from interp_core.runtime import configure_threads
 configure_threads(shared=True)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu skip, saying why, where torch sees no CUDA device (``-m gpu`` on a CPU
+    machine, or a marker expression that does not leave them out)."""
+    if torch.cuda.is_available():
+        return
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)"))
+
+
 @pytest.fixture
 def paper_networks_dir():
     """The authors' networks in ../shared; skips (saying why) where the shared folder is absent."""

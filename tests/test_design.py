@@ -165,3 +165,19 @@ def test_pyproject_declares_the_requirements():
     declared = project["dependencies"] + project["optional-dependencies"]["test"]
     assert sorted(listed) == sorted(declared)
     assert not any(d.split(">")[0] in ("pytest", "playwright") for d in project["dependencies"])
+
+
+def test_every_make_target_with_its_own_markers_keeps_the_default_exclusions():
+    """A `-m` on the command line replaces pyproject's addopts filter; a Makefile target that sets
+    its own markers must still leave out what the default run leaves out (gpu tests on a CPU
+    machine), unless it selects one marker on purpose (test-slow)."""
+    import re
+    import tomllib
+
+    addopts = tomllib.loads((PACKAGE.parent / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]["addopts"]
+    default_out = set(re.findall(r"not (\w+)", addopts))
+    assert "gpu" in default_out
+    for target, expression in re.findall(r"^([\w-]+):.*\n\t.*pytest -m \"([^\"]+)\"", (PACKAGE.parent / "Makefile").read_text(),
+                                         re.M):
+        if " " in expression:  # a filter, not one marker selected on purpose
+            assert default_out <= set(re.findall(r"not (\w+)", expression)), target
