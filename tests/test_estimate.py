@@ -12,10 +12,12 @@ from interp_core.services.estimate import measure_costs, robustness_seconds, ste
 def test_robustness_seconds_counts_the_protocols_steps():
     costs = {"pgd": 0.01, "aai": 0.1}
     eps = [0.0, 0.1, 0.3]
-    assert robustness_seconds(costs, eps, "paper", 200, 2, False, 200) == pytest.approx(0.01 * 3 * 200)
+    # eps 0 is the clean accuracy: no attack runs there
+    assert robustness_seconds(costs, eps, "paper", 200, 2, False, 200) == pytest.approx(0.01 * 2 * 200)
+    assert robustness_seconds(costs, [0.0], "paper", 200, 2, True, 200) == 0
     # strong: + PGD-CE and PGD-margin, 2 restarts each, on the two eps > 0; AAI on those two
     assert robustness_seconds(costs, eps, "strong", 40, 2, True, 50) == pytest.approx(
-        0.01 * (3 * 40 + 2 * 2 * 40 * 2) + 0.1 * 50 * 2)
+        0.01 * (2 * 40 + 2 * 2 * 40 * 2) + 0.1 * 50 * 2)
 
 
 def test_step_seconds_measures_the_cost_per_step_not_the_fixed_part():
