@@ -26,12 +26,17 @@ from interp_core.training.methods import IG_POINTS, ig_ce
 BATCH, STEPS = 50, 10
 
 
-def _stepper(method: str, x, y):
-    """A closure running one training step of ``method`` on a fresh network."""
+#: Methods also timed with the ``fast`` preset's one-step inner attack (step 1.25 eps).
+ONE_STEP = ("pgd-at", "int", "int2")
+
+
+def _stepper(method: str, x, y, steps: int = STEPS):
+    """A closure running one training step of ``method`` (``steps`` inner steps) on a fresh network."""
     torch.manual_seed(0)
     model = build_model("smallgap", 1, 10)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-    cfg = MethodConfig(eps=0.3, steps=STEPS, step_size=0.04, gamma=DEFAULT_GAMMA[method], seed=0)
+    step_size = 0.04 if steps == STEPS else 1.25 * 0.3
+    cfg = MethodConfig(eps=0.3, steps=steps, step_size=step_size, gamma=DEFAULT_GAMMA[method], seed=0)
     loss_fn = TRAINING_METHODS[method]
 
     def step() -> None:
@@ -71,12 +76,13 @@ def run(quick: bool) -> dict:
     data = load_dataset("mnist", "demo", n=BATCH)
     x, y = data.images, data.labels
     steppers = {m: _stepper(m, x, y) for m in TRAINING_METHODS}
+    steppers |= {f"{m} (1 inner step, fast preset)": _stepper(m, x, y, steps=1) for m in ONE_STEP}
     started = time.perf_counter()
     t = medians(steppers, rounds)
     base = t["normal"]
     rows = []
     for method, seconds in t.items():
-        ideal = 1 if method == "normal" else STEPS + 1
+        ideal = 1 if method == "normal" else 2 if "1 inner step" in method else STEPS + 1
         rows.append({"method": method, "ms per step": 1000 * seconds, "x normal step": seconds / base,
                      "ideal (inner steps + 1)": ideal, "x ideal": seconds / base / ideal})
     parts = medians(_ig_parts(x, y), 3 if quick else 5)

@@ -15,7 +15,7 @@ from interp_core.models import ARCHITECTURES
 from interp_core.io import rows_to_csv
 from interp_core.services import figures, jobs
 from interp_core.training import ADVERSARIAL, DEFAULT_GAMMA, PRESETS, TRAINING_METHODS, make_config
-from app_support.common import DATASET_LABELS, export_buttons, full_data_source, get_dataset
+from app_support.common import DATASET_LABELS, export_buttons, full_data_source, get_dataset, model_table
 from app_support.layout import setup_page
 
 setup_page("Train")
@@ -24,8 +24,8 @@ HISTORY_FIELDS = ("step", "epoch", "loss", "accuracy", "eps", "images_per_s")
 STATE_ICONS = {"running": ":material/hourglass_top:", "evaluating": ":material/query_stats:",
                "finished": ":material/check_circle:", "stopped": ":material/stop_circle:",
                "failed": ":material/error:"}
-PRESET_LABELS = {"classroom": "classroom (a compare in minutes)", "cpu": "cpu (the shipped project models)",
-                 "paper": "paper (the authors' schedule)"}
+PRESET_LABELS = {"classroom": "classroom (a compare in minutes)", "fast": "fast (one-step inner attack)",
+                 "cpu": "cpu (the shipped project models)", "paper": "paper (the authors' schedule)"}
 #: What the classroom compare showed when measured (README, "The app"); shown under the preset.
 CLASSROOM_NOTE = ("Measured once on the project's 2-core machine, heavily shared (load average 12.7): a compare "
                   "of normal vs int with this preset's defaults on the training set ended in 3 min 52 s, evaluation "
@@ -55,8 +55,10 @@ with st.container(border=True):
     arch = c3.selectbox("Architecture", list(ARCHITECTURES), key="train_arch")
     preset_name = st.radio("Preset", [p for p in PRESET_LABELS if dataset in PRESETS[p]], format_func=PRESET_LABELS.get,
                            key="train_preset", horizontal=True,
-                           help="classroom (MNIST): small ε, one short epoch; cpu: the schedule of the shipped "
-                                "project checkpoints; paper: the authors' (100+ epochs: capped here)")
+                           help="classroom (MNIST): small ε, one short epoch; fast: the cpu schedule with one "
+                                "inner step of 1.25 ε from a random start (fast adversarial training) and the "
+                                "catastrophic-overfitting check; cpu: the schedule of the shipped project "
+                                "checkpoints; paper: the authors' (100+ epochs: capped here)")
     preset = PRESETS[preset_name][dataset]
     full = full_data_source(dataset) is not None
     c1, c2, c3, c4 = st.columns(4)
@@ -88,8 +90,16 @@ with st.container(border=True):
                                  key=f"train_eval_n_{preset_name}",
                                  help="the first N of the paper's seed-99 test subset; 200 is the paper's size")
 
+    starts = ["", *[m["name"] for m in model_table(dataset) if m["arch"] == arch]]
+    init_from = st.selectbox("Start from", starts, format_func=lambda name: name or "fresh weights",
+                             key=f"train_init_{dataset}_{arch}",
+                             help="fine-tuning: start from a shipped or trained network of this architecture "
+                                  "(e.g. a normal network, adversarially fine-tuned)")
+
     config = {"dataset": dataset, "arch": arch, "preset": preset_name, "epochs": int(epochs), "subset": int(subset),
               "batch_size": int(batch), "train_split": split, "eval_n": 0, "evaluate_n": int(evaluate_n)}
+    if init_from:
+        config["init_from"] = init_from
     if method in ADVERSARIAL:
         config |= {"eps": float(eps), "steps": int(steps)}
     if DEFAULT_GAMMA[method] > 0:

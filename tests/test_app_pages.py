@@ -168,6 +168,37 @@ def test_train_starts_shows_progress_and_stops(dataset, tmp_path, monkeypatch):
     assert any(s in m.value for m in at.markdown for s in ("stopped", "finished"))
 
 
+def test_train_fast_preset_fine_tunes_a_shipped_network(tmp_path, monkeypatch):
+    """The fast preset (one inner step of 1.25 eps, the overfitting check) started from a shipped
+    normal network: the job gets those settings and trains."""
+    import time
+
+    from interp_core.services import jobs
+
+    monkeypatch.setenv("INTERP_CORE_RUNS_DIR", str(tmp_path))
+    at = open_page("train")
+    at.selectbox(key="train_method").set_value("pgd-at").run()
+    at.radio(key="train_preset").set_value("fast").run()
+    at.radio(key="train_split").set_value("demo_train").run()
+    assert at.number_input(key="train_steps_fast").value == 1
+    at.selectbox(key="train_init_mnist_smallgap").set_value("mnist-smallgap-normal-paper").run()
+    at.button(key="train_start").click().run()
+    assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
+    job_id = at.session_state["train_view"]
+    config = jobs.job_status(job_id)["config"]
+    assert (config["preset"], config["init_from"], config["steps"]) == ("fast", "mnist-smallgap-normal-paper", 1)
+    deadline = time.monotonic() + 90
+    while not jobs.job_status(job_id)["history"]:
+        assert jobs.job_status(job_id)["state"] != "failed", jobs.job_status(job_id)["message"]
+        assert time.monotonic() < deadline, "no progress within 90 s"
+        time.sleep(1)
+    jobs.stop_job(job_id)  # the trainer's own test checks that the weights start as the named network's
+    deadline = time.monotonic() + 60
+    while jobs.job_status(job_id)["state"] in jobs.ACTIVE:
+        assert time.monotonic() < deadline, "the run did not stop"
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="module")
 def finished_runs(tmp_path_factory):
     """Real jobs, ended: a compare (normal vs int) and then a single pgd-at run, each evaluated on 2 images."""

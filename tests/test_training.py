@@ -271,3 +271,70 @@ def test_train_flags_parse_lists_fractions_and_switches():
     for bad in (["--eps-ramp", "9,5"], ["--lr-steps", "40000"], ["--eps", "x"], ["--init", "xavier"]):
         with pytest.raises(SystemExit):
             parse(["train", "--method", "int", "--dataset", "mnist", *bad])
+
+
+def test_fast_preset_takes_one_inner_step_of_1_25_eps_from_a_random_start(tmp_path):
+    """Fast adversarial training: the inner step follows the ramped eps (1.25 eps), one step."""
+    from interp_core.training import PRESETS
+
+    for dataset in PRESETS["fast"]:
+        cfg = make_config("pgd-at", dataset, preset="fast")
+        assert cfg.steps == 1 and cfg.inner_step_size(cfg.eps) == pytest.approx(1.25 * cfg.eps)
+        assert cfg.overfit_check > 0
+    cfg = _tiny("pgd-at", steps=1, step_size_eps=1.25)
+    assert cfg.inner_step_size(0.08) == pytest.approx(0.1) and _tiny("pgd-at").inner_step_size(0.08) == 0.05
+    result = train(cfg, tmp_path / "fast.safetensors")
+    assert result.status == "finished"
+    with pytest.raises(ValueError, match="step_size_eps must be"):
+        _tiny("pgd-at", step_size_eps=-1)
+
+
+def test_the_overfitting_probe_stops_on_a_collapse_and_keeps_its_best(mnist_demo):
+    """Real networks, no stand-ins: the authors' PGD-AT network passes the probe at eps 0.3; the
+    normally trained one (no robustness) after it is a fall of more than 0.2."""
+    from interp_core.models import load_model
+    from interp_core.training import CatastrophicOverfitting, OverfitProbe
+
+    x, y = mnist_demo.images[:40], mnist_demo.labels[:40]
+    probe = OverfitProbe(x, y, 0.3)
+    robust = probe.check(load_model("mnist-smallgap-pgd-at-paper")[0], step=100)
+    assert robust > 0.5 and probe.best == robust
+    with pytest.raises(CatastrophicOverfitting, match=r"catastrophic overfitting at step 200: .* fell from"):
+        probe.check(load_model("mnist-smallgap-normal-paper")[0], step=200)
+    assert probe.best == robust
+
+
+def test_a_run_with_the_probe_records_it_and_resumes_with_its_best(tmp_path):
+    events = []
+    out = tmp_path / "m.safetensors"
+    cfg = _tiny("pgd-at", steps=1, step_size_eps=1.25, overfit_check=16)
+    calls = {"n": 0}
+
+    def stop_after_five():
+        calls["n"] += 1
+        return calls["n"] >= 5
+
+    train(cfg, out, callbacks=(events.append,), stop=stop_after_five)
+    checks = [e for e in events if e["event"] == "overfit_check"]
+    assert checks and all(0 <= e["accuracy"] <= e["best"] <= 1 for e in checks)
+    assert checks[0]["step"] >= 3  # only once eps is reached (the ramp ends at step 3)
+    saved = torch.load(state_path(out), weights_only=True)["probe_best"]
+    assert saved == checks[-1]["best"]
+    resumed = train(cfg, out, resume=True, callbacks=(events.append,))
+    assert resumed.status == "finished"
+
+
+def test_fine_tuning_starts_from_the_named_checkpoint(tmp_path):
+    """init_from: the run starts at the shipped weights (a tiny lr keeps them); a network of other
+    classes or channels is refused in one sentence."""
+    from interp_core.models import load_model
+
+    shipped = load_model("mnist-smallgap-normal-paper")[0].state_dict()
+    result = train(_tiny("pgd-at", epochs=1, lr=1e-12, lr_steps=[], init_from="mnist-smallgap-normal-paper"),
+                   tmp_path / "ft.safetensors")
+    tuned = load_file(str(result.checkpoint))
+    assert all(torch.allclose(tuned[k], shipped[k], atol=1e-6) for k in shipped)
+    fresh = load_file(str(train(_tiny("pgd-at", epochs=1, lr=1e-12, lr_steps=[]), tmp_path / "fresh.safetensors").checkpoint))
+    assert not all(torch.allclose(fresh[k], shipped[k], atol=1e-6) for k in shipped)
+    with pytest.raises(ValueError, match="3 input channel.*cannot start a smallgap run on mnist"):
+        train(_tiny("pgd-at", init_from="cifar10-smallgap-normal-paper"), tmp_path / "bad.safetensors")

@@ -21,7 +21,7 @@ from pathlib import Path
 from interp_core import paths
 from interp_core.cli.common import CLIError, emit, number
 from interp_core.runtime import configure_threads, resolve_device
-from interp_core.training import TrainConfig, TrainingDiverged, cli_flag, make_config, train
+from interp_core.training import TrainConfig, TrainingHalted, cli_flag, make_config, train
 
 
 def register(commands) -> None:
@@ -121,7 +121,9 @@ def run_train(args) -> int:
     try:
         result = train(cfg, out, device, resume=args.resume, callbacks=(show,), stop=lambda: stopping["flag"],
                        name=args.name, source=args.source, data_dir=args.data_dir)
-    except TrainingDiverged as err:
+    except TrainingHalted as err:
+        if progress is not None:  # a job reads it: a halted run is not resumable (resuming repeats the cause)
+            progress.write(json.dumps({"event": "halted", "message": str(err)}) + "\n")
         raise CLIError(str(err)) from None
     finally:
         bar.close()

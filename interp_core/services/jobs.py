@@ -78,7 +78,6 @@ _SETTINGS = tuple(f.name for f in fields(TrainConfig))
 #: Settings of the job itself: images of the automatic evaluation (0: none), a name for the run.
 _JOB_SETTINGS = ("evaluate_n", "name")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,79}")
-_DIVERGED = "loss became"  # the trainer's message for a non-finite loss: resuming would repeat it
 _POPEN: dict[str, subprocess.Popen] = {}  # children of this process, reaped by job_status
 _LOCK = threading.Lock()  # one start at a time per server process (the limit check and the launch)
 
@@ -185,7 +184,9 @@ def job_status(job_id: str) -> dict:
     mode = events[last].get("mode", "train") if launches else "train"
     ends = [i for i, e in enumerate(events) if e.get("event") == "end"]
     end = events[ends[-1]] if ends and (mode == "evaluate" or ends[-1] > last) else None
-    errors = [e["message"] for e in events[last:] if e.get("event") == "error"]
+    errors = [e["message"] for e in events[last:] if e.get("event") in ("error", "halted")]
+    # the trainer halted the run (a non-finite loss, catastrophic overfitting): resuming would repeat it
+    halted = any(e.get("event") == "halted" for e in events[last:])
     history, total = [], None
     for event in events:
         if event.get("event") == "step":
@@ -228,7 +229,7 @@ def job_status(job_id: str) -> dict:
                        + (f": {stderr}" if stderr and "Error" in stderr else ""))
     checkpoint_step = _checkpoint_step(checkpoint) if has_checkpoint else None
     resumable = (not alive and state in ("stopped", "failed") and checkpoint_step is not None
-                 and _DIVERGED not in message
+                 and not halted
                  and (state_path(checkpoint).is_file() or previous_state_path(checkpoint).is_file()))
     if state == "failed" and checkpoint_step is not None:
         message += f"; the last checkpoint (step {checkpoint_step}) is kept" + (

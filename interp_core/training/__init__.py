@@ -14,7 +14,10 @@ from interp_core.training.methods import (
 )
 from interp_core.training.schedules import PRESETS, TrainConfig, cli_flag, config_to_args, make_config
 from interp_core.training.trainer import (
+    CatastrophicOverfitting,
+    OverfitProbe,
     TrainingDiverged,
+    TrainingHalted,
     TrainResult,
     heldout_metrics,
     previous_state_path,
@@ -25,5 +28,5 @@ from interp_core.training.trainer import (
 __all__ = [
     "ADVERSARIAL", "DEFAULT_GAMMA", "TRAINING_METHODS", "MethodConfig", "cam_discrepancy", "get_method", "ig_ce",
     "inner_attack", "PRESETS", "TrainConfig", "cli_flag", "config_to_args", "make_config", "TrainingDiverged",
-    "TrainResult", "heldout_metrics", "previous_state_path", "state_path", "train",
+    "TrainingHalted", "CatastrophicOverfitting", "OverfitProbe", "TrainResult", "heldout_metrics", "previous_state_path", "state_path", "train",
 ]

@@ -13,6 +13,13 @@ schedule s3 of results/training-search.md, the best found within 45 minutes per 
 0.04, the authors' initialization; 26-29 minutes per adversarial method on one thread. CIFAR-10: 3
 epochs of 10,000 images, 5 inner steps of 2.5/255.
 
+``fast``: the ``cpu`` schedule with a one-step inner attack (FGSM from a random start, step 1.25
+eps: "fast" adversarial training, Wong et al. 2020; with int or int2 the same one-step inner attack
+on their objective) and the catastrophic-overfitting check on 200 training images
+(``overfit_check``). A step costs about a fifth of a 10-step one (benchmarks, "Training step cost").
+CIFAR-10: 10 epochs of the 45,000 training images, eps ramped over the first 30%, lr 1e-3 then
+1e-4 for the last quarter.
+
 ``classroom``: a compare of two methods that ends within 5 minutes on the project's 2-core CPU
 (one thread per run, both at once, evaluation included): one epoch of 10,000 MNIST images at a
 small training eps (0.15) with a 2-step inner attack, so that even a short run learns; it shows a
@@ -118,6 +125,9 @@ class TrainConfig:
                               parse=step_range, show=lambda v: f"{v[0]},{v[1]}")
     steps: int = _setting(40, "inner attack steps")
     step_size: float = _setting(0.01, "inner attack step")
+    step_size_eps: float = _setting(0.0, "inner attack step as a multiple of the step's (ramped) eps, in place of "
+                                         "step_size (fast adversarial training: 1 step of 1.25 eps from a random "
+                                         "start); 0: step_size")
     gamma: float | None = _setting(None, "regularizer weight (TRADES beta, IG lambda, Int gamma; default: the "
                                          "method's)")
     subset: int | None = _setting(None, "train on the first N images of the train split (default: all)")
@@ -126,6 +136,12 @@ class TrainConfig:
     eval_steps: int = _setting(200, "PGD steps of the final check")
     eval_step_size: float = _setting(0.01, "PGD step of the final check")
     checkpoint_every: int = _setting(500, "steps between periodic checkpoints (an epoch end always writes one)")
+    overfit_check: int = _setting(0, "training images on which random-start PGD accuracy is measured before each "
+                                     "checkpoint once eps is reached; a fall of more than 0.2 below the best stops "
+                                     "the run, keeping the last checkpoint (catastrophic overfitting of one-step "
+                                     "training); 0: off")
+    init_from: str = _setting("", "start from the weights of this checkpoint (a shipped name or a file: "
+                                  "fine-tuning); its architecture and classes must match; empty: fresh weights")
     train_split: str = _setting("train", "training images (train: the first 5,000 held out; demo: the committed "
                                          "sample; demo_train: its 100 images after the paper subset)",
                                 choices=lambda: ["train", "train_full", "demo", "demo_train"])
@@ -175,6 +191,8 @@ class TrainConfig:
             raise ValueError(f"eps_ramp must be [start, end] with start <= end, got {self.eps_ramp}")
         for name in ("gamma", "step_size", "eval_step_size"):  # NaN and inf slip past the tests above
             check_range(name, getattr(self, name), 0.0, math.inf)
+        check_range("step_size_eps", self.step_size_eps, 0.0, 10.0)
+        check_range("overfit_check", self.overfit_check, 0, 10_000, integer=True)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -201,6 +219,11 @@ class TrainConfig:
         at = lambda fraction: int(round(fraction * total_steps))  # noqa: E731
         return replace(self, schedule_in="steps", eps_ramp=[at(f) for f in self.eps_ramp],
                        lr_steps=[[at(f), lr] for f, lr in self.lr_steps], gamma_start=at(self.gamma_start))
+
+    def inner_step_size(self, eps: float) -> float:
+        """The inner attack's step at training radius ``eps``: ``step_size_eps * eps`` when set, else
+        ``step_size``."""
+        return self.step_size_eps * eps if self.step_size_eps else self.step_size
 
     def lr_at(self, step: int) -> float:
         """Learning rate at a (0-based) optimizer step (of a config in steps: see :meth:`resolve`)."""
@@ -246,6 +269,13 @@ PRESETS: dict[str, dict[str, dict]] = {
                       schedule_in="fraction"),
         "cifar10": dict(epochs=3, batch_size=128, lr=1e-3, lr_steps=[], eps=8 / 255, eps_ramp=[0.08, 0.5],
                         steps=5, step_size=2.5 / 255, subset=10000, schedule_in="fraction"),
+    },
+    "fast": {
+        "mnist": dict(epochs=8, batch_size=50, lr=1e-3, lr_steps=[[7000 / 8800, 1e-4]], eps=0.3,
+                      eps_ramp=[300 / 8800, 2500 / 8800], steps=1, step_size_eps=1.25, overfit_check=200,
+                      init="authors", schedule_in="fraction"),
+        "cifar10": dict(epochs=10, batch_size=128, lr=1e-3, lr_steps=[[0.75, 1e-4]], eps=8 / 255,
+                        eps_ramp=[0.02, 0.3], steps=1, step_size_eps=1.25, overfit_check=200, schedule_in="fraction"),
     },
     "classroom": {
         "mnist": dict(epochs=1, batch_size=50, lr=2e-3, lr_steps=[], eps=0.15, eps_ramp=[0.1, 0.4],

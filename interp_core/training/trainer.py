@@ -35,15 +35,53 @@ from interp_core.attacks import PGD
 from interp_core.data import load_dataset
 from interp_core.io import atomic_write
 from interp_core.metrics import accuracy
-from interp_core.models import ModelCard, build_model, load_checkpoint, save_checkpoint
+from interp_core.models import ModelCard, build_model, eval_mode, load_checkpoint, load_model, save_checkpoint
 from interp_core.training.methods import ADVERSARIAL, MethodConfig, get_method
 from interp_core.training.schedules import TrainConfig
 
 Callback = Callable[[dict], None]
 
 
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is kept."""
+class TrainingHalted(RuntimeError):
+    """The run cannot go on (resuming would repeat the cause); the last good checkpoint is kept."""
+
+
+class TrainingDiverged(TrainingHalted):
+    """The loss became NaN or infinite."""
+
+
+class CatastrophicOverfitting(TrainingHalted):
+    """Random-start PGD accuracy on the probe images fell far below its best (one-step training's
+    known failure, Wong et al. 2020): the checkpoint on disk is from before the fall."""
+
+
+#: A probe accuracy this far below the best seen stops the run (Wong et al. stop on a sharp fall).
+OVERFIT_DROP = 0.2
+#: The probe's attack: random-start PGD of this many steps of eps / 4.
+PROBE_STEPS = 10
+
+
+class OverfitProbe:
+    """The catastrophic-overfitting check of ``TrainConfig.overfit_check``: random-start PGD accuracy
+    at the training eps on fixed training images x (N, C, H, W), y (N,), before each checkpoint;
+    ``best`` the highest seen (restored on resume)."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, eps: float, best: float = 0.0):
+        self.x, self.y, self.eps, self.best = x, y, eps, best
+        self.attack = PGD(eps, eps / 4, PROBE_STEPS, random_start=True, seed=0)
+
+    def check(self, model: nn.Module, step: int) -> float:
+        """The probe accuracy now; raises :class:`CatastrophicOverfitting` when it is more than
+        ``OVERFIT_DROP`` below the best, else records it."""
+        with eval_mode(model):
+            robust = accuracy(model, self.attack(model, self.x, self.y), self.y)
+        if robust < self.best - OVERFIT_DROP:
+            raise CatastrophicOverfitting(
+                f"catastrophic overfitting at step {step}: random-start PGD accuracy on {len(self.y)} training "
+                f"images fell from {self.best:.2f} to {robust:.2f} (eps {self.eps:.4g}); the last checkpoint, from "
+                "before the fall, is kept -- train with a smaller --step-size-eps or more inner steps")
+        self.best = max(self.best, robust)
+        return robust
 
 
 @dataclass
@@ -121,10 +159,16 @@ class _Run:
 
         torch.manual_seed(cfg.seed)
         self.model = build_model(cfg.arch, self.in_channels, self.num_classes, cfg.init).to(device)
+        if cfg.init_from:
+            _load_start(self.model, cfg, self.in_channels, self.num_classes)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
-        self.step, self.elapsed, self.epoch_times = 0, 0.0, []
+        self.step, self.elapsed, self.epoch_times, probe_best = 0, 0.0, [], 0.0
         if resume and out.is_file():
-            self.step, self.elapsed, self.epoch_times = _restore(out, cfg, self.model, self.optimizer, device)
+            self.step, self.elapsed, self.epoch_times, probe_best = _restore(out, cfg, self.model, self.optimizer,
+                                                                             device)
+        self.probe = (OverfitProbe(self.images[:cfg.overfit_check].to(device),
+                                   self.labels[:cfg.overfit_check].to(device), cfg.eps, probe_best)
+                      if cfg.overfit_check and cfg.method in ADVERSARIAL else None)
         self.runner: nn.Module = _MethodLoss(self.model, get_method(cfg.method))
         if self.world > 1:
             self.runner = nn.parallel.DistributedDataParallel(
@@ -172,8 +216,8 @@ class _Run:
         for group in self.optimizer.param_groups:
             group["lr"] = schedule.lr_at(step)
         eps = schedule.eps_at(step) if cfg.method in ADVERSARIAL else 0.0
-        method_cfg = MethodConfig(eps=eps, steps=cfg.steps, step_size=cfg.step_size, gamma=schedule.gamma_at(step),
-                                  seed=cfg.seed * 1_000_003 + step)
+        method_cfg = MethodConfig(eps=eps, steps=cfg.steps, step_size=cfg.inner_step_size(eps),
+                                  gamma=schedule.gamma_at(step), seed=cfg.seed * 1_000_003 + step)
         loss, logs = self.runner(x, y, method_cfg)
         flags = _StepFlags.agree(loss.item(), logs["accuracy"], stop(), self.world)
         if flags.diverged:
@@ -206,9 +250,14 @@ class _Run:
 
     def checkpoint(self, final_metrics: dict | None = None) -> None:
         """Rank 0 writes the optimizer state, then the model with its card (see _restore); the state of
-        the model on disk is kept as the previous state until the new model is written."""
+        the model on disk is kept as the previous state until the new model is written. With an
+        overfitting probe, once eps is reached, the probe runs first: a collapse raises before the
+        write, so the checkpoint on disk stays the one from before it."""
         if self.rank != 0:
             return
+        if self.probe is not None and self.schedule.eps_at(self.step) >= self.cfg.eps:
+            robust = self.probe.check(self.model, self.step)
+            self.emit({"event": "overfit_check", "step": self.step, "accuracy": robust, "best": self.probe.best})
         cfg, metrics = self.cfg, self.card_metrics(final_metrics)
         card = ModelCard(name=self.name, arch=cfg.arch, dataset=cfg.dataset, method=cfg.method,
                          in_channels=self.in_channels, num_classes=self.num_classes, source=self.source,
@@ -219,7 +268,8 @@ class _Run:
         # the current model is kept as the previous state until the new model is written, so a crash
         # between (or during) the two writes leaves a matching pair for _restore.
         state = {"step": self.step, "elapsed": self.elapsed, "epoch_times": list(self.epoch_times),
-                 "config": cfg.to_json(), "optimizer": self.optimizer.state_dict()}
+                 "config": cfg.to_json(), "optimizer": self.optimizer.state_dict(),
+                 "probe_best": self.probe.best if self.probe is not None else 0.0}
         if state_path(self.out).is_file() and self.out.is_file():
             os.replace(state_path(self.out), previous_state_path(self.out))
         with atomic_write(state_path(self.out)) as tmp:
@@ -235,11 +285,12 @@ def train(cfg: TrainConfig, out: str | os.PathLike, device: str | torch.device =
           log_every: int = 10) -> TrainResult:
     """Train ``cfg.arch`` on ``cfg.dataset`` (``cfg.train_split``) with ``cfg.method``; write ``out``.
 
-    callbacks receive dicts with ``event`` in {"step", "epoch", "checkpoint", "end"}; step events
+    callbacks receive dicts with ``event`` in {"step", "epoch", "overfit_check", "checkpoint", "end"}; step events
     (every ``log_every`` steps and at each epoch end) carry step, epoch, loss, accuracy, eps, lr
     and images_per_s. ``stop()`` is polled every step: when it turns true the trainer writes a
-    checkpoint and returns status "stopped". A non-finite loss raises :class:`TrainingDiverged`
-    without overwriting the last checkpoint. Under an initialized process group the global batch
+    checkpoint and returns status "stopped". A non-finite loss raises :class:`TrainingDiverged`, a
+    collapse of the overfitting probe :class:`CatastrophicOverfitting`, both without overwriting the
+    last checkpoint. Under an initialized process group the global batch
     ``cfg.batch_size`` is split over the ranks and only rank 0 writes files.
     """
     run = _Run(cfg, Path(out), torch.device(device), resume, callbacks, name, source, data_dir)
@@ -275,7 +326,20 @@ def heldout_metrics(model: nn.Module, cfg: TrainConfig, device: torch.device, da
 _RESUMABLE_CHANGES = {"epochs", "eval_n", "eval_steps", "eval_step_size", "checkpoint_every"}
 
 
-def _restore(out: Path, cfg: TrainConfig, model, optimizer, device) -> tuple[int, float, list]:
+def _load_start(model: nn.Module, cfg: TrainConfig, in_channels: int, num_classes: int) -> None:
+    """Put the weights of checkpoint ``cfg.init_from`` into the fresh ``model`` (fine-tuning); its
+    architecture, input channels and classes must be the run's."""
+    start, card = load_model(cfg.init_from)
+    mine = (cfg.arch, in_channels, num_classes)
+    theirs = (card.arch, card.in_channels, card.num_classes)
+    if mine != theirs:
+        raise ValueError(f"init_from {cfg.init_from}: a {theirs[0]} network with {theirs[1]} input channel(s) and "
+                         f"{theirs[2]} classes cannot start a {mine[0]} run on {cfg.dataset} ({mine[1]} channel(s), "
+                         f"{mine[2]} classes)")
+    model.load_state_dict(start.state_dict())
+
+
+def _restore(out: Path, cfg: TrainConfig, model, optimizer, device) -> tuple[int, float, list, float]:
     sides = [p for p in (state_path(out), previous_state_path(out)) if p.is_file()]
     if not sides:
         raise ValueError(f"cannot resume: {state_path(out)} (optimizer state) is missing")
@@ -286,10 +350,11 @@ def _restore(out: Path, cfg: TrainConfig, model, optimizer, device) -> tuple[int
         raise ValueError(f"cannot resume {out}: weights (step {card.metrics.get('steps')}) and optimizer state "
                          f"(step {', '.join(str(s['step']) for s in states)}) do not match")
     state = matching[0]
-    saved = json.loads(state["config"])
+    saved = json.loads(TrainConfig.from_dict(json.loads(state["config"])).to_json())  # settings added since: defaults
     changed = {k for k, v in json.loads(cfg.to_json()).items() if saved.get(k) != v} - _RESUMABLE_CHANGES
     if changed:
         raise ValueError(f"cannot resume {out}: settings differ from the saved run: {sorted(changed)}")
     model.load_state_dict(trained.state_dict())
     optimizer.load_state_dict(state["optimizer"])
-    return int(state["step"]), float(state["elapsed"]), list(state["epoch_times"])
+    return (int(state["step"]), float(state["elapsed"]), list(state["epoch_times"]),
+            float(state.get("probe_best", 0.0)))
