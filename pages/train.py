@@ -31,6 +31,11 @@ CLASSROOM_NOTE = ("Measured once on the project's 2-core machine, heavily shared
                   "of normal vs int with this preset's defaults on the training set ended in 3 min 52 s, evaluation "
                   "included. On 30 images, int kept 57% accuracy at ε = 0.1 against 10% for normal, and its AAI "
                   "Kendall τ at ε = 0.1 was 0.87 against 0.73 (clean accuracy 80% and 93%). At ε = 0.3 both are at 0%.")
+#: The fast preset's cost, from the step-cost benchmark (benchmarks/RESULTS.md, "Training step cost per method").
+FAST_NOTE = ("One inner step of 1.25 ε from a random start instead of 10: measured on one thread (MNIST smallgap, batch "
+             "50), a pgd-at step costs 1.67 normal steps instead of 7.78, an int step 2.91 instead of 9.45. The run "
+             "checks random-start PGD accuracy on 200 training images before each checkpoint and stops if it "
+             "collapses (catastrophic overfitting), keeping the checkpoint from before.")
 #: Offline runs train on the demo sample's images after the paper subset: all of them, 20 epochs of small batches.
 DEMO_DEFAULTS = {"epochs": jobs.MAX_EPOCHS, "batch_size": 20}
 DEMO_NOTE = ("Offline, the demo sample is split: its first 200 images (the paper's seed-99 evaluation subset) "
@@ -127,6 +132,8 @@ with st.container(border=True):
         st.caption(DEMO_NOTE)
     if preset_name == "classroom":
         st.caption(CLASSROOM_NOTE)
+    if preset_name == "fast":
+        st.caption(FAST_NOTE)
     c1, c2, c3 = st.columns([1, 1, 2])
     started = c1.button("Start training", type="primary", key="train_start", disabled=planned is None)
     others = [m for m in TRAINING_METHODS if m != method]

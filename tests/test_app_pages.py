@@ -181,6 +181,13 @@ def test_train_fast_preset_fine_tunes_a_shipped_network(tmp_path, monkeypatch):
     at.radio(key="train_preset").set_value("fast").run()
     at.radio(key="train_split").set_value("demo_train").run()
     assert at.number_input(key="train_steps_fast").value == 1
+    import json
+
+    rows = {r["method"]: r["x normal step"] for r in json.loads((ROOT / "benchmarks" / "results.json").read_text())
+            ["sections"]["training"]["tables"]["One training step (loss, backward, Adam)"]}
+    cost = f"a pgd-at step costs {rows['pgd-at (1 inner step, fast preset)']:.3g} normal steps instead of " \
+           f"{rows['pgd-at']:.3g}, an int step {rows['int (1 inner step, fast preset)']:.3g} instead of {rows['int']:.3g}"
+    assert any(cost in c.value for c in at.caption)  # the cost it states is the benchmark's
     at.selectbox(key="train_init_mnist_smallgap").set_value("mnist-smallgap-normal-paper").run()
     at.button(key="train_start").click().run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])
