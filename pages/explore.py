@@ -12,6 +12,7 @@ import functools
 import hashlib
 import math
 import random
+import time
 from urllib.parse import urlencode
 
 import numpy as np
@@ -327,29 +328,33 @@ def trajectory_view(res: ExploreResult, view: dict) -> None:
         st.plotly_chart(figures.trajectory_figure(traj, res.class_names, y, t, step=step), key=f"traj_{m.model}")
 
 
-def compute(request: dict, x: np.ndarray, view: dict) -> ExploreResult | None:
+def compute(request: dict, x: np.ndarray, view: dict) -> tuple[ExploreResult | None, float]:
     """Every model's result (cached per model), with a progress bar naming the model at work. Each
     model's panel is drawn as soon as its result is there (one column per model; one row each
     from three models on, so that type stays legible); a model that refuses the image shows why
-    in its place. Returns the models' results together, or None when every model refused."""
+    in its place. Returns the models' results together (None when every model refused) and the
+    seconds spent getting them (far below their compute time when they came from the cache)."""
     specs = request["specs"]
     wide = len(specs) >= 3
     bar = st.progress(0.0)
     boxes = [st.container() for _ in specs] if wide else st.columns(len(specs))
-    results = []
+    results, fetching = [], 0.0
     for i, (spec, box) in enumerate(zip(specs, boxes)):
         bar.progress(i / len(specs), text=f"Attacking and explaining: model {i + 1} of {len(specs)} "
                                           f"({model_label(spec)})…")
+        started = time.perf_counter()
         try:
             res = run_model(x, **{k: v for k, v in request.items() if k not in ("specs", "image")}, spec=spec)
         except MisclassifiedImage as err:
             box.warning(f"Refused: {err}", icon=":material/block:")
             continue
+        finally:
+            fetching += time.perf_counter() - started
         with box:
             model_panel(res, view, wide)
         results.append(res)
     bar.empty()
-    return dataclasses.replace(results[0], models=[r.models[0] for r in results]) if results else None
+    return (dataclasses.replace(results[0], models=[r.models[0] for r in results]) if results else None), fetching
 
 
 st.title("Explore an attack")
@@ -413,7 +418,7 @@ elif showing:
     with results_area.container():
         caption = st.empty()  # above the models' panels, filled once every model is done
         try:
-            result = compute(request, picked[0], view)
+            result, fetching = compute(request, picked[0], view)
         except ValueError as err:  # settings the attack rejects
             st.error(f"The attack could not run: {err}")
         else:
@@ -421,9 +426,10 @@ elif showing:
                 settings = ", ".join(f"{'max eps' if attack == 'min-eps' and k == 'eps' else k}="
                                      + (f"{v:.4g}" if isinstance(v, float) else f"{v}")
                                      for k, v in result.attack.items() if k not in ("name", "target"))
+                computed = sum(m.seconds for m in result.models)
+                cached = " (shown from the cache)" if fetching < computed / 2 else ""
                 caption.caption(f"Results for: {DATASET_LABELS[dataset]} {request['image'][0]} · "
-                                f"{ATTACKS[attack].label} · {settings} · computed in "
-                                f"{sum(m.seconds for m in result.models):.2f} s")
+                                f"{ATTACKS[attack].label} · {settings} · computed in {computed:.2f} s{cached}")
                 render(result, view)
 
 values = link_values(dataset, split, source, specs, attack, explainers, trajectory, showing)

@@ -186,8 +186,9 @@ def test_a_link_reproduces_the_view_and_bad_values_are_reported():
     assert written["eps"] == "0.25" and written["image"] == "8" and written["run"] == "1"
     # the URL the page wrote opens the same view in a fresh session
     again = open_explore(home(), written)
-    assert next(c.value for c in again.caption if c.value.startswith("Results for")).split(" · computed")[0] \
-        == caption.split(" · computed")[0]
+    cached = next(c.value for c in again.caption if c.value.startswith("Results for"))
+    assert cached.split(" · computed")[0] == caption.split(" · computed")[0]
+    assert cached.endswith("(shown from the cache)") and not caption.endswith("(shown from the cache)")
     # changed settings clear the results instead of showing stale ones
     at.number_input(key="explore_pgd_mnist_eps").set_value(0.1).run()
     assert not at.table and any("settings changed" in i.value for i in at.info)
