@@ -184,10 +184,17 @@ def model_label(spec: str) -> str:
     return f"{read_card(spec).name} (uploaded)" if spec.endswith(".safetensors") and os.sep in spec else spec
 
 
+#: The intake's fits (interp_core.images.FITS; pad first, the default) and MNIST colour choices, as the
+#: sidebar names them.
+FIT_LABELS = {"pad": "pad", "crop": "crop", "stretch": "stretch"}
+INVERT_LABELS = {"auto": "auto", False: "as is", True: "inverted"}
+
+
 def uploaded_image(dataset: str, key: str) -> np.ndarray | None:
     """An uploaded image as float32 (1, C, H, W) in [0, 1] for ``dataset``, converted by
-    interp_core.images.read_image and shown as converted beside its original size and the intake's
-    notes; or None: nothing uploaded, or a file that cannot be used (one st.error naming the file,
+    interp_core.images.read_image (fitted to the square and, for MNIST, inverted as the sidebar says)
+    and shown as converted beside its original size and the intake's notes, with a warning when it
+    looks unlike the dataset's images; or None: nothing uploaded, or a file that cannot be used (one st.error naming the file,
     and the page's previous results cleared, see clear_results)."""
     channels, size = IMAGE_SHAPES[dataset]
     upload = st.sidebar.file_uploader(f"Image (converted to {size}×{size} for {DATASET_LABELS[dataset]})",
@@ -195,8 +202,16 @@ def uploaded_image(dataset: str, key: str) -> np.ndarray | None:
                                       key=f"{key}_image")
     if upload is None:
         return None
+    fit = st.sidebar.radio("Fit to the square", list(FIT_LABELS), format_func=FIT_LABELS.get, horizontal=True, key=f"{key}_fit",
+                           help="pad: the whole picture on its own background; crop: its centre; stretch: "
+                                "squeezed to the square")
+    invert: bool | str = False
+    if channels == 1:
+        invert = st.sidebar.radio("Colours", ["auto", False, True], format_func=INVERT_LABELS.get, horizontal=True,
+                                  key=f"{key}_invert", help="MNIST digits are light strokes on black; auto inverts "
+                                                            "an image whose border is light (ink on paper)")
     try:
-        result = read_image(upload.getvalue(), dataset, name=upload.name)
+        result = read_image(upload.getvalue(), dataset, name=upload.name, fit=fit, invert=invert)
     except ImageIntakeError as err:
         st.error(f"Image not used: {err}")
         clear_results(key, upload.file_id)
@@ -208,6 +223,9 @@ def uploaded_image(dataset: str, key: str) -> np.ndarray | None:
     text.markdown(f"**{upload.name}**: {result.format}, {width}×{height} pixels, mode {result.original_mode}; "
                   f"the model sees it {'grayscale' if channels == 1 else 'RGB'} at {size}×{size}.")
     text.caption("Intake: " + ("; ".join(result.notes) if result.notes else "no conversion needed") + ".")
+    if result.unlike:
+        st.warning(f"This image looks unlike {DATASET_LABELS[dataset]}'s: {result.unlike}. The models were trained "
+                   "on such images only; their answer on this one says little.", icon=":material/image_search:")
     return result.x[None].numpy()
 
 

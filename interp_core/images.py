@@ -15,8 +15,15 @@ In order:
    colour profile. 16-bit and 32-bit images (modes I;16, I, F) are stretched linearly from their
    smallest to their largest value onto [0, 1]; a float image already within [0, 1] is kept as it
    is, a constant image becomes 0, and non-finite float pixels become 0 (NaN, -inf) or 1 (+inf);
-6. the whole image is resized to the input size with a Lanczos filter (the aspect ratio is not
-   kept: a non-square image is stretched).
+6. ``fit``: a non-square image is fitted to the input's shape by ``"stretch"`` (the aspect ratio
+   is not kept), ``"crop"`` (the largest centred box of the input's shape) or ``"pad"`` (centred
+   on a border of the image's own background, its median edge pixel), then resized with a Lanczos
+   filter;
+7. ``invert`` (1-channel inputs): MNIST digits are light strokes on black. ``"auto"`` inverts an
+   image whose border is mostly light (mean edge pixel above 0.5: ink on paper), ``True`` always,
+   ``False`` never;
+8. a 1-channel result that still looks unlike the dataset (a border that is not mostly dark, or
+   ink on more than half of the pixels) gets ``unlike`` set to a sentence saying why.
 
 Every failure is an ``ImageIntakeError`` (a ValueError) whose message is one short sentence naming
 the file. Notes are short lower-case phrases without a final full stop, e.g. ``"resized from 40×30
@@ -55,7 +62,8 @@ class ImageIntakeError(ValueError):
 class IntakeResult:
     """x: (C, H, W) float32 in [0, 1], the model input. original_size: (width, height) and
     original_mode: the PIL mode, as stored in the file; format: PIL's name of the file format
-    ("PNG", "JPEG", ...). notes: one phrase per conversion made (empty when none was needed)."""
+    ("PNG", "JPEG", ...). notes: one phrase per conversion made (empty when none was needed).
+    unlike: why the result looks unlike the dataset's images (1-channel inputs), else ""."""
 
     x: torch.Tensor
     name: str
@@ -63,6 +71,7 @@ class IntakeResult:
     original_size: tuple[int, int]
     original_mode: str
     notes: tuple[str, ...]
+    unlike: str = ""
 
 
 def input_shape(dataset_or_shape: str | tuple[int, int, int]) -> tuple[int, int, int]:
@@ -79,17 +88,28 @@ def input_shape(dataset_or_shape: str | tuple[int, int, int]) -> tuple[int, int,
     return shape
 
 
+FITS = ("stretch", "crop", "pad")
+#: A 1-channel input whose mean edge pixel is above this is light-backed (ink on paper).
+LIGHT_BORDER = 0.5
+
+
 def read_image(source: bytes | str | os.PathLike | BinaryIO, dataset_or_shape: str | tuple[int, int, int], *,
-               name: str | None = None, max_pixels: int = MAX_PIXELS) -> IntakeResult:
+               name: str | None = None, max_pixels: int = MAX_PIXELS, fit: str = "stretch",
+               invert: bool | str = False) -> IntakeResult:
     """An image file as the input of a dataset's models (``"mnist"``, ``"cifar10"``) or of a given
     (C, H, W) shape: x (C, H, W) float32 in [0, 1], with notes (see the module docstring).
 
     source: the file's bytes, a path, or a binary file object (e.g. an upload). name: how messages
     call the file (default: the path, or the file object's ``name``, else "image"). max_pixels:
     width × height above which the file is refused, at most PIL's own limit
-    (``PIL.Image.MAX_IMAGE_PIXELS``). Raises ImageIntakeError for any file that cannot be used.
+    (``PIL.Image.MAX_IMAGE_PIXELS``). fit: one of ``FITS``; invert: True, False or "auto" (steps 6
+    and 7 of the module docstring). Raises ImageIntakeError for any file that cannot be used.
     """
     channels, height, width = input_shape(dataset_or_shape)
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
+    if invert not in (True, False, "auto"):
+        raise ValueError(f"invert must be True, False or 'auto', got {invert!r}")
     ceiling = Image.MAX_IMAGE_PIXELS or max_pixels
     if not 1 <= max_pixels <= ceiling:
         raise ValueError(f"max_pixels must be in [1, {ceiling}], got {max_pixels}")
@@ -98,7 +118,9 @@ def read_image(source: bytes | str | os.PathLike | BinaryIO, dataset_or_shape: s
     with warnings.catch_warnings():  # PIL warns of damaged metadata and of large images: both are handled here
         warnings.simplefilter("ignore")
         image, fmt, size = _decode(data, name, max_pixels, notes)
-    mode, upright = image.mode, image.size
+    mode = image.mode
+    image = _fitted(image, width, height, fit, notes)
+    upright = image.size
     if mode in _DEEP_MODES:
         x = _resized_gray(_stretched(image, notes), width, height)
         x = np.repeat(x[None], channels, axis=0)
@@ -115,8 +137,53 @@ def read_image(source: bytes | str | os.PathLike | BinaryIO, dataset_or_shape: s
         w, h = upright
         notes.append(f"resized from {w}×{h} to {width}×{height}"
                      + ("" if w * height == h * width else " (aspect ratio not kept)"))
+    unlike = ""
+    if channels == 1:
+        if invert is True or (invert == "auto" and _edge(x[0]).mean() > LIGHT_BORDER):
+            x = 1.0 - x
+            notes.append("inverted (dark on light; MNIST digits are light on black)")
+        unlike = _unlike_mnist(x[0])
     return IntakeResult(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), name, fmt, size, mode,
-                        tuple(notes))
+                        tuple(notes), unlike)
+
+
+def _edge(x: np.ndarray) -> np.ndarray:
+    """The pixels on the border of a 2-D image (H, W), as one vector."""
+    return np.concatenate([x[0], x[-1], x[1:-1, 0], x[1:-1, -1]])
+
+
+def _unlike_mnist(x: np.ndarray) -> str:
+    """Why a grayscale input (H, W) in [0, 1] looks unlike an MNIST digit, or ""."""
+    if _edge(x).mean() > 0.3:
+        return "its border is not dark: MNIST digits are light strokes on a black background"
+    if (x > 0.5).mean() > 0.5:
+        return "more than half of it is bright: an MNIST digit covers about a fifth of its square"
+    return ""
+
+
+def _fitted(image: Image.Image, width: int, height: int, fit: str, notes: list[str]) -> Image.Image:
+    """``image`` brought to the aspect ratio width : height by ``fit`` (any PIL mode)."""
+    w, h = image.size
+    if fit == "stretch" or w * height == h * width:
+        return image
+    if fit == "crop":
+        cw, ch = (h * width // height, h) if w * height > h * width else (w, w * height // width)
+        left, top = (w - cw) // 2, (h - ch) // 2
+        notes.append(f"centre-cropped from {w}×{h} to {cw}×{ch}")
+        return image.crop((left, top, left + cw, top + ch))
+    pw, ph = (w, -(-w * height // width)) if w * height > h * width else (-(-h * width // height), h)
+    pixels = np.asarray(image)
+    edge = np.concatenate([pixels[0], pixels[-1], pixels[:, 0], pixels[:, -1]])
+    background = np.median(edge, axis=0)
+    as_pixel = float if image.mode == "F" else lambda v: int(round(float(v)))
+    fill = tuple(as_pixel(v) for v in background) if edge.ndim == 2 else as_pixel(background)
+    canvas = Image.new(image.mode, (pw, ph), fill)
+    if image.mode == "P":  # the indices mean the image's own palette (and transparent index)
+        canvas.putpalette(image.getpalette())
+        canvas.info.update({k: v for k, v in image.info.items() if k == "transparency"})
+    canvas.paste(image, ((pw - w) // 2, (ph - h) // 2))
+    notes.append(f"padded from {w}×{h} to {pw}×{ph} with its background")
+    return canvas
 
 
 def _read_source(source, name: str | None) -> tuple[bytes, str]:

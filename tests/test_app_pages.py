@@ -113,7 +113,19 @@ def test_explore_rejects_bad_uploads_and_keeps_working():
     Image.fromarray(np.zeros((40, 30), np.uint8)).save(wrong, format="PNG")
     at.file_uploader(key="explore_image").set_value(("x.png", wrong.getvalue(), "image/png")).run()
     assert not at.exception and not any("Image not used" in e.value for e in at.error)
+    assert any("padded from 30×40 to 40×40 with its background; resized from 40×40 to 28×28" in c.value
+               for c in at.caption)  # the default fit keeps the aspect ratio
+    at.radio(key="explore_fit").set_value("stretch").run()
     assert any("resized from 30×40 to 28×28 (aspect ratio not kept)" in c.value for c in at.caption)
+    ink = io.BytesIO()  # a dark stroke on white paper: inverted by default, flagged when kept as is
+    paper = np.full((28, 28), 255, np.uint8)
+    paper[7:21, 12:16] = 0
+    Image.fromarray(paper).save(ink, format="PNG")
+    at.file_uploader(key="explore_image").set_value(("ink.png", ink.getvalue(), "image/png")).run()
+    assert any("inverted (dark on light" in c.value for c in at.caption)
+    assert not any("looks unlike" in w.value for w in at.warning)
+    at.radio(key="explore_invert").set_value(False).run()
+    assert any("looks unlike MNIST's: its border is not dark" in w.value for w in at.warning)
     good = io.BytesIO()
     Image.fromarray((np.random.default_rng(0).random((28, 28)) * 255).astype(np.uint8)).save(good, format="PNG")
     at.file_uploader(key="explore_image").set_value(("x.png", good.getvalue(), "image/png")).run()

@@ -204,3 +204,49 @@ def test_bad_arguments_are_value_errors():
     with pytest.raises(TypeError, match="source must be"):
         read_image(12, "mnist")
     assert MAX_PIXELS == 40_000_000
+
+
+def _ink_on_paper(width: int = 40, height: int = 30) -> bytes:
+    """A dark vertical stroke on white, as a digit drawn with a pen and photographed."""
+    pixels = np.full((height, width), 255, np.uint8)
+    pixels[height // 4:3 * height // 4, width // 2 - 2:width // 2 + 2] = 0
+    return encoded(Image.fromarray(pixels), "PNG")
+
+
+def test_dark_on_light_digits_are_inverted_automatically_and_flagged_otherwise():
+    plain = read_image(_ink_on_paper(28, 28), "mnist")
+    assert plain.unlike.startswith("its border is not dark") and plain.x.mean() > 0.8
+    auto = read_image(_ink_on_paper(28, 28), "mnist", invert="auto")
+    assert "inverted (dark on light; MNIST digits are light on black)" in auto.notes and not auto.unlike
+    assert torch.allclose(auto.x, 1 - plain.x)
+    digit = torch.zeros(1, 28, 28)
+    digit[0, 7:21, 12:16] = 1.0
+    light_on_dark = encoded(Image.fromarray((digit[0].numpy() * 255).astype(np.uint8)), "PNG")
+    kept = read_image(light_on_dark, "mnist", invert="auto")
+    assert torch.equal(kept.x, digit) and not kept.notes and not kept.unlike  # already MNIST-like: untouched
+    assert torch.allclose(read_image(light_on_dark, "mnist", invert=True).x, 1 - digit)
+    with pytest.raises(ValueError, match="invert must be"):
+        read_image(light_on_dark, "mnist", invert="sometimes")
+
+
+@pytest.mark.parametrize("fit", ["crop", "pad"])
+def test_crop_and_pad_keep_the_aspect_ratio(fit):
+    """A 15x4 stroke in a 40x30 image: stretching to 28x28 changes its proportions; a centre crop
+    or a pad on the image's own background keeps them."""
+    stretched = read_image(_ink_on_paper(), "mnist", invert=True)
+    fitted = read_image(_ink_on_paper(), "mnist", fit=fit, invert=True)
+    assert "(aspect ratio not kept)" in stretched.notes[0]
+    side = 30 if fit == "crop" else 40
+    assert fitted.notes[0] == (f"centre-cropped from 40×30 to 30×30" if fit == "crop"
+                               else "padded from 40×30 to 40×40 with its background")
+    assert f"resized from {side}×{side} to 28×28" in fitted.notes
+
+    def proportions(result) -> float:  # width / height of the stroke, from its ink per row and per column
+        ink = result.x[0]
+        return float(ink.sum(1).max() / ink.sum(0).max())
+
+    assert abs(proportions(fitted) - 4 / 15) < abs(proportions(stretched) - 4 / 15) / 2
+    if fit == "pad":  # the border added is the image's own background (white, inverted to black)
+        assert fitted.x[0, :3].max() < 0.05 and not fitted.unlike
+    with pytest.raises(ValueError, match="fit must be one of"):
+        read_image(_ink_on_paper(), "mnist", fit="squash")
