@@ -31,8 +31,8 @@ from interp_core.data import ImageDataset
 from interp_core.interpret import EXPLAINERS, LABELS
 from interp_core.services import figures
 from interp_core.services.explore import (BOUND_DEFINITION, DEFAULT_IMAGE, EPS_FOUND_LABEL, METRIC_DEFINITIONS,
-                                          NEEDS_CORRECT, CleanMapCache, ExploreResult, MisclassifiedImage,
-                                          attack_goal, attack_settings, bound_readout, eps_found_readout, explore,
+                                          CleanMapCache, ExploreResult, MisclassifiedImage, attack_settings,
+                                          bound_readout, eps_found_readout, explore,
                                           goal_readout, to_csv, to_json, to_npz)
 
 setup_page("Explore")
@@ -95,8 +95,8 @@ def run_model(x: np.ndarray, y: int | None, class_names: tuple, spec: str, attac
                    None if y is None else torch.tensor([y]), build_attack(attack, **dict(params)), list(explainers),
                    attack_info={"name": attack, **settings, "target": target},
                    target=None if target is None else torch.tensor([target]), class_names=class_names,
-                   trajectory_explainer=trajectory, goal=attack_goal(attack),
-                   require_correct=attack in NEEDS_CORRECT, dataset=DATASET_LABELS[dataset], image_ids=[image_id],
+                   trajectory_explainer=trajectory, goal=ATTACKS[attack].goal,
+                   require_correct=ATTACKS[attack].needs_correct, dataset=DATASET_LABELS[dataset], image_ids=[image_id],
                    clean_maps=clean_map_cache())
 
 

@@ -12,11 +12,11 @@ import torch
 from PIL import Image
 
 from interp_core import paths
-from interp_core.attacks import PGD, build_attack
+from interp_core.attacks import ATTACKS, PGD, build_attack
 from interp_core.data import load_dataset
 from interp_core.models import available_models, load_model
 from interp_core.services.explore import (DEFAULT_IMAGE, METRIC_DEFINITIONS, PERTURBATION_FLOOR, CleanMapCache,
-                                          MisclassifiedImage, attack_goal, attack_settings, bound_readout,
+                                          MisclassifiedImage, attack_settings, bound_readout,
                                           eps_found_readout, explore, goal_readout, metrics_rows,
                                           perturbation_readout, settings_line, to_csv, to_json, to_npz)
 from interp_core.services.figures import to_png
@@ -234,9 +234,10 @@ def test_attack_settings_fill_in_derived_values_and_reject_bad_ones():
     assert attack_settings("isa", {"eps": 0.1})["search_gamma"] is True  # the app's default: γ searched
     with pytest.raises(ValueError):
         attack_settings("pgd", {"eps": -1.0})
-    assert [attack_goal(a) for a in ("pgd", "isa", "aai", "min-eps")] == ["flip", "reach", "keep", "reach"]
+    assert [ATTACKS[a].goal for a in ("pgd", "isa", "aai", "min-eps")] == ["flip", "reach", "keep", "reach"]
+    assert [a for a in ATTACKS if ATTACKS[a].needs_correct] == ["isa"]
     with pytest.raises(ValueError, match="unknown attack"):
-        attack_goal("nope")
+        attack_settings("nope", {})
 
 
 def test_a_failed_attack_is_marked_and_not_magnified(mnist_normal, mnist_demo):
@@ -313,7 +314,7 @@ def _explore_registered(model, data, index: int, name: str, dataset: str, **para
     """``explore`` of one demo image with the registered attack ``name``, as the Explore page runs it."""
     return explore({"m": model}, data.images[index:index + 1], data.labels[index:index + 1],
                    build_attack(name, **params), ["cam"], {"name": name, **params}, class_names=data.class_names,
-                   trajectory_explainer=None, goal=attack_goal(name), dataset=dataset, image_ids=[index])
+                   trajectory_explainer=None, goal=ATTACKS[name].goal, dataset=dataset, image_ids=[index])
 
 
 def test_an_image_already_misclassified_is_judged_against_the_clean_prediction():

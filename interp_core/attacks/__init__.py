@@ -41,13 +41,13 @@ from interp_core.attacks.isa import (
     runner_up,
 )
 from interp_core.attacks.presets import PAPER_EPS, PAPER_SUBSET, PaperProtocol, fgsm, paper_pgd, pgd
-from interp_core.attacks.registry import ATTACKS, AttackSpec, build_attack
+from interp_core.attacks.registry import ATTACKS, GOALS, AttackSpec, build_attack
 from interp_core.attacks.uar import UAR_ATTACKS, UARAttack, authors_targets
 
 __all__ = [
     "AAI", "NORMS", "OBJECTIVES", "PGD", "Attack", "Callback", "CrossEntropy", "Margin", "Objective", "check_settings",
     "margin_loss", "ISA", "ISA_BUDGETS", "ISA_EXPLAINERS", "MinimumEps",
     "TradeoffCurves", "bound_points", "isa_tradeoff", "maximum_gamma", "minimum_eps", "runner_up",
-    "PAPER_EPS", "PAPER_SUBSET", "PaperProtocol", "fgsm", "paper_pgd", "pgd", "ATTACKS", "AttackSpec",
+    "PAPER_EPS", "PAPER_SUBSET", "PaperProtocol", "fgsm", "paper_pgd", "pgd", "ATTACKS", "GOALS", "AttackSpec",
     "build_attack", "UAR_ATTACKS", "UARAttack", "authors_targets",
 ]

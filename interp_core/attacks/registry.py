@@ -25,11 +25,18 @@ from interp_core.attacks.presets import fgsm, paper_pgd, pgd
 from interp_core.attacks.uar import UAR_ATTACKS, UARAttack
 
 
+#: What an attack tries to do (``AttackSpec.goal``): change the prediction to a wrong class, make
+#: the target t the prediction, or keep the clean prediction while moving the map (AAI).
+GOALS = ("flip", "reach", "keep")
+
+
 @dataclass(frozen=True)
 class AttackSpec:
     """A registered attack: its builder, the parameters an app shows (in order, the budget first),
-    whether it needs a target, a one-line description, and the name of its budget parameter
-    ("eps" or "distortion", see the module docstring)."""
+    whether it needs a target, a one-line description, the name of its budget parameter ("eps" or
+    "distortion", see the module docstring), whether it tries to keep the label (AAI: it moves the
+    map, not the class) and whether it runs on correctly classified images only (ISA, as the paper
+    runs it)."""
 
     name: str
     label: str
@@ -38,6 +45,14 @@ class AttackSpec:
     targeted: bool = False
     description: str = ""
     budget: str = "eps"
+    keeps_label: bool = False
+    needs_correct: bool = False
+
+    @property
+    def goal(self) -> str:
+        """What the attack tries to do (one of ``GOALS``): "keep" the clean prediction while moving
+        the map, "reach" the target t, or "flip" the prediction to a wrong class."""
+        return "keep" if self.keeps_label else "reach" if self.targeted else "flip"
 
     @property
     def defaults(self) -> dict:
@@ -67,10 +82,10 @@ _SPECS = (
                ("eps", "search_gamma", "gamma", "measure", "distance", "explainer", "steps", "step_scale"), True,
                "targeted margin + gamma * discrepancy, gamma searched (the largest that still reaches the target, "
                "as the authors) or fixed; the authors' budget is 10 soft-sign steps of 0.2 eps, a finer one 100 "
-               "steps of 0.02 eps"),
+               "steps of 0.02 eps", needs_correct=True),
     AttackSpec("aai", "AAI (top-k interpretation attack)", AAI,
                ("eps", "steps", "step_size", "k", "random_start", "seed"), False,
-               "moves the true-class CAM off its clean top-k cells, keeping the class"),
+               "moves the true-class CAM off its clean top-k cells, keeping the class", keeps_label=True),
     AttackSpec("min-eps", "Minimum-eps targeted", MinimumEps,
                ("eps", "rounds", "steps", "step_scale", "random_start", "restarts", "seed"), True,
                "bisection for the smallest eps <= eps at which a targeted margin attack (soft-sign steps of "

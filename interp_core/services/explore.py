@@ -10,7 +10,7 @@ step). The result holds numpy arrays only, so it can be cached, exported and ren
 The clean images' maps do not depend on the attack: a ``CleanMapCache`` passed to ``explore``
 keeps them, so a second attack on the same image and model explains only the adversarial image.
 
-Truthful readouts: each model's result says whether the attack reached its goal (``attack_goal``:
+Truthful readouts: each model's result says whether the attack reached its goal (``AttackSpec.goal``:
 flip the label, reach the target, or keep the label for AAI), judged against the model's clean
 prediction: an image the model already misclassifies is said to be so, and an attack that leaves
 its wrong prediction as it was failed (``goal_readout``). Per image it keeps the facts the goal is
@@ -40,7 +40,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from interp_core.attacks import ATTACKS, Attack, build_attack, runner_up
+from interp_core.attacks import ATTACKS, GOALS, Attack, build_attack, runner_up
 from interp_core.datasets import DATASETS
 from interp_core.interpret import LABELS, Explainer, explain_classes, get_explainer, upsample_to_input
 from interp_core.io import npz_bytes, rows_to_csv
@@ -49,13 +49,6 @@ from interp_core.metrics import best_other_class, discrepancy, kendall_tau, topk
 TOPK_CELLS = 8
 #: Below this ||x' - x||_inf the attack left the image as it was: no perturbation to amplify.
 PERTURBATION_FLOOR = 1e-6
-#: What an attack tries to do: change the prediction to a wrong class, make the target t the
-#: prediction, or keep the clean prediction while moving the map (AAI).
-GOALS = ("flip", "reach", "keep")
-#: Attacks whose goal is to keep the label (the rest: "reach" when targeted, else "flip").
-_KEEPS_LABEL = ("aai",)
-#: Attacks that refuse an image the model misclassifies (the paper runs ISA on correct images only).
-NEEDS_CORRECT = ("isa",)
 #: Each dataset's default Explore image (its number in the demo sample): one that every shipped
 #: model classifies correctly, so the first attack shown starts from a right prediction (CIFAR-10
 #: #0, a cat, is a dog to five of the eight shipped CIFAR-10 models; tests/test_explore.py checks).
@@ -190,14 +183,6 @@ class ExploreResult:
         return self.image_ids[index] if index < len(self.image_ids) else index
 
 
-def attack_goal(name: str) -> str:
-    """The goal (GOALS) of the registered attack ``name``: "keep" for AAI, "reach" for a targeted
-    attack, else "flip"."""
-    if name not in ATTACKS:
-        raise ValueError(f"unknown attack {name!r}; known: {sorted(ATTACKS)}")
-    return "keep" if name in _KEEPS_LABEL else "reach" if ATTACKS[name].targeted else "flip"
-
-
 def attack_settings(name: str, params: dict) -> dict:
     """The settings attack ``name`` runs with: the registry's defaults overridden by ``params``,
     where a None (derived) setting such as PGD's step_size is read from the built attack (2.5 eps /
@@ -284,7 +269,7 @@ def explore(models: dict[str, torch.nn.Module], x: torch.Tensor, y: torch.Tensor
     interpret.EXPLAINERS; target: (N,) attack targets, or None (a targeted attack then aims at the
     runner-up class); trajectory_explainer: the explainer whose maps are recorded at every attack
     step (None: no trajectory); goal: one of GOALS ("reach" when the attack is targeted, else
-    "flip", by default; ``attack_goal`` gives a registered attack's); require_correct: raise
+    "flip", by default; ``ATTACKS[name].goal`` gives a registered attack's); require_correct: raise
     MisclassifiedImage (before attacking) when a model misclassifies an image; dataset and
     image_ids (N,): where the images come from, for the exports; clean_maps: where the clean
     images' maps are kept across calls (None: a cache for this call only).
