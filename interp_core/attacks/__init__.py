@@ -21,7 +21,7 @@ from interp_core.attacks.engine import (
     OBJECTIVES,
     PGD,
     Attack,
-    Callback,
+    StepCallback,
     CrossEntropy,
     Margin,
     Objective,
@@ -45,8 +45,8 @@ from interp_core.attacks.registry import ATTACKS, GOALS, AttackSpec, build_attac
 from interp_core.attacks.uar import UAR_ATTACKS, UARAttack, authors_targets
 
 __all__ = [
-    "AAI", "NORMS", "OBJECTIVES", "PGD", "Attack", "Callback", "CrossEntropy", "Margin", "Objective", "check_settings",
-    "margin_loss", "ISA", "ISA_BUDGETS", "ISA_EXPLAINERS", "MinimumEps",
+    "AAI", "NORMS", "OBJECTIVES", "PGD", "Attack", "StepCallback", "CrossEntropy", "Margin", "Objective",
+    "check_settings", "margin_loss", "ISA", "ISA_BUDGETS", "ISA_EXPLAINERS", "MinimumEps",
     "TradeoffCurves", "bound_points", "isa_tradeoff", "maximum_gamma", "minimum_eps", "runner_up",
     "PAPER_EPS", "PAPER_SUBSET", "PaperProtocol", "fgsm", "paper_pgd", "pgd", "ATTACKS", "GOALS", "AttackSpec",
     "build_attack", "UAR_ATTACKS", "UARAttack", "authors_targets",

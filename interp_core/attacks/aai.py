@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from interp_core.attacks.engine import PGD, Callback, check_settings
+from interp_core.attacks.engine import PGD, StepCallback, check_settings
 from interp_core.checks import check_range
 from interp_core.interpret import get_explainer
 
@@ -38,7 +38,7 @@ class AAI:
         return f"AAI(eps={self.eps}, steps={self.steps}, step_size={self.step_size}, k={self.k})"
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None, *,
-                 callback: Callback | None = None) -> Tensor:
+                 callback: StepCallback | None = None) -> Tensor:
         """``callback(step, x_adv)`` sees every iterate, as in ``PGD.__call__``."""
         clean = self.explainer(model, x, y).flatten(1)
         if self.k > clean.shape[1]:

@@ -25,7 +25,7 @@ from interp_core.models import eval_mode
 
 Objective = Callable[[nn.Module, Tensor, Tensor, Tensor, "Tensor | None"], Tensor]
 #: ``callback(step, x_adv)``: sees an attack's iterates (step 0: the start point), for step-by-step views.
-Callback = Callable[[int, Tensor], None]
+StepCallback = Callable[[int, Tensor], None]
 
 NORMS = ("linf", "l2")
 UPDATES = ("sign", "normalized", "softsign")
@@ -46,7 +46,7 @@ class Attack(Protocol):
     targeted: bool
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None, *,
-                 callback: Callback | None = None) -> Tensor: ...
+                 callback: StepCallback | None = None) -> Tensor: ...
 
 
 class LogitObjective:
@@ -237,7 +237,7 @@ class PGD:
                 + (", early_stop=True)" if self.early_stop else ")"))
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None, *,
-                 callback: Callback | None = None) -> Tensor:
+                 callback: StepCallback | None = None) -> Tensor:
         y, target = check_data(x, y, target, self.targeted)
         if callback is not None and self.early_stop:
             raise ValueError("a callback sees whole-batch iterates; early_stop drops examples from the batch")
@@ -246,7 +246,7 @@ class PGD:
         if x.shape[0] == 0 or not (eps > 0).any():
             return x.clone()
         with eval_mode(model), torch.enable_grad():
-            x_adv = _Run(self, model, x, y, target, eps, step_size, callback).result()
+            x_adv = _AttackRun(self, model, x, y, target, eps, step_size, callback).result()
         self._check_result(x_adv, x, eps)
         return x_adv
 
@@ -262,13 +262,13 @@ class PGD:
 
 
 
-class _Run:
+class _AttackRun:
     """One call of a PGD configuration on one batch: radii as (N, 1, ..., 1) tensors, generator.
 
     ``rows`` arguments below select examples of the batch (None: all of them)."""
 
     def __init__(self, attack: PGD, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None,
-                 eps: Tensor, step_size: Tensor, callback: Callback | None = None):
+                 eps: Tensor, step_size: Tensor, callback: StepCallback | None = None):
         self.a, self.model, self.x, self.y, self.target = attack, model, x, y, target
         self.callback = callback
         self.eps, self.step_size = eps, step_size

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from interp_core.attacks.engine import PGD, Callback, check_settings, margin_loss
+from interp_core.attacks.engine import PGD, StepCallback, check_settings, margin_loss
 from interp_core.checks import check_range
 from interp_core.interpret import Explainer, explain_all_classes, explain_classes, get_explainer
 from interp_core.metrics import DISTANCES, MEASURES, best_other_class, discrepancy, two_class_bound
@@ -129,7 +129,7 @@ class ISA:
                 f"steps={self.steps}, step_scale={self.step_scale:g}{searched})")
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None, *,
-                 callback: Callback | None = None) -> Tensor:
+                 callback: StepCallback | None = None) -> Tensor:
         target = runner_up(model, x, y) if target is None else target
         if self.search_gamma:
             options = dict(measure=self.measure, distance=self.distance, normalization=self.normalization,
@@ -186,7 +186,7 @@ def _reaches(model: nn.Module, x_adv: Tensor, target: Tensor) -> Tensor:
 
 
 def _search(run, n: int, like: Tensor, start: float, upper: float, rounds: int, grow_on_success: bool,
-            callback: Callback | None = None):
+            callback: StepCallback | None = None):
     """The authors' per-example doubling / bisection search over a value in [0, upper].
 
     ``run(value (N,)) -> (x_adv, success (N,))``. A round that should grow the value sets the lower
@@ -219,7 +219,7 @@ def _search(run, n: int, like: Tensor, start: float, upper: float, rounds: int, 
 def minimum_eps(model: nn.Module, x: Tensor, y: Tensor, target: Tensor, max_eps: float = 1.0, start: float = 0.05,
                 rounds: int = 10, steps: int = 10, step_scale: float = 0.2, kappa: float = 0.1,
                 random_start: bool = False, restarts: int = 1, seed: int | None = None,
-                callback: Callback | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                callback: StepCallback | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Search (1) of docs/method.md#isa: the smallest l-inf eps at which a targeted margin attack
     (ISA with gamma = 0: ``steps`` soft-sign steps of ``step_scale * eps``) reaches ``target``,
     per example; x (N, C, H, W) in [0, 1], y and target (N,). The authors' attack starts at x;
@@ -248,7 +248,7 @@ def minimum_eps(model: nn.Module, x: Tensor, y: Tensor, target: Tensor, max_eps:
 
 def maximum_gamma(model: nn.Module, x: Tensor, y: Tensor, target: Tensor, eps: Tensor | float, attack_options: dict,
                   start: float = 5e-5, upper: float = 1.0, rounds: int = 10,
-                  callback: Callback | None = None) -> tuple[Tensor, Tensor, Tensor]:
+                  callback: StepCallback | None = None) -> tuple[Tensor, Tensor, Tensor]:
     """Search (2) of docs/method.md#isa: at eps (a float or per example (N,)), the largest gamma in
     [0, upper] for which ISA (``attack_options``: measure, distance, explainer, steps, step_scale,
     ...) still reaches the target; x (N, C, H, W) in [0, 1], y and target (N,). Returns gamma (N,)
@@ -384,7 +384,7 @@ class MinimumEps:
                 f"random_start={self.random_start}, restarts={self.restarts}, seed={self.seed})")
 
     def __call__(self, model: nn.Module, x: Tensor, y: Tensor, target: Tensor | None = None, *,
-                 callback: Callback | None = None) -> Tensor:
+                 callback: StepCallback | None = None) -> Tensor:
         if self.eps == 0:
             return x.detach().clone()
         target = runner_up(model, x, y) if target is None else target

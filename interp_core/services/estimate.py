@@ -48,10 +48,10 @@ def measure_costs(model: nn.Module, x: Tensor, y: Tensor, eps: float) -> dict[st
 def robustness_seconds(costs: dict[str, float], eps: list[float], protocol: str, steps: int, restarts: int,
                        aai: bool, aai_steps: int, retest: str | None = None) -> float:
     """Estimated seconds of one model's Robustness evaluation, at most (the extra attacks run only
-    on what the earlier ones left standing, and stop at an image's first success): per eps the
-    authors' PGD (``steps``; eps 0 is the clean accuracy, never attacked), under "strong" also PGD-CE and PGD-margin with ``restarts`` random
-    starts each (eps > 0), with a ``retest`` (``interp_core.evaluate.RETESTS``) its two random-start
-    PGD runs (eps > 0), and with ``aai`` the AAI attack (``aai_steps``, eps > 0); AutoAttack and
+    on what the earlier ones left standing, and stop at an image's first success): per eps > 0 (eps
+    0 is the clean accuracy, never attacked) the authors' PGD (``steps``), under "strong" also PGD-CE
+    and PGD-margin with ``restarts`` random starts each, with a ``retest`` (``interp_core.evaluate.RETESTS``) its two random-start
+    PGD runs, and with ``aai`` the AAI attack (``aai_steps``); AutoAttack and
     the re-test's Square are not included. ``costs`` come from ``measure_costs`` on the same images."""
     attacked = [e for e in eps if e > 0]
     pgd_steps = len(attacked) * steps + (2 * restarts * steps * len(attacked) if protocol == "strong" else 0)

@@ -28,5 +28,6 @@ from interp_core.training.trainer import (
 __all__ = [
     "ADVERSARIAL", "DEFAULT_GAMMA", "TRAINING_METHODS", "MethodConfig", "cam_discrepancy", "get_method", "ig_ce",
     "inner_attack", "PRESETS", "TrainConfig", "cli_flag", "config_to_args", "make_config", "TrainingDiverged",
-    "TrainingHalted", "CatastrophicOverfitting", "OverfitProbe", "TrainResult", "heldout_metrics", "previous_state_path", "state_path", "train",
+    "TrainingHalted", "CatastrophicOverfitting", "OverfitProbe", "TrainResult", "heldout_metrics",
+    "previous_state_path", "state_path", "train",
 ]

@@ -39,7 +39,8 @@ from interp_core.models import ModelCard, build_model, eval_mode, load_checkpoin
 from interp_core.training.methods import ADVERSARIAL, MethodConfig, get_method
 from interp_core.training.schedules import TrainConfig
 
-Callback = Callable[[dict], None]
+#: ``callback(event)``: sees the trainer's events (see :func:`train`), e.g. to log or draw progress.
+TrainCallback = Callable[[dict], None]
 
 
 class TrainingHalted(RuntimeError):
@@ -141,7 +142,7 @@ class _StepFlags:
         return cls(float(flags[0]), float(flags[1]), bool(flags[2] > 0), bool(flags[3] > 0))
 
 
-class _Run:
+class _TrainingRun:
     """One call of :func:`train`: the data and model, the optimizer, the batch order, the position
     in the schedule (step, training seconds, epoch times) and where it all goes."""
 
@@ -280,7 +281,7 @@ class _Run:
 
 
 def train(cfg: TrainConfig, out: str | os.PathLike, device: str | torch.device = "cpu", *,
-          resume: bool = False, callbacks: tuple[Callback, ...] = (), stop: Callable[[], bool] = lambda: False,
+          resume: bool = False, callbacks: tuple[TrainCallback, ...] = (), stop: Callable[[], bool] = lambda: False,
           name: str | None = None, source: str = "user", data_dir: str | None = None,
           log_every: int = 10) -> TrainResult:
     """Train ``cfg.arch`` on ``cfg.dataset`` (``cfg.train_split``) with ``cfg.method``; write ``out``.
@@ -293,7 +294,7 @@ def train(cfg: TrainConfig, out: str | os.PathLike, device: str | torch.device =
     last checkpoint. Under an initialized process group the global batch
     ``cfg.batch_size`` is split over the ranks and only rank 0 writes files.
     """
-    run = _Run(cfg, Path(out), torch.device(device), resume, callbacks, name, source, data_dir)
+    run = _TrainingRun(cfg, Path(out), torch.device(device), resume, callbacks, name, source, data_dir)
     run.model.train()
     status = "finished"
     while run.step < run.total_steps:
