@@ -8,10 +8,12 @@ SmoothGrad, input x gradient) on the input grid, summed over colour channels. On
 in the authors' form (``form="authors"``, the map of their measures) keeps the channels, shape
 (N, 1, C, H, W). Maps are raw (not normalized); ``upsample_to_input`` resizes for display.
 
-With ``create_graph=False`` the map is detached and computed by Captum where Captum has the
-method; with ``create_graph=True`` the project's own differentiable form is used (for attacks and
-training losses), and the tests check that both agree. IG is the exception: its own batched form
-(the classes of an image share each forward pass) gives both, and the tests compare it with Captum.
+With ``create_graph=False`` saliency, input x gradient and Grad-CAM on a named layer are detached
+maps computed by Captum; with ``create_graph=True`` the project's own differentiable form is used
+(for attacks and training losses), and the tests check that both agree. Three are the project's
+own in both cases, each compared with Captum by the tests: IG (its batched form: the classes of an
+image share each forward pass), Grad-CAM on the default last layer (ReLU(CAM) / (h w) in closed
+form) and SmoothGrad (noise scaled per image and drawn from a seeded generator).
 
 ``explain_classes`` explains several classes per example, (N, M) -> (N, M, h, w), in one call;
 ``explainer(model, x, target)`` is its case M = 1.
