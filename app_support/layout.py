@@ -29,7 +29,9 @@ PAGE_ICON = "🔬"
 
 def setup_page(title: str) -> None:
     """First call of every page script: page config, one torch thread per session, sidebar links."""
-    st.set_page_config(page_title=f"{title} · interp_core lab", page_icon=PAGE_ICON, layout="wide")
+    projector = st.query_params.get("present") == "1"  # a presentation link opens with the sidebar folded
+    st.set_page_config(page_title=f"{title} · interp_core lab", page_icon=PAGE_ICON, layout="wide",
+                       initial_sidebar_state="collapsed" if projector else "auto")
     configure_once()
     with st.sidebar:
         for script, label, icon, _ in PAGES:

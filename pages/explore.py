@@ -39,12 +39,17 @@ setup_page("Explore")
 
 GALLERY_LIMIT = 2000  # predictions for the gallery filter cover the first images of the split
 DEFAULT_EXPLAINERS = ["cam", "gradcampp", "saliency", "ig"]
-THUMBS = 12
+#: Thumbnails per gallery row: normal and presentation mode (larger type needs wider buttons).
+THUMBS = {False: 12, True: 6}
 TOPK = 5
 #: Figure cell and type sizes (pixels): normal and presentation mode.
-SIZES = {False: (120, figures.FONT_PX), True: (150, 20)}
-#: Presentation mode: larger type everywhere (Streamlit sizes its text in rem).
-PRESENTATION_CSS = "<style>html { font-size: 20px; }</style>"
+SIZES = {False: (120, figures.FONT_PX), True: (180, 28)}
+#: Significant figures of the discrepancy table: normal and presentation mode.
+TABLE_DIGITS = {False: 6, True: 3}
+#: Presentation mode: larger type everywhere (Streamlit sizes its text in rem; paragraphs at 1rem, 20 px).
+PRESENTATION_CSS = ("<style>html { font-size: 20px; } "
+                    "[data-testid='stMarkdownContainer'] p, [data-testid='stMarkdownContainer'] li "
+                    "{ font-size: 1rem; }</style>")
 SOURCES = {"gallery": "dataset gallery", "folder": "image folder", "upload": "upload an image"}
 #: The 2-class bound and the measures it compares, for st.latex.
 FORMULAS = (
@@ -101,7 +106,8 @@ def run_model(x: np.ndarray, y: int | None, class_names: tuple, spec: str, attac
 
 
 def pick_gallery_image(source: tuple, spec: str | None, model_classes: list[str], key: str = "explore",
-                       default: int = 0) -> tuple[np.ndarray, int | None, str, int] | None:
+                       default: int = 0, per_row: int = THUMBS[False]
+                       ) -> tuple[np.ndarray, int | None, str, int] | None:
     """Gallery with true and predicted labels, filters, a random pick and clickable thumbnails (the
     chosen one framed); returns (x, y, caption, gallery index) where y is the true class as a
     model class index, or None when the gallery's classes are not the model's (then the attack
@@ -142,8 +148,8 @@ def pick_gallery_image(source: tuple, spec: str | None, model_classes: list[str]
         return f"#{i} · true {data.class_names[labels[i]]}{pred}"
 
     index = st.selectbox("Image", options, format_func=describe, key=f"{key}_index")
-    start = options.index(index) - options.index(index) % THUMBS
-    for col, i in zip(st.columns(THUMBS), options[start:start + THUMBS]):
+    start = options.index(index) - options.index(index) % per_row
+    for col, i in zip(st.columns(per_row), options[start:start + per_row]):
         col.image(figures.thumbnail_image(data.images[i].numpy(), i == index))
         pred = f"/{model_classes[preds[i]][:4]}" if preds is not None else ""
         col.button(f"#{i}", key=f"{key}_thumb_{i}", on_click=choose, args=(i,), width="stretch",
@@ -286,8 +292,9 @@ def model_panel(res: ExploreResult, view: dict, wide: bool) -> None:
         readouts(res, 0)
 
 
-def render(res: ExploreResult, view: dict) -> None:
-    """Everything below the models' panels: maps, numbers, the attack step by step, exports."""
+def render(res: ExploreResult, view: dict, digits: int = TABLE_DIGITS[False]) -> None:
+    """Everything below the models' panels: maps, numbers (to ``digits`` significant figures), the
+    attack step by step, exports."""
     st.subheader("Interpretation maps")
     st.caption("Clean, adversarial and difference maps share ONE symmetric colour scale per row, "
                + ("the same for every model" if view["shared"] else "each model its own")
@@ -297,7 +304,7 @@ def render(res: ExploreResult, view: dict) -> None:
 
     st.subheader("Discrepancy numbers")
     st.table([{"model": m.model, "explainer": LABELS.get(e, e),
-               **{k: f"{float(v[0]):.6g}" for k, v in ms.metrics.items()}}
+               **{k: f"{float(v[0]):.{digits}g}" for k, v in ms.metrics.items()}}
               for m in res.models for e, ms in m.maps.items()])
     for formula in FORMULAS:
         st.latex(formula)
@@ -328,14 +335,15 @@ def trajectory_view(res: ExploreResult, view: dict) -> None:
         st.plotly_chart(figures.trajectory_figure(traj, res.class_names, y, t, step=step), key=f"traj_{m.model}")
 
 
-def compute(request: dict, x: np.ndarray, view: dict) -> tuple[ExploreResult | None, float]:
+def compute(request: dict, x: np.ndarray, view: dict,
+            one_per_row: bool = False) -> tuple[ExploreResult | None, float]:
     """Every model's result (cached per model), with a progress bar naming the model at work. Each
     model's panel is drawn as soon as its result is there (one column per model; one row each
-    from three models on, so that type stays legible); a model that refuses the image shows why
+    from three models on, or with ``one_per_row``, so that type stays legible); a model that refuses the image shows why
     in its place. Returns the models' results together (None when every model refused) and the
     seconds spent getting them (far below their compute time when they came from the cache)."""
     specs = request["specs"]
-    wide = len(specs) >= 3
+    wide = len(specs) >= 3 or one_per_row
     bar = st.progress(0.0)
     boxes = [st.container() for _ in specs] if wide else st.columns(len(specs))
     results, fetching = [], 0.0
@@ -385,7 +393,7 @@ source = st.radio("Image source", ["gallery"] + (["folder"] if folder else []) +
                                                                             else ""))
 if source == "gallery":
     picked = pick_gallery_image(("dataset", dataset, split), specs[0] if specs else None, class_names,
-                                default=DEFAULT_IMAGE[dataset] if split == "demo" else 0)
+                                default=DEFAULT_IMAGE[dataset] if split == "demo" else 0, per_row=THUMBS[present])
 elif source == "folder":
     picked = pick_folder_image(dataset, specs[0] if specs else None)
 else:
@@ -418,7 +426,7 @@ elif showing:
     with results_area.container():
         caption = st.empty()  # above the models' panels, filled once every model is done
         try:
-            result, fetching = compute(request, picked[0], view)
+            result, fetching = compute(request, picked[0], view, one_per_row=present)
         except ValueError as err:  # settings the attack rejects
             st.error(f"The attack could not run: {err}")
         else:
@@ -430,7 +438,7 @@ elif showing:
                 cached = " (shown from the cache)" if fetching < computed / 2 else ""
                 caption.caption(f"Results for: {DATASET_LABELS[dataset]} {request['image'][0]} · "
                                 f"{ATTACKS[attack].label} · {settings} · computed in {computed:.2f} s{cached}")
-                render(result, view)
+                render(result, view, TABLE_DIGITS[present])
 
 values = link_values(dataset, split, source, specs, attack, explainers, trajectory, showing)
 link.write(values)

@@ -219,6 +219,40 @@ def test_a_failed_isa_is_marked_and_not_magnified(browser, app_url):
     assert "no perturbation" in summary and not re.search(r"x\d{4,}", summary)
 
 
+#: Figure type in presentation mode (pages/explore.py SIZES), and the smallest a projector needs.
+PRESENT_FONT_PX, PROJECTOR_FONT_PX = 28, 24
+
+
+@pytest.mark.parametrize("width, height", [(1280, 720), (1920, 1080)])
+def test_presentation_mode_is_legible_on_a_projector(browser, app_url, shots, width, height):
+    """A presentation link with two models at projector sizes: the sidebar folded, every figure shown
+    large enough that its type is at least 24 px on screen, page text at 20 px, thumbnail buttons
+    whose labels fit, one model per row; screenshots for a look."""
+    sizes = re.search(r"^SIZES = .*True: \((\d+), (\d+)\)", (paths.PROJECT_ROOT / "pages" / "explore.py").read_text(),
+                      re.M)
+    assert int(sizes.group(2)) == PRESENT_FONT_PX  # the page's own figure type in presentation mode
+    page = browser.new_context(viewport={"width": width, "height": height}).new_page()
+    open_link(page, f"{app_url}/explore?image=8&models=mnist-smallgap-normal-paper,mnist-smallgap-int-paper"
+                    "&attack=pgd&eps=0.3&explainers=cam,gradcampp&present=1&run=1")
+    left, right = page.evaluate("() => { const r = document.querySelector('[data-testid=\"stSidebar\"]')"
+                                ".getBoundingClientRect(); return [r.left, r.right]; }")
+    assert right <= 1 or right - left < 10, (left, right)  # folded: off screen or no width
+    figures = page.evaluate("""() => [...document.querySelectorAll('[data-testid="stImage"] img')]
+        .filter(img => img.naturalWidth > 300)
+        .map(img => ({natural: img.naturalWidth, shown: img.getBoundingClientRect().width}))""")
+    assert len(figures) >= 2 + 2  # two models' summaries, two explainers' maps
+    smallest = min(PRESENT_FONT_PX * f["shown"] / f["natural"] for f in figures)
+    assert smallest >= PROJECTOR_FONT_PX, (smallest, figures)
+    text_px = page.get_by_text(re.compile("^top-5 clean:")).first.evaluate("p => parseFloat(getComputedStyle(p).fontSize)")
+    assert text_px >= 20  # the readouts beside the figures
+    clipped = page.evaluate("""() => [...document.querySelectorAll('button')]
+        .filter(b => /^#\\d+$/.test(b.innerText.trim()))
+        .filter(b => { const t = b.querySelector('p') || b; return t.scrollWidth > t.clientWidth + 1; })
+        .map(b => b.innerText)""")
+    assert not clipped, clipped
+    app_driver.screenshot(page, shots / f"presentation-{width}x{height}.png")
+
+
 def test_a_shared_link_reproduces_the_view_in_a_fresh_browser(browser, app_url):
     first = browser.new_context(viewport=VIEWPORT).new_page()
     open_link(first, f"{app_url}/explore?image=8&models=mnist-smallgap-normal-paper,mnist-smallgap-int-paper"
