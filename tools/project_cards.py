@@ -27,11 +27,16 @@ import platform
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
+from interp_core.data import DatasetNotFound, load_dataset
 from interp_core.datasets import eps_text
 from interp_core.evaluate import RETESTS, SIGN_WORDS
+from interp_core.metrics import accuracy
 from interp_core.models import load_checkpoint, save_checkpoint
 from interp_core.runtime import configure_threads
 from interp_core.services.jobs import evaluate_model, robust_evaluation
+from interp_core.training import state_path
 from interp_core.training.schedules import TrainConfig, config_to_args
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +51,10 @@ def schedule_text(cfg: TrainConfig, n_images: int, total_steps: int) -> str:
     lr = f"lr {cfg.lr:g}" + "".join(f", then {value:g} from step {at:,}" for at, value in sorted(cfg.lr_steps))
     inner = ("no inner attack" if cfg.method == "normal"
              else f"eps {eps_text(cfg.dataset, cfg.eps)} ramped over steps {cfg.eps_ramp[0]:,}-{cfg.eps_ramp[1]:,}, "
-                  f"{cfg.steps} inner steps of {eps_text(cfg.dataset, cfg.step_size)}")
+                  + (f"{cfg.steps} inner step(s) of {cfg.step_size_eps:g} eps from a random start"
+                     if cfg.step_size_eps else f"{cfg.steps} inner steps of {eps_text(cfg.dataset, cfg.step_size)}")
+                  + (f", the catastrophic-overfitting check on {cfg.overfit_check} training images"
+                     if cfg.overfit_check else ""))
     regularizer = f", regularizer weight {cfg.gamma:g}" if cfg.gamma else ""
     if cfg.gamma and cfg.gamma_start:
         regularizer += f" from step {cfg.gamma_start:,}"
@@ -78,7 +86,10 @@ def card_markdown(name: str, cfg: TrainConfig, flags: list[str], metrics: dict) 
         "## Recipe (one command)", "```", command, "```",
         f"- schedule: {schedule_text(cfg.resolve(total), n_images, total)}",
         f"- trained by: {metrics['trained_by']}",
-        f"- training time: {metrics['train_seconds']:.0f} s of training steps ({metrics.get('machine', 'CPU')}).", "",
+        f"- training time: {metrics['train_seconds']:.0f} s of training steps ({metrics.get('machine', 'CPU')}).",
+        *([f"- overfitting check: its best random-start PGD accuracy was {metrics['overfit_probe_best']:.3f} at "
+           f"eps {eps_text(cfg.dataset, cfg.eps)}; the run finished, so it never fell by more than 0.2"]
+          if "overfit_probe_best" in metrics else []), "",
         "## Metrics",
         f"Measured by `{evaluate}` on the paper's 200 test images (numpy seed-99 subset); clean errors count "
         "as failures. Reported: the authors' PGD (200 signed steps of 0.01, no random start). Re-tested "
@@ -88,6 +99,8 @@ def card_markdown(name: str, cfg: TrainConfig, flags: list[str], metrics: dict) 
         "the earlier attacks left standing.", "",
         "| eps | reported (authors' PGD) | re-tested |", "|---|---|---|",
         f"| 0 | {metrics['clean_accuracy']:.3f} | {metrics['clean_accuracy']:.3f} |", *rows, "",
+        *([f"Clean accuracy on the whole {cfg.dataset} test set ({metrics['test_n']:,} images): "
+           f"{metrics['test_accuracy']:.4f}.", ""] if "test_accuracy" in metrics else []),
         "AAI (attack against interpretability: keep the label, move the top-8 of the CAM; 200 steps of 0.01 "
         "from a random start) Kendall tau between clean and attacked CAM, over the images that kept their "
         "class:", "", "| eps | Kendall tau | images kept |", "|---|---|---|", *taus, ""])
@@ -127,6 +140,14 @@ def ship(checkpoint: Path, name: str, preset: str, trained_by: str, machine: str
     cfg = replace(TrainConfig.from_dict(card.hyperparameters), preset=preset)
     flags = config_to_args(cfg, int(card.metrics["total_steps"]))
     result = evaluate_model(model.eval().requires_grad_(False), cfg.dataset, retest=CARD_RETEST)
+    state = state_path(checkpoint)
+    if cfg.overfit_check and state.is_file():  # the run finished, so the check never saw a collapse
+        card.metrics["overfit_probe_best"] = float(torch.load(state, weights_only=True).get("probe_best", 0.0))
+    try:  # the whole test set, where it is here: the figure the paper networks' clean accuracy is given on
+        test = load_dataset(cfg.dataset, "test")
+        card.metrics.update(test_accuracy=accuracy(model, test.images, test.labels), test_n=len(test.labels))
+    except DatasetNotFound:
+        pass
     label = lambda eps: f"{eps:g}"  # noqa: E731
     card.name, card.source = name, "project"
     card.hyperparameters = {**card.hyperparameters, "preset": preset}
