@@ -13,7 +13,8 @@ from benchmarks.results import MARKDOWN_PATH, record
 
 SECTIONS = {"attacks": "bench_attacks", "interpret": "bench_interpret", "training": "bench_training",
             "evaluate": "bench_evaluate", "threads": "bench_threads", "registry": "bench_registry",
-            "app": "bench_app", "load": "bench_load", "reproduce": "bench_reproduce"}
+            "app": "bench_app", "load": "bench_load", "reproduce": "bench_reproduce",
+            "classroom": "bench_classroom"}
 
 
 def main(argv: list[str] | None = None) -> None:

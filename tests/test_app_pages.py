@@ -200,6 +200,16 @@ def test_train_fast_preset_fine_tunes_a_shipped_network(tmp_path, monkeypatch):
     cost = f"a pgd-at step costs {rows['pgd-at (1 inner step, fast preset)']:.3g} normal steps instead of " \
            f"{rows['pgd-at']:.3g}, an int step {rows['int (1 inner step, fast preset)']:.3g} instead of {rows['int']:.3g}"
     assert any(cost in c.value for c in at.caption)  # the cost it states is the benchmark's
+    at.radio(key="train_preset").set_value("classroom").run()
+    normal, intr = json.loads((ROOT / "benchmarks" / "results.json").read_text())["sections"]["classroom"][
+        "tables"]["Two runs started together, as the Compare button does"][:2]
+    measured = (f"ended in {normal['wall s (both, evaluation included)']:.0f} s, evaluation included, at "
+                f"{normal['clean (test set, 10,000)']:.3f} and {intr['clean (test set, 10,000)']:.3f} clean",
+                f"int kept {intr['eps 0.1 re-tested']:.3f} accuracy at ε = 0.1 under the re-test against "
+                f"{normal['eps 0.1 re-tested']:g} for normal", f"was {intr['AAI tau 0.1']:.3f} against "
+                f"{normal['AAI tau 0.1']:.3f}")
+    assert all(any(m in c.value for c in at.caption) for m in measured)  # the classroom note is the benchmark's
+    at.radio(key="train_preset").set_value("fast").run()
     at.selectbox(key="train_init_mnist_smallgap").set_value("mnist-smallgap-normal-paper").run()
     at.button(key="train_start").click().run()
     assert not at.exception and not at.error, (at.exception, [e.value for e in at.error])

@@ -13,7 +13,7 @@ from interp_core import paths
 from interp_core.interpret import get_explainer
 from interp_core.models import (
     ARCHITECTURES, CAMNet, CheckpointError, ModelCard, available_models, build_model, load_checkpoint,
-    load_model, read_card, save_checkpoint,
+    load_model, read_card, save_checkpoint, smooth_copy,
 )
 from interp_core.models.architectures import SameConv2d
 from interp_core.models.checkpoint import CARD_KEY
@@ -78,6 +78,23 @@ def test_checkpoint_roundtrip_keeps_weights_and_card(tmp_path):
     x = torch.rand(2, 1, 28, 28)
     assert torch.equal(loaded(x), model.eval()(x))
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_a_softplus_network_comes_back_softplus_and_stays_so_in_its_smooth_copy(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("smallgap", 1, 10, activation="softplus").eval()
+    card = ModelCard(name="s", arch="smallgap", dataset="mnist", method="normal", in_channels=1, num_classes=10,
+                     activation="softplus")
+    loaded, loaded_card = load_checkpoint(save_checkpoint(model, card, tmp_path / "s.safetensors"))
+    x = torch.rand(2, 1, 28, 28)
+    assert loaded_card.activation == "softplus" and torch.equal(loaded(x), model(x))
+    relu = build_model("smallgap", 1, 10).eval()
+    relu.load_state_dict(model.state_dict())
+    assert not torch.allclose(relu(x), model(x))  # the activation is part of the network
+    assert torch.equal(smooth_copy(loaded, 10.0)(x), loaded(x))  # already smooth: the trained network
+    assert not torch.allclose(smooth_copy(relu, 10.0)(x), relu(x))  # a ReLU network's copy is softplus(10)
+    old = {k: v for k, v in json.loads(card.to_json()).items() if k != "activation"}
+    assert ModelCard.from_json(json.dumps(old)).activation == "relu"  # cards from before the field
 
 
 def _saved(tmp_path):
@@ -149,6 +166,8 @@ def test_each_kind_of_bad_checkpoint_has_its_one_sentence(tmp_path):
         "dataset": (lambda p: _raw_checkpoint(p, weights, {**good, "dataset": "cifar10"}), {},
                     "the model card does not fit its dataset: cifar10 models take 3 input channel"),
         "arch": (lambda p: _raw_checkpoint(p, weights, {**good, "arch": "resnet50"}), {}, "unknown architecture 'resnet50'"),
+        "activation": (lambda p: _raw_checkpoint(p, weights, {**good, "activation": "tanh"}), {},
+                       "the model card names an unknown activation 'tanh'"),
         "lacks": (lambda p: _raw_checkpoint(p, {k: v for k, v in weights.items() if k != "head.weight"}, good), {},
                   "weights do not fit architecture 'smallgap': tensor 'head.weight' is missing"),
         "extra": (lambda p: _raw_checkpoint(p, {**weights, "spare": torch.zeros(3)}, good), {},

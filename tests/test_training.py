@@ -154,6 +154,17 @@ def test_train_writes_a_self_describing_checkpoint_and_reports_progress(tmp_path
     assert torch.load(state_path(result.checkpoint), weights_only=True)["step"] == 8
 
 
+def test_a_softplus_run_trains_and_ships_a_softplus_network(tmp_path):
+    result = train(_tiny(activation="softplus", eval_n=0), tmp_path / "s.safetensors")
+    model, card = load_checkpoint(result.checkpoint)
+    assert card.activation == "softplus" and card.hyperparameters["activation"] == "softplus"
+    assert model.softplus_beta == 1.0
+    relu, _ = load_checkpoint(train(_tiny(eval_n=0), tmp_path / "r.safetensors").checkpoint)
+    assert relu.softplus_beta is None and not torch.equal(relu.conv1.weight, model.conv1.weight)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        _tiny(activation="tanh")
+
+
 def test_stop_then_resume_equals_an_uninterrupted_run(tmp_path):
     full = train(_tiny(), tmp_path / "full.safetensors")
     calls = {"n": 0}
@@ -225,7 +236,8 @@ def test_train_flags_rebuild_every_config_field(preset, dataset):
     else:
         positions = dict(lr_steps=[[10, 1e-5], [20, 3e-6]], eps_ramp=[3, 9], gamma_start=7)
     cfg = make_config("ig-norm", dataset, "pool", preset, subset=100, batch_size=10, init="authors",
-                      authors_ig_weight=(preset != "paper"), eval_step_size=2 / 255, train_split="demo_train",
+                      authors_ig_weight=(preset != "paper"), activation="softplus", eval_step_size=2 / 255,
+                      train_split="demo_train",
                       eval_split="demo_heldout", **positions)
     args = config_to_args(cfg)
     assert config_from_args(build_parser().parse_args(["train", *args])) == cfg

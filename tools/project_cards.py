@@ -59,8 +59,9 @@ def schedule_text(cfg: TrainConfig, n_images: int, total_steps: int) -> str:
     if cfg.gamma and cfg.gamma_start:
         regularizer += f" from step {cfg.gamma_start:,}"
     init = "the authors' initialization" if cfg.init == "authors" else "PyTorch's default initialization"
+    activation = "" if cfg.activation == "relu" else f", {cfg.activation} activations"
     return (f"batch {cfg.batch_size}, {cfg.epochs} epochs on the first {n_images:,} `{cfg.train_split}` images "
-            f"({total_steps:,} steps), {lr}, {inner}{regularizer}; Adam, {init}, seed {cfg.seed}.")
+            f"({total_steps:,} steps), {lr}, {inner}{regularizer}; Adam, {init}{activation}, seed {cfg.seed}.")
 
 
 def card_markdown(name: str, cfg: TrainConfig, flags: list[str], metrics: dict) -> str:
@@ -79,7 +80,8 @@ def card_markdown(name: str, cfg: TrainConfig, flags: list[str], metrics: dict) 
     settings = RETESTS[metrics["retest"]]
     return "\n".join([
         f"# {name}", "", *retest_warning(metrics, cfg.dataset),
-        f"smallgap trained with `{cfg.method}` (docs/method.md#training) on {cfg.dataset} by this project on a "
+        f"smallgap{'' if cfg.activation == 'relu' else f' with {cfg.activation} activations'} trained with "
+        f"`{cfg.method}` (docs/method.md#training) on {cfg.dataset} by this project on a "
         f"2-core CPU, from the `{cfg.preset}` preset (the command flags every setting that differs from it). It is not "
         f"the authors' network (that is "
         f"`{cfg.dataset}-{cfg.arch}-{cfg.method}-paper` where shipped).", "",
@@ -205,7 +207,8 @@ def shipped_cards(dataset: str) -> list:
 
 
 def cards_table(dataset: str) -> str:
-    """A markdown table of the shipped ``*-project`` cards of ``dataset``: clean accuracy, per eps
+    """A markdown table of the shipped ``*-project`` cards of ``dataset`` (a row per method, and per
+    activation other than ReLU): clean accuracy, per eps
     the authors' PGD accuracy and its re-test as "reported / re-tested", AAI Kendall tau per eps,
     as stored by :func:`ship`."""
     cards = shipped_cards(dataset)
@@ -216,9 +219,10 @@ def cards_table(dataset: str) -> str:
     lines = [f"| {dataset} | clean | " + " | ".join(map(show, eps)) + " | "
              + " | ".join(f"tau {show(t)}" for t in taus) + " |",
              "|---" * (2 + len(eps) + len(taus)) + "|"]
-    for card in sorted(cards, key=lambda c: c.method):
+    for card in sorted(cards, key=lambda c: (c.method, c.activation)):
         m = card.metrics
-        lines.append(f"| {card.method} | {m['clean_accuracy']:.3f} | "
+        label = card.method if card.activation == "relu" else f"{card.method} ({card.activation})"
+        lines.append(f"| {label} | {m['clean_accuracy']:.3f} | "
                      + " | ".join(f"{m['pgd_accuracy'][e]:.3f} / {m['retested_accuracy'][e]:.3f}" for e in eps) + " | "
                      + " | ".join(tau_text(m['aai_tau'][t]) for t in taus) + " |")
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 project can find (shipped checkpoints, the paper's networks, the user's runs), by name."""
 
 from interp_core.models.architectures import (
+    ACTIVATIONS,
     ARCHITECTURES,
     INITS,
     CAMNet,
@@ -22,7 +23,7 @@ from interp_core.models.paper import load_paper_network
 from interp_core.models.registry import ModelEntry, available_models, load_model
 
 __all__ = [
-    "ARCHITECTURES", "INITS", "CAMNet", "cam_from_features", "eval_mode", "init_authors_", "smooth_copy",
+    "ACTIVATIONS", "ARCHITECTURES", "INITS", "CAMNet", "cam_from_features", "eval_mode", "init_authors_", "smooth_copy",
     "CheckpointError", "ModelCard", "build_model",
     "load_checkpoint", "read_card", "save_checkpoint", "load_paper_network", "ModelEntry",
     "available_models", "load_model",

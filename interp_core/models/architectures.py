@@ -3,8 +3,9 @@
 Every network ends in: last feature map A(x) (N, C, h, w), no activation on it -> global average
 pool -> linear head W (K, C) without bias. So ``CAM_c(x) = sum_k W[c, k] A_k(x)`` and the logit
 ``Z_c(x)`` is the grid mean of ``CAM_c(x)`` (docs/method.md#networks). Convolutions use TensorFlow's
-'SAME' padding (extra row/column at the bottom/right) and ReLU comes before every convolution
-except the first (pre-activation).
+'SAME' padding (extra row/column at the bottom/right) and the activation comes before every
+convolution except the first (pre-activation). The activation is ReLU, as in the paper, or softplus
+for a network trained with ``activation="softplus"`` (``ACTIVATIONS``).
 """
 
 from __future__ import annotations
@@ -49,8 +50,9 @@ class CAMNet(nn.Module):
     """
 
     head: nn.Linear
-    #: None: ReLU activations (the trained network). A number: softplus with that beta, the smooth
-    #: copy the authors use to differentiate through IG maps (docs/method.md#maps).
+    #: None: ReLU activations. A number: softplus with that beta, either the network's own activation
+    #: (trained so, ``ACTIVATIONS``) or the smooth copy the authors use to differentiate through IG maps
+    #: (docs/method.md#maps).
     softplus_beta: float | None = None
 
     def act(self, x: torch.Tensor) -> torch.Tensor:
@@ -161,6 +163,11 @@ ARCHITECTURES: dict[str, type[CAMNet]] = {"smallgap": SmallGap, "pool": Pool, "w
 #: Weight initializations: "torch" (PyTorch's defaults) or "authors" (the authors' TensorFlow code).
 INITS = ("torch", "authors")
 
+#: A network's activation, by name -> its ``CAMNet.softplus_beta``: "relu" (the paper's networks) or
+#: "softplus" with beta 1 (torch's default, and the beta of the authors' smooth IG copy), a smooth
+#: activation for the question whether gradient-based regularizers need one (results/activation.md).
+ACTIVATIONS: dict[str, float | None] = {"relu": None, "softplus": 1.0}
+
 
 @torch.no_grad()
 def init_authors_(model: nn.Module) -> nn.Module:
@@ -177,10 +184,13 @@ def init_authors_(model: nn.Module) -> nn.Module:
 
 def smooth_copy(model: CAMNet, beta: float = 10.0) -> CAMNet:
     """A copy of ``model`` with every ReLU replaced by softplus(beta): same weights, non-zero
-    second derivatives, for attacks that differentiate through gradient maps such as IG."""
+    second derivatives, for attacks that differentiate through gradient maps such as IG. A network
+    whose own activation is softplus is already smooth: its copy keeps its activation, so the
+    maps and attacks see the network that was trained."""
 
     smooth = copy.deepcopy(model)
-    smooth.softplus_beta = beta
+    if smooth.softplus_beta is None:
+        smooth.softplus_beta = beta
     return smooth
 
 

@@ -8,7 +8,7 @@ unpickles anything: safetensors holds raw tensors only.
 Loading checks, in order, each failure a ``CheckpointError`` of one sentence: the file exists and
 is at most ``max_bytes`` (checked before reading it); it starts with a safetensors header; the
 header parses; it holds a model card whose fields have the right types and fit the card's dataset;
-the architecture is known; every tensor the architecture needs is there with its shape and a
+the architecture and the activation are known; every tensor the architecture needs is there with its shape and a
 floating-point type, and no other (the first mismatch is named, with both shapes, compared on a
 weightless model before anything is allocated); the weights are finite.
 """
@@ -27,7 +27,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from interp_core import __version__
 from interp_core.data import DATASETS
 from interp_core.io import atomic_write
-from interp_core.models.architectures import ARCHITECTURES, INITS, CAMNet, init_authors_
+from interp_core.models.architectures import ACTIVATIONS, ARCHITECTURES, INITS, CAMNet, init_authors_
 
 CARD_KEY = "interp_core.card"
 MAX_CHECKPOINT_BYTES = 200_000_000
@@ -54,6 +54,8 @@ class ModelCard:
     description: str = ""
     credit: str = ""
     converted_from: str = ""
+    #: The network's activation (``ACTIVATIONS``); cards written before it existed are ReLU networks.
+    activation: str = "relu"
     version: str = __version__
 
     def to_json(self) -> str:
@@ -89,14 +91,19 @@ class ModelCard:
         return cls(**values)
 
 
-def build_model(arch: str, in_channels: int, num_classes: int, init: str = "torch") -> CAMNet:
+def build_model(arch: str, in_channels: int, num_classes: int, init: str = "torch",
+                activation: str = "relu") -> CAMNet:
     """A freshly initialized network of a registered architecture; ``init`` is one of ``INITS``
-    ("torch": PyTorch's defaults, "authors": :func:`init_authors_`)."""
+    ("torch": PyTorch's defaults, "authors": :func:`init_authors_`), ``activation`` one of
+    ``ACTIVATIONS``."""
     if arch not in ARCHITECTURES:
         raise CheckpointError(f"unknown architecture {arch!r}; known: {sorted(ARCHITECTURES)}")
+    if activation not in ACTIVATIONS:
+        raise CheckpointError(f"unknown activation {activation!r}; known: {list(ACTIVATIONS)}")
     if init not in INITS:
         raise ValueError(f"unknown initialization {init!r}; known: {list(INITS)}")
     model = ARCHITECTURES[arch](in_channels=in_channels, num_classes=num_classes)
+    model.softplus_beta = ACTIVATIONS[activation]
     return init_authors_(model) if init == "authors" else model
 
 
@@ -148,6 +155,9 @@ def _card(path: Path, meta: dict[str, str]) -> ModelCard:
         card = ModelCard.from_json(meta[CARD_KEY])
     except ValueError as err:
         raise CheckpointError(f"{path}: the model card is invalid ({err})") from None
+    if card.activation not in ACTIVATIONS:
+        raise CheckpointError(f"{path}: the model card names an unknown activation {card.activation!r}; known: "
+                              f"{list(ACTIVATIONS)}")
     if card.dataset in DATASETS:
         channels, classes = DATASETS[card.dataset].channels, DATASETS[card.dataset].class_names
         if (card.in_channels, card.num_classes) != (channels, len(classes)):
@@ -204,6 +214,6 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu",
     bad = next((k for k, v in state.items() if not torch.isfinite(v).all()), None)
     if bad is not None:
         raise CheckpointError(f"{path}: tensor {bad!r} holds non-finite values (NaN or inf)")
-    model = build_model(card.arch, card.in_channels, card.num_classes)
+    model = build_model(card.arch, card.in_channels, card.num_classes, activation=card.activation)
     model.load_state_dict(state, strict=True)
     return model.to(device).eval(), card

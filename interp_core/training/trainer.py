@@ -159,7 +159,7 @@ class _TrainingRun:
         self.name = name or out.stem
 
         torch.manual_seed(cfg.seed)
-        self.model = build_model(cfg.arch, self.in_channels, self.num_classes, cfg.init).to(device)
+        self.model = build_model(cfg.arch, self.in_channels, self.num_classes, cfg.init, cfg.activation).to(device)
         if cfg.init_from:
             _load_start(self.model, cfg, self.in_channels, self.num_classes)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -262,7 +262,7 @@ class _TrainingRun:
         cfg, metrics = self.cfg, self.card_metrics(final_metrics)
         card = ModelCard(name=self.name, arch=cfg.arch, dataset=cfg.dataset, method=cfg.method,
                          in_channels=self.in_channels, num_classes=self.num_classes, source=self.source,
-                         hyperparameters=json.loads(cfg.to_json()), metrics=metrics,
+                         activation=cfg.activation, hyperparameters=json.loads(cfg.to_json()), metrics=metrics,
                          description=f"{cfg.method} on {cfg.dataset} ({cfg.preset or 'custom'} schedule), "
                                      f"{metrics['epochs_completed']}/{cfg.epochs} epochs")
         # The side file goes first: a checkpoint is only resumable from a matching state. The state of

@@ -1,0 +1,32 @@
+"""The activation study's table is built from the shipped cards (tools/activation_study.py)."""
+
+import shutil
+import sys
+
+from interp_core import paths
+from interp_core.models import load_checkpoint, save_checkpoint
+
+sys.path.insert(0, str(paths.PROJECT_ROOT))
+from tools import activation_study  # noqa: E402
+
+
+def test_the_table_reads_each_activation_from_its_card_and_names_what_is_missing(tmp_path, monkeypatch):
+    shipped = paths.PROJECT_ROOT / "checkpoints" / "mnist-smallgap-int2-project.safetensors"
+    (tmp_path / "checkpoints").mkdir()
+    shutil.copy(shipped, tmp_path / "checkpoints" / shipped.name)
+    model, card = load_checkpoint(shipped)
+    card.activation, card.name = "softplus", "mnist-smallgap-int2-softplus-project"
+    card.metrics = {**card.metrics, "clean_accuracy": 0.123, "retested_accuracy": {
+        **card.metrics["retested_accuracy"], "0.35": 0.456}}
+    save_checkpoint(model, card, tmp_path / "checkpoints" / f"{card.name}.safetensors")
+    monkeypatch.setattr(activation_study, "ROOT", tmp_path)
+
+    rows = {tuple(cell.strip() for cell in line.split("|")[1:3]): line
+            for line in activation_study.report().splitlines()[2:]}
+    assert set(rows) == {(m, a) for m in activation_study.METHODS for a in activation_study.ACTIVATIONS}
+    relu, softplus = rows["int2", "relu"], rows["int2", "softplus"]
+    shipped_card = load_checkpoint(shipped)[1]
+    reported = shipped_card.metrics["pgd_accuracy"]["0.35"]
+    assert f"| {reported:.3f} / {shipped_card.metrics['retested_accuracy']['0.35']:.3f} |" in relu
+    assert "| 0.123 |" in softplus and f"| {reported:.3f} / 0.456 |" in softplus
+    assert "not trained" in rows["pgd-at", "softplus"] and "not trained" in rows["pgd-at", "relu"]

@@ -1,0 +1,106 @@
+"""Does the interpretation regularizer's robustness depend on the activation? (issue: small training
+runs that give real models.) The paper's networks are ReLU networks; later work found gradient-norm
+regularizers fail with ReLU and work with smooth activations. This study trains each method of
+``METHODS`` on MNIST smallgap at the ``cpu`` preset with softplus (``--activation softplus``) beside
+the shipped ReLU models of the same preset, ships each as a project card (``tools/project_cards.py``:
+the authors' PGD beside its full re-test, the AAI tau), and tabulates both activations from the
+cards in ``results/activation.md``.
+
+    python tools/activation_study.py --train int2 [--data-dir DIR]   # one softplus model, resumable
+    python tools/activation_study.py --train all                     # every one not shipped yet
+    python tools/activation_study.py --report                        # results/activation.md
+
+A run killed halfway resumes from its last checkpoint (``runs/activation/``) on the next call.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from interp_core.datasets import eps_text
+from interp_core.models import ModelCard, read_card
+from interp_core.runtime import configure_threads
+from interp_core.training import train
+from interp_core.training.schedules import make_config
+
+ROOT = Path(__file__).resolve().parents[1]
+REPORT = ROOT / "results" / "activation.md"
+#: The methods compared (IG-Norm is left out: a step costs 76-90 normal steps, about 5 hours of one
+#: thread at this preset; benchmarks/RESULTS.md).
+METHODS = ("normal", "pgd-at", "int", "int2")
+ACTIVATIONS = ("relu", "softplus")
+#: The eps the table shows (the cards measure the whole MNIST grid) and the AAI eps.
+TABLE_EPS = ("0.1", "0.2", "0.3", "0.35")
+TABLE_TAU = ("0.3",)
+
+
+def card_name(method: str, activation: str) -> str:
+    """The shipped card of one cell: the ReLU models are the ``cpu``-preset project cards."""
+    suffix = "" if activation == "relu" else f"-{activation}"
+    return f"mnist-smallgap-{method}{suffix}-project"
+
+
+def card_path(method: str, activation: str) -> Path:
+    return ROOT / "checkpoints" / f"{card_name(method, activation)}.safetensors"
+
+
+def train_softplus(method: str, data_dir: str | None) -> Path:
+    """Train (or resume) the softplus model of ``method`` at the ``cpu`` preset and ship its card."""
+    import project_cards  # tools/ is on sys.path when this file runs as a script
+
+    cfg = make_config(method, "mnist", "smallgap", "cpu", activation="softplus", eval_n=0)
+    out = ROOT / "runs" / "activation" / f"{card_name(method, 'softplus')}.safetensors"
+    print(f"training {out.name} ({'resuming' if out.is_file() else 'from the start'})", flush=True)
+    train(cfg, out, resume=out.is_file(), name=card_name(method, "softplus"), source="project", data_dir=data_dir)
+    return project_cards.ship(out, card_name(method, "softplus"), "cpu", "the command above", None)
+
+
+def _cell(card: ModelCard | None, label: str) -> str:
+    if card is None:
+        return "not trained"
+    m = card.metrics
+    return f"{m['pgd_accuracy'][label]:.3f} / {m['retested_accuracy'][label]:.3f}"
+
+
+def report() -> str:
+    """results/activation.md from the shipped cards (a missing softplus card shows as not trained)."""
+    cards = {(m, a): read_card(card_path(m, a)) if card_path(m, a).is_file() else None
+             for m in METHODS for a in ACTIVATIONS}
+    header = ("| method | activation | clean | " + " | ".join(f"eps {eps_text('mnist', float(e))}" for e in TABLE_EPS)
+              + " | " + " | ".join(f"AAI tau {t}" for t in TABLE_TAU) + " | training |")
+    lines = [header, "|---" * (5 + len(TABLE_EPS) + len(TABLE_TAU) - 1) + "|"]
+    for method in METHODS:
+        for activation in ACTIVATIONS:
+            card = cards[method, activation]
+            if card is None:
+                lines.append(f"| {method} | {activation} | not trained |" + " |" * (len(TABLE_EPS) + len(TABLE_TAU) + 1))
+                continue
+            m = card.metrics
+            taus = " | ".join(f"{m['aai_tau'][t]:.3f}" for t in TABLE_TAU)
+            lines.append(f"| {method} | {activation} | {m['clean_accuracy']:.3f} | "
+                         + " | ".join(_cell(card, e) for e in TABLE_EPS)
+                         + f" | {taus} | {m['train_seconds'] / 60:.0f} min |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train", choices=[*METHODS, "all"], help="train and ship softplus model(s)")
+    parser.add_argument("--report", action="store_true", help="print the table of both activations")
+    parser.add_argument("--data-dir")
+    args = parser.parse_args()
+    if args.report:
+        print(report())
+        return
+    if not args.train:
+        parser.error("--train METHOD|all or --report")
+    configure_threads(shared=True)
+    for method in METHODS if args.train == "all" else (args.train,):
+        if args.train == "all" and card_path(method, "softplus").is_file():
+            continue
+        print(train_softplus(method, args.data_dir), flush=True)
+
+
+if __name__ == "__main__":
+    main()
