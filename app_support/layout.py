@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import streamlit as st
 
+from app_support.classroom import class_sidebar
 from app_support.common import configure_once
 
 #: (script, title, icon, one-line description) of every page, in sidebar order.
 PAGES = (
     ("app.py", "Home", ":material/home:", "what the app shows, guided demos"),
     ("pages/explore.py", "Explore", ":material/biotech:", "attack one image, compare maps and discrepancies"),
+    ("pages/lesson.py", "Lesson", ":material/school:", "a playlist of views: predict, then reveal; a class follows"),
     ("pages/robustness.py", "Robustness", ":material/shield:", "accuracy and AAI Kendall τ against ε"),
     ("pages/random_start.py", "Random start", ":material/casino:", "the authors' PGD and a random start on one image"),
     ("pages/isa_tradeoff.py", "ISA trade-off", ":material/balance:", "1-/2-/all-class discrepancy vs ε; the bound"),
@@ -28,7 +30,8 @@ PAGE_ICON = "🔬"
 
 
 def setup_page(title: str) -> None:
-    """First call of every page script: page config, one torch thread per session, sidebar links."""
+    """First call of every page script: page config, one torch thread per session, sidebar links and
+    the class section (follow the teacher)."""
     projector = st.query_params.get("present") == "1"  # a presentation link opens with the sidebar folded
     st.set_page_config(page_title=f"{title} · interp_core lab", page_icon=PAGE_ICON, layout="wide",
                        initial_sidebar_state="collapsed" if projector else "auto")
@@ -36,6 +39,7 @@ def setup_page(title: str) -> None:
     with st.sidebar:
         for script, label, icon, _ in PAGES:
             st.page_link(script, label=label, icon=icon)
+        class_sidebar()
         st.divider()
 
 

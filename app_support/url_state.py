@@ -15,6 +15,8 @@ from typing import Any, Callable, Sequence
 
 import streamlit as st
 
+from app_support.classroom import publish
+
 #: Query parameters whose value is a list are written comma-separated.
 SEPARATOR = ","
 #: How many of its own latest URLs a page recognizes when the browser sends one back late.
@@ -98,9 +100,11 @@ class Link:
         return value
 
     def write(self, values: dict[str, Any]) -> None:
-        """Make the URL show ``values`` (None values left out), and remember it as this page's own
-        (the last ``HISTORY`` URLs it wrote, newest last)."""
+        """Make the URL show ``values`` (None values left out), remember it as this page's own (the
+        last ``HISTORY`` URLs it wrote, newest last), and publish it to the class this session teaches
+        (app_support/classroom.py)."""
         params = {name: encode(v) for name, v in values.items() if v is not None}
+        publish(f"pages/{self.page}.py", params)
         if st.query_params.to_dict() != params:
             st.query_params.from_dict(params)
         written = [p for p in st.session_state.get(self._history, []) if p != params]

@@ -537,3 +537,55 @@ def test_explore_keeps_a_new_setting_when_the_browser_sends_back_an_older_url():
     at.query_params.update(before)  # the browser still showed the first URL when the user clicked
     at.run()
     assert at.session_state["explore_attack"] == "fgsm" and at.query_params["attack"] == "fgsm"
+
+
+def test_lesson_steps_through_the_guided_demos_predict_then_reveal():
+    from app_support.lessons import GUIDED
+
+    at = open_page("lesson")
+    assert at.progress[0].proto.text == f"Step 1 of {len(GUIDED.steps)}"
+    assert GUIDED.steps[0].predict in at.info[0].value and not at.success  # the answer waits for Reveal
+    at.toggle(key="lesson_reveal").set_value(True).run()
+    assert GUIDED.steps[0].answer in at.success[0].value
+    at.button(key="lesson_next").click().run()
+    assert not at.exception, at.exception
+    assert at.subheader[0].value == GUIDED.steps[1].title and not at.success  # a new step starts unrevealed
+    assert at.query_params["step"] == "2" and at.query_params["reveal"] == "0"
+
+
+def test_a_lesson_step_is_built_from_a_share_link():
+    from app_support.lessons import Lesson
+
+    at = open_page("lesson")
+    at.text_input(key="lesson_add_url").input("http://localhost:8501/explore?dataset=mnist&image=3&attack=pgd&eps=0.2")
+    at.text_input(key="lesson_add_title").input("My step")
+    at.text_input(key="lesson_add_predict").input("Will the 3 survive?")
+    at.text_input(key="lesson_add_answer").input("It flips")
+    submit = "FormSubmitter:lesson_add-Add the step"
+    at.button(key=submit).click().run()
+    assert not at.exception, at.exception
+    assert at.subheader[0].value == "My step" and at.radio(key="lesson_key").value == "own"
+    saved = Lesson.from_json(at.session_state["lesson_own"])
+    assert saved.steps[-1].params == {"dataset": "mnist", "image": "3", "attack": "pgd", "eps": "0.2", "run": "1"}
+    assert saved.steps[-1].page == "pages/explore.py" and len(saved.steps) == 7
+    at.text_input(key="lesson_add_url").input("http://localhost:8501/train?method=int")
+    at.button(key=submit).click().run()
+    assert "is not a link of the Explore or Random start page" in at.error[0].value
+
+
+def test_a_student_follows_the_class_and_can_branch_off():
+    from app_support.classroom import classes
+
+    teacher = open_page("lesson")
+    teacher.button(key="class_open").click().run()
+    code = teacher.session_state["class_teach"]
+    assert len(code) == 4 and any(code in m.value for m in teacher.sidebar.markdown)
+    teacher.button(key="lesson_next").click().run()
+    view = classes().view(code)
+    assert view.page == "pages/lesson.py" and view.params["step"] == "2"
+    student = open_page("lesson")
+    student.text_input(key="class_code_input").input(code.lower())
+    student.button(key="class_follow_button").click().run()
+    assert student.session_state["class_follow"] == code and student.session_state["class_seen"] == view.version
+    student.button(key="class_branch").click().run()
+    assert student.session_state["class_branched"] and not student.exception

@@ -299,3 +299,41 @@ def test_robustness_evaluation_can_be_cancelled(browser, app_url):
     page.get_by_text("Evaluation cancelled").wait_for(timeout=120_000)
     app_driver.wait_idle(page)
     assert not page.locator("[data-testid='stTable']").count()
+
+
+def test_a_student_follows_the_teachers_change_within_3_s(browser, app_url, shots):
+    """Two browsers: the teacher opens a class on the Lesson page; the student opens its follow link;
+    the teacher's Next reaches the student's page within 3 s (a sidebar fragment polls every second)."""
+    import time
+
+    from app_support.lessons import GUIDED
+
+    teacher = browser.new_context(viewport=VIEWPORT).new_page()
+    teacher.goto(f"{app_url}/lesson")
+    teacher.get_by_role("button", name="Next").wait_for(timeout=60_000)
+    teacher.get_by_text("Class", exact=True).click()
+    teacher.get_by_role("button", name="Teach").click()
+    code_text = teacher.get_by_text(re.compile(r"^Class code [A-Z2-9]{4}$"))
+    code_text.wait_for(timeout=30_000)
+    code = code_text.inner_text().split()[-1]
+    student = browser.new_context(viewport=VIEWPORT).new_page()
+    student.goto(f"{app_url}/lesson?follow={code}")
+    student.get_by_text(f"Following class {code}", exact=False).wait_for(timeout=60_000)
+    app_driver.wait_idle(student)
+    step2 = GUIDED.steps[1].title
+    assert student.get_by_role("heading", name=step2).count() == 0
+    teacher.get_by_role("button", name="Next").click()
+    teacher.get_by_role("heading", name=step2).wait_for(timeout=30_000)
+    changed = time.monotonic()
+    student.get_by_role("heading", name=step2).wait_for(timeout=10_000)
+    lag = time.monotonic() - changed
+    print(f"the student followed after {lag:.2f} s")
+    assert lag <= 3.0, f"the student saw the teacher's step after {lag:.1f} s"
+    app_driver.screenshot(student, shots / "lesson-student.png")
+    student.get_by_role("button", name="Branch off").click()  # on their own: the teacher's next step stays away
+    student.get_by_role("button", name="Follow again").wait_for(timeout=30_000)
+    teacher.get_by_role("button", name="Next").click()
+    teacher.get_by_role("heading", name=GUIDED.steps[2].title).wait_for(timeout=30_000)
+    time.sleep(3)
+    assert student.get_by_role("heading", name=step2).count() == 1
+    assert not app_driver.errors(teacher) and not app_driver.errors(student)

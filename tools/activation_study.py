@@ -16,6 +16,7 @@ A run killed halfway resumes from its last checkpoint (``runs/activation/``) on 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from interp_core.datasets import eps_text
@@ -25,6 +26,8 @@ from interp_core.training import train
 from interp_core.training.schedules import make_config
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tools/ is a package of the project root, also when this file runs as a script
+from tools.project_cards import ship, tau_text  # noqa: E402
 REPORT = ROOT / "results" / "activation.md"
 #: The methods compared (IG-Norm is left out: a step costs 76-90 normal steps, about 5 hours of one
 #: thread at this preset; benchmarks/RESULTS.md).
@@ -47,13 +50,11 @@ def card_path(method: str, activation: str) -> Path:
 
 def train_softplus(method: str, data_dir: str | None) -> Path:
     """Train (or resume) the softplus model of ``method`` at the ``cpu`` preset and ship its card."""
-    import project_cards  # tools/ is on sys.path when this file runs as a script
-
     cfg = make_config(method, "mnist", "smallgap", "cpu", activation="softplus", eval_n=0)
     out = ROOT / "runs" / "activation" / f"{card_name(method, 'softplus')}.safetensors"
     print(f"training {out.name} ({'resuming' if out.is_file() else 'from the start'})", flush=True)
     train(cfg, out, resume=out.is_file(), name=card_name(method, "softplus"), source="project", data_dir=data_dir)
-    return project_cards.ship(out, card_name(method, "softplus"), "cpu", "the command above", None)
+    return ship(out, card_name(method, "softplus"), "cpu", "the command above", None)
 
 
 def _cell(card: ModelCard | None, label: str) -> str:
@@ -77,7 +78,7 @@ def report() -> str:
                 lines.append(f"| {method} | {activation} | not trained |" + " |" * (len(TABLE_EPS) + len(TABLE_TAU) + 1))
                 continue
             m = card.metrics
-            taus = " | ".join(f"{m['aai_tau'][t]:.3f}" for t in TABLE_TAU)
+            taus = " | ".join(tau_text(m["aai_tau"][t]) for t in TABLE_TAU)
             lines.append(f"| {method} | {activation} | {m['clean_accuracy']:.3f} | "
                          + " | ".join(_cell(card, e) for e in TABLE_EPS)
                          + f" | {taus} | {m['train_seconds'] / 60:.0f} min |")
