@@ -336,4 +336,12 @@ def test_a_student_follows_the_teachers_change_within_3_s(browser, app_url, shot
     teacher.get_by_role("heading", name=GUIDED.steps[2].title).wait_for(timeout=30_000)
     time.sleep(3)
     assert student.get_by_role("heading", name=step2).count() == 1
+    student.get_by_role("button", name="Follow again").click()  # back to the teacher's step 3
+    student.get_by_role("heading", name=GUIDED.steps[2].title).wait_for(timeout=10_000)
+    teacher.get_by_text("Reveal", exact=True).click()
+    teacher.get_by_text("Open this view (the attack runs)").click()  # the teacher opens the view on Explore
+    student.wait_for_url(re.compile(r"/explore\?"), timeout=30_000)  # and the student's page follows
+    student.get_by_role("heading", name="Explore an attack").wait_for(timeout=30_000)
+    app_driver.wait_idle(student, timeout=300_000)
+    assert "image=0" in student.url and "attack=aai" in student.url
     assert not app_driver.errors(teacher) and not app_driver.errors(student)
