@@ -11,13 +11,12 @@ from typing import Sequence
 
 import streamlit as st
 
-from interp_core.attacks import ATTACKS, ISA_EXPLAINERS, NORMS, UAR_ATTACKS
+from interp_core.attacks import ATTACKS, ISA_EXPLAINERS, NORMS
+from interp_core.datasets import DATASETS
 from interp_core.checks import BOUNDS
 from interp_core.metrics import DISTANCES, MEASURES
 
 DEFAULT_ATTACK = "pgd"
-#: The usual threat model per dataset (docs/method.md#pgd), replacing the registry's generic eps.
-DATASET_EPS = {"mnist": 0.3, "cifar10": 8 / 255}
 LABELS = {"eps": "ε", "step_size": "step size", "steps": "steps", "gamma": "γ (discrepancy weight)",
           "kappa": "κ (margin confidence)", "k": "top-k cells", "restarts": "restarts", "random_start": "random start",
           "seed": "seed", "measure": "discrepancy measure", "norm": "threat model", "distance": "discrepancy distance",
@@ -45,7 +44,7 @@ def widget_range(name: str, param: str, norm: str) -> tuple[float, float | None]
     if param == "eps" and norm == "linf":
         high = 1.0
     if param == "distortion":
-        high = DISTORTION_SPAN * UAR_ATTACKS[name]["cifar10"]
+        high = DISTORTION_SPAN * DATASETS["cifar10"].uar_budgets[name]
     high = min(high, AFFORDABLE.get(param, math.inf))
     return low, None if high == math.inf else high
 
@@ -53,9 +52,10 @@ def widget_range(name: str, param: str, norm: str) -> tuple[float, float | None]
 def param_defaults(name: str, dataset: str) -> dict:
     """The builder's defaults of the parameters attack ``name`` shows, its budget first: where the
     builder has none, the dataset's usual eps, or the authors' distortion of an unforeseen attack
-    (UAR_ATTACKS; the minimum-eps search keeps its own upper limit)."""
+    (DatasetInfo.uar_budgets; the minimum-eps search keeps its own upper limit)."""
     spec = ATTACKS[name]
-    usual = DATASET_EPS[dataset] if spec.budget == "eps" else UAR_ATTACKS[name][dataset]
+    record = DATASETS[dataset]
+    usual = record.train_eps if spec.budget == "eps" else record.uar_budgets[name]
     return {spec.budget: usual, **spec.defaults}
 
 
@@ -65,12 +65,13 @@ def default_attack(dataset: str) -> tuple[str, dict]:
 
 
 def _unit(name: str, dataset: str, param: str, norm: str) -> tuple[float, str]:
-    """(scale, label suffix) of a float widget: CIFAR-10's l-inf eps and step sizes are shown in
-    1/255 units, as the paper writes them; a distortion names its scale."""
+    """(scale, label suffix) of a float widget: l-inf eps and step sizes are shown in the dataset's
+    eps units (CIFAR-10: 1/255), as the paper writes them; a distortion names its scale."""
     if param == "distortion":
         return 1.0, f" ({DISTORTION_UNITS[name]})"
-    if dataset == "cifar10" and norm == "linf" and param in ("eps", "step_size"):
-        return 255.0, " (×1/255)"
+    scale = DATASETS[dataset].eps_scale
+    if scale != 1 and norm == "linf" and param in ("eps", "step_size"):
+        return float(scale), f" (×1/{scale})"
     return 1.0, ""
 
 

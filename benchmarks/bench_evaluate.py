@@ -15,7 +15,8 @@ import time
 import torch
 
 from benchmarks.results import medians
-from interp_core.attacks import PAPER_EPS, PaperProtocol
+from interp_core.attacks import PaperProtocol
+from interp_core.datasets import DATASETS
 from interp_core.data import load_dataset
 from interp_core.evaluate import robust, robust_accuracy
 from interp_core.metrics import correct
@@ -46,7 +47,7 @@ def run(quick: bool) -> dict:
     n, steps = (40, 20) if quick else (200, 200)
     model, _ = load_model(MODEL)
     data = load_dataset(DATASET, "demo", n=n)
-    x, y, eps = data.images, data.labels, list(PAPER_EPS[DATASET])
+    x, y, eps = data.images, data.labels, list(DATASETS[DATASET].paper_eps)
     paper = PaperProtocol(steps=steps)
     out, checks = {}, []
     masking_signs = robust._masking_signs

@@ -18,7 +18,7 @@ Glossary (one vocabulary across the package, the CLI and the app):
 - ``target``: the class an explainer explains, or the class a targeted attack aims for.
 - ``eps``: radius of the threat model (l-inf or l2 ball around the clean image).
 - ``distortion``: the budget of an unforeseen attack (fog, Gabor, snow, JPEG), on its own scale
-  (``UAR_ATTACKS``; docs/method.md#uar).
+  (each dataset's ``DatasetInfo.uar_budgets``; docs/method.md#uar).
 - ``step_size``, ``steps``, ``random_start``, ``norm`` ("linf" / "l2"): attack settings.
 - ``gamma``: weight of an interpretation-discrepancy term (ISA objective, Int training).
 - ``distance`` ("l1", "l2" = root of the sum of squares, "sq_l2" = sum of squares): how two maps
@@ -42,7 +42,7 @@ _API = {
                               "upsample_to_input"),
     "interp_core.metrics": ("DISTANCES", "MEASURES", "accuracy", "best_other_class", "discrepancy", "kendall_tau",
                             "map_distance", "topk_intersection", "two_class_bound"),
-    "interp_core.attacks": ("AAI", "ATTACKS", "ISA", "PAPER_EPS", "PGD", "Attack", "MinimumEps", "build_attack",
+    "interp_core.attacks": ("AAI", "ATTACKS", "ISA", "PGD", "Attack", "MinimumEps", "build_attack",
                             "fgsm", "isa_tradeoff", "minimum_eps", "paper_pgd", "pgd", "runner_up"),
     "interp_core.training": ("PRESETS", "TRAINING_METHODS", "TrainConfig", "config_to_args", "make_config", "train"),
     "interp_core.evaluate": ("aai_evaluation", "bound_evaluation", "evaluation_set", "isa_evaluation",

@@ -28,9 +28,10 @@ from app_support.url_state import Link
 from interp_core import paths
 from interp_core.attacks import ATTACKS, build_attack
 from interp_core.data import ImageDataset
+from interp_core.datasets import DATASETS
 from interp_core.interpret import EXPLAINERS, LABELS
 from interp_core.services import figures
-from interp_core.services.explore import (BOUND_DEFINITION, DEFAULT_IMAGE, EPS_FOUND_LABEL, METRIC_DEFINITIONS,
+from interp_core.services.explore import (BOUND_DEFINITION, EPS_FOUND_LABEL, METRIC_DEFINITIONS,
                                           CleanMapCache, ExploreResult, MisclassifiedImage, attack_settings,
                                           bound_readout, eps_found_readout, explore,
                                           goal_readout, to_csv, to_json, to_npz)
@@ -393,7 +394,7 @@ source = st.radio("Image source", ["gallery"] + (["folder"] if folder else []) +
                                                                             else ""))
 if source == "gallery":
     picked = pick_gallery_image(("dataset", dataset, split), specs[0] if specs else None, class_names,
-                                default=DEFAULT_IMAGE[dataset] if split == "demo" else 0, per_row=THUMBS[present])
+                                default=DATASETS[dataset].default_image if split == "demo" else 0, per_row=THUMBS[present])
 elif source == "folder":
     picked = pick_folder_image(dataset, specs[0] if specs else None)
 else:

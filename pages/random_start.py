@@ -9,16 +9,13 @@ import streamlit as st
 from app_support.common import DATASET_LABELS, get_dataset, get_model, model_label, model_table
 from app_support.layout import setup_page
 from app_support.url_state import Link
-from interp_core.attacks import PAPER_EPS
+from interp_core.datasets import DATASETS
 from interp_core.services import figures
 from interp_core.services.explore import goal_readout
 from interp_core.services.random_start import STARTS, side_by_side, start_comparison, trace_figure
 
 setup_page("Random start")
 
-#: The shipped network each dataset opens with: the authors' Int, whose large-eps accuracy is the
-#: number this page re-tests.
-DEFAULT_MODEL = {"mnist": "mnist-smallgap-int-paper", "cifar10": "cifar10-smallgap-int-paper"}
 DEMO_IMAGES = 300
 #: MNIST demo image 8 (a 1): at eps 0.35 the authors' Int keeps its label under the authors' attack and
 #: loses it to one random start (app_support/demos.py, demo "start", gives the measured numbers).
@@ -83,8 +80,9 @@ dataset = st.sidebar.radio("Dataset", list(DATASET_LABELS), format_func=DATASET_
                            horizontal=True)
 names = [m["name"] for m in model_table(dataset)]
 # defaults go into the widgets' state (not their arguments), so that a link's values never clash with them
-for key, value in ((f"start_model_{dataset}", DEFAULT_MODEL[dataset] if DEFAULT_MODEL[dataset] in names else None),
-                   ("start_image", DEFAULT_IMAGE), (f"start_eps_{dataset}", PAPER_EPS[dataset][-2]),
+default_model = f"{dataset}-smallgap-int-paper"  # the authors' Int network, whose finding the page re-tests
+for key, value in ((f"start_model_{dataset}", default_model if default_model in names else None),
+                   ("start_image", DEFAULT_IMAGE), (f"start_eps_{dataset}", DATASETS[dataset].paper_eps[-2]),
                    ("start_steps", 200), ("start_seed", 0)):
     st.session_state.setdefault(key, value)
 spec = st.sidebar.selectbox("Model", names, key=f"start_model_{dataset}")

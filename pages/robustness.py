@@ -12,8 +12,7 @@ import streamlit as st
 
 from interp_core import paths
 from interp_core.services import figures
-from interp_core.attacks import PAPER_EPS
-from interp_core.datasets import eps_text
+from interp_core.datasets import DATASETS, eps_text
 from interp_core.evaluate import PROTOCOLS, RETESTS, SIGN_WORDS, aai_evaluation, evaluation_set, robust_accuracy
 from interp_core.evaluate.reproduce import TABLE_FILES, load_reproduce_tables, reproduce_command
 from interp_core.io import rows_to_csv
@@ -63,7 +62,7 @@ with st.sidebar.expander("Evaluation", expanded=True):
                            "and margin) and by Square, which uses no gradient: "
                            + "; ".join(f"{k}: {v['steps']} steps, {v['queries']} queries" for k, v in RETESTS.items())
                            + ". A number the re-test lowers was never robustness.")
-    grid = PAPER_EPS[dataset]
+    grid = DATASETS[dataset].paper_eps
     eps = st.multiselect("ε grid", grid, default=list(grid), key=f"rob_eps_{dataset}",
                          format_func=partial(eps_text, dataset))
     steps = st.number_input("PGD steps", 1, 200, 200 if protocol == "paper" else 40, key=f"rob_steps_{protocol}")
@@ -120,7 +119,7 @@ def show_results(requests: list[dict]) -> None:
     finally:
         cancel.empty()
 
-    scale = 255 if requests[0]["dataset"] == "cifar10" else 1
+    scale = DATASETS[requests[0]["dataset"]].eps_scale
     unit = "ε (×1/255)" if scale == 255 else "ε"
     retested = all("retested" in row for r in results for row in r["robust"]["results"])
     st.subheader("Robust accuracy" + (", re-tested" if retested else " (strong protocol)"))

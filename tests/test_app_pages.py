@@ -90,13 +90,13 @@ def test_explore_runs_an_attack(dataset):
 def test_explore_opens_each_dataset_at_its_default_image():
     """Every shipped model classifies the default image correctly (tests/test_explore.py); switching
     the dataset opens the new gallery at its own default, not at the previous gallery's number."""
-    from interp_core.services.explore import DEFAULT_IMAGE
+    from interp_core.datasets import DATASETS
 
     at = open_page("explore")
-    assert at.selectbox(key="explore_index").value == DEFAULT_IMAGE["mnist"]
+    assert at.selectbox(key="explore_index").value == DATASETS["mnist"].default_image
     at.radio(key="explore_dataset").set_value("cifar10").run()
     assert not at.exception, at.exception
-    assert at.selectbox(key="explore_index").value == DEFAULT_IMAGE["cifar10"] == 2
+    assert at.selectbox(key="explore_index").value == DATASETS["cifar10"].default_image == 2
 
 
 def test_explore_rejects_bad_uploads_and_keeps_working():
@@ -358,9 +358,9 @@ def test_train_start_switches_the_view_and_pickers_list_user_runs_first(finished
 def test_robustness_curves(dataset):
     at = open_page("robustness")
     at.radio(key="rob_dataset").set_value(dataset).run()
-    from interp_core.attacks import PAPER_EPS
+    from interp_core.datasets import DATASETS
 
-    at.multiselect(key=f"rob_eps_{dataset}").set_value([PAPER_EPS[dataset][0], PAPER_EPS[dataset][4]]).run()
+    at.multiselect(key=f"rob_eps_{dataset}").set_value([DATASETS[dataset].paper_eps[0], DATASETS[dataset].paper_eps[4]]).run()
     at.slider(key="rob_n").set_value(5).run()
     at.number_input(key="rob_steps_paper").set_value(5).run()
     at.number_input(key="rob_aai_steps").set_value(5).run()

@@ -19,7 +19,6 @@ from interp_core.attacks import (
     UAR_ATTACKS,
     Attack,
     ISA,
-    PAPER_EPS,
     MinimumEps,
     PGD,
     bound_points,
@@ -29,6 +28,7 @@ from interp_core.attacks import (
     minimum_eps,
     paper_pgd,
 )
+from interp_core.datasets import DATASETS
 from interp_core.interpret import get_explainer
 from interp_core.metrics import accuracy, discrepancy
 
@@ -46,7 +46,7 @@ def batch(mnist_demo):
 def _attack(name, zero=False):
     """Attack ``name`` at budget 0, or at its usual budget: eps = EPS, or its MNIST distortion (UAR_ATTACKS)."""
     spec = ATTACKS[name]
-    usual = EPS if spec.budget == "eps" else UAR_ATTACKS[name]["mnist"]
+    usual = EPS if spec.budget == "eps" else DATASETS["mnist"].uar_budgets[name]
     return build_attack(name, **{spec.budget: 0.0 if zero else usual}, **FAST.get(name, {}))
 
 
@@ -356,8 +356,8 @@ def test_strength_against_torchattacks_on_the_adversarially_trained_network(pape
 
 
 def test_paper_grids():
-    assert PAPER_EPS["mnist"] == (0.0, 0.05, 0.1, 0.2, 0.3, 0.35, 0.4)
-    assert [round(e * 255) for e in PAPER_EPS["cifar10"]] == [0, 2, 4, 6, 8, 9, 10]
+    assert DATASETS["mnist"].paper_eps == (0.0, 0.05, 0.1, 0.2, 0.3, 0.35, 0.4)
+    assert [round(e * 255) for e in DATASETS["cifar10"].paper_eps] == [0, 2, 4, 6, 8, 9, 10]
     attack = paper_pgd(0.1)
     assert (attack.steps, attack.step_size, attack.random_start, attack.restarts) == (200, 0.01, False, 1)
 

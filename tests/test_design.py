@@ -181,3 +181,23 @@ def test_every_make_target_with_its_own_markers_keeps_the_default_exclusions():
                                          re.M):
         if " " in expression:  # a filter, not one marker selected on purpose
             assert default_out <= set(re.findall(r"not (\w+)", expression)), target
+
+
+def test_per_dataset_knowledge_lives_in_the_dataset_records():
+    """No module but the registry keeps a table keyed by dataset name (eps grids, AAI eps, budgets,
+    default images, ...: ``interp_core.datasets.DatasetInfo``). Allowed: the training presets (a
+    schedule per preset and dataset) and reproduce's names of the authors' files."""
+    import re
+
+    ROOT = PACKAGE.parent
+    allowed = {ROOT / "interp_core" / "datasets.py", ROOT / "interp_core" / "training" / "schedules.py"}
+    table = re.compile(r'\{\s*"(mnist|cifar10)"\s*:')
+    found = []
+    for folder in ("interp_core", "app_support", "pages"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            if path in allowed:
+                continue
+            for number, line in enumerate(path.read_text().splitlines(), 1):
+                if table.search(line) and "NORMAL_SMALLGAP" not in line:
+                    found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
+    assert not found, "per-dataset tables outside interp_core/datasets.py:\n" + "\n".join(found)

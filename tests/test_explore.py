@@ -14,8 +14,9 @@ from PIL import Image
 from interp_core import paths
 from interp_core.attacks import ATTACKS, PGD, build_attack
 from interp_core.data import load_dataset
+from interp_core.datasets import DATASETS
 from interp_core.models import available_models, load_model
-from interp_core.services.explore import (DEFAULT_IMAGE, METRIC_DEFINITIONS, PERTURBATION_FLOOR, CleanMapCache,
+from interp_core.services.explore import (METRIC_DEFINITIONS, PERTURBATION_FLOOR, CleanMapCache,
                                           MisclassifiedImage, attack_settings, bound_readout,
                                           eps_found_readout, explore, goal_readout, metrics_rows,
                                           perturbation_readout, settings_line, to_csv, to_json, to_npz)
@@ -359,10 +360,10 @@ def test_label_changed_and_target_reached_are_told_apart_and_exported(mnist_demo
     assert row["target reached"] == "" and row["readout"] == "attack failed: the label is still 4"  # no target
 
 
-@pytest.mark.parametrize("dataset", sorted(DEFAULT_IMAGE))
+@pytest.mark.parametrize("dataset", sorted(DATASETS))
 def test_the_default_image_is_classified_correctly_by_every_shipped_model(dataset):
     data = load_dataset(dataset, "demo")
-    i = DEFAULT_IMAGE[dataset]
+    i = DATASETS[dataset].default_image
     shipped = [e.name for e in available_models(dataset) if e.path.parent == paths.checkpoints_dir()]
     assert len(shipped) >= 6
     with torch.no_grad():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from interp_core.attacks import PAPER_EPS
+from interp_core.datasets import DATASETS
 from interp_core.models import available_models, load_checkpoint, load_model
 from interp_core.services import jobs
 from interp_core.training import PRESETS, make_config
@@ -104,11 +104,11 @@ def test_job_trains_evaluates_and_its_model_is_listed(runs):
     evaluation = status["evaluation"]
     assert evaluation is not None, status["eval_message"]
     assert evaluation["n"] == 4 and evaluation["dataset"] == "mnist"
-    assert [r["eps"] for r in evaluation["accuracy"]] == list(PAPER_EPS["mnist"])
+    assert [r["eps"] for r in evaluation["accuracy"]] == list(DATASETS["mnist"].paper_eps)
     assert evaluation["accuracy"][0]["accuracy"] == evaluation["clean_accuracy"]
     assert all(0 <= r["retested"] <= r["accuracy"] <= evaluation["clean_accuracy"] for r in evaluation["accuracy"])
     assert evaluation["robust_protocol"]["retest"]["name"] == "quick"
-    assert [r["eps"] for r in evaluation["aai"]] == list(jobs.AAI_EPS["mnist"])
+    assert [r["eps"] for r in evaluation["aai"]] == list(DATASETS["mnist"].evaluation_aai_eps())
     assert evaluation["robust_protocol"]["steps"] == 200 and evaluation["aai_protocol"]["steps"] == 200
     # stored beside the checkpoint, so a reload reads it instead of recomputing
     assert jobs.evaluation_path(status["checkpoint"]).is_file()

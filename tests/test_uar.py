@@ -34,6 +34,7 @@ from interp_core.attacks.uar import (
 )
 from interp_core.cli import main
 from interp_core.data import load_dataset
+from interp_core.datasets import DATASETS
 from interp_core.evaluate import uar_evaluation
 from interp_core.models import build_model, load_model
 
@@ -60,7 +61,7 @@ def test_mnist_budgets_keep_a_digit_a_digit(kind, mnist_demo):
     steps (measured: the same largest change as 200, within 0.01)."""
     model = load_model("mnist-smallgap-pgd-at-paper")[0]
     x, y = mnist_demo.images[:4], mnist_demo.labels[:4]
-    x_adv = UARAttack(kind, UAR_ATTACKS[kind]["mnist"], steps=20)(model, x, y)
+    x_adv = UARAttack(kind, DATASETS["mnist"].uar_budgets[kind], steps=20)(model, x, y)
     assert (x_adv - x).abs().max() <= MNIST_UAR_LINF
     assert not torch.equal(x_adv, x)
 
@@ -99,7 +100,7 @@ def test_attack_contract(kind, channels, size, tiny_cifar_model, gray_model):
     x, y = _images(channels, size), torch.tensor([1, 2, 3])
     model.train()
     seen = []
-    attack = UARAttack(kind, UAR_ATTACKS[kind]["cifar10"], steps=3, seed=5)
+    attack = UARAttack(kind, DATASETS["cifar10"].uar_budgets[kind], steps=3, seed=5)
     x_adv = attack(model, x, y, callback=lambda step, xa: seen.append(step))
     assert model.training and all(m.training for m in model.modules())
     assert all(p.grad is None for p in model.parameters())
@@ -107,7 +108,7 @@ def test_attack_contract(kind, channels, size, tiny_cifar_model, gray_model):
     assert x_adv.min() >= 0 and x_adv.max() <= 1 and not torch.equal(x_adv, x)
     assert seen == [0, 1, 2, 3]
     assert torch.equal(attack(model, x, y), x_adv)  # same seed, same result
-    assert not torch.equal(UARAttack(kind, UAR_ATTACKS[kind]["cifar10"], steps=3, seed=6)(model, x, y), x_adv)
+    assert not torch.equal(UARAttack(kind, DATASETS["cifar10"].uar_budgets[kind], steps=3, seed=6)(model, x, y), x_adv)
     model.eval()
 
 
@@ -123,8 +124,8 @@ def test_every_kind_is_registered_with_its_distortion():
     for kind in KINDS:
         spec = ATTACKS[kind]
         assert spec.targeted and spec.budget == "distortion" and spec.params[0] == "distortion"
-        attack = build_attack(kind, distortion=UAR_ATTACKS[kind]["cifar10"])
-        assert (attack.kind, attack.distortion, attack.steps) == (kind, UAR_ATTACKS[kind]["cifar10"], 200)
+        attack = build_attack(kind, distortion=DATASETS["cifar10"].uar_budgets[kind])
+        assert (attack.kind, attack.distortion, attack.steps) == (kind, DATASETS["cifar10"].uar_budgets[kind], 200)
     with pytest.raises(ValueError, match="takes"):
         build_attack("fog", eps=0.1)
 
@@ -363,8 +364,8 @@ def test_attacks_lower_the_normal_networks_accuracy():
 @pytest.mark.parametrize("kind", KINDS)
 def test_runs_on_cuda_like_on_cpu(kind, tiny_cifar_model):
     x, y = _images(3, 32), torch.tensor([1, 2, 3])
-    attack = UARAttack(kind, UAR_ATTACKS[kind]["cifar10"], steps=0)  # the start only: same draws on both
+    attack = UARAttack(kind, DATASETS["cifar10"].uar_budgets[kind], steps=0)  # the start only: same draws on both
     on_cpu = attack(tiny_cifar_model, x, y)
     on_gpu = attack(tiny_cifar_model.cuda(), x.cuda(), y.cuda())
     assert on_gpu.device.type == "cuda" and torch.allclose(on_gpu.cpu(), on_cpu, atol=1e-4)
-    assert UARAttack(kind, UAR_ATTACKS[kind]["cifar10"], steps=3)(tiny_cifar_model, x.cuda(), y.cuda()).is_cuda
+    assert UARAttack(kind, DATASETS["cifar10"].uar_budgets[kind], steps=3)(tiny_cifar_model, x.cuda(), y.cuda()).is_cuda

@@ -9,11 +9,6 @@ from torch import Tensor
 
 from interp_core.attacks.engine import PGD
 
-#: The authors' evaluation grids (docs/method.md#pgd); CIFAR-10 on the 0-255 scale divided by 255.
-PAPER_EPS = {
-    "mnist": (0.0, 0.05, 0.1, 0.2, 0.3, 0.35, 0.4),
-    "cifar10": tuple(v / 255 for v in (0, 2, 4, 6, 8, 9, 10)),
-}
 #: Size and numpy seed of the authors' evaluation subset (``interp_core.data.paper_subset``).
 PAPER_SUBSET = {"n": 200, "seed": 99}
 

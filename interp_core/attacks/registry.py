@@ -22,7 +22,8 @@ from typing import Callable
 from interp_core.attacks.aai import AAI
 from interp_core.attacks.isa import ISA, MinimumEps
 from interp_core.attacks.presets import fgsm, paper_pgd, pgd
-from interp_core.attacks.uar import UAR_ATTACKS, UARAttack
+from interp_core.attacks.uar import UARAttack
+from interp_core.datasets import DATASETS
 
 
 #: What an attack tries to do (``AttackSpec.goal``): change the prediction to a wrong class, make
@@ -107,7 +108,7 @@ _UNFORESEEN = {
                                         "||v||_1 <= distortion (Frank-Wolfe steps)"),
 }
 _SPECS += tuple(AttackSpec(kind, label, partial(UARAttack, kind), ("distortion", "steps", "seed"), True,
-                           f"{what}; {UAR_ATTACKS[kind]['cifar10']:g} is the authors' budget",
+                           f"{what}; {DATASETS['cifar10'].uar_budgets[kind]:g} is the authors' CIFAR-10 budget",
                            budget="distortion")
                 for kind, (label, what) in _UNFORESEEN.items())
 ATTACKS: dict[str, AttackSpec] = {spec.name: spec for spec in _SPECS}

@@ -59,22 +59,11 @@ from interp_core.checks import check_range
 from interp_core.models import eval_mode
 
 #: The largest l-inf change an MNIST budget of ``UAR_ATTACKS`` may make to a pixel: the largest eps
-#: of the paper's MNIST robustness curves (PAPER_EPS), at which a digit is still the digit it was.
+#: of the paper's MNIST robustness curves (DatasetInfo.paper_eps), at which a digit is still the digit it was.
 MNIST_UAR_LINF = 0.4
-#: The budgets per dataset (0-255 pixel scale, as the reference). CIFAR-10 and R-ImageNet: the
-#: authors'. MNIST has none from the authors, and CIFAR's destroy a digit (fog 2048 moves pixels by
-#: up to 0.89, Gabor 400 by 1.0, snow 2 and JPEG-l1 256 by 0.7 and more), so its budgets are
-#: chosen to keep every pixel within MNIST_UAR_LINF: measured on 16 MNIST demo images against the
-#: shipped normal, PGD-AT, Int and Int2 networks (200 steps), the largest l-inf change is fog 0.33,
-#: gabor 0.31, snow 0.27 (0.25 of it the fixed discolouring), JPEG 0.22 / 0.25 / 0.34.
-UAR_ATTACKS: dict[str, dict[str, float]] = {
-    "fog": {"mnist": 128.0, "cifar10": 2048.0, "r-imagenet": 2048.0},
-    "gabor": {"mnist": 80.0, "cifar10": 400.0, "r-imagenet": 400.0},
-    "snow": {"mnist": 0.025, "cifar10": 2.0, "r-imagenet": 2.0},
-    "jpeg-linf": {"mnist": 0.25, "cifar10": 0.25, "r-imagenet": 0.062},
-    "jpeg-l2": {"mnist": 2.0, "cifar10": 8.0, "r-imagenet": 8.0},
-    "jpeg-l1": {"mnist": 8.0, "cifar10": 256.0, "r-imagenet": 256.0},
-}
+#: The unforeseen attacks' kinds; their budgets per dataset are ``DatasetInfo.uar_budgets``
+#: (interp_core.datasets: CIFAR-10 the authors', MNIST the project's, within MNIST_UAR_LINF).
+UAR_ATTACKS = ("fog", "gabor", "snow", "jpeg-linf", "jpeg-l2", "jpeg-l1")
 #: Seed of the authors' numpy target stream (the same seed as their evaluation subset).
 AUTHORS_TARGET_SEED = 99
 #: Size of the MNIST and CIFAR-10 test sets: the authors draw their permutation of it from the
@@ -558,7 +547,7 @@ class UARAttack:
     Args:
         kind: one of ``UAR_ATTACKS``: "fog", "gabor", "snow", "jpeg-linf", "jpeg-l2", "jpeg-l1".
         distortion: the budget, the reference's eps on its scale (see the module docstring; the
-            authors' values are ``UAR_ATTACKS[kind][dataset]``), finite and >= 0; 0 returns x
+            authors' values are ``DATASETS[dataset].uar_budgets[kind]``), finite and >= 0; 0 returns x
             unchanged.
         steps: optimization steps (the authors: 200), an integer in [0, 100000].
         step_size: step length on the parameters; None = distortion / sqrt(steps) (the authors'). Not
@@ -583,7 +572,7 @@ class UARAttack:
                  seed: int = 0):
         if kind not in _KINDS:
             raise ValueError(f"unknown unforeseen attack {kind!r}; known: {list(UAR_ATTACKS)}")
-        check_range("distortion", distortion, hint=" (the reference's scale: UAR_ATTACKS)")
+        check_range("distortion", distortion, hint=" (the reference's scale: DatasetInfo.uar_budgets)")
         check_range("steps", steps, integer=True)
         if step_size is not None and not (isinstance(step_size, (int, float)) and math.isfinite(step_size)
                                           and step_size > 0):

@@ -22,9 +22,10 @@ import sys
 from pathlib import Path
 
 from interp_core.cli.common import add_common, emit, model_for_dataset, number
-from interp_core.attacks import ISA_BUDGETS, ISA_EXPLAINERS, PAPER_EPS, UAR_ATTACKS
+from interp_core.attacks import ISA_BUDGETS, ISA_EXPLAINERS, UAR_ATTACKS
+from interp_core.datasets import DATASETS
 from interp_core.evaluate import SUBSETS, TARGETS, evaluation_set, resolve_targets
-from interp_core.evaluate.reproduce import AAI_EPS, PARTS
+from interp_core.evaluate.reproduce import PARTS
 from interp_core.evaluate import RETESTS
 from interp_core.interpret import EXPLAINERS, IG_FORMS
 from interp_core.metrics import DISTANCES, MEASURES
@@ -128,7 +129,7 @@ def register(commands) -> None:
                '"target_rate", "seconds"}]}')
     p.add_argument("--attacks", default=",".join(UAR_ATTACKS),
                    help=f"comma-separated subset of {','.join(UAR_ATTACKS)} "
-                        "(budgets: UAR_ATTACKS, the authors' on CIFAR-10)")
+                        "(budgets: the dataset's record, DatasetInfo.uar_budgets; the authors' on CIFAR-10)")
     p.add_argument("--steps", type=int, default=200)
     p.add_argument("--seed", type=int, default=99, help="numpy seed of the target stream and seed of the random starts")
     p.set_defaults(run=run_uar)
@@ -240,7 +241,7 @@ def run_robust(args) -> None:
     from interp_core.evaluate import robust_accuracy
 
     model, card, x, y, what = _setup(args)
-    eps = args.eps if args.eps is not None else list(PAPER_EPS[args.dataset])
+    eps = args.eps if args.eps is not None else list(DATASETS[args.dataset].paper_eps)
     retest = None if args.protocol == "strong" or args.retest == "none" else args.retest
     bar = _Bar(f"robust ({args.protocol}" + (f", {retest} re-test)" if retest else ")"))
     try:
@@ -286,7 +287,7 @@ def run_aai(args) -> None:
     from interp_core.evaluate import aai_evaluation
 
     model, card, x, y, what = _setup(args)
-    eps = args.eps if args.eps is not None else list(AAI_EPS[args.dataset])
+    eps = args.eps if args.eps is not None else list(DATASETS[args.dataset].aai_eps)
     bar = _Bar("aai")
     try:
         result = aai_evaluation(model, x, y, eps, k=args.k, steps=args.steps, step_size=args.step_size,

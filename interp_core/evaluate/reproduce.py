@@ -33,7 +33,8 @@ from typing import Callable
 import torch
 
 from interp_core import paths
-from interp_core.attacks import ISA_BUDGETS, PAPER_EPS
+from interp_core.attacks import ISA_BUDGETS
+from interp_core.datasets import DATASETS
 from interp_core.datasets import eps_text
 from interp_core.evaluate.data import authors_set_targets, evaluation_set
 from interp_core.evaluate.interpretation import aai_evaluation, bound_evaluation, isa_evaluation, tradeoff_text
@@ -49,7 +50,6 @@ TABLES = (("mnist", "mnist", "smallgap"), ("mnist", "mnist", "pool"), ("cifar10"
 UAR_TABLES = (("cifar10", "cifar", "smallgap"), ("cifar10", "cifar", "wresnet"))
 #: The normally trained smallgap network per dataset: the bound and the ISA trade-off run on it.
 NORMAL_SMALLGAP = {"mnist": "mnist_smallgap_normal_100", "cifar10": "cifar_smallgap_normal_200"}
-AAI_EPS = {"mnist": (0.1, 0.2, 0.3), "cifar10": (2 / 255, 4 / 255, 8 / 255)}
 PARTS = ("pgd", "aai", "bound", "isa", "uar")
 #: part(name, done, total): progress of the running part.
 PartProgress = Callable[[str, int, int], None]
@@ -252,7 +252,7 @@ def pgd_tables(run: Run) -> dict:
     for dataset, arch, method, path, x, y, what in run.table_networks("pgd", TABLES, s.methods, s.n):
         def measure() -> dict:
             model, _ = load_model(path, run.device)
-            result = robust_accuracy(model, x, y, list(PAPER_EPS[dataset]), "paper", steps=s.steps,
+            result = robust_accuracy(model, x, y, list(DATASETS[dataset].paper_eps), "paper", steps=s.steps,
                                      retest=s.retest, subset=what)
             return {"rows": [{"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
                               "eps": r["eps"], "accuracy": r["accuracy"], "retested": r["retested"],
@@ -272,7 +272,7 @@ def aai_tables(run: Run) -> dict:
     for dataset, arch, method, path, x, y, what in run.table_networks("aai", TABLES, s.methods, s.n):
         def measure() -> dict:
             model, _ = load_model(path, run.device)
-            result = aai_evaluation(model, x, y, list(AAI_EPS[dataset]), steps=s.aai_steps, subset=what)
+            result = aai_evaluation(model, x, y, list(DATASETS[dataset].aai_eps), steps=s.aai_steps, subset=what)
             return {"rows": [{"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
                               "eps": r["eps"], "kendall_tau": r["kendall_tau"],
                               "topk_intersection": r["topk_intersection"], "kept": r["kept"], "attack": "aai", "k": 8,

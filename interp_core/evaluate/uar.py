@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from interp_core.attacks import UAR_ATTACKS, UARAttack, authors_targets
 from interp_core.attacks.uar import AUTHORS_TARGET_SEED, TEST_SIZE
+from interp_core.datasets import DATASETS
 from interp_core.evaluate.robust import Progress
 from interp_core.metrics import correct
 
@@ -26,7 +27,7 @@ def uar_evaluation(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str
     one draw per image of x in order (the same targets for every attack; the authors' targets image
     by image when x is their seed-99 subset in order); ``steps`` steps of
     eps / sqrt(steps) from a random start (``UARAttack`` with ``seed``); budgets
-    ``UAR_ATTACKS[attack][dataset]`` unless ``eps`` overrides them per attack. Accuracy is the
+    ``DATASETS[dataset].uar_budgets[attack]`` unless ``eps`` overrides them per attack. Accuracy is the
     share of attacked images whose argmax is the true label (an image misclassified when clean
     counts as it falls); ``target_rate`` the share classified as their target.
 
@@ -36,8 +37,8 @@ def uar_evaluation(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str
     unknown = [a for a in attacks if a not in UAR_ATTACKS]
     if unknown or not attacks:
         raise ValueError(f"attacks must be a non-empty list of {list(UAR_ATTACKS)}, got {list(attacks)}")
-    if any(dataset not in budgets for budgets in UAR_ATTACKS.values()):
-        raise ValueError(f"no budgets for dataset {dataset!r}; known: {sorted(UAR_ATTACKS['fog'])}")
+    if dataset not in DATASETS:
+        raise ValueError(f"no budgets for dataset {dataset!r}; known: {sorted(DATASETS)}")
     extra = set(eps or {}) - set(attacks)
     if extra:
         raise ValueError(f"eps given for attacks that are not run: {sorted(extra)}")
@@ -45,7 +46,7 @@ def uar_evaluation(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if len(x) == 0 or len(x) != len(y):
         raise ValueError(f"x and y must hold the same number (>= 1) of images, got {len(x)} and {len(y)}")
-    budgets = {a: float((eps or {}).get(a, UAR_ATTACKS[a][dataset])) for a in attacks}
+    budgets = {a: float((eps or {}).get(a, DATASETS[dataset].uar_budgets[a])) for a in attacks}
     started = time.perf_counter()
     with torch.no_grad():
         clean = torch.cat([correct(model(x[s:s + batch_size]), y[s:s + batch_size])

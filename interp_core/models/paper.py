@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from interp_core.datasets import DATASETS
 from interp_core.io import load_arrays_pickle
 from interp_core.models.architectures import ARCHITECTURES, CAMNet, SameConv2d
 from interp_core.models.checkpoint import MAX_CHECKPOINT_BYTES, CheckpointError, ModelCard, check_file_size
@@ -34,8 +35,9 @@ PAPER_METHODS = {
     "intig": "int-ig", "intigadv": "int-ig-adv", "intunlabeled": "int-unlabeled",
     "intunlabeledmax": "int-unlabeled-max",
 }
-_DATASETS = {"mnist": "mnist", "cifar": "cifar10"}
-_NAME = re.compile(r"^(mnist|cifar)_(smallgap|pool|wresnet)_([a-z0-9]+)_(\d+)$")
+#: The dataset of each tag the authors' file names start with.
+_DATASETS = {record.paper_tag: name for name, record in DATASETS.items()}
+_NAME = re.compile(rf"^({'|'.join(_DATASETS)})_(smallgap|pool|wresnet)_([a-z0-9]+)_(\d+)$")
 
 def read_paper_pickle(path: str | Path) -> dict[str, np.ndarray]:
     """Arrays of an authors' ``.pkl`` file as ``layer<i>_kernel/bias`` names.
@@ -182,7 +184,7 @@ def paper_card(stem: str, arch: str, in_channels: int, num_classes: int) -> Mode
             tag = "int"
         method = PAPER_METHODS.get(tag, tag)
         hyper["epochs"] = int(match.group(4))
-        hyper["train_eps"] = 0.3 if dataset == "mnist" else 8 / 255
+        hyper["train_eps"] = DATASETS[dataset].train_eps
     return ModelCard(
         name=stem, arch=arch, dataset=dataset, method=method, in_channels=in_channels,
         num_classes=num_classes, source="paper", hyperparameters=hyper,

@@ -49,10 +49,6 @@ from interp_core.metrics import best_other_class, discrepancy, kendall_tau, topk
 TOPK_CELLS = 8
 #: Below this ||x' - x||_inf the attack left the image as it was: no perturbation to amplify.
 PERTURBATION_FLOOR = 1e-6
-#: Each dataset's default Explore image (its number in the demo sample): one that every shipped
-#: model classifies correctly, so the first attack shown starts from a right prediction (CIFAR-10
-#: #0, a cat, is a dog to five of the eight shipped CIFAR-10 models; tests/test_explore.py checks).
-DEFAULT_IMAGE = {"mnist": 0, "cifar10": 2}
 #: The label of the minimum-eps search's result: the eps a search found bounds the minimum from above.
 EPS_FOUND_LABEL = "ε found (an upper bound on the minimum): ‖x′ − x‖∞"
 

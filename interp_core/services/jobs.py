@@ -50,7 +50,8 @@ from typing import Callable
 from torch import nn
 
 from interp_core import paths
-from interp_core.attacks import PAPER_EPS, PAPER_SUBSET
+from interp_core.attacks import PAPER_SUBSET
+from interp_core.datasets import DATASETS
 from interp_core.evaluate import Progress, aai_evaluation, evaluation_set, robust_accuracy
 from interp_core.io import write_atomic
 from interp_core.models import CheckpointError, load_checkpoint, read_card
@@ -65,8 +66,6 @@ ACTIVE = ("running", "evaluating")
 #: classroom preset does by default (its compare ends within minutes).
 EVALUATION_N = PAPER_SUBSET["n"]
 PRESET_EVALUATION_N = {"classroom": 30}
-#: The two eps of the automatic AAI evaluation per dataset.
-AAI_EPS = {"mnist": (0.1, 0.3), "cifar10": (2 / 255, 8 / 255)}
 #: The shipped paper networks a run is compared with, and where their evaluations are stored
 #: (written by ``tools/train_references.py`` with :func:`evaluate_model`).
 REFERENCE_MODELS = {d: tuple(f"{d}-smallgap-{m}-paper" for m in ("normal", "pgd-at", "int"))
@@ -278,7 +277,7 @@ def robust_evaluation(model: nn.Module, dataset: str, n: int = EVALUATION_N, ret
     """The robustness half of :func:`evaluate_model`: on the first ``n`` (1 to 200) images of the
     authors' seed-99 test subset (read from the demo sample, which holds them first, so no data
     directory is needed), the authors' PGD (:func:`interp_core.evaluate.robust_accuracy`, protocol
-    "paper") at every eps of ``PAPER_EPS[dataset]`` beside its re-test (``retest``, one of
+    "paper") at every eps of the dataset's ``paper_eps`` beside its re-test (``retest``, one of
     ``interp_core.evaluate.RETESTS``: random-start PGD, then Square or AutoAttack, on what the
     authors' PGD left standing).
 
@@ -288,12 +287,12 @@ def robust_evaluation(model: nn.Module, dataset: str, n: int = EVALUATION_N, ret
     ``interp_core.evaluate.robust.CONTRADICTION`` off the reported accuracy), "masking_signs",
     "warnings"}; accuracies in [0, 1].
     """
-    if dataset not in PAPER_EPS:
-        raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(PAPER_EPS)}")
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(DATASETS)}")
     if not 1 <= n <= EVALUATION_N:
         raise ValueError(f"n must be between 1 and {EVALUATION_N} (the paper subset), got {n}")
     data, subset = evaluation_set(dataset, "demo", n=n, subset="paper")
-    robust = robust_accuracy(model, data.images, data.labels, list(PAPER_EPS[dataset]), "paper", retest=retest,
+    robust = robust_accuracy(model, data.images, data.labels, list(DATASETS[dataset].paper_eps), "paper", retest=retest,
                              subset=subset, progress=progress)
     return {"dataset": dataset, "n": len(data.labels), "subset": subset,
             "clean_accuracy": robust.results[0]["accuracy"],
@@ -306,7 +305,7 @@ def evaluate_model(model: nn.Module, dataset: str, n: int = EVALUATION_N, retest
                    progress: StageProgress | None = None) -> dict:
     """The evaluation shown for every run and reference model: :func:`robust_evaluation` (the
     authors' PGD beside its ``retest``) and the AAI Kendall tau
-    (:func:`interp_core.evaluate.aai_evaluation`) at the two eps of ``AAI_EPS[dataset]``, on the
+    (:func:`interp_core.evaluate.aai_evaluation`) at the two eps of ``DATASETS[dataset].evaluation_aai_eps()``, on the
     same ``n`` images.
 
     Returns :func:`robust_evaluation`'s dict with "aai": [{"eps", "kendall_tau",
@@ -320,7 +319,7 @@ def evaluate_model(model: nn.Module, dataset: str, n: int = EVALUATION_N, retest
 
     result = robust_evaluation(model, dataset, n, retest, stage("robust accuracy and its re-test"))
     data, subset = evaluation_set(dataset, "demo", n=n, subset="paper")
-    aai = aai_evaluation(model, data.images, data.labels, list(AAI_EPS[dataset]), subset=subset,
+    aai = aai_evaluation(model, data.images, data.labels, list(DATASETS[dataset].evaluation_aai_eps()), subset=subset,
                          progress=stage("AAI Kendall tau"))
     return {**result, "aai": aai["results"], "aai_protocol": aai["protocol"],
             "seconds": round(time.perf_counter() - started, 1)}
