@@ -286,3 +286,34 @@ def test_fraction_schedules_resolve_to_steps():
         make_config("int", "mnist", preset="paper", eps_ramp=[500, 100])
     with pytest.raises(ValueError, match="schedule_in"):
         make_config("int", "mnist", preset="cpu", schedule_in="epochs")
+
+
+def test_a_command_that_cannot_run_fails_with_a_typed_message(runs, monkeypatch):
+    """The worker records the command's ValueError as an error event; the status says it, whatever
+    the run printed to stderr."""
+    monkeypatch.setattr(jobs, "_launch", lambda folder, mode: None)  # the worker runs here, below
+    job_id = jobs.start_job(dict(TINY))
+    folder = runs / job_id
+    (folder / "stderr.log").write_text("error: something the status must not parse\n")
+
+    def command(argv):
+        raise ValueError("init_from nowhere: no such checkpoint")
+
+    assert jobs.run_worker(folder, "train", command) == 2
+    status = jobs.job_status(job_id)
+    assert status["state"] == "failed" and status["message"] == "init_from nowhere: no such checkpoint"
+    assert not status["resumable"]
+
+
+def test_job_status_reads_a_job_again_only_when_its_files_change(runs, monkeypatch):
+    monkeypatch.setattr(jobs, "_launch", lambda folder, mode: None)
+    job_id = jobs.start_job(dict(TINY))
+    reads = []
+    real = jobs._events
+    monkeypatch.setattr(jobs, "_events", lambda path: reads.append(path) or real(path))
+    first = jobs.job_status(job_id)
+    assert jobs.job_status(job_id) == first and len(reads) == 1  # nothing changed: nothing read
+    first["history"].append("mutated by a caller")
+    assert jobs.job_status(job_id)["history"] == []  # callers get copies
+    jobs._append(runs / job_id, {"event": "error", "message": "a new event"})
+    assert jobs.job_status(job_id)["message"] == "a new event" and len(reads) == 2

@@ -33,6 +33,7 @@ job. Breaking one raises ValueError with the reason.
 
 from __future__ import annotations
 
+import copy
 import errno
 import json
 import os
@@ -51,6 +52,7 @@ from torch import nn
 
 from interp_core import paths
 from interp_core.attacks import PAPER_SUBSET
+from interp_core.data import DatasetNotFound
 from interp_core.datasets import DATASETS
 from interp_core.evaluate import Progress, aai_evaluation, evaluation_set, robust_accuracy
 from interp_core.io import write_atomic
@@ -174,9 +176,40 @@ def job_status(job_id: str) -> dict:
     :func:`evaluate_model`, or None), eval_progress ({"stage", "done", "total"} while
     evaluating, else None), eval_message (why a finished run has no evaluation, or ""),
     resumable (bool), started (epoch seconds).
+
+    A job whose files and process are as at the last call gets that call's status back (a copy)
+    without its files being read again: polling many jobs every 2 s costs a few stats per job.
     """
     folder = _folder(job_id)
     info = _read_info(folder)
+    checkpoint = Path(info["checkpoint"])
+    alive = _alive(job_id, info["pid"], folder)
+    files = (folder / "job.json", folder / "progress.jsonl", folder / "stderr.log", checkpoint,
+             evaluation_path(checkpoint), state_path(checkpoint), previous_state_path(checkpoint))
+    signature = (alive, tuple(_stamp(p) for p in files))
+    cached = _STATUS_CACHE.get(job_id)
+    if cached is not None and cached[0] == signature:
+        return copy.deepcopy(cached[1])
+    status = _read_status(job_id, folder, info, checkpoint, alive)
+    _STATUS_CACHE[job_id] = (signature, copy.deepcopy(status))
+    return status
+
+
+#: job id -> (signature of its files and process, the status read from them): see job_status.
+_STATUS_CACHE: dict[str, tuple[tuple, dict]] = {}
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    """(modification time in ns, size) of a file, or None when it is not there."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _read_status(job_id: str, folder: Path, info: dict, checkpoint: Path, alive: bool) -> dict:
+    """The status of :func:`job_status`, read from the job's files."""
     events = _events(folder / "progress.jsonl")
     launches = [i for i, e in enumerate(events) if e.get("event") == "launch"]
     last = launches[-1] if launches else 0
@@ -193,10 +226,8 @@ def job_status(job_id: str) -> dict:
             while history and history[-1]["step"] >= event["step"]:
                 history.pop()  # logged after the checkpoint a resumed run restarted from
             history.append({k: event[k] for k in ("step", "epoch", "loss", "accuracy", "eps", "images_per_s")})
-    checkpoint = Path(info["checkpoint"])
     has_checkpoint = checkpoint.is_file()
     evaluation = read_evaluation(checkpoint) if has_checkpoint else None
-    alive = _alive(job_id, info["pid"], folder)
     eval_progress, eval_message = None, ""
     metrics = dict(end.get("metrics", {})) if end is not None else {}
     if alive and (end is None or end["status"] != "finished"):
@@ -221,8 +252,6 @@ def job_status(job_id: str) -> dict:
         stderr = _last_line(folder / "stderr.log")
         if errors:
             message = errors[-1]
-        elif stderr.startswith("error: "):
-            message = stderr[len("error: "):]
         else:
             message = ("the run's process ended without finishing (killed, or the machine restarted)"
                        + (f": {stderr}" if stderr and "Error" in stderr else ""))
@@ -512,15 +541,20 @@ def _write_problem(err: BaseException) -> str:
 
 def run_worker(folder: Path, mode: str, run_command: Callable[[list[str]], int]) -> int:
     """The worker of the job in ``folder``: train (mode "train" or "resume") by running the
-    ``interp_core train`` command of job.json through ``run_command`` (the CLI's ``main``: argv
-    after ``python -m interp_core`` -> exit code), then, if the training finished, evaluate (also
-    mode "evaluate") and store the evaluation atomically beside the checkpoint. Returns the exit code."""
+    ``interp_core train`` command of job.json through ``run_command`` (argv after ``python -m
+    interp_core`` -> exit code; settings that cannot run raise ValueError, missing data
+    DatasetNotFound), then, if the training finished, evaluate (also mode "evaluate") and store the
+    evaluation atomically beside the checkpoint. Every failure is recorded as an ``error`` event
+    with its message (what ``job_status`` shows). Returns the exit code."""
     from safetensors import SafetensorError
 
     info = _read_info(folder)
     if mode in ("train", "resume"):
         try:  # the command after `python -m interp_core`
             code = run_command(info["command"][3:] + (["--resume"] if mode == "resume" else []))
+        except (ValueError, DatasetNotFound) as err:  # the settings or the data, not the run: said as is
+            _append(folder, {"event": "error", "message": str(err)})
+            return 2
         except (OSError, RuntimeError, SafetensorError) as err:
             _append(folder, {"event": "error", "message": _write_problem(err)})
             raise
