@@ -1,7 +1,8 @@
 """Explore: attack one image on one or more models and compare interpretation maps and discrepancies.
 
-Widgets -> ``run_model`` (one cached call into interp_core.services.explore per model, with
-per-model progress; each model's panel is drawn as soon as its result is there) -> render. The
+Widgets -> ``run_model`` (one call into interp_core.services.explore per model, its result shared
+by every session through ``shared_results``: identical requests computed once, distinct ones in
+a bounded queue whose position is shown; per-model progress; each model's panel is drawn as soon as its result is there) -> render. The
 clean images' maps are kept across attacks (``clean_map_cache``). The view (dataset, image, models, attack and its settings,
 explainers, view options) lives in the URL, so a link reproduces it (app_support/url_state.py);
 the guided demos on the home page are such links.
@@ -24,6 +25,7 @@ from app_support.common import (DATASET_LABELS, IMAGE_SHAPES, dataset_picker, ex
                                 full_data_source, get_dataset, get_image_folder, get_model, model_label, model_picker,
                                 model_table, uploaded_image)
 from app_support.layout import setup_page
+from app_support.shared_compute import Busy, SharedCompute
 from app_support.url_state import Link
 from interp_core import paths
 from interp_core.attacks import ATTACKS, build_attack
@@ -89,12 +91,17 @@ def clean_map_cache() -> CleanMapCache:
     return CleanMapCache()
 
 
-@st.cache_data(show_spinner=False, max_entries=128)
+@st.cache_resource
+def shared_results() -> SharedCompute:
+    """The server's Explore results and compute queue, shared by every session (a class)."""
+    return SharedCompute()
+
+
 def run_model(x: np.ndarray, y: int | None, class_names: tuple, spec: str, attack: str, params: tuple,
               target: int | None, explainers: tuple, trajectory: str | None, dataset: str,
               image_id) -> ExploreResult:
-    """The one call into interp_core for one model, cached by every input (so adding a model to the
-    comparison computes only that one). Raises MisclassifiedImage for an attack that needs a
+    """The one call into interp_core for one model (kept in ``shared_results`` by every input, so
+    adding a model to the comparison computes only that one). Raises MisclassifiedImage for an attack that needs a
     correctly classified image (ISA). The settings shown are those asked for (not γ while it is searched)."""
     settings = {k: v for k, v in attack_settings(attack, dict(params)).items() if k in dict(params)}
     return explore({model_label(spec): get_model(spec)}, torch.from_numpy(x),
@@ -352,12 +359,25 @@ def compute(request: dict, x: np.ndarray, view: dict,
         bar.progress(i / len(specs), text=f"Attacking and explaining: model {i + 1} of {len(specs)} "
                                           f"({model_label(spec)})…")
         started = time.perf_counter()
+        settings = {k: v for k, v in request.items() if k not in ("specs", "image")}
+        note = box.empty()
+
+        def waiting(position: int, seconds: float | None) -> None:
+            eta = f", about {seconds:.0f} s" if seconds is not None else ""
+            note.info("Another session is computing this very result: it will be shown here too." if position == 0
+                      else f"In the queue of this server: number {position}{eta}.", icon=":material/hourglass_top:")
+
         try:
-            res = run_model(x, **{k: v for k, v in request.items() if k not in ("specs", "image")}, spec=spec)
+            res, _ = shared_results().get((request["image"][1], spec, *settings.items()),
+                                          lambda: run_model(x, **settings, spec=spec), waiting)
         except MisclassifiedImage as err:
             box.warning(f"Refused: {err}", icon=":material/block:")
             continue
+        except Busy as err:
+            box.warning(f"The server is busy ({err}).", icon=":material/block:")
+            continue
         finally:
+            note.empty()
             fetching += time.perf_counter() - started
         with box:
             model_panel(res, view, wide)

@@ -1,0 +1,83 @@
+"""Fair sharing of the server's CPU between sessions (a class on one small server): every result
+is kept for every session, a request whose twin is being computed waits for that computation
+instead of repeating it, and distinct requests go through one first-come queue that lets
+``running`` of them compute at once (one torch thread each). A session waiting in the queue sees
+its position and an estimate of the wait; beyond ``waiting`` queued requests a new one is turned
+away with ``Busy`` (try again shortly) rather than piling up.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Callable, Hashable
+
+#: on_wait(position, seconds): the request is number ``position`` (1 = next) in the queue, or 0 while
+#: its twin computes for another session; ``seconds`` the estimated wait (None before any timing).
+WaitCallback = Callable[[int, float | None], None]
+
+#: Distinct requests computed at once: one per core (each computes on one thread).
+RUNNING = max(1, os.cpu_count() or 1)
+#: Requests that may wait: a class of thirty, each with one request in flight.
+WAITING = 30
+ENTRIES = 128
+POLL_SECONDS = 0.5
+
+
+class Busy(RuntimeError):
+    """The queue is full: the request was not queued."""
+
+
+class SharedCompute:
+    """Results by key, shared by every session (see the module docstring); thread-safe."""
+
+    def __init__(self, running: int = RUNNING, waiting: int = WAITING, entries: int = ENTRIES):
+        self.running, self.waiting, self.entries = running, waiting, entries
+        self._lock = threading.Condition()
+        self._results: OrderedDict[Hashable, Any] = OrderedDict()
+        self._queue: list[Hashable] = []  # keys in arrival order; the first ``running`` compute
+        self._seconds: list[float] = []  # the latest compute times, for the estimate
+
+    def estimate(self, position: int) -> float | None:
+        """About how many seconds a request at ``position`` (1 = next) waits and computes: the median
+        of the latest compute times, once per round of ``running`` requests ahead of it, plus its own."""
+        if not self._seconds:
+            return None
+        return statistics.median(self._seconds) * (1 + (position - 1) // self.running + 1)
+
+    def get(self, key: Hashable, compute: Callable[[], Any], on_wait: WaitCallback | None = None) -> tuple[Any, bool]:
+        """(the result of ``compute()`` for ``key``, whether it was already there). ``compute`` runs
+        at most once at a time per key; an exception it raises reaches every request waiting for
+        it and is not kept. Raises Busy when ``waiting`` requests already wait."""
+        with self._lock:
+            while key in self._queue:  # its twin is queued or computing: wait for that result
+                if on_wait:
+                    on_wait(0, None)
+                self._lock.wait(POLL_SECONDS)
+            if key in self._results:
+                self._results.move_to_end(key)
+                return self._results[key], True
+            if len(self._queue) - self.running >= self.waiting:
+                raise Busy(f"{len(self._queue)} requests are being computed or wait; try again in a moment")
+            self._queue.append(key)
+        try:  # from here on the key leaves the queue however this ends (a session may rerun while it waits)
+            with self._lock:
+                while (position := self._queue.index(key) - self.running + 1) > 0:
+                    if on_wait:
+                        on_wait(position, self.estimate(position))
+                    self._lock.wait(POLL_SECONDS)
+            started = time.perf_counter()
+            value = compute()
+            with self._lock:
+                self._seconds = (self._seconds + [time.perf_counter() - started])[-20:]
+                self._results[key] = value
+                while len(self._results) > self.entries:
+                    self._results.popitem(last=False)
+        finally:
+            with self._lock:
+                self._queue.remove(key)
+                self._lock.notify_all()
+        return value, False
