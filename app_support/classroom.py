@@ -13,7 +13,7 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import streamlit as st
 
@@ -80,8 +80,7 @@ class Classes:
         """A copy of the class's current view, or None when no class has that code."""
         with self._lock:
             view = self._classes.get(normalize(code))
-            return None if view is None else ClassView(view.page, dict(view.params), view.version, view.lesson,
-                                                       view.touched)
+            return None if view is None else replace(view, params=dict(view.params))
 
 
 def normalize(code: str) -> str:
@@ -133,13 +132,18 @@ def _follow(code: str) -> None:
         st.switch_page(view.page, query_params={**view.params, VIEW_PARAM: str(view.version)})
 
 
+def _follow_class(code: str) -> None:
+    """This session follows class ``code`` from the teacher's current view on."""
+    st.session_state["class_follow"], st.session_state["class_branched"] = code, False
+    st.session_state.pop("class_seen", None)
+
+
 def class_sidebar() -> None:
     """The sidebar's class section: open or close a class (teacher), follow a code, branch off and
     follow again (student). A link's ``follow=CODE`` parameter follows that class."""
     state = st.session_state
     if "follow" in st.query_params:
-        state["class_follow"], state["class_branched"] = normalize(st.query_params["follow"]), False
-        state.pop("class_seen", None)
+        _follow_class(normalize(st.query_params["follow"]))
         del st.query_params["follow"]
     with st.expander("Class", expanded=bool(teaching() or state.get("class_follow"))):
         if teaching():
@@ -165,15 +169,13 @@ def class_sidebar() -> None:
         if code:
             st.caption(f"You branched off class **{code}**.")
             if st.button("Follow again", key="class_refollow"):
-                state["class_branched"] = False
-                state.pop("class_seen", None)
+                _follow_class(code)
                 st.rerun()
             return
         typed = st.text_input("Class code", key="class_code_input", max_chars=8, placeholder="e.g. K7QD")
         c1, c2 = st.columns(2)
         if c1.button("Follow", key="class_follow_button") and normalize(typed):
-            state["class_follow"], state["class_branched"] = normalize(typed), False
-            state.pop("class_seen", None)
+            _follow_class(normalize(typed))
             st.rerun()
         if c2.button("Teach", key="class_open", help="open a class: students who follow its code see your views"):
             try:

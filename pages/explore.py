@@ -2,8 +2,8 @@
 
 Widgets -> ``run_model`` (one call into interp_core.services.explore per model, its result shared
 by every session through ``shared_results``: identical requests computed once, distinct ones in
-a bounded queue whose position is shown; per-model progress; each model's panel is drawn as soon as its result is there) -> render. The
-clean images' maps are kept across attacks (``clean_map_cache``). The view (dataset, image, models, attack and its settings,
+a bounded queue whose position is shown; per-model progress; each model's panel is drawn as soon
+as its result is there) -> render. The clean images' maps are kept across attacks (``clean_map_cache``). The view (dataset, image, models, attack and its settings,
 explainers, view options) lives in the URL, so a link reproduces it (app_support/url_state.py);
 the guided demos on the home page are such links.
 """
@@ -101,8 +101,8 @@ def run_model(x: np.ndarray, y: int | None, class_names: tuple, spec: str, attac
               target: int | None, explainers: tuple, trajectory: str | None, dataset: str,
               image_id) -> ExploreResult:
     """The one call into interp_core for one model (kept in ``shared_results`` by every input, so
-    adding a model to the comparison computes only that one). Raises MisclassifiedImage for an attack that needs a
-    correctly classified image (ISA). The settings shown are those asked for (not γ while it is searched)."""
+    adding a model to the comparison computes only that one). Raises MisclassifiedImage for an
+    attack that needs a correctly classified image (ISA). The settings shown are those asked for (not γ while it is searched)."""
     settings = {k: v for k, v in attack_settings(attack, dict(params)).items() if k in dict(params)}
     return explore({model_label(spec): get_model(spec)}, torch.from_numpy(x),
                    None if y is None else torch.tensor([y]), build_attack(attack, **dict(params)), list(explainers),

@@ -20,19 +20,18 @@ import sys
 from pathlib import Path
 
 from interp_core.datasets import eps_text
-from interp_core.models import ModelCard, read_card
+from interp_core.models import ACTIVATIONS, read_card
 from interp_core.runtime import configure_threads
 from interp_core.training import train
 from interp_core.training.schedules import make_config
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tools/ is a package of the project root, also when this file runs as a script
-from tools.project_cards import ship, tau_text  # noqa: E402
+from tools.project_cards import accuracy_cell, ship, tau_text  # noqa: E402
 REPORT = ROOT / "results" / "activation.md"
 #: The methods compared (IG-Norm is left out: a step costs 76-90 normal steps, about 5 hours of one
 #: thread at this preset; benchmarks/RESULTS.md).
 METHODS = ("normal", "pgd-at", "int", "int2")
-ACTIVATIONS = ("relu", "softplus")
 #: The eps the table shows (the cards measure the whole MNIST grid) and the AAI eps.
 TABLE_EPS = ("0.1", "0.2", "0.3", "0.35")
 TABLE_TAU = ("0.3",)
@@ -74,13 +73,6 @@ def train_softplus(method: str, data_dir: str | None) -> Path:
     return ship(out, card_name(method, "softplus"), "cpu", "the command above", None)
 
 
-def _cell(card: ModelCard | None, label: str) -> str:
-    if card is None:
-        return "not trained"
-    m = card.metrics
-    return f"{m['pgd_accuracy'][label]:.3f} / {m['retested_accuracy'][label]:.3f}"
-
-
 def report() -> str:
     """results/activation.md from the shipped cards (a missing softplus card shows as not trained)."""
     cards = {(m, a): read_card(card_path(m, a)) if card_path(m, a).is_file() else None
@@ -97,7 +89,7 @@ def report() -> str:
             m = card.metrics
             taus = " | ".join(tau_text(m["aai_tau"][t]) for t in TABLE_TAU)
             lines.append(f"| {method} | {activation} | {m['clean_accuracy']:.3f} | "
-                         + " | ".join(_cell(card, e) for e in TABLE_EPS)
+                         + " | ".join(accuracy_cell(m, e) for e in TABLE_EPS)
                          + f" | {taus} | {m['train_seconds'] / 60:.0f} min |")
     return "\n".join(lines)
 

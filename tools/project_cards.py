@@ -192,6 +192,11 @@ def rewrite_markdown(name: str) -> Path:
     return path.with_suffix(".md")
 
 
+def accuracy_cell(metrics: dict, label: str) -> str:
+    """A card's accuracy at eps ``label`` as "reported / re-tested" (three decimals each)."""
+    return f"{metrics['pgd_accuracy'][label]:.3f} / {metrics['retested_accuracy'][label]:.3f}"
+
+
 def tau_text(tau: float) -> str:
     """A Kendall tau to three decimals, or "—" when no image kept its class (tau is then undefined)."""
     return "—" if math.isnan(tau) else f"{tau:.3f}"
@@ -223,7 +228,7 @@ def cards_table(dataset: str) -> str:
         m = card.metrics
         label = card.method if card.activation == "relu" else f"{card.method} ({card.activation})"
         lines.append(f"| {label} | {m['clean_accuracy']:.3f} | "
-                     + " | ".join(f"{m['pgd_accuracy'][e]:.3f} / {m['retested_accuracy'][e]:.3f}" for e in eps) + " | "
+                     + " | ".join(accuracy_cell(m, e) for e in eps) + " | "
                      + " | ".join(tau_text(m['aai_tau'][t]) for t in taus) + " |")
     return "\n".join(lines)
 
