@@ -31,7 +31,7 @@ PRESET_LABELS = {"classroom": "classroom (a compare in minutes)", "fast": "fast 
 CLASSROOM_NOTE = ("Measured on the project's 2-core machine with another training job beside: normal vs int with this "
                   "preset's defaults on the training set ended in 84 s, evaluation included, at 0.948 and 0.935 clean "
                   "accuracy on the whole test set. On 30 images, int kept 0.833 accuracy at ε = 0.1 under the "
-                  "re-test against 0.2 for normal, and its AAI Kendall τ at ε = 0.1 was 0.874 against 0.743.")
+                  "re-test against 0.200 for normal, and its AAI Kendall τ at ε = 0.1 was 0.874 against 0.743.")
 #: The fast preset's cost, from the step-cost benchmark (benchmarks/RESULTS.md, "Training step cost per method").
 FAST_NOTE = ("One inner step of 1.25 ε from a random start instead of 10: measured on one thread (MNIST smallgap, batch "
              "50), a pgd-at step costs 1.67 normal steps instead of 7.78, an int step 2.91 instead of 9.45. The run "

@@ -206,7 +206,7 @@ def test_train_fast_preset_fine_tunes_a_shipped_network(tmp_path, monkeypatch):
     measured = (f"ended in {normal['wall s (both, evaluation included)']:.0f} s, evaluation included, at "
                 f"{normal['clean (test set, 10,000)']:.3f} and {intr['clean (test set, 10,000)']:.3f} clean",
                 f"int kept {intr['eps 0.1 re-tested']:.3f} accuracy at ε = 0.1 under the re-test against "
-                f"{normal['eps 0.1 re-tested']:g} for normal", f"was {intr['AAI tau 0.1']:.3f} against "
+                f"{normal['eps 0.1 re-tested']:.3f} for normal", f"was {intr['AAI tau 0.1']:.3f} against "
                 f"{normal['AAI tau 0.1']:.3f}")
     assert all(any(m in c.value for c in at.caption) for m in measured)  # the classroom note is the benchmark's
     at.radio(key="train_preset").set_value("fast").run()
