@@ -28,14 +28,14 @@ from app_support.layout import setup_page
 from app_support.shared_compute import Busy, SharedCompute
 from app_support.url_state import Link
 from interp_core import paths
-from interp_core.attacks import ATTACKS, build_attack
+from interp_core.attacks import ATTACKS
 from interp_core.data import ImageDataset
 from interp_core.datasets import DATASETS
 from interp_core.interpret import EXPLAINERS, LABELS
 from interp_core.services import figures
 from interp_core.services.explore import (BOUND_DEFINITION, EPS_FOUND_LABEL, METRIC_DEFINITIONS,
-                                          CleanMapCache, ExploreResult, MisclassifiedImage, attack_settings,
-                                          bound_readout, eps_found_readout, explore,
+                                          CleanMapCache, ExploreAttack, ExploreImages, ExploreResult,
+                                          MisclassifiedImage, bound_readout, eps_found_readout, explore,
                                           goal_readout, to_csv, to_json, to_npz)
 
 setup_page("Explore")
@@ -103,14 +103,11 @@ def run_model(x: np.ndarray, y: int | None, class_names: tuple, spec: str, attac
     """The one call into interp_core for one model (kept in ``shared_results`` by every input, so
     adding a model to the comparison computes only that one). Raises MisclassifiedImage for an
     attack that needs a correctly classified image (ISA). The settings shown are those asked for (not γ while it is searched)."""
-    settings = {k: v for k, v in attack_settings(attack, dict(params)).items() if k in dict(params)}
-    return explore({model_label(spec): get_model(spec)}, torch.from_numpy(x),
-                   None if y is None else torch.tensor([y]), build_attack(attack, **dict(params)), list(explainers),
-                   attack_info={"name": attack, **settings, "target": target},
-                   target=None if target is None else torch.tensor([target]), class_names=class_names,
-                   trajectory_explainer=trajectory, goal=ATTACKS[attack].goal,
-                   require_correct=ATTACKS[attack].needs_correct, dataset=DATASET_LABELS[dataset], image_ids=[image_id],
-                   clean_maps=clean_map_cache())
+    images = ExploreImages(torch.from_numpy(x), None if y is None else torch.tensor([y]), class_names,
+                           DATASET_LABELS[dataset], [image_id])
+    request = ExploreAttack.registered(attack, dict(params), None if target is None else torch.tensor([target]))
+    return explore({model_label(spec): get_model(spec)}, images, request, list(explainers), trajectory,
+                   clean_map_cache())
 
 
 def pick_gallery_image(source: tuple, spec: str | None, model_classes: list[str], key: str = "explore",

@@ -11,7 +11,7 @@ from app_support.layout import setup_page
 from app_support.url_state import Link
 from interp_core.datasets import DATASETS
 from interp_core.services import figures
-from interp_core.services.explore import goal_readout
+from interp_core.services.explore import ExploreImages, goal_readout
 from interp_core.services.random_start import STARTS, side_by_side, start_comparison, trace_figure
 
 setup_page("Random start")
@@ -26,9 +26,9 @@ DEFAULT_IMAGE = 8
 def comparison(spec: str, dataset: str, index: int, eps: float, steps: int, seed: int):
     """Both starts on demo image ``index`` (cached by every setting)."""
     data = get_dataset(dataset, "demo")
-    runs = start_comparison(get_model(spec), data.images[index:index + 1], data.labels[index:index + 1], eps,
-                            steps=steps, seed=seed, name=model_label(spec), class_names=data.class_names,
-                            dataset=dataset, image_ids=[index])
+    images = ExploreImages(data.images[index:index + 1], data.labels[index:index + 1], data.class_names, dataset,
+                           [index])
+    runs = start_comparison(get_model(spec), images, eps, steps=steps, seed=seed, name=model_label(spec))
     return runs
 
 

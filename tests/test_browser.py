@@ -50,19 +50,19 @@ def test_explore_numbers_match_the_library(browser, app_url, shots):
 
     # the same inputs through the library: the page's defaults (first model, first attack, its defaults)
     from interp_core.data import load_dataset
-    from interp_core.services.explore import explore
+    from interp_core.services.explore import ExploreAttack, ExploreImages, explore
     from interp_core.interpret import LABELS
     from interp_core.models import load_model
     from app_support.attack_controls import default_attack
-    from interp_core.attacks import build_attack
 
     index = int(image.split(" · ")[0].lstrip("#"))
     data = load_dataset("mnist", "demo")
     model = load_model("mnist-smallgap-normal-paper")[0]
     name, params = default_attack("mnist")
-    expected = explore({"m": model}, data.images[index:index + 1], data.labels[index:index + 1],
-                       build_attack(name, **params), ["cam", "gradcampp", "saliency", "ig"],
-                       class_names=data.class_names, trajectory_explainer=None)
+    expected = explore({"m": model}, ExploreImages(data.images[index:index + 1], data.labels[index:index + 1],
+                                                   data.class_names),
+                       ExploreAttack.registered(name, params), ["cam", "gradcampp", "saliency", "ig"],
+                       trajectory_explainer=None)
     rows = {row["explainer"]: row for row in shown}
     assert set(rows) == {LABELS[e] for e in expected.models[0].maps}
     for explainer, maps in expected.models[0].maps.items():

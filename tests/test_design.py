@@ -201,3 +201,21 @@ def test_per_dataset_knowledge_lives_in_the_dataset_records():
                 if table.search(line) and "NORMAL_SMALLGAP" not in line:
                     found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert not found, "per-dataset tables outside interp_core/datasets.py:\n" + "\n".join(found)
+
+
+def test_the_explore_services_take_images_and_attack_as_records():
+    """explore and start_comparison take the images (with labels, names, ids) as one
+    ``ExploreImages`` and explore the attack with its goal as one ``ExploreAttack``: no loose
+    parameter for any of their fields (explore took 13 parameters before)."""
+    import dataclasses
+    import inspect
+
+    from interp_core.services.explore import ExploreAttack, ExploreImages, explore
+    from interp_core.services.random_start import start_comparison
+
+    loose = {f.name for f in dataclasses.fields(ExploreImages)} | {f.name for f in dataclasses.fields(ExploreAttack)}
+    loose |= {"attack_info", "require_correct", "goal"}
+    for function in (explore, start_comparison):
+        params = set(inspect.signature(function).parameters)
+        assert not params & (loose - {"attack"}), f"{function.__name__} takes {sorted(params & loose)} loose"
+        assert len(params) <= 8, f"{function.__name__} takes {len(params)} parameters"

@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 
 from interp_core import paths
-from interp_core.attacks import ATTACKS, PGD, build_attack
+from interp_core.attacks import ATTACKS, PGD
 from interp_core.data import load_dataset
 from interp_core.datasets import DATASETS
 from interp_core.models import available_models, load_model
-from interp_core.services.explore import (METRIC_DEFINITIONS, PERTURBATION_FLOOR, CleanMapCache,
-                                          MisclassifiedImage, attack_settings, bound_readout,
+from interp_core.services.explore import (METRIC_DEFINITIONS, PERTURBATION_FLOOR, CleanMapCache, ExploreAttack,
+                                          ExploreImages, MisclassifiedImage, attack_settings, bound_readout,
                                           eps_found_readout, explore, goal_readout, metrics_rows,
                                           perturbation_readout, settings_line, to_csv, to_json, to_npz)
 from interp_core.services.figures import to_png
@@ -54,8 +54,8 @@ class Stepping:
 @pytest.fixture
 def result(mnist_normal, mnist_demo):
     x, y = mnist_demo.images[:3], mnist_demo.labels[:3]
-    return explore({"normal": mnist_normal}, x, y, pgd_fn(0.2), EXPLAINERS, {"name": "pgd"},
-                   class_names=mnist_demo.class_names, trajectory_explainer=None)
+    return explore({"normal": mnist_normal}, ExploreImages(x, y, mnist_demo.class_names),
+                   ExploreAttack(pgd_fn(0.2), {"name": "pgd"}), EXPLAINERS, trajectory_explainer=None)
 
 
 def test_metrics_match_the_library(result, mnist_normal, mnist_demo):
@@ -97,7 +97,8 @@ def test_shapes_and_perturbation(result):
 
 def test_trajectory_records_every_step(mnist_normal, mnist_demo):
     x, y = mnist_demo.images[:2], mnist_demo.labels[:2]
-    res = explore({"normal": mnist_normal}, x, y, Stepping(5), ["cam", "saliency"], trajectory_explainer="cam")
+    res = explore({"normal": mnist_normal}, ExploreImages(x, y), ExploreAttack(Stepping(5)), ["cam", "saliency"],
+                  trajectory_explainer="cam")
     traj, m = res.models[0].trajectory, res.models[0]
     assert traj.x.shape == (6, 2, 1, 28, 28) and traj.maps.shape == (6, 2, 2, 7, 7)
     np.testing.assert_allclose(traj.x[0], res.x, atol=1e-7)
@@ -114,8 +115,8 @@ def test_no_trajectory_when_not_asked(result):
 
 
 def test_zero_eps_changes_nothing(mnist_normal, mnist_demo):
-    res = explore({"normal": mnist_normal}, mnist_demo.images[:2], mnist_demo.labels[:2], pgd_fn(0.0),
-                  ["cam"], class_names=mnist_demo.class_names)
+    res = explore({"normal": mnist_normal}, ExploreImages(mnist_demo.images[:2], mnist_demo.labels[:2],
+                                                          mnist_demo.class_names), ExploreAttack(pgd_fn(0.0)), ["cam"])
     metrics = res.models[0].maps["cam"].metrics
     assert np.all(metrics["D1 raw"] == 0) and np.all(metrics["D2 range"] == 0)
     np.testing.assert_allclose(metrics["Kendall tau"], 1.0)
@@ -124,7 +125,7 @@ def test_zero_eps_changes_nothing(mnist_normal, mnist_demo):
 
 def test_unlabelled_image_uses_the_clean_prediction(mnist_normal, mnist_demo):
     x = mnist_demo.images[:1]
-    res = explore({"a": mnist_normal}, x, None, pgd_fn(0.1, 3), ["cam"])
+    res = explore({"a": mnist_normal}, ExploreImages(x), ExploreAttack(pgd_fn(0.1, 3)), ["cam"])
     assert res.models[0].y[0] == mnist_normal(x).argmax(1).item()
 
 
@@ -133,8 +134,8 @@ def test_several_models_and_cifar(tiny_cifar_model):
 
     data = load_dataset("cifar10", "demo", n=1)
     other = type(tiny_cifar_model)(3, 10).eval()
-    res = explore({"a": tiny_cifar_model, "b": other}, data.images, data.labels, pgd_fn(8 / 255, 3), ["cam", "ig"],
-                  class_names=data.class_names)
+    res = explore({"a": tiny_cifar_model, "b": other}, ExploreImages(data.images, data.labels, data.class_names),
+                  ExploreAttack(pgd_fn(8 / 255, 3)), ["cam", "ig"])
     assert [m.model for m in res.models] == ["a", "b"]
     assert res.models[0].maps["cam"].clean.shape == (1, 2, 8, 8)
     assert res.models[1].maps["ig"].clean.shape == (1, 2, 32, 32)
@@ -153,8 +154,9 @@ def test_clean_maps_are_kept_across_attacks_but_not_shared_across_models_or_imag
     explainers = ["cam", "saliency", "ig"]
 
     def run(model, i, attack, clean_maps):
-        return explore({"m": model}, x[i:i + 1], y[i:i + 1], attack, explainers, target=target[i:i + 1],
-                       trajectory_explainer=None, clean_maps=clean_maps).models[0]
+        return explore({"m": model}, ExploreImages(x[i:i + 1], y[i:i + 1]),
+                       ExploreAttack(attack, target=target[i:i + 1]), explainers, trajectory_explainer=None,
+                       clean_maps=clean_maps).models[0]
 
     def targeted(steps):
         return PGD(0.2, 0.02, steps, objective="margin", targeted=True)
@@ -194,15 +196,17 @@ def test_exports(result):
 
 def test_rejects_bad_input(mnist_normal, mnist_demo):
     with pytest.raises(ValueError, match="N, C, H, W"):
-        explore({"a": mnist_normal}, mnist_demo.images[0], None, pgd_fn(0.1), ["cam"])
+        ExploreImages(mnist_demo.images[0])
+    with pytest.raises(ValueError, match="one label per image"):
+        ExploreImages(mnist_demo.images[:2], mnist_demo.labels[:1])
     with pytest.raises(ValueError, match="explainer"):
-        explore({"a": mnist_normal}, mnist_demo.images[:1], None, pgd_fn(0.1), [])
+        explore({"a": mnist_normal}, ExploreImages(mnist_demo.images[:1]), ExploreAttack(pgd_fn(0.1)), [])
 
 
 def test_engine_trajectory_ends_at_the_adversarial_example(mnist_normal, mnist_demo):
     x, y = mnist_demo.images[:3], mnist_demo.labels[:3]
     attack = PGD(0.2, 0.01, 10)
-    res = explore({"normal": mnist_normal}, x, y, attack, ["cam"])
+    res = explore({"normal": mnist_normal}, ExploreImages(x, y), ExploreAttack(attack), ["cam"])
     traj, m = res.models[0].trajectory, res.models[0]
     assert traj.x.shape[0] == 11  # the start point and 10 steps
     flipped = m.adv_pred != m.y
@@ -212,10 +216,9 @@ def test_engine_trajectory_ends_at_the_adversarial_example(mnist_normal, mnist_d
 
 def test_exports_carry_dataset_gallery_numbers_settings_and_goal(mnist_normal, mnist_demo):
     idx = [17, 42]
-    settings = attack_settings("pgd", {"eps": 0.2, "steps": 5})
-    res = explore({"normal": mnist_normal}, mnist_demo.images[idx], mnist_demo.labels[idx],
-                  pgd_fn(0.2, 5), ["cam"], {"name": "pgd", **settings, "target": None},
-                  class_names=mnist_demo.class_names, dataset="MNIST", image_ids=idx)
+    res = explore({"normal": mnist_normal}, ExploreImages(mnist_demo.images[idx], mnist_demo.labels[idx],
+                                                          mnist_demo.class_names, "MNIST", idx),
+                  ExploreAttack.registered("pgd", {"eps": 0.2, "steps": 5, "step_size": None}), ["cam"])
     rows = list(csv.DictReader(io.StringIO(to_csv(res))))
     assert [r["image"] for r in rows] == ["17", "42"] and {r["dataset"] for r in rows} == {"MNIST"}
     assert rows[0]["step_size"] == str(0.1) and rows[0]["steps"] == "5"  # derived 2.5 * 0.2 / 5, not None
@@ -226,7 +229,7 @@ def test_exports_carry_dataset_gallery_numbers_settings_and_goal(mnist_normal, m
     line = settings_line(res, ascii_only=True)
     assert line.startswith("MNIST #17, #42 | pgd: eps=0.2") and "step_size=0.1" in line and "None" not in line
     with pytest.raises(ValueError, match="image_ids"):
-        explore({"normal": mnist_normal}, mnist_demo.images[:2], None, pgd_fn(0.1, 1), ["cam"], image_ids=[1])
+        ExploreImages(mnist_demo.images[:2], image_ids=[1])
 
 
 def test_attack_settings_fill_in_derived_values_and_reject_bad_ones():
@@ -244,8 +247,8 @@ def test_attack_settings_fill_in_derived_values_and_reject_bad_ones():
 def test_a_failed_attack_is_marked_and_not_magnified(mnist_normal, mnist_demo):
     """eps = 0 leaves every image as it was: the goal is missed, the perturbation is none (not
     amplified by ~1/0), and the bound line says < and that the bound does not apply."""
-    res = explore({"normal": mnist_normal}, mnist_demo.images[:2], mnist_demo.labels[:2], pgd_fn(0.0), ["cam"],
-                  class_names=mnist_demo.class_names)
+    res = explore({"normal": mnist_normal}, ExploreImages(mnist_demo.images[:2], mnist_demo.labels[:2],
+                                                          mnist_demo.class_names), ExploreAttack(pgd_fn(0.0)), ["cam"])
     m = res.models[0]
     assert not m.goal_reached.any() and np.isnan(m.magnification).all()
     assert np.all(m.perturbation == 0.5)
@@ -265,18 +268,19 @@ def test_goals_and_the_bound_line_of_successes(result, mnist_normal, mnist_demo)
     assert m.bound_applies[i] and " ≥ bound" in bound_readout(m, i) and "applies and holds" in bound_readout(m, i)
     assert perturbation_readout(m, i) == f"perturbation ×{0.5 / float(m.linf[i]):.3g}"
     # the same attack judged as AAI judges it: keeping the label is the goal, so a flip misses it
-    keep = explore({"normal": mnist_normal}, mnist_demo.images[i:i + 1], mnist_demo.labels[i:i + 1], pgd_fn(0.2),
-                   ["cam"], class_names=mnist_demo.class_names, goal="keep")
+    keep = explore({"normal": mnist_normal}, ExploreImages(mnist_demo.images[i:i + 1], mnist_demo.labels[i:i + 1],
+                                                           mnist_demo.class_names),
+                   ExploreAttack(pgd_fn(0.2), goal="keep"), ["cam"])
     assert not keep.models[0].goal_reached[0] and "goal missed: the label changed" in goal_readout(keep, 0)
     with pytest.raises(ValueError, match="goal"):
-        explore({"normal": mnist_normal}, mnist_demo.images[:1], None, pgd_fn(0.1), ["cam"], goal="win")
+        ExploreAttack(pgd_fn(0.1), goal="win")
 
 
 def test_targeted_goal_is_the_target(mnist_normal, mnist_demo):
     x, y = mnist_demo.images[:1], mnist_demo.labels[:1]
     attack = PGD(0.3, 0.02, 30, objective="margin", targeted=True)
-    res = explore({"n": mnist_normal}, x, y, attack, ["cam"], target=torch.tensor([(int(y) + 1) % 10]),
-                  class_names=mnist_demo.class_names)
+    res = explore({"n": mnist_normal}, ExploreImages(x, y, mnist_demo.class_names),
+                  ExploreAttack(attack, target=torch.tensor([(int(y) + 1) % 10])), ["cam"])
     m = res.models[0]
     assert res.goal == "reach" and m.goal_reached[0] == (m.adv_pred[0] == m.target[0])
     assert goal_readout(res, 0).startswith("goal reached: target" if m.goal_reached[0] else "attack failed: target")
@@ -287,10 +291,11 @@ def test_misclassified_images_are_refused_with_the_prediction(mnist_normal, mnis
     pred = int(mnist_normal(x).argmax(1))
     wrong = torch.tensor([(pred + 1) % 10])
     with pytest.raises(MisclassifiedImage, match=f"as {mnist_demo.class_names[pred]} ") as err:
-        explore({"normal": mnist_normal}, x, wrong, pgd_fn(0.1), ["cam"], class_names=mnist_demo.class_names,
-                require_correct=True)
+        explore({"normal": mnist_normal}, ExploreImages(x, wrong, mnist_demo.class_names),
+                ExploreAttack(pgd_fn(0.1), require_correct=True), ["cam"])
     assert err.value.pred == mnist_demo.class_names[pred] and err.value.true == mnist_demo.class_names[(pred + 1) % 10]
-    ok = explore({"normal": mnist_normal}, x, torch.tensor([pred]), pgd_fn(0.1), ["cam"], require_correct=True)
+    ok = explore({"normal": mnist_normal}, ExploreImages(x, torch.tensor([pred])),
+                 ExploreAttack(pgd_fn(0.1), require_correct=True), ["cam"])
     assert len(ok.models) == 1
 
 
@@ -300,22 +305,23 @@ def test_exports_carry_the_gamma_isa_searched(mnist_normal, mnist_demo):
     from interp_core.attacks import ISA
 
     x, y = mnist_demo.images[:2], mnist_demo.labels[:2]
-    res = explore({"normal": mnist_normal}, x, y, ISA(0.2, search_gamma=True, rounds=3), ["cam"],
-                  {"name": "isa", "eps": 0.2, "search_gamma": True}, class_names=mnist_demo.class_names,
-                  trajectory_explainer=None)
+    res = explore({"normal": mnist_normal}, ExploreImages(x, y, mnist_demo.class_names),
+                  ExploreAttack(ISA(0.2, search_gamma=True, rounds=3), {"name": "isa", "eps": 0.2, "search_gamma": True}),
+                  ["cam"], trajectory_explainer=None)
     found = res.models[0].found_gamma
     rows = metrics_rows(res)
     assert found is not None and len(rows) == 2
     assert [r["gamma found"] for r in rows] == pytest.approx(found.tolist(), nan_ok=True)
-    assert "gamma found" not in metrics_rows(explore({"normal": mnist_normal}, x, y, pgd_fn(0.1, 2), ["cam"],
-                                                     {"name": "pgd"}, trajectory_explainer=None))[0]
+    assert "gamma found" not in metrics_rows(explore({"normal": mnist_normal}, ExploreImages(x, y),
+                                                     ExploreAttack(pgd_fn(0.1, 2), {"name": "pgd"}), ["cam"],
+                                                     trajectory_explainer=None))[0]
 
 
 def _explore_registered(model, data, index: int, name: str, dataset: str, **params):
     """``explore`` of one demo image with the registered attack ``name``, as the Explore page runs it."""
-    return explore({"m": model}, data.images[index:index + 1], data.labels[index:index + 1],
-                   build_attack(name, **params), ["cam"], {"name": name, **params}, class_names=data.class_names,
-                   trajectory_explainer=None, goal=ATTACKS[name].goal, dataset=dataset, image_ids=[index])
+    return explore({"m": model}, ExploreImages(data.images[index:index + 1], data.labels[index:index + 1],
+                                               data.class_names, dataset, [index]),
+                   ExploreAttack.registered(name, params), ["cam"], trajectory_explainer=None)
 
 
 def test_an_image_already_misclassified_is_judged_against_the_clean_prediction():

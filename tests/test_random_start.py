@@ -9,6 +9,7 @@ import torch
 
 from interp_core.data import load_dataset
 from interp_core.models import load_model
+from interp_core.services.explore import ExploreImages
 from interp_core.services.random_start import STARTS, start_comparison, step_trace
 
 INT = "mnist-smallgap-int-paper"
@@ -16,8 +17,8 @@ INT = "mnist-smallgap-int-paper"
 
 def test_the_authors_start_keeps_the_label_and_a_random_start_flips_it():
     data = load_dataset("mnist", "demo")
-    runs = start_comparison(load_model(INT)[0], data.images[8:9], data.labels[8:9], 0.35, name=INT,
-                            class_names=data.class_names)
+    runs = start_comparison(load_model(INT)[0], ExploreImages(data.images[8:9], data.labels[8:9], data.class_names),
+                            0.35, name=INT)
     authors, random = (runs[label] for label in STARTS)
     assert not authors.result.models[0].goal_reached[0] and authors.result.models[0].adv_pred[0] == 1
     assert random.result.models[0].goal_reached[0]

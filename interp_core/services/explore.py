@@ -1,6 +1,6 @@
 """Everything the app's Explore page shows for one attack on a few images and models, as data.
 
-``explore(models, x, y, attack, explainers)`` attacks each model, explains clean and adversarial
+``explore(models, images, attack, explainers)`` attacks each model, explains clean and adversarial
 images for the true class y and the attack's class t, and measures how far the maps moved
 (docs/method.md#discrepancies): 1-class and 2-class l1 discrepancies, raw and range-normalized, Kendall's
 tau and the top-k intersection of the true-class maps, and the 2-class bound next to D2 on the
@@ -42,7 +42,7 @@ import torch
 
 from interp_core.attacks import ATTACKS, GOALS, Attack, build_attack, runner_up
 from interp_core.datasets import DATASETS
-from interp_core.interpret import LABELS, Explainer, explain_classes, get_explainer, upsample_to_input
+from interp_core.interpret import Explainer, explain_classes, get_explainer, upsample_to_input
 from interp_core.io import npz_bytes, rows_to_csv
 from interp_core.metrics import best_other_class, discrepancy, kendall_tau, topk_intersection, two_class_bound
 
@@ -251,47 +251,89 @@ class CleanMapCache:
         return torch.stack([found[i] for i in range(len(x))])
 
 
-def explore(models: dict[str, torch.nn.Module], x: torch.Tensor, y: torch.Tensor | None,
-            attack: Attack, explainers: Sequence[str], attack_info: dict | None = None,
-            target: torch.Tensor | None = None, class_names: Sequence[str] | None = None,
-            trajectory_explainer: str | None = "cam", goal: str | None = None, require_correct: bool = False,
-            dataset: str = "", image_ids: Sequence | None = None,
-            clean_maps: CleanMapCache | None = None) -> ExploreResult:
-    """Attack every model on x and measure its interpretations (docs/method.md#discrepancies).
+@dataclass(frozen=True)
+class ExploreImages:
+    """The images to explore: x (N, C, H, W) in [0, 1]; y (N,) true labels, or None to use each
+    model's clean prediction; the class names (None: the class numbers); the dataset's name and
+    each image's id in its gallery (N,; None: its batch position), for the exports."""
 
-    models: name -> CAM-capable model (eval mode); x: (N, C, H, W) in [0, 1]; y: (N,) true labels,
-    or None to use each model's clean prediction; attack: an ``interp_core.attacks.Attack`` (e.g.
-    from ``build_attack``), whose callback records the trajectory; explainers: names from
-    interpret.EXPLAINERS; target: (N,) attack targets, or None (a targeted attack then aims at the
-    runner-up class); trajectory_explainer: the explainer whose maps are recorded at every attack
-    step (None: no trajectory); goal: one of GOALS ("reach" when the attack is targeted, else
-    "flip", by default; ``ATTACKS[name].goal`` gives a registered attack's); require_correct: raise
-    MisclassifiedImage (before attacking) when a model misclassifies an image; dataset and
-    image_ids (N,): where the images come from, for the exports; clean_maps: where the clean
-    images' maps are kept across calls (None: a cache for this call only).
+    x: torch.Tensor
+    y: torch.Tensor | None = None
+    class_names: Sequence[str] | None = None
+    dataset: str = ""
+    image_ids: Sequence | None = None
+
+    def __post_init__(self):
+        if self.x.dim() != 4:
+            raise ValueError(f"x must be (N, C, H, W), got shape {tuple(self.x.shape)}")
+        if self.y is not None and self.y.shape != (len(self.x),):
+            raise ValueError(f"y must hold one label per image, shape ({len(self.x)},), got {tuple(self.y.shape)}")
+        if self.image_ids is not None and len(self.image_ids) != len(self.x):
+            raise ValueError(f"image_ids must name the {len(self.x)} images, got {len(self.image_ids)}")
+
+
+@dataclass(frozen=True)
+class ExploreAttack:
+    """The attack to run and how to judge it: an ``interp_core.attacks.Attack``, the settings the
+    result shows (``info``, with "name"), the goal (one of GOALS; None: "reach" for a targeted
+    attack, else "flip"), whether it refuses images a model misclassifies (``require_correct``:
+    ``MisclassifiedImage`` before attacking) and its targets (N,) (None: a targeted attack aims at
+    the runner-up class). ``registered`` builds one from the attack registry, which knows the
+    goal and whether the attack needs a correct image."""
+
+    attack: Attack
+    info: dict = field(default_factory=dict)
+    goal: str | None = None
+    require_correct: bool = False
+    target: torch.Tensor | None = None
+
+    def __post_init__(self):
+        if self.goal is not None and self.goal not in GOALS:
+            raise ValueError(f"goal must be one of {GOALS}, got {self.goal!r}")
+
+    @classmethod
+    def registered(cls, name: str, params: dict, target: torch.Tensor | None = None) -> "ExploreAttack":
+        """Attack ``name`` of ``ATTACKS`` with ``params`` (ValueError for unknown or invalid
+        ones): its goal and correct-image rule from the registry, ``info`` the settings asked for
+        (derived ones, such as PGD's step size, read from the built attack; not ISA's gamma while
+        it is searched) and the targets' class numbers (None without targets)."""
+        settings = {k: v for k, v in attack_settings(name, params).items() if k in params}
+        info = {"name": name, **settings, "target": None if target is None else [int(t) for t in target]}
+        return cls(build_attack(name, **params), info, ATTACKS[name].goal, ATTACKS[name].needs_correct, target)
+
+    @property
+    def judged_by(self) -> str:
+        """The goal the attack is judged by (``goal``, else by whether it is targeted)."""
+        return self.goal or ("reach" if self.attack.targeted else "flip")
+
+
+def explore(models: dict[str, torch.nn.Module], images: ExploreImages, attack: ExploreAttack,
+            explainers: Sequence[str], trajectory_explainer: str | None = "cam",
+            clean_maps: CleanMapCache | None = None) -> ExploreResult:
+    """Attack every model on ``images`` and measure its interpretations (docs/method.md#discrepancies).
+
+    models: name -> CAM-capable model (eval mode); attack: what to run, its targets and goal
+    (``ExploreAttack``; its attack's callback records the trajectory); explainers: names from
+    interpret.EXPLAINERS; trajectory_explainer: the explainer whose maps are recorded at every
+    attack step (None: no trajectory); clean_maps: where the clean images' maps are kept across
+    calls (None: a cache for this call only).
     """
-    if x.dim() != 4:
-        raise ValueError(f"x must be (N, C, H, W), got shape {tuple(x.shape)}")
     if not explainers:
         raise ValueError("choose at least one explainer")
-    goal = goal or ("reach" if attack.targeted else "flip")
-    if goal not in GOALS:
-        raise ValueError(f"goal must be one of {GOALS}, got {goal!r}")
-    if image_ids is not None and len(image_ids) != len(x):
-        raise ValueError(f"image_ids must name the {len(x)} images, got {len(image_ids)}")
-    x = x.detach()
+    x, y = images.x.detach(), images.y
+    goal = attack.judged_by
     clean_maps = clean_maps or CleanMapCache()
     first = next(iter(models.values()))
     num_classes = first.head.out_features
-    names = list(class_names) if class_names else [str(c) for c in range(num_classes)]
+    names = list(images.class_names) if images.class_names else [str(c) for c in range(num_classes)]
     result = ExploreResult(x=x.cpu().numpy(), y=(y.cpu().numpy() if y is not None else np.full(len(x), -1)),
-                           class_names=names, attack=dict(attack_info or {}), goal=goal, dataset=dataset,
-                           image_ids=list(image_ids) if image_ids is not None else [])
+                           class_names=names, attack=dict(attack.info), goal=goal, dataset=images.dataset,
+                           image_ids=list(images.image_ids) if images.image_ids is not None else [])
     for name, model in models.items():
-        if require_correct and y is not None:
+        if attack.require_correct and y is not None:
             check_correct(model, x, y, names, name)
-        result.models.append(_explore_model(name, model, x, y, attack, explainers, target, trajectory_explainer,
-                                            goal, clean_maps))
+        result.models.append(_explore_model(name, model, x, y, attack.attack, explainers, attack.target,
+                                            trajectory_explainer, goal, clean_maps))
     return result
 
 
@@ -495,7 +537,7 @@ def settings_line(result: ExploreResult, ascii_only: bool = False) -> str:
     where = f"{result.dataset} " if result.dataset else ""
     images = ", ".join(f"#{result.image_id(i)}" for i in range(len(result.x)))
     text = (f"{where}{images} | {result.attack.get('name', 'attack')}: {shown}"
-            + ("" if target is None else f", target={result.class_names[int(target)]}")
+            + ("" if target is None else f", target={'/'.join(result.class_names[int(t)] for t in target)}")
             + f" | goal: {result.goal}")
     return _text(text, ascii_only)
 

@@ -20,7 +20,6 @@ start, for the map figures); ``trace_figure`` draws the loss and the blocked sha
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import dataclasses
 
@@ -30,8 +29,7 @@ import torch
 import torch.nn.functional as F
 from plotly.subplots import make_subplots
 
-from interp_core.attacks import build_attack
-from interp_core.services.explore import CleanMapCache, ExploreResult, attack_settings, explore
+from interp_core.services.explore import CleanMapCache, ExploreAttack, ExploreImages, ExploreResult, explore
 
 #: The two starts compared: label -> (registered attack, its settings beyond eps, steps and step_size).
 STARTS = {
@@ -98,23 +96,22 @@ def step_trace(model: torch.nn.Module, iterates: torch.Tensor, x: torch.Tensor, 
                      moved=share(moved))
 
 
-def start_comparison(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int = 200,
+def start_comparison(model: torch.nn.Module, images: ExploreImages, eps: float, steps: int = 200,
                      step_size: float = 0.01, seed: int = 0, name: str = "model",
-                     class_names: Sequence[str] | None = None, dataset: str = "", image_ids: Sequence | None = None,
                      clean_maps: CleanMapCache | None = None) -> dict[str, StartRun]:
     """The authors' attack and the random-start one (``STARTS``, same eps, steps and step size; the
-    random start seeded by ``seed``) on ``model`` for x (N, C, H, W) in [0, 1] with labels y (N,):
-    per start label, the Explore result (CAM maps of y and t, Kendall tau, the goal "flip", the
-    trajectory of iterates) and the ``StepTrace`` of its iterates. ``name`` names the model in the
-    results; class_names, dataset, image_ids and clean_maps are passed to ``explore``."""
+    random start seeded by ``seed``) on ``model`` for ``images`` (x (N, C, H, W) in [0, 1] with
+    labels y (N,), which they need): per start label, the Explore result (CAM maps of y and t,
+    Kendall tau, the goal "flip", the trajectory of iterates) and the ``StepTrace`` of its
+    iterates. ``name`` names the model in the results; clean_maps is passed to ``explore``."""
+    if images.y is None:
+        raise ValueError("start_comparison needs the images' labels (images.y)")
+    x, y = images.x, images.y
     runs = {}
     for label, (attack, extra) in STARTS.items():
         params = {"eps": eps, "steps": steps, "step_size": step_size,
                   **({**extra, "seed": seed} if extra else {})}
-        result = explore({name: model}, x, y, build_attack(attack, **params), ["cam"],
-                         attack_info={"name": attack, **attack_settings(attack, params)}, class_names=class_names,
-                         trajectory_explainer="cam", goal="flip", dataset=dataset, image_ids=image_ids,
-                         clean_maps=clean_maps)
+        result = explore({name: model}, images, ExploreAttack.registered(attack, params), ["cam"], "cam", clean_maps)
         iterates = torch.from_numpy(result.models[0].trajectory.x).to(x.device)
         runs[label] = StartRun(result, step_trace(model, iterates, x, y.to(x.device), eps))
     return runs
