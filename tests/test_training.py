@@ -140,6 +140,21 @@ def _tiny(method="int", **kw) -> TrainConfig:
     return make_config(method, "mnist", preset="cpu", **settings)
 
 
+def test_the_heldout_check_is_the_projects_robust_evaluation(mnist_normal):
+    """The trainer's final check is the one robust evaluation (robust_accuracy, the authors' PGD),
+    not an attack loop of its own: the same numbers on the same images."""
+    from interp_core.data import load_dataset
+    from interp_core.evaluate import robust_accuracy
+    from interp_core.training.trainer import heldout_metrics
+
+    cfg = _tiny("pgd-at", eval_n=40, eval_steps=5, eval_step_size=0.02, eps=0.1)
+    data = load_dataset("mnist", "demo", n=40)
+    rows = robust_accuracy(mnist_normal, data.images, data.labels, [0.0, 0.1], "paper", steps=5,
+                           step_size=0.02).results
+    got = heldout_metrics(mnist_normal, cfg, torch.device("cpu"))
+    assert (got["heldout_clean_accuracy"], got["heldout_pgd_accuracy"]) == (rows[0]["accuracy"], rows[1]["accuracy"])
+
+
 def test_train_writes_a_self_describing_checkpoint_and_reports_progress(tmp_path):
     events = []
     result = train(_tiny(), tmp_path / "m.safetensors", callbacks=(events.append,), log_every=1)

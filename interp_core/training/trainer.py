@@ -33,6 +33,7 @@ from torch.utils.data.distributed import DistributedSampler
 
 from interp_core.attacks import PGD
 from interp_core.data import load_dataset
+from interp_core.evaluate.robust import robust_accuracy
 from interp_core.io import atomic_write
 from interp_core.metrics import accuracy
 from interp_core.models import ModelCard, build_model, eval_mode, load_checkpoint, load_model, save_checkpoint
@@ -310,16 +311,17 @@ def train(cfg: TrainConfig, out: str | os.PathLike, device: str | torch.device =
 
 
 def heldout_metrics(model: nn.Module, cfg: TrainConfig, device: torch.device, data_dir: str | None = None) -> dict:
-    """Clean and PGD accuracy on the first ``cfg.eval_n`` images of ``cfg.eval_split``: PGD as the authors
-    evaluate (no random start, ``eval_steps`` signed steps of ``eval_step_size``) at ``cfg.eps``."""
+    """Clean and PGD accuracy on the first ``cfg.eval_n`` images of ``cfg.eval_split``: the project's one
+    robust evaluation (``interp_core.evaluate.robust_accuracy``, protocol "paper": the authors' PGD, no random
+    start, ``eval_steps`` signed steps of ``eval_step_size``, clean errors counted as failures) at ``cfg.eps``."""
     if cfg.eval_n == 0:
         return {}
     data = load_dataset(cfg.dataset, cfg.eval_split, n=cfg.eval_n, data_dir=data_dir)
     x, y = data.images.to(device), data.labels.to(device)
-    attack = PGD(cfg.eps, cfg.eval_step_size, cfg.eval_steps, random_start=False)
-    x_adv = torch.cat([attack(model, x[i:i + 500], y[i:i + 500]) for i in range(0, len(y), 500)])
-    return {"heldout_split": cfg.eval_split, "heldout_n": len(y), "heldout_clean_accuracy": accuracy(model, x, y),
-            "heldout_pgd_accuracy": accuracy(model, x_adv, y),
+    clean, robust = robust_accuracy(model, x, y, [0.0, cfg.eps], "paper", steps=cfg.eval_steps,
+                                    step_size=cfg.eval_step_size, batch_size=500).results
+    return {"heldout_split": cfg.eval_split, "heldout_n": len(y), "heldout_clean_accuracy": clean["accuracy"],
+            "heldout_pgd_accuracy": robust["accuracy"],
             "heldout_pgd": f"PGD eps={cfg.eps:.4g}, {cfg.eval_steps} steps of {cfg.eval_step_size:g}, no random start"}
 
 
