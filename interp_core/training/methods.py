@@ -24,6 +24,10 @@ int2-adv      CE(x') + gamma D~                CE(x')
 (1; the project's choice, docs/method.md#training) and the Int weight (0.01). All terms are batch means of
 per-example values (the intended forms). The authors' code differs in places; the differences
 are documented at the functions below and are not reproduced.
+
+Free adversarial training (``TrainConfig.free``, pgd-at only) has no inner attack of its own: the
+trainer replays each batch and moves the perturbation that :class:`FreePerturbation` carries with
+each step's input gradient, on the normal loss at x + delta.
 """
 
 from __future__ import annotations
