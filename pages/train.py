@@ -138,9 +138,10 @@ with st.container(border=True):
         lr = ", ".join(f"{v:g} from step {at}" for at, v in schedule.lr_steps)
         replays = (f", each batch replayed {planned.replays} times: {int(epochs) / planned.replays:g} passes over the "
                    f"images" if planned.trains_free else "")
+        ramp = (f"ε ramps from 0 at step {start} to {eps_label(planned.eps, dataset)} at step {end}. "
+                if method in ADVERSARIAL else "")
         st.caption(f"This run: {total} steps ({int(epochs)} epochs of {int(subset) // int(batch)} batches of "
-                   f"{int(batch)}{replays}). " + (f"ε ramps from 0 at step {start} to {eps_label(planned.eps, dataset)} at "
-                                         f"step {end}. " if method in ADVERSARIAL else "")
+                   f"{int(batch)}{replays}). " + ramp
                    + f"Learning rate {planned.lr:g}" + (f", then {lr}." if lr else "."))
         if method in ADVERSARIAL and end > total:
             st.warning(f"This run ends at step {total}, before the {preset_name} schedule's ε ramp does (step {end}): "

@@ -291,6 +291,8 @@ def test_train_free_preset_states_its_cost_and_replays(tmp_path, monkeypatch):
     cost = f"a replay costs {rows[FREE_ROW]:.3g} normal steps (a pgd-at step with 10 inner steps: {rows['pgd-at']:.3g})"
     assert any(cost in c.value for c in at.caption)
     assert not at.exception and not at.error
+    at.selectbox(key="train_method").set_value("int").run()  # free training is pgd-at's: another preset is chosen
+    assert not at.exception and at.radio(key="train_preset").value != "free"
 
 
 def test_train_finished_run_shows_its_evaluation_and_opens_explore(finished_runs):

@@ -4,7 +4,9 @@ checkpoints, exact resume, and data-parallel runs under ``torchrun`` (torch DDP)
 
 Repeatability: the model is initialized from ``torch.manual_seed(seed)``, each epoch's order comes
 from ``DistributedSampler(seed=seed)`` (also with one process), and each step's inner attack is
-seeded with ``seed * 1_000_003 + step``. So a run resumed from a checkpoint ends with the same
+seeded with ``seed * 1_000_003 + step``. Free adversarial training (``cfg.free``) replays each batch
+``cfg.steps`` times, one optimizer step per replay, so a pass over the images takes that many
+epochs of steps; its carried perturbation is part of the state. So a run resumed from a checkpoint ends with the same
 weights as an uninterrupted one, and N processes see, step by step, the same global batches as one
 process (each rank takes every N-th image of the global batch; DDP averages the gradients).
 
