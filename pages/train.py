@@ -15,7 +15,7 @@ from interp_core.evaluate import SIGN_WORDS
 from interp_core.models import ARCHITECTURES
 from interp_core.io import rows_to_csv
 from interp_core.services import figures, jobs
-from interp_core.training import ADVERSARIAL, DEFAULT_GAMMA, PRESETS, TRAINING_METHODS, make_config
+from interp_core.training import ADVERSARIAL, DEFAULT_GAMMA, FREE_METHODS, PRESETS, TRAINING_METHODS, make_config
 from app_support.common import DATASET_LABELS, export_buttons, full_data_source, get_dataset, model_table
 from app_support.layout import setup_page
 
@@ -26,7 +26,8 @@ STATE_ICONS = {"running": ":material/hourglass_top:", "evaluating": ":material/q
                "finished": ":material/check_circle:", "stopped": ":material/stop_circle:",
                "failed": ":material/error:"}
 PRESET_LABELS = {"classroom": "classroom (a compare in minutes)", "fast": "fast (one-step inner attack)",
-                 "cpu": "cpu (the shipped project models)", "paper": "paper (the authors' schedule)"}
+                 "free": "free (each batch replayed m times)", "cpu": "cpu (the shipped project models)",
+                 "paper": "paper (the authors' schedule)"}
 #: What the classroom compare measured (benchmarks/RESULTS.md, "Classroom compare"); shown under the preset.
 CLASSROOM_NOTE = ("Measured on the project's 2-core machine with another training job beside: normal vs int with this "
                   "preset's defaults on the training set ended in 84 s, evaluation included, at 0.948 and 0.935 clean "
@@ -34,9 +35,15 @@ CLASSROOM_NOTE = ("Measured on the project's 2-core machine with another trainin
                   "re-test against 0.200 for normal, and its AAI Kendall τ at ε = 0.1 was 0.874 against 0.743.")
 #: The fast preset's cost, from the step-cost benchmark (benchmarks/RESULTS.md, "Training step cost per method").
 FAST_NOTE = ("One inner step of 1.25 ε from a random start instead of 10: measured on one thread (MNIST smallgap, batch "
-             "50), a pgd-at step costs 1.67 normal steps instead of 7.78, an int step 2.91 instead of 9.45. The run "
+             "50), a pgd-at step costs 1.62 normal steps instead of 7.52, an int step 2.8 instead of 8.96. The run "
              "checks random-start PGD accuracy on 200 training images before each checkpoint and stops if it "
              "collapses (catastrophic overfitting), keeping the checkpoint from before.")
+#: The free preset's cost, from the same benchmark ("pgd-at (free preset, one replay)").
+FREE_NOTE = ("Free adversarial training (Shafahi et al. 2019): each batch is trained on m times in a row, and the "
+             "backward pass of every replay also moves the perturbation one step of ε, carried on to the next replay "
+             "and batch. Measured on one thread (MNIST smallgap, batch 50), a replay costs 1.07 normal steps "
+             "(a pgd-at step with 10 inner steps: 7.52), and a run of E epochs makes the steps of E normal epochs, "
+             "seeing the images E/m times. The catastrophic-overfitting check of the fast preset runs too.")
 #: Offline runs train on the demo sample's images after the paper subset: all of them, 20 epochs of small batches.
 DEMO_DEFAULTS = {"epochs": jobs.MAX_EPOCHS, "batch_size": 20}
 DEMO_NOTE = ("Offline, the demo sample is split: its first 200 images (the paper's seed-99 evaluation subset) "
@@ -61,12 +68,14 @@ with st.container(border=True):
                           key="train_method")
     dataset = c2.selectbox("Dataset", list(DATASET_LABELS), format_func=DATASET_LABELS.get, key="train_dataset")
     arch = c3.selectbox("Architecture", list(ARCHITECTURES), key="train_arch")
-    preset_name = st.radio("Preset", [p for p in PRESET_LABELS if dataset in PRESETS[p]], format_func=PRESET_LABELS.get,
-                           key="train_preset", horizontal=True,
+    offered = [p for p in PRESET_LABELS if dataset in PRESETS[p] and (p != "free" or method in FREE_METHODS)]
+    preset_name = st.radio("Preset", offered, format_func=PRESET_LABELS.get, key="train_preset", horizontal=True,
                            help="classroom (MNIST): small ε, 3 short epochs with one inner step; fast: the cpu schedule with one "
                                 "inner step of 1.25 ε from a random start (fast adversarial training) and the "
-                                "catastrophic-overfitting check; cpu: the schedule of the shipped project "
-                                "checkpoints; paper: the authors' (100+ epochs: capped here)")
+                                "catastrophic-overfitting check; free (pgd-at): the fast schedule, each batch replayed "
+                                "m = 4 times with the perturbation carried on (free adversarial training); cpu: the "
+                                "schedule of the shipped project checkpoints; paper: the authors' (100+ epochs: capped "
+                                "here)")
     preset = PRESETS[preset_name][dataset]
     full = full_data_source(dataset) is not None
     c1, c2, c3, c4 = st.columns(4)
@@ -90,7 +99,10 @@ with st.container(border=True):
     eps = c1.number_input("Training ε", 0.0, 1.0, float(preset["eps"]), format="%.4f",
                           key=f"train_eps_{preset_name}_{dataset}",
                           help="ramped up from 0 during training (see below); ignored by 'normal'")
-    steps = c2.number_input("Inner attack steps", 1, 40, int(preset["steps"]), key=f"train_steps_{preset_name}")
+    steps = c2.number_input("Replays m" if preset.get("free") else "Inner attack steps", 1, 40, int(preset["steps"]),
+                            key=f"train_steps_{preset_name}",
+                            help="free: each batch is trained on m times in a row, every replay one optimizer step "
+                                 "and one step of the perturbation" if preset.get("free") else None)
     gamma = c3.number_input("γ (regularizer weight)", 0.0, 10.0, float(DEFAULT_GAMMA[method]), format="%.4g",
                             key=f"train_gamma_{method}", help="TRADES β, IG λ, Int γ")
     evaluate_n = c4.number_input("Evaluation images", 10, jobs.EVALUATION_N,
@@ -124,9 +136,12 @@ with st.container(border=True):
         schedule = planned.resolve(max(total, 1))
         start, end = schedule.eps_ramp
         lr = ", ".join(f"{v:g} from step {at}" for at, v in schedule.lr_steps)
+        replays = (f", each batch replayed {planned.replays} times: {int(epochs) / planned.replays:g} passes over the "
+                   f"images" if planned.trains_free else "")
+        ramp = (f"ε ramps from 0 at step {start} to {eps_label(planned.eps, dataset)} at step {end}. "
+                if method in ADVERSARIAL else "")
         st.caption(f"This run: {total} steps ({int(epochs)} epochs of {int(subset) // int(batch)} batches of "
-                   f"{int(batch)}). " + (f"ε ramps from 0 at step {start} to {eps_label(planned.eps, dataset)} at "
-                                         f"step {end}. " if method in ADVERSARIAL else "")
+                   f"{int(batch)}{replays}). " + ramp
                    + f"Learning rate {planned.lr:g}" + (f", then {lr}." if lr else "."))
         if method in ADVERSARIAL and end > total:
             st.warning(f"This run ends at step {total}, before the {preset_name} schedule's ε ramp does (step {end}): "
@@ -137,6 +152,8 @@ with st.container(border=True):
         st.caption(CLASSROOM_NOTE)
     if preset_name == "fast":
         st.caption(FAST_NOTE)
+    if preset_name == "free":
+        st.caption(FREE_NOTE)
     c1, c2, c3 = st.columns([1, 1, 2])
     started = c1.button("Start training", type="primary", key="train_start", disabled=planned is None)
     others = [m for m in TRAINING_METHODS if m != method]

@@ -269,6 +269,32 @@ def _evaluation_frame(at):
     return frame
 
 
+def test_train_free_preset_states_its_cost_and_replays(tmp_path, monkeypatch):
+    """The free preset is offered for pgd-at only; its m is the replays input, the run's caption
+    counts its passes, and the cost it states is the step-cost benchmark's."""
+    import json
+
+    from benchmarks.bench_training import FREE_ROW
+
+    monkeypatch.setenv("INTERP_CORE_RUNS_DIR", str(tmp_path))
+    at = open_page("train")
+    assert "free" not in at.radio(key="train_preset").options  # the default method, int: not offered
+    at.selectbox(key="train_method").set_value("pgd-at").run()
+    at.radio(key="train_preset").set_value("free").run()
+    at.radio(key="train_split").set_value("demo_train").run()
+    replays = at.number_input(key="train_steps_free")
+    assert replays.value == 4 and replays.label == "Replays m"
+    at.number_input(key="train_epochs_free_mnist_demo_train").set_value(8).run()
+    assert any("each batch replayed 4 times: 2 passes over the images" in c.value for c in at.caption)
+    rows = {r["method"]: r["x normal step"] for r in json.loads((ROOT / "benchmarks" / "results.json").read_text())
+            ["sections"]["training"]["tables"]["One training step (loss, backward, Adam)"]}
+    cost = f"a replay costs {rows[FREE_ROW]:.3g} normal steps (a pgd-at step with 10 inner steps: {rows['pgd-at']:.3g})"
+    assert any(cost in c.value for c in at.caption)
+    assert not at.exception and not at.error
+    at.selectbox(key="train_method").set_value("int").run()  # free training is pgd-at's: another preset is chosen
+    assert not at.exception and at.radio(key="train_preset").value != "free"
+
+
 def test_train_finished_run_shows_its_evaluation_and_opens_explore(finished_runs):
     import json
 

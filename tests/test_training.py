@@ -250,7 +250,8 @@ def test_train_flags_rebuild_every_config_field(preset, dataset):
         positions = dict(lr_steps=[[0.25, 1e-5], [0.5, 3e-6]], eps_ramp=[0.1, 0.6], gamma_start=0.05)
     else:
         positions = dict(lr_steps=[[10, 1e-5], [20, 3e-6]], eps_ramp=[3, 9], gamma_start=7)
-    cfg = make_config("ig-norm", dataset, "pool", preset, subset=100, batch_size=10, init="authors",
+    method = "pgd-at" if PRESETS[preset][dataset].get("free") else "ig-norm"  # free training: pgd-at only
+    cfg = make_config(method, dataset, "pool", preset, subset=100, batch_size=10, init="authors",
                       authors_ig_weight=(preset != "paper"), activation="softplus", eval_step_size=2 / 255,
                       train_split="demo_train",
                       eval_split="demo_heldout", **positions)
@@ -365,3 +366,110 @@ def test_fine_tuning_starts_from_the_named_checkpoint(tmp_path):
     assert not all(torch.allclose(fresh[k], shipped[k], atol=1e-6) for k in shipped)
     with pytest.raises(ValueError, match="3 input channel.*cannot start a smallgap run on mnist"):
         train(_tiny("pgd-at", init_from="cifar10-smallgap-normal-paper"), tmp_path / "bad.safetensors")
+
+
+# --- free adversarial training (Shafahi et al. 2019) --------------------------------------------
+
+
+def test_free_perturbation_takes_signed_steps_inside_the_ball_and_the_box(batch):
+    """delta starts at 0, moves one signed step of the input gradient per backward pass, stays in
+    the eps ball with x + delta in [0, 1], is carried to the next batch and restarts on a new shape."""
+    from interp_core.training import FreePerturbation
+
+    x, y = batch
+    model, free = _warm_model(x, y), FreePerturbation()
+    x_adv = free.perturb(x, 0.1)
+    assert torch.equal(x_adv, x) and x_adv.requires_grad
+    with pytest.raises(ValueError, match="no gradient"):
+        free.ascend(x, x_adv, 0.1, 0.1)
+    torch.nn.functional.cross_entropy(model(x_adv), y).backward()
+    free.ascend(x, x_adv, 0.1, 0.1)
+    expected = ((x + 0.1 * x_adv.grad.sign()).clamp(0, 1) - x)
+    assert torch.equal(free.delta, expected) and free.delta.abs().max() <= 0.1 + 1e-7
+    assert (free.delta != 0).float().mean() > 0.5  # most pixels moved (those at the box's edge may not)
+    second = free.perturb(x.flip(0), 0.05)  # the next batch starts from the carried delta, re-projected
+    assert torch.equal(second, x.flip(0) + ((x.flip(0) + expected.clamp(-0.05, 0.05)).clamp(0, 1) - x.flip(0)))
+    assert 0 <= second.min() and second.max() <= 1
+    assert torch.equal(free.perturb(x[:4], 0.1), x[:4])  # another batch shape: delta restarts at 0
+
+
+def test_free_training_replays_each_batch_and_matches_the_algorithm(tmp_path):
+    """The trainer's free run equals Shafahi et al.'s Algorithm 1 written out here: every batch m
+    times in a row, one Adam step per replay on x + delta, delta += eps sign(input gradient),
+    clipped; E epochs make E/m passes over the images."""
+    import torch.nn.functional as F
+    from torch.utils.data.distributed import DistributedSampler
+
+    from interp_core.data import load_dataset
+
+    m, eps = 2, 0.1
+    cfg = _tiny("pgd-at", free=True, steps=m, step_size_eps=1.0, eps=eps, eps_ramp=[0, 0], lr_steps=[], epochs=4,
+                eval_n=0)
+    result = train(cfg, tmp_path / "free.safetensors")
+    assert result.step == 16 and result.metrics["passes_over_images"] == 2.0  # 4 epochs of 4 batches, m = 2
+
+    data = load_dataset("mnist", "demo", n=32)
+    torch.manual_seed(cfg.seed)
+    model = build_model("smallgap", 1, 10, cfg.init)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    sampler = DistributedSampler(range(32), num_replicas=1, rank=0, shuffle=True, seed=cfg.seed, drop_last=True)
+    delta = torch.zeros(8, 1, 28, 28)
+    for data_pass in range(2):
+        sampler.set_epoch(data_pass)
+        order = list(sampler)
+        for b in range(4):
+            x, y = data.images[order[8 * b:8 * b + 8]], data.labels[order[8 * b:8 * b + 8]]
+            for _ in range(m):
+                delta = (x + delta.clamp(-eps, eps)).clamp(0, 1) - x  # this batch's ball and box
+                x_adv = (x + delta).requires_grad_(True)
+                loss = F.cross_entropy(model(x_adv), y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                delta = (x + (delta + eps * x_adv.grad.sign()).clamp(-eps, eps)).clamp(0, 1) - x
+    trained = load_file(str(result.checkpoint))
+    assert all(torch.equal(trained[k], v) for k, v in model.state_dict().items())
+
+
+def test_a_killed_free_run_resumes_bit_for_bit(tmp_path):
+    """A kill after the periodic checkpoint of step 3 (between a batch's two replays) and a stop
+    after step 5 (the same): both resume to the uninterrupted run's weights, delta restored from the state."""
+    cfg = _tiny("pgd-at", free=True, steps=2, step_size_eps=1.0, eval_n=0)
+    full = train(cfg, tmp_path / "full.safetensors")
+    crashed = tmp_path / "crash.safetensors"
+
+    def crash(event):
+        if event["event"] == "step" and event["step"] == 4:
+            raise KeyboardInterrupt  # a kill before the epoch end's checkpoint
+
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, crashed, callbacks=(crash,), log_every=1)
+    state = torch.load(state_path(crashed), weights_only=True)
+    assert state["step"] == 3 and state["free_delta"].shape == (8, 1, 28, 28) and state["free_delta"].abs().max() > 0
+    train(cfg, crashed, resume=True)
+    calls = {"n": 0}
+
+    def stop_at_five():
+        calls["n"] += 1
+        return calls["n"] >= 5
+
+    stopped = tmp_path / "stop.safetensors"
+    assert train(cfg, stopped, stop=stop_at_five).step == 5
+    train(cfg, stopped, resume=True)
+    a = load_file(str(full.checkpoint))
+    for out in (crashed, stopped):
+        b = load_file(str(out))
+        assert all(torch.equal(a[k], b[k]) for k in a), out.name
+
+
+def test_free_training_settings_are_checked():
+    assert _tiny("normal", free=True).replays == 1  # normal ignores the inner attack, free training too
+    assert _tiny("pgd-at", free=True, steps=3).replays == 3 and _tiny("pgd-at", steps=3).replays == 1
+    with pytest.raises(ValueError, match=r"free adversarial training replays each batch `steps` times \(m >= 1\), "
+                                         r"got steps=0"):
+        _tiny("pgd-at", free=True, steps=0)
+    with pytest.raises(ValueError, match="free adversarial training trains on CE.*'int' has another: use pgd-at"):
+        _tiny("int", free=True)
+    for dataset in PRESETS["free"]:
+        cfg = make_config("pgd-at", dataset, preset="free")
+        assert cfg.free and cfg.replays == 4 and cfg.inner_step_size(cfg.eps) == cfg.eps and cfg.overfit_check > 0

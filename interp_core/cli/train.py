@@ -25,7 +25,8 @@ from interp_core.training import TrainConfig, TrainingHalted, cli_flag, make_con
 
 
 def register(commands) -> None:
-    p = commands.add_parser("train", help="train a model (normal, pgd-at, trades, ig-*, int-*)",
+    p = commands.add_parser("train", help="train a model (normal, pgd-at, trades, ig-*, int-*; presets paper, cpu, "
+                                          "fast, free, classroom)",
                             description=__doc__.split("\n\n")[0])
     add_config_flags(p)
     p.add_argument("--out", default=None,

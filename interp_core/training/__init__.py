@@ -5,7 +5,9 @@ schedules, progress callbacks, the stop flag and checkpoints. Presets: ``PRESETS
 from interp_core.training.methods import (
     ADVERSARIAL,
     DEFAULT_GAMMA,
+    FREE_METHODS,
     TRAINING_METHODS,
+    FreePerturbation,
     MethodConfig,
     cam_discrepancy,
     get_method,
@@ -26,8 +28,8 @@ from interp_core.training.trainer import (
 )
 
 __all__ = [
-    "ADVERSARIAL", "DEFAULT_GAMMA", "TRAINING_METHODS", "MethodConfig", "cam_discrepancy", "get_method", "ig_ce",
-    "inner_attack", "PRESETS", "TrainConfig", "cli_flag", "config_to_args", "make_config", "TrainingDiverged",
-    "TrainingHalted", "CatastrophicOverfitting", "OverfitProbe", "TrainResult", "heldout_metrics",
-    "previous_state_path", "state_path", "train",
+    "ADVERSARIAL", "DEFAULT_GAMMA", "FREE_METHODS", "TRAINING_METHODS", "FreePerturbation", "MethodConfig",
+    "cam_discrepancy", "get_method", "ig_ce", "inner_attack", "PRESETS", "TrainConfig", "cli_flag", "config_to_args",
+    "make_config", "TrainingDiverged", "TrainingHalted", "CatastrophicOverfitting", "OverfitProbe", "TrainResult",
+    "heldout_metrics", "previous_state_path", "state_path", "train",
 ]

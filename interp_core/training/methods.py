@@ -24,6 +24,10 @@ int2-adv      CE(x') + gamma D~                CE(x')
 (1; the project's choice, docs/method.md#training) and the Int weight (0.01). All terms are batch means of
 per-example values (the intended forms). The authors' code differs in places; the differences
 are documented at the functions below and are not reproduced.
+
+Free adversarial training (``TrainConfig.free``, pgd-at only) has no inner attack of its own: the
+trainer replays each batch and moves the perturbation that :class:`FreePerturbation` carries with
+each step's input gradient, on the normal loss at x + delta.
 """
 
 from __future__ import annotations
@@ -67,6 +71,42 @@ def inner_attack(model: nn.Module, x: Tensor, y: Tensor, cfg: MethodConfig, obje
     attack = PGD(cfg.eps, cfg.step_size, cfg.steps, norm="linf", random_start=True, objective=objective,
                  seed=cfg.seed, keep_best=False)
     return attack(model, x, y)
+
+
+class FreePerturbation:
+    """The perturbation delta (N, C, H, W) that free adversarial training (Shafahi et al. 2019)
+    carries from replay to replay and from batch to batch (docs/method.md#training).
+
+    Each optimizer step trains on x' = x + delta (:meth:`perturb`); the backward pass of that step
+    gives the input gradient too, and :meth:`ascend` moves delta by one signed step of it. delta
+    starts at zero (no random start) and restarts at zero when the batch shape changes; it always
+    lies in the l-inf ball of the step's eps and keeps x + delta in [0, 1].
+    """
+
+    def __init__(self, delta: Tensor | None = None):
+        self.delta = delta
+
+    def perturb(self, x: Tensor, eps: float) -> Tensor:
+        """x' = x + delta for a batch x (N, C, H, W) in [0, 1]: delta projected onto the eps ball and
+        the [0, 1] box of this x, returned as a leaf that requires grad (its ``.grad`` feeds
+        :meth:`ascend`)."""
+        if self.delta is None or self.delta.shape != x.shape:
+            self.delta = torch.zeros_like(x)
+        self.delta = _project(self.delta, x, eps)
+        return (x + self.delta).requires_grad_(True)
+
+    def ascend(self, x: Tensor, x_adv: Tensor, eps: float, step_size: float) -> None:
+        """After the step's backward pass: delta <- project(delta + step_size sign(grad of x_adv)),
+        x the clean batch and x_adv the tensor the last :meth:`perturb` returned for it (both
+        (N, C, H, W))."""
+        if x_adv.grad is None:
+            raise ValueError("free adversarial training: x_adv has no gradient; call backward on the loss first")
+        self.delta = _project(self.delta + step_size * x_adv.grad.sign(), x, eps)
+
+
+def _project(delta: Tensor, x: Tensor, eps: float) -> Tensor:
+    """delta clipped to [-eps, eps], then so that x + delta lies in [0, 1]."""
+    return (x + delta.clamp(-eps, eps)).clamp(0, 1) - x
 
 
 def _cam_and_logits(model: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -267,6 +307,10 @@ DEFAULT_GAMMA = {"normal": 0.0, "pgd-at": 0.0, "trades": 1.0, "ig-norm": 1.0, "i
 
 #: Methods that attack during training (normal ignores eps/steps/step_size).
 ADVERSARIAL = tuple(INNER_OBJECTIVES)
+
+#: Methods that free adversarial training (``TrainConfig.free``) applies to: it needs a loss whose
+#: input gradient is the inner attack's ascent direction, CE(x') (normal ignores it, as it ignores eps).
+FREE_METHODS = ("pgd-at",)
 
 
 def get_method(name: str) -> LossFn:

@@ -4,7 +4,9 @@ checkpoints, exact resume, and data-parallel runs under ``torchrun`` (torch DDP)
 
 Repeatability: the model is initialized from ``torch.manual_seed(seed)``, each epoch's order comes
 from ``DistributedSampler(seed=seed)`` (also with one process), and each step's inner attack is
-seeded with ``seed * 1_000_003 + step``. So a run resumed from a checkpoint ends with the same
+seeded with ``seed * 1_000_003 + step``. Free adversarial training (``cfg.free``) replays each batch
+``cfg.steps`` times, one optimizer step per replay, so a pass over the images takes that many
+epochs of steps; its carried perturbation is part of the state. So a run resumed from a checkpoint ends with the same
 weights as an uninterrupted one, and N processes see, step by step, the same global batches as one
 process (each rank takes every N-th image of the global batch; DDP averages the gradients).
 
@@ -37,7 +39,7 @@ from interp_core.evaluate.robust import robust_accuracy
 from interp_core.io import atomic_write
 from interp_core.metrics import accuracy
 from interp_core.models import ModelCard, build_model, eval_mode, load_checkpoint, load_model, save_checkpoint
-from interp_core.training.methods import ADVERSARIAL, MethodConfig, get_method
+from interp_core.training.methods import ADVERSARIAL, FreePerturbation, MethodConfig, get_method
 from interp_core.training.schedules import TrainConfig
 
 #: ``callback(event)``: sees the trainer's events (see :func:`train`), e.g. to log or draw progress.
@@ -164,24 +166,30 @@ class _TrainingRun:
         if cfg.init_from:
             _load_start(self.model, cfg, self.in_channels, self.num_classes)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, weight_decay=0.0)
-        self.step, self.elapsed, self.epoch_times, probe_best = 0, 0.0, [], 0.0
-        if resume and out.is_file():
-            self.step, self.elapsed, self.epoch_times, probe_best = _restore(out, cfg, self.model, self.optimizer,
-                                                                             device)
+        state = _restore(out, cfg, self.model, self.optimizer, device) if resume and out.is_file() else {}
+        self.step, self.elapsed = int(state.get("step", 0)), float(state.get("elapsed", 0.0))
+        self.epoch_times = list(state.get("epoch_times", []))
         self.probe = (OverfitProbe(self.images[:cfg.overfit_check].to(device),
-                                   self.labels[:cfg.overfit_check].to(device), cfg.eps, probe_best)
+                                   self.labels[:cfg.overfit_check].to(device), cfg.eps, state.get("probe_best", 0.0))
                       if cfg.overfit_check and cfg.method in ADVERSARIAL else None)
-        self.runner: nn.Module = _MethodLoss(self.model, get_method(cfg.method))
+        # Free adversarial training: each batch replayed cfg.replays times, the loss CE(x + delta) (the normal
+        # loss on the perturbed batch), delta carried on; the state keeps the global batch's delta.
+        self.replays, self.free = cfg.replays, None
+        if cfg.trains_free:
+            saved = state.get("free_delta")
+            self.free = FreePerturbation(None if saved is None else saved[self.rank::self.world].to(device))
+        self.runner: nn.Module = _MethodLoss(self.model, get_method("normal" if self.free else cfg.method))
         if self.world > 1:
             self.runner = nn.parallel.DistributedDataParallel(
                 self.runner, device_ids=[device.index] if device.type == "cuda" else None)
 
         self.sampler = DistributedSampler(range(len(self.labels)), num_replicas=self.world, rank=self.rank,
                                           shuffle=True, seed=cfg.seed, drop_last=True)
-        self.steps_per_epoch = len(self.sampler) // self.local_batch
+        self.steps_per_epoch = len(self.sampler) // self.local_batch  # batches per pass: a normal epoch's steps
         if self.steps_per_epoch == 0:
             raise ValueError(f"{len(self.labels)} training images do not fill one batch of {cfg.batch_size}")
         self.total_steps = cfg.epochs * self.steps_per_epoch
+        self.order_pass, self.order = -1, torch.empty(0, dtype=torch.long)  # the pass whose batch order is held
         self.schedule = cfg.resolve(self.total_steps)  # lr, eps and gamma positions in steps (from fractions)
         self.window_start, self.window_images = time.perf_counter(), 0  # for images/s between step events
 
@@ -190,15 +198,25 @@ class _TrainingRun:
             for callback in self.callbacks:
                 callback(event)
 
+    def batch_at(self, step: int) -> torch.Tensor:
+        """The rank's image indices (local_batch,) at optimizer step ``step``: batch
+        ``(step // replays) % steps_per_epoch`` of pass ``step // (replays * steps_per_epoch)`` over
+        the images, each pass in the sampler's order of that epoch (one replay: pass = epoch)."""
+        data_pass, batch = divmod(step // self.replays, self.steps_per_epoch)
+        if data_pass != self.order_pass:
+            self.sampler.set_epoch(data_pass)
+            self.order_pass, self.order = data_pass, torch.tensor(list(iter(self.sampler)), dtype=torch.long)
+        return self.order[batch * self.local_batch:(batch + 1) * self.local_batch]
+
     def run_epoch(self, stop: Callable[[], bool], log_every: int) -> bool:
-        """The rest of the current epoch; False when the stop flag ended it early."""
+        """The rest of the current epoch (``steps_per_epoch`` optimizer steps: a free run's epoch is one
+        of cost, a 1/replays pass); False when the stop flag ended it early."""
         epoch = self.step // self.steps_per_epoch
-        self.sampler.set_epoch(epoch)
-        order = torch.tensor(list(iter(self.sampler)), dtype=torch.long)
+        end = (epoch + 1) * self.steps_per_epoch
         epoch_start = time.perf_counter()
-        for i in range(self.step % self.steps_per_epoch, self.steps_per_epoch):
-            eps, flags = self.train_step(order[i * self.local_batch:(i + 1) * self.local_batch], epoch, stop)
-            if self.step % log_every == 0 or i == self.steps_per_epoch - 1:
+        while self.step < end:
+            eps, flags = self.train_step(self.batch_at(self.step), epoch, stop)
+            if self.step % log_every == 0 or self.step == end:
                 self.log_step(epoch, eps, flags)
             if flags.stop:
                 return False
@@ -220,7 +238,8 @@ class _TrainingRun:
         eps = schedule.eps_at(step) if cfg.method in ADVERSARIAL else 0.0
         method_cfg = MethodConfig(eps=eps, steps=cfg.steps, step_size=cfg.inner_step_size(eps),
                                   gamma=schedule.gamma_at(step), seed=cfg.seed * 1_000_003 + step)
-        loss, logs = self.runner(x, y, method_cfg)
+        x_in = x if self.free is None else self.free.perturb(x, eps)
+        loss, logs = self.runner(x_in, y, method_cfg)
         flags = _StepFlags.agree(loss.item(), logs["accuracy"], stop(), self.world)
         if flags.diverged:
             raise TrainingDiverged(
@@ -229,6 +248,8 @@ class _TrainingRun:
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if self.free is not None:
+            self.free.ascend(x, x_in, eps, method_cfg.step_size)
         self.step += 1
         self.elapsed += time.perf_counter() - started
         self.window_images += cfg.batch_size
@@ -248,13 +269,28 @@ class _TrainingRun:
                 "finished": self.step >= self.total_steps, "train_seconds": round(self.elapsed, 1)}
         if self.epoch_times:
             done["seconds_per_epoch"] = round(sum(self.epoch_times) / len(self.epoch_times), 1)
+        if self.free is not None:
+            done["passes_over_images"] = round(self.step / (self.replays * self.steps_per_epoch), 3)
         return {**done, **(extra or {})}
+
+    def free_delta(self) -> torch.Tensor | None:
+        """A free run's carried delta for the whole global batch (batch_size, C, H, W), on the CPU, in
+        the global batch's order (rank r holds its images r, r + world, ...); every rank must call it.
+        None for other runs, and before the first step."""
+        if self.free is None or self.free.delta is None:
+            return None
+        if self.world == 1:
+            return self.free.delta.cpu()
+        parts = [torch.empty_like(self.free.delta) for _ in range(self.world)]
+        dist.all_gather(parts, self.free.delta.contiguous())
+        return torch.stack(parts, dim=1).flatten(0, 1).cpu()
 
     def checkpoint(self, final_metrics: dict | None = None) -> None:
         """Rank 0 writes the optimizer state, then the model with its card (see _restore); the state of
         the model on disk is kept as the previous state until the new model is written. With an
         overfitting probe, once eps is reached, the probe runs first: a collapse raises before the
         write, so the checkpoint on disk stays the one from before it."""
+        free_delta = self.free_delta()
         if self.rank != 0:
             return
         if self.probe is not None and self.schedule.eps_at(self.step) >= self.cfg.eps:
@@ -272,6 +308,8 @@ class _TrainingRun:
         state = {"step": self.step, "elapsed": self.elapsed, "epoch_times": list(self.epoch_times),
                  "config": cfg.to_json(), "optimizer": self.optimizer.state_dict(),
                  "probe_best": self.probe.best if self.probe is not None else 0.0}
+        if free_delta is not None:
+            state["free_delta"] = free_delta
         if state_path(self.out).is_file() and self.out.is_file():
             os.replace(state_path(self.out), previous_state_path(self.out))
         with atomic_write(state_path(self.out)) as tmp:
@@ -342,7 +380,9 @@ def _load_start(model: nn.Module, cfg: TrainConfig, in_channels: int, num_classe
     model.load_state_dict(start.state_dict())
 
 
-def _restore(out: Path, cfg: TrainConfig, model, optimizer, device) -> tuple[int, float, list, float]:
+def _restore(out: Path, cfg: TrainConfig, model, optimizer, device) -> dict:
+    """Load the checkpoint ``out`` into ``model`` and its matching side state into ``optimizer``; return
+    that state (step, elapsed, epoch_times, probe_best, a free run's free_delta)."""
     sides = [p for p in (state_path(out), previous_state_path(out)) if p.is_file()]
     if not sides:
         raise ValueError(f"cannot resume: {state_path(out)} (optimizer state) is missing")
@@ -359,5 +399,4 @@ def _restore(out: Path, cfg: TrainConfig, model, optimizer, device) -> tuple[int
         raise ValueError(f"cannot resume {out}: settings differ from the saved run: {sorted(changed)}")
     model.load_state_dict(trained.state_dict())
     optimizer.load_state_dict(state["optimizer"])
-    return (int(state["step"]), float(state["elapsed"]), list(state["epoch_times"]),
-            float(state.get("probe_best", 0.0)))
+    return state
