@@ -197,6 +197,12 @@ FIT_LABELS = {"pad": "pad", "crop": "crop", "stretch": "stretch"}
 INVERT_LABELS = {"auto": "auto", False: "as is", True: "inverted"}
 
 
+def input_preview(x: np.ndarray) -> np.ndarray:
+    """An image x (C, H, W) in [0, 1] drawn as "the model input", its size in the caption: RGB uint8."""
+    return figures.panels_image([("model input", [(f"{x.shape[2]}x{x.shape[1]}", figures.image_rgb(x))], None)],
+                                cell=112)
+
+
 def uploaded_image(dataset: str, key: str) -> np.ndarray | None:
     """An uploaded image as float32 (1, C, H, W) in [0, 1] for ``dataset``, converted by
     interp_core.images.read_image (fitted to the square and, for MNIST, inverted as the sidebar says)
@@ -225,8 +231,7 @@ def uploaded_image(dataset: str, key: str) -> np.ndarray | None:
         return None
     width, height = result.original_size
     shown, text = st.columns([1, 4])
-    shown.image(figures.panels_image([("model input", [(f"{size}x{size}", figures.image_rgb(result.x.numpy()))],
-                                       None)], cell=112))
+    shown.image(input_preview(result.x.numpy()))
     text.markdown(f"**{upload.name}**: {result.format}, {width}×{height} pixels, mode {result.original_mode}; "
                   f"the model sees it {'grayscale' if channels == 1 else 'RGB'} at {size}×{size}.")
     text.caption("Intake: " + ("; ".join(result.notes) if result.notes else "no conversion needed") + ".")

@@ -23,6 +23,7 @@ from app_support.attack_controls import DEFAULT_ATTACK, attack_controls, param_f
 from app_support.common import (DATASET_LABELS, IMAGE_SHAPES, dataset_picker, export_buttons, folder_fingerprint,
                                 full_data_source, get_dataset, get_image_folder, get_model, model_label, model_picker,
                                 model_table, uploaded_image)
+from app_support.drawing import drawn_digit
 from app_support.explore_runs import DEFAULT_EXPLAINERS, GALLERY_LIMIT, explore_request, model_result
 from app_support.layout import setup_page
 from app_support.shared_compute import Busy
@@ -50,7 +51,8 @@ TABLE_DIGITS = {False: 6, True: 3}
 PRESENTATION_CSS = ("<style>html { font-size: 20px; } "
                     "[data-testid='stMarkdownContainer'] p, [data-testid='stMarkdownContainer'] li "
                     "{ font-size: 1rem; }</style>")
-SOURCES = {"gallery": "dataset gallery", "folder": "image folder", "upload": "upload an image"}
+SOURCES = {"gallery": "dataset gallery", "folder": "image folder", "upload": "upload an image",
+           "draw": "draw a digit"}
 #: The 2-class bound and the measures it compares, for st.latex.
 FORMULAS = (
     r"D_1 = \lVert I_y(x') - I_y(x) \rVert_1 \qquad "
@@ -375,7 +377,8 @@ trajectory = st.sidebar.selectbox("Maps along the attack steps", explainers or [
 view = view_controls(present)
 
 folder = paths.image_folder()
-source = st.radio("Image source", ["gallery"] + (["folder"] if folder else []) + ["upload"], horizontal=True,
+source = st.radio("Image source", ["gallery"] + (["folder"] if folder else []) + ["upload"]
+                  + (["draw"] if dataset == "mnist" else []), horizontal=True,
                   key="explore_source", format_func=lambda s: SOURCES[s] + (f" ({folder.name})" if s == "folder"
                                                                             else ""))
 if source == "gallery":
@@ -383,12 +386,13 @@ if source == "gallery":
                                 default=DATASETS[dataset].default_image if split == "demo" else 0, per_row=THUMBS[present])
 elif source == "folder":
     picked = pick_folder_image(dataset, specs[0] if specs else None)
-else:
-    x_up = uploaded_image(dataset, "explore")
-    label = st.selectbox("True class of the uploaded image", ["use the clean prediction"] + class_names,
+else:  # an upload, or a digit drawn on the canvas
+    x_up = uploaded_image(dataset, "explore") if source == "upload" else drawn_digit("explore")
+    what, image_id = {"upload": ("uploaded image", "upload"), "draw": ("drawn digit", "drawing")}[source]
+    label = st.selectbox(f"True class of the {what}", ["use the clean prediction"] + class_names,
                          key="explore_upload_label")
     picked = None if x_up is None else (x_up, None if label not in class_names else class_names.index(label),
-                                        "uploaded image", "upload")
+                                        what, image_id)
 
 inputs = None
 if picked is not None and specs and explainers:

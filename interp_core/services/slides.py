@@ -52,7 +52,8 @@ body { margin: 0; font-family: system-ui, sans-serif; color: #111; background: #
 .slide th, .slide td { border: 1px solid #bbb; padding: 0.25em 0.6em; text-align: left; }
 .slide td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .cards { display: flex; flex-wrap: wrap; gap: 0.5em 2em; align-items: flex-start; }
-.cards > div { max-width: 34em; }
+.cards > div { max-width: 100%; }
+.cards p { max-width: 30em; }
 .kicker { color: #555; font-size: 1rem; margin: 0 0 0.3em; }
 .question { border-left: 6px solid #1f77b4; padding: 0.4em 1em; background: #eef5fb; font-size: 1.35rem; }
 .answer { border-left: 6px solid #2ca02c; padding: 0.4em 1em; background: #eef8ee; font-size: 1.2rem; }
@@ -65,8 +66,14 @@ body.deck .slide.current { display: block; }
 body.deck nav { display: flex; }
 @page { size: landscape; margin: 1cm; }
 @media print {
-  body.deck .slide, .slide { display: block; min-height: 0; border: none; page-break-after: always;
-                             break-after: page; }
+  html { font-size: 10pt; }
+  body.deck .slide, .slide { display: block; min-height: 0; padding: 0; border: none; break-after: page; }
+  .slide:last-of-type { break-after: auto; }
+  .slide h1 { font-size: 1.8rem; }
+  .slide h2 { font-size: 1.4rem; margin-bottom: 0.3em; }
+  .slide p, .slide li { font-size: 1rem; line-height: 1.3; margin: 0.3em 0; }
+  .cards { gap: 0.3em 1.5em; }
+  .cards > div { max-width: 48%; }
   nav, body.deck nav { display: none; }
 }
 """
