@@ -98,7 +98,12 @@ def test_the_lesson_page_downloads_the_slides_of_a_lesson(browser, app_url, tmp_
 
 
 def test_a_digit_drawn_with_the_mouse_is_attacked_like_an_upload(browser, app_url, tmp_path):
+    from urllib.parse import urlparse
+
     page = browser.new_context(viewport=VIEWPORT).new_page()
+    outside = []  # the canvas works offline: no request leaves the machine
+    page.on("request", lambda r: outside.append(r.url) if urlparse(r.url).scheme not in ("data", "blob") and
+            urlparse(r.url).hostname not in ("127.0.0.1", "localhost") else None)
     app_driver.open_explore(page, app_url)
     page.get_by_text("draw a digit", exact=True).click()
     canvas = page.locator("canvas[aria-label^='drawing area']")
@@ -128,3 +133,4 @@ def test_a_digit_drawn_with_the_mouse_is_attacked_like_an_upload(browser, app_ur
     page.get_by_text("Draw a digit on the black square").wait_for(timeout=60_000)
     app_driver.wait_idle(page)
     assert page.locator("[data-testid='stCaptionContainer']").filter(has_text="Results for:").count() == 0
+    assert outside == []
