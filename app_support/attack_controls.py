@@ -110,6 +110,42 @@ def param_fields(name: str, dataset: str, key: str) -> dict[str, tuple[str, obje
     return fields
 
 
+def widget_default(name: str, dataset: str, param: str, norm: str) -> object:
+    """The value the widget of attack ``name``'s setting ``param`` starts at, in the units it shows."""
+    default = param_defaults(name, dataset)[param]
+    if isinstance(default, (bool, str, int)):
+        return default
+    return round((default or 0.0) * _unit(name, dataset, param, norm)[0], 6)
+
+
+def attack_params(name: str, dataset: str, shown: dict) -> dict:
+    """The parameters attack ``name`` is built with (``build_attack``) from the values its widgets
+    show: ``shown`` maps a setting to a value in its widget's units (as a link carries it); a setting
+    left out takes its widget's default (``widget_default``). Numbers are pulled into the widget's
+    range (as ``attack_controls`` pulls a linked value), floats divided by their unit's scale (0 for
+    a derived setting means derived: None), and a setting not asked for (``SHOWN_WHEN``) is left
+    out, so its builder's default holds."""
+    defaults = param_defaults(name, dataset)
+    norm = shown.get("norm", defaults.get("norm", "linf"))
+    params: dict = {}
+    for param, default in defaults.items():
+        control, shown_value = SHOWN_WHEN.get(param, (None, None))
+        if control in params and params[control] != shown_value:
+            continue
+        value = shown.get(param, widget_default(name, dataset, param, norm))
+        if isinstance(default, (bool, str)):
+            params[param] = value
+            continue
+        low, high = widget_range(name, param, norm)
+        scale = 1.0 if isinstance(default, int) else _unit(name, dataset, param, norm)[0]
+        value = min(max(value, low * scale), math.inf if high is None else high * scale)
+        if isinstance(default, int):
+            params[param] = int(value)
+        else:
+            params[param] = None if default is None and value == 0 else value / scale
+    return params
+
+
 def _clamp_state(wkey: str, low: float, high: float | None) -> None:
     """A number put in a widget's state from outside it (a link, the other threat model's range) is
     pulled into the widget's range [low, high] before the widget is drawn."""
@@ -129,39 +165,40 @@ def attack_controls(dataset: str, class_names: Sequence[str], key: str,
                                 format_func=lambda n: ATTACKS[n].label, help=ATTACKS[DEFAULT_ATTACK].description)
     spec = ATTACKS[name]
     st.sidebar.caption(spec.description)
-    params: dict = {}
+    shown: dict = {}  # each widget's value, in the units it shows
     with st.sidebar.expander("Attack parameters", expanded=expanded):
         defaults = param_defaults(name, dataset)
         # the threat model chosen (its widget may come after eps): it sets eps's range and unit
         norm = st.session_state.get(f"{key}_{name}_{dataset}_norm", defaults.get("norm", "linf"))
         for param, default in defaults.items():
             control, shown_value = SHOWN_WHEN.get(param, (None, None))
-            if control in params and params[control] != shown_value:
+            if control in shown and shown[control] != shown_value:
                 continue  # not asked for: the builder's default holds
             label, wkey = LABELS.get(param, param), param_key(key, name, dataset, param)
             if (name, param) in HINTS:
                 st.caption(HINTS[name, param])
             if isinstance(default, bool):
-                params[param] = st.checkbox(label, value=default, key=wkey)
+                shown[param] = st.checkbox(label, value=default, key=wkey)
             elif isinstance(default, str):
                 options = CHOICES[param]
-                params[param] = st.selectbox(label, options, index=options.index(default), key=wkey)
-                norm = params[param] if param == "norm" else norm
+                shown[param] = st.selectbox(label, options, index=options.index(default), key=wkey)
+                norm = shown[param] if param == "norm" else norm
             elif isinstance(default, int):
                 low, high = widget_range(name, param, norm)
                 _clamp_state(wkey, low, high)
-                params[param] = int(st.number_input(label, min_value=int(low), max_value=None if high is None else
-                                                    int(high), value=default, step=1, key=wkey))
+                shown[param] = int(st.number_input(label, min_value=int(low), max_value=None if high is None else
+                                                   int(high), value=default, step=1, key=wkey))
             else:  # a float, or None for "derived" (the PGD step size)
                 scale, unit = _unit(name, dataset, param, norm)
                 auto = " (0: 2.5 ε / steps)" if default is None else ""
                 low, high = widget_range(name, param, norm)
                 low, high = low * scale, None if high is None else high * scale
                 _clamp_state(wkey, low, high)
-                value = st.number_input(f"{label}{unit}{auto}", min_value=float(low),
-                                        max_value=None if high is None else float(high),
-                                        value=round((default or 0.0) * scale, 6), format="%.4g", key=wkey)
-                params[param] = None if default is None and value == 0 else value / scale
+                shown[param] = st.number_input(f"{label}{unit}{auto}", min_value=float(low),
+                                               max_value=None if high is None else float(high),
+                                               value=widget_default(name, dataset, param, norm), format="%.4g",
+                                               key=wkey)
+    params = attack_params(name, dataset, shown)
     target = None
     if spec.targeted:
         choice = st.sidebar.selectbox("Target class", ["runner-up"] + list(class_names), key=f"{key}_target",

@@ -122,6 +122,15 @@ def _save_upload(data: bytes, suffix: str) -> Path:
     return path
 
 
+def default_models(dataset: str, prefer: tuple[str, ...] = ("normal",)) -> list[str]:
+    """The models ``model_picker`` selects at first: the first shipped model (else any) of each
+    method in ``prefer``, else the first model of ``dataset``."""
+    table = model_table(dataset)
+    shipped_first = sorted(table, key=lambda m: m["source"] == "user")
+    return [next(m["name"] for m in shipped_first if m["method"] == method) for method in prefer
+            if any(m["method"] == method for m in table)] or [m["name"] for m in table][:1]
+
+
 def model_picker(dataset: str, key: str, prefer: tuple[str, ...] = ("normal",), multiple: bool = True) -> list[str]:
     """Sidebar choice of models for ``dataset``: the registered ones plus an uploaded checkpoint;
     the user's finished runs are listed first (newest first) with their method and status; selected
@@ -129,9 +138,7 @@ def model_picker(dataset: str, key: str, prefer: tuple[str, ...] = ("normal",), 
     Returns model specs (names, or the path of a validated upload)."""
     table = model_table(dataset)
     names = [m["name"] for m in table]
-    shipped_first = sorted(table, key=lambda m: m["source"] == "user")
-    default = [next(m["name"] for m in shipped_first if m["method"] == method) for method in prefer
-               if any(m["method"] == method for m in table)] or names[:1]
+    default = default_models(dataset, prefer)
     labels = {m["name"]: f"{m['name']}  ·  {m['method']} ("
                          + (f"your run, {'evaluated' if m['evaluated'] else 'finished'})" if m["source"] == "user"
                             else f"{m['source']})") for m in table}
@@ -190,6 +197,12 @@ FIT_LABELS = {"pad": "pad", "crop": "crop", "stretch": "stretch"}
 INVERT_LABELS = {"auto": "auto", False: "as is", True: "inverted"}
 
 
+def input_preview(x: np.ndarray) -> np.ndarray:
+    """An image x (C, H, W) in [0, 1] drawn as "the model input", its size in the caption: RGB uint8."""
+    return figures.panels_image([("model input", [(f"{x.shape[2]}x{x.shape[1]}", figures.image_rgb(x))], None)],
+                                cell=112)
+
+
 def uploaded_image(dataset: str, key: str) -> np.ndarray | None:
     """An uploaded image as float32 (1, C, H, W) in [0, 1] for ``dataset``, converted by
     interp_core.images.read_image (fitted to the square and, for MNIST, inverted as the sidebar says)
@@ -218,8 +231,7 @@ def uploaded_image(dataset: str, key: str) -> np.ndarray | None:
         return None
     width, height = result.original_size
     shown, text = st.columns([1, 4])
-    shown.image(figures.panels_image([("model input", [(f"{size}x{size}", figures.image_rgb(result.x.numpy()))],
-                                       None)], cell=112))
+    shown.image(input_preview(result.x.numpy()))
     text.markdown(f"**{upload.name}**: {result.format}, {width}×{height} pixels, mode {result.original_mode}; "
                   f"the model sees it {'grayscale' if channels == 1 else 'RGB'} at {size}×{size}.")
     text.caption("Intake: " + ("; ".join(result.notes) if result.notes else "no conversion needed") + ".")
@@ -248,11 +260,13 @@ Export = str | bytes | Callable[[], str | bytes] | None
 
 
 def export_buttons(key: str, *, csv: Export = None, json: Export = None, npz: Export = None, png: Export = None,
-                   stem: str = "results") -> None:
+                   html: Export = None, stem: str = "results") -> None:
     """One row of download buttons for a results view (figures also have plotly's PNG button). Each
-    export is its content, or a function that builds it when the button is clicked."""
+    export is its content, or a function that builds it when the button is clicked; ``html`` is
+    the view as slides (interp_core.services.slides)."""
     items = [(csv, "CSV metrics", "csv", "text/csv"), (json, "JSON metrics", "json", "application/json"),
-             (npz, ".npz tensors", "npz", "application/octet-stream"), (png, "PNG figure", "png", "image/png")]
+             (npz, ".npz tensors", "npz", "application/octet-stream"), (png, "PNG figure", "png", "image/png"),
+             (html, "HTML slides", "html", "text/html")]
     items = [i for i in items if i[0] is not None]
     for col, (data, label, ext, mime) in zip(st.columns(len(items)), items):
         col.download_button(label, data, icon=":material/download:", file_name=f"{stem}.{ext}", mime=mime,

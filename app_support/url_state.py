@@ -53,6 +53,11 @@ def decode(text: str, like: Any) -> Any:
     return text
 
 
+def query(values: dict[str, Any]) -> dict[str, str]:
+    """Values as URL parameters (``encode``), None values left out."""
+    return {name: encode(v) for name, v in values.items() if v is not None}
+
+
 class Link:
     """The URL state of one page, keyed ``page`` in session state (see the module docstring)."""
 
@@ -78,12 +83,11 @@ class Link:
             return None
         return params or (written[-1] if written else None)
 
-    def take(self, params: dict[str, str], name: str, key: str, like: Any = "",
+    def read(self, params: dict[str, str], name: str, like: Any = "",
              options: Sequence | Callable[[Any], bool] | None = None) -> Any:
-        """Put parameter ``name`` of ``params`` into session-state ``key`` when it decodes as a value
-        like ``like`` and (every item) is allowed by ``options``, a list of choices or a predicate;
-        returns the value, or None when the link has no such parameter or an unusable one (then
-        it is listed in ``ignored``)."""
+        """Parameter ``name`` of ``params`` when it decodes as a value like ``like`` and (every item) is
+        allowed by ``options``, a list of choices or a predicate; None when the link has no such
+        parameter or an unusable one (then it is listed in ``ignored``)."""
         if name not in params:
             return None
         allowed = options if callable(options) else (lambda v: options is None or v in options)
@@ -96,14 +100,22 @@ class Link:
         except ValueError as err:
             self.ignored.append(f"{name}={params[name]} ({err})")
             return None
-        st.session_state[key] = value
+        return value
+
+    def take(self, params: dict[str, str], name: str, key: str, like: Any = "",
+             options: Sequence | Callable[[Any], bool] | None = None) -> Any:
+        """``read`` parameter ``name`` of ``params`` and put a usable value into session-state
+        ``key``; returns the value, or None (see ``read``)."""
+        value = self.read(params, name, like, options)
+        if value is not None:
+            st.session_state[key] = value
         return value
 
     def write(self, values: dict[str, Any]) -> None:
         """Make the URL show ``values`` (None values left out), remember it as this page's own (the
         last ``HISTORY`` URLs it wrote, newest last), and publish it to the class this session teaches
         (app_support/classroom.py)."""
-        params = {name: encode(v) for name, v in values.items() if v is not None}
+        params = query(values)
         publish(f"pages/{self.page}.py", params)
         if st.query_params.to_dict() != params:
             st.query_params.from_dict(params)

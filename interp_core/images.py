@@ -25,6 +25,10 @@ In order:
 8. a 1-channel result that still looks unlike the dataset (a border that is not mostly dark, or
    ink on more than half of the pixels) gets ``unlike`` set to a sentence saying why.
 
+``read_drawing`` reads a digit drawn light on dark (the Explore page's canvas) through steps 1 to 5
+and then prepares it as MNIST prepared its digits (``centre_digit``: the ink's bounding box scaled
+to fit 20×20, its centre of mass put on the centre of 28×28).
+
 Every failure is an ``ImageIntakeError`` (a ValueError) whose message is one short sentence naming
 the file. Notes are short lower-case phrases without a final full stop, e.g. ``"resized from 40×30
 to 28×28 (aspect ratio not kept)"``; a page can join them with "; ".
@@ -317,3 +321,57 @@ def _resized_gray(gray: np.ndarray, width: int, height: int) -> np.ndarray:
     if gray.shape != (height, width):
         gray = np.asarray(Image.fromarray(gray.astype(np.float32)).resize((width, height), Image.Resampling.LANCZOS))
     return np.clip(gray, 0.0, 1.0).astype(np.float32)
+
+
+#: MNIST's digits: the ink's bounding box scaled (aspect ratio kept) to fit a DIGIT_BOX-pixel square,
+#: on a black square of DIGIT_SIZE pixels with the ink's centre of mass at its centre.
+DIGIT_BOX, DIGIT_SIZE = 20, 28
+#: A pixel brighter than this counts as ink for the bounding box.
+INK_LEVEL = 0.1
+
+
+def centre_digit(gray: np.ndarray, name: str = "drawing", size: int = DIGIT_SIZE, box: int = DIGIT_BOX) -> np.ndarray:
+    """A light-on-dark digit (H, W) in [0, 1] prepared as MNIST prepares its digits: cropped to the
+    bounding box of its ink (pixels above INK_LEVEL), resized (Lanczos, aspect ratio kept) so that
+    its longer side is ``box`` pixels, and placed on a black ``size`` × ``size`` square with its
+    centre of mass on the square's centre (to the nearest pixel; a lopsided digit is moved no
+    further than keeps it whole). Returns (size, size) float32 in [0, 1]. Raises
+    ImageIntakeError (naming ``name``) when there is no ink."""
+    if gray.ndim != 2:
+        raise ValueError(f"a digit is one grayscale image (H, W), got shape {gray.shape}")
+    ink = gray > INK_LEVEL
+    if not ink.any():
+        raise ImageIntakeError(f"'{name}' has no ink: draw a digit (light strokes on the black square)")
+    rows, cols = np.flatnonzero(ink.any(1)), np.flatnonzero(ink.any(0))
+    crop = gray[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].astype(np.float32)
+    height, width = crop.shape
+    scale = box / max(height, width)
+    digit = _resized_gray(crop, max(1, round(width * scale)), max(1, round(height * scale)))
+    mass = float(digit.sum()) or 1.0
+    centre_y = float(np.arange(digit.shape[0]) @ digit.sum(1)) / mass
+    centre_x = float(np.arange(digit.shape[1]) @ digit.sum(0)) / mass
+    top = int(np.clip(round((size - 1) / 2 - centre_y), 0, size - digit.shape[0]))
+    left = int(np.clip(round((size - 1) / 2 - centre_x), 0, size - digit.shape[1]))
+    out = np.zeros((size, size), dtype=np.float32)
+    out[top:top + digit.shape[0], left:left + digit.shape[1]] = digit
+    return out
+
+
+def read_drawing(source: bytes | str | os.PathLike | BinaryIO, *, name: str | None = None,
+                 max_pixels: int = MAX_PIXELS) -> IntakeResult:
+    """A digit drawn light on dark (e.g. a drawing canvas's PNG) as an MNIST input: x (1, 28, 28)
+    float32 in [0, 1]. The file is read as ``read_image`` reads it (steps 1 to 5 of the module
+    docstring, transparency on black, at its own size, 8-bit images only), then prepared by
+    ``centre_digit``. Raises ImageIntakeError for a file that cannot be used or holds no ink."""
+    data, name = _read_source(source, name)
+    notes: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        image, fmt, size = _decode(data, name, max_pixels, notes)
+    if image.mode in _DEEP_MODES:
+        raise ImageIntakeError(f"'{name}' is a {image.mode} image; a drawing is read from an 8-bit image")
+    gray = np.asarray(_converted(image, name, 1, notes), dtype=np.float32) / 255.0
+    x = centre_digit(gray, name)
+    notes.append(f"cropped to the ink, scaled to fit {DIGIT_BOX}×{DIGIT_BOX} and centred by its centre of mass "
+                 f"on {DIGIT_SIZE}×{DIGIT_SIZE}, as MNIST's digits")
+    return IntakeResult(torch.from_numpy(x[None]), name, fmt, size, image.mode, tuple(notes), _unlike_mnist(x))

@@ -1,7 +1,7 @@
 """Explore: attack one image on one or more models and compare interpretation maps and discrepancies.
 
-Widgets -> ``run_model`` (one call into interp_core.services.explore per model, its result shared
-by every session through ``shared_results``: identical requests computed once, distinct ones in
+Widgets -> ``model_result`` (app_support/explore_runs.py: one call into interp_core.services.explore
+per model, its result shared by every session through ``shared_results``: identical requests computed once, distinct ones in
 a bounded queue whose position is shown; per-model progress; each model's panel is drawn as soon
 as its result is there) -> render. The clean images' maps are kept across attacks (``clean_map_cache``). The view (dataset, image, models, attack and its settings,
 explainers, view options) lives in the URL, so a link reproduces it (app_support/url_state.py);
@@ -10,7 +10,6 @@ the guided demos on the home page are such links.
 
 import dataclasses
 import functools
-import hashlib
 import math
 import random
 import time
@@ -24,24 +23,23 @@ from app_support.attack_controls import DEFAULT_ATTACK, attack_controls, param_f
 from app_support.common import (DATASET_LABELS, IMAGE_SHAPES, dataset_picker, export_buttons, folder_fingerprint,
                                 full_data_source, get_dataset, get_image_folder, get_model, model_label, model_picker,
                                 model_table, uploaded_image)
+from app_support.drawing import drawn_digit
+from app_support.explore_runs import DEFAULT_EXPLAINERS, GALLERY_LIMIT, explore_request, model_result
 from app_support.layout import setup_page
-from app_support.shared_compute import Busy, SharedCompute
-from app_support.url_state import Link
+from app_support.shared_compute import Busy
+from app_support.url_state import Link, query
 from interp_core import paths
 from interp_core.attacks import ATTACKS
 from interp_core.data import ImageDataset
 from interp_core.datasets import DATASETS
 from interp_core.interpret import EXPLAINERS, LABELS
-from interp_core.services import figures
-from interp_core.services.explore import (BOUND_DEFINITION, EPS_FOUND_LABEL, METRIC_DEFINITIONS,
-                                          CleanMapCache, ExploreAttack, ExploreImages, ExploreResult,
-                                          MisclassifiedImage, bound_readout, eps_found_readout, explore,
-                                          goal_readout, to_csv, to_json, to_npz)
+from interp_core.services import figures, slides
+from interp_core.services.explore import (BOUND_DEFINITION, EPS_FOUND_LABEL, METRIC_DEFINITIONS, ExploreResult,
+                                          MisclassifiedImage, bound_readout, eps_found_readout, goal_readout, to_csv,
+                                          to_json, to_npz)
 
 setup_page("Explore")
 
-GALLERY_LIMIT = 2000  # predictions for the gallery filter cover the first images of the split
-DEFAULT_EXPLAINERS = ["cam", "gradcampp", "saliency", "ig"]
 #: Thumbnails per gallery row: normal and presentation mode (larger type needs wider buttons).
 THUMBS = {False: 12, True: 6}
 TOPK = 5
@@ -53,7 +51,8 @@ TABLE_DIGITS = {False: 6, True: 3}
 PRESENTATION_CSS = ("<style>html { font-size: 20px; } "
                     "[data-testid='stMarkdownContainer'] p, [data-testid='stMarkdownContainer'] li "
                     "{ font-size: 1rem; }</style>")
-SOURCES = {"gallery": "dataset gallery", "folder": "image folder", "upload": "upload an image"}
+SOURCES = {"gallery": "dataset gallery", "folder": "image folder", "upload": "upload an image",
+           "draw": "draw a digit"}
 #: The 2-class bound and the measures it compares, for st.latex.
 FORMULAS = (
     r"D_1 = \lVert I_y(x') - I_y(x) \rVert_1 \qquad "
@@ -82,32 +81,6 @@ def class_map(classes: list[str], model_classes: list[str]) -> np.ndarray | None
     ignored), else None."""
     lower = [c.lower() for c in model_classes]
     return np.array([lower.index(c.lower()) for c in classes]) if all(c.lower() in lower for c in classes) else None
-
-
-@st.cache_resource
-def clean_map_cache() -> CleanMapCache:
-    """The clean images' maps of the cached models, shared by every session: a second attack on
-    an image explains only its adversarial image."""
-    return CleanMapCache()
-
-
-@st.cache_resource
-def shared_results() -> SharedCompute:
-    """The server's Explore results and compute queue, shared by every session (a class)."""
-    return SharedCompute()
-
-
-def run_model(x: np.ndarray, y: int | None, class_names: tuple, spec: str, attack: str, params: tuple,
-              target: int | None, explainers: tuple, trajectory: str | None, dataset: str,
-              image_id) -> ExploreResult:
-    """The one call into interp_core for one model (kept in ``shared_results`` by every input, so
-    adding a model to the comparison computes only that one). Raises MisclassifiedImage for an
-    attack that needs a correctly classified image (ISA). The settings shown are those asked for (not γ while it is searched)."""
-    images = ExploreImages(torch.from_numpy(x), None if y is None else torch.tensor([y]), class_names,
-                           DATASET_LABELS[dataset], [image_id])
-    request = ExploreAttack.registered(attack, dict(params), None if target is None else torch.tensor([target]))
-    return explore({model_label(spec): get_model(spec)}, images, request, list(explainers), trajectory,
-                   clean_map_cache())
 
 
 def pick_gallery_image(source: tuple, spec: str | None, model_classes: list[str], key: str = "explore",
@@ -297,9 +270,9 @@ def model_panel(res: ExploreResult, view: dict, wide: bool) -> None:
         readouts(res, 0)
 
 
-def render(res: ExploreResult, view: dict, digits: int = TABLE_DIGITS[False]) -> None:
+def render(res: ExploreResult, view: dict, digits: int = TABLE_DIGITS[False], share: str = "") -> None:
     """Everything below the models' panels: maps, numbers (to ``digits`` significant figures), the
-    attack step by step, exports."""
+    attack step by step, exports (the slides name ``share``, the view's link)."""
     st.subheader("Interpretation maps")
     st.caption("Clean, adversarial and difference maps share ONE symmetric colour scale per row, "
                + ("the same for every model" if view["shared"] else "each model its own")
@@ -322,7 +295,7 @@ def render(res: ExploreResult, view: dict, digits: int = TABLE_DIGITS[False]) ->
     st.subheader("Export")
     # built when clicked (deferred), so showing the results does not pay for every export
     export_buttons("explore", csv=lambda: to_csv(res), json=lambda: to_json(res), npz=lambda: to_npz(res),
-                   png=lambda: figures.to_png(res), stem="explore")
+                   png=lambda: figures.to_png(res), html=lambda: slides.view_slides(res, share), stem="explore")
 
 
 @st.fragment
@@ -356,7 +329,6 @@ def compute(request: dict, x: np.ndarray, view: dict,
         bar.progress(i / len(specs), text=f"Attacking and explaining: model {i + 1} of {len(specs)} "
                                           f"({model_label(spec)})…")
         started = time.perf_counter()
-        settings = {k: v for k, v in request.items() if k not in ("specs", "image")}
         note = box.empty()
 
         def waiting(position: int, seconds: float | None) -> None:
@@ -365,8 +337,7 @@ def compute(request: dict, x: np.ndarray, view: dict,
                       else f"In the queue of this server: number {position}{eta}.", icon=":material/hourglass_top:")
 
         try:
-            res, _ = shared_results().get((request["image"][1], spec, *settings.items()),
-                                          lambda: run_model(x, **settings, spec=spec), waiting)
+            res = model_result(request, x, spec, waiting)
         except MisclassifiedImage as err:
             box.warning(f"Refused: {err}", icon=":material/block:")
             continue
@@ -406,7 +377,8 @@ trajectory = st.sidebar.selectbox("Maps along the attack steps", explainers or [
 view = view_controls(present)
 
 folder = paths.image_folder()
-source = st.radio("Image source", ["gallery"] + (["folder"] if folder else []) + ["upload"], horizontal=True,
+source = st.radio("Image source", ["gallery"] + (["folder"] if folder else []) + ["upload"]
+                  + (["draw"] if dataset == "mnist" else []), horizontal=True,
                   key="explore_source", format_func=lambda s: SOURCES[s] + (f" ({folder.name})" if s == "folder"
                                                                             else ""))
 if source == "gallery":
@@ -414,20 +386,19 @@ if source == "gallery":
                                 default=DATASETS[dataset].default_image if split == "demo" else 0, per_row=THUMBS[present])
 elif source == "folder":
     picked = pick_folder_image(dataset, specs[0] if specs else None)
-else:
-    x_up = uploaded_image(dataset, "explore")
-    label = st.selectbox("True class of the uploaded image", ["use the clean prediction"] + class_names,
+else:  # an upload, or a digit drawn on the canvas
+    x_up = uploaded_image(dataset, "explore") if source == "upload" else drawn_digit("explore")
+    what, image_id = {"upload": ("uploaded image", "upload"), "draw": ("drawn digit", "drawing")}[source]
+    label = st.selectbox(f"True class of the {what}", ["use the clean prediction"] + class_names,
                          key="explore_upload_label")
     picked = None if x_up is None else (x_up, None if label not in class_names else class_names.index(label),
-                                        "uploaded image", "upload")
+                                        what, image_id)
 
 inputs = None
 if picked is not None and specs and explainers:
     x, y, caption, image_id = picked
-    inputs = dict(image=(caption, hashlib.sha1(x.tobytes()).hexdigest()), y=y, class_names=tuple(class_names),
-                  specs=tuple(specs), attack=attack, params=tuple(sorted(params.items())), target=target,
-                  explainers=tuple(explainers), trajectory=trajectory if trajectory in explainers else None,
-                  dataset=dataset, image_id=image_id)
+    inputs = explore_request(x, caption, y, class_names, specs, attack, params, target, explainers, trajectory,
+                             dataset, image_id)
 if st.button("Run attack", type="primary", disabled=inputs is None, key="explore_run") or (auto_run and inputs):
     st.session_state["explore_request"] = inputs
 if not specs:
@@ -456,7 +427,8 @@ elif showing:
                 cached = " (shown from the cache)" if fetching < computed / 2 else ""
                 caption.caption(f"Results for: {DATASET_LABELS[dataset]} {request['image'][0]} · "
                                 f"{ATTACKS[attack].label} · {settings} · computed in {computed:.2f} s{cached}")
-                render(result, view, TABLE_DIGITS[present])
+                share = link_values(dataset, split, source, specs, attack, explainers, trajectory, True)
+                render(result, view, TABLE_DIGITS[present], f"{st.context.url or 'explore'}?{urlencode(query(share))}")
 
 values = link_values(dataset, split, source, specs, attack, explainers, trajectory, showing)
 link.write(values)

@@ -1,7 +1,8 @@
 """Lesson page: a playlist of app views taught step by step (app_support/lessons.py). Each step
 shows its explanation and a question; the class predicts, then the teacher reveals the measured
 answer and opens the view. The guided demos ship as the first lesson; a teacher saves a lesson to a
-JSON file, loads one, or adds a step from any share link. In a class (sidebar, app_support/classroom.py)
+JSON file, loads one, or adds a step from any share link, and exports the lesson as slides
+(app_support/lesson_slides.py). In a class (sidebar, app_support/classroom.py)
 the students see the teacher's step and every view the teacher opens.
 """
 
@@ -11,6 +12,7 @@ import streamlit as st
 
 from app_support import classroom
 from app_support.layout import setup_page
+from app_support.lesson_slides import lesson_file
 from app_support.lessons import LESSONS, VIEW_PAGES, Lesson, Step
 from app_support.url_state import Link
 
@@ -91,6 +93,22 @@ with st.container(border=True):
 if key == OWN:
     classroom.share_lesson(lesson.to_json())  # before the view: a student's page then finds its lesson
 link.write({"lesson": key, "step": index, "reveal": revealed})
+
+with st.expander("Slides of this lesson (HTML, prints as PDF)"):
+    st.markdown("One file for a projector or a handout: a title slide, then per step its question and its answer "
+                "with the view's images, maps and numbers, computed here as the step's page computes them (a long "
+                "lesson takes minutes). Open it in any browser, offline: arrow keys or the buttons move between "
+                "slides; print it (or save it as PDF) for one slide per page.")
+    if st.button("Make the slides", key="lesson_slides_make", icon=":material/slideshow:"):
+        bar = st.progress(0.0)
+        made = lesson_file(lesson, st.context.url or "lesson", lambda i, s: bar.progress(
+            i / count, text=f"Computing step {i + 1} of {count}: {s.title}…"))
+        bar.empty()
+        st.session_state["lesson_slides"] = (lesson.to_json(), made)
+    if st.session_state.get("lesson_slides", ("",))[0] == lesson.to_json():
+        st.download_button("Download the slides (HTML)", st.session_state["lesson_slides"][1],
+                           file_name="lesson-slides.html", mime="text/html", key="lesson_slides_download",
+                           icon=":material/download:", on_click="ignore")
 
 with st.expander("Save, load or build a lesson"):
     st.download_button("Save this lesson (JSON)", lesson.to_json(), file_name="lesson.json",

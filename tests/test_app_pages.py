@@ -84,7 +84,8 @@ def test_explore_runs_an_attack(dataset):
     assert at.slider(key="explore_step").value == at.slider(key="explore_step").max  # trajectory, last step
     at.slider(key="explore_step").set_value(0).run()
     assert not at.exception, at.exception
-    assert len(at.get("download_button")) == 4
+    assert [b.proto.label for b in at.get("download_button")] == ["CSV metrics", "JSON metrics", ".npz tensors",
+                                                                  "PNG figure", "HTML slides"]
 
 
 def test_explore_opens_each_dataset_at_its_default_image():

@@ -250,3 +250,60 @@ def test_crop_and_pad_keep_the_aspect_ratio(fit):
         assert fitted.x[0, :3].max() < 0.05 and not fitted.unlike
     with pytest.raises(ValueError, match="fit must be one of"):
         read_image(_ink_on_paper(), "mnist", fit="squash")
+
+
+def stroke_drawing(points, width: int = 22, size=(280, 280), background=(0, 0, 0, 255)) -> bytes:
+    """A canvas-like RGBA PNG: one thick white stroke through ``points`` on ``background``."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGBA", size, background)
+    ImageDraw.Draw(image).line(points, fill=(255, 255, 255, 255), width=width, joint="curve")
+    return encoded(image, "PNG")
+
+
+def ink_box(x: np.ndarray) -> tuple[int, int]:
+    """(height, width) of the bounding box of the pixels above INK_LEVEL of (H, W)."""
+    from interp_core.images import INK_LEVEL
+
+    rows, cols = np.flatnonzero((x > INK_LEVEL).any(1)), np.flatnonzero((x > INK_LEVEL).any(0))
+    return rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+
+
+def centre_of_mass(x: np.ndarray) -> tuple[float, float]:
+    return (float(np.arange(x.shape[0]) @ x.sum(1) / x.sum()), float(np.arange(x.shape[1]) @ x.sum(0) / x.sum()))
+
+
+@pytest.mark.parametrize("background", [(0, 0, 0, 255), (255, 255, 255, 0)], ids=["black", "transparent"])
+def test_a_drawn_stroke_is_prepared_as_mnist_prepares_its_digits(background):
+    from interp_core.images import DIGIT_BOX, read_drawing
+
+    # a "7" in the top-left corner of the canvas, taller than wide
+    result = read_drawing(stroke_drawing([(30, 30), (130, 30), (70, 200)], background=background), name="canvas")
+    x = result.x.numpy()
+    assert x.shape == (1, 28, 28) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    height, width = ink_box(x[0])
+    assert height in (DIGIT_BOX, DIGIT_BOX + 1) and width < height  # the longer side fills the box, aspect kept
+    cy, cx = centre_of_mass(x[0])
+    assert abs(cy - 13.5) <= 0.5 and abs(cx - 13.5) <= 0.5  # moved from the corner to the centre
+    assert x[0].max() > 0.9 and (x[0] > 0.5).mean() < 0.5 and not result.unlike
+    assert "centred by its centre of mass on 28×28" in result.notes[-1]
+    assert ("transparent pixels composited on black" in result.notes) == (background[3] == 0)
+
+
+def test_the_same_digit_drawn_anywhere_and_at_any_size_gives_one_input():
+    from interp_core.images import read_drawing
+
+    small = read_drawing(stroke_drawing([(20, 20), (60, 20), (35, 90)], width=10)).x
+    large = read_drawing(stroke_drawing([(100, 60), (220, 60), (145, 270)], width=30, size=(300, 300))).x
+    assert (small - large).abs().mean() < 0.05  # placement and scale are removed, only the shape stays
+
+
+def test_an_empty_drawing_or_a_non_image_is_refused_clearly():
+    from interp_core.images import centre_digit, read_drawing
+
+    with pytest.raises(ImageIntakeError, match="'canvas' has no ink: draw a digit"):
+        read_drawing(encoded(Image.new("RGBA", (280, 280), (0, 0, 0, 255)), "PNG"), name="canvas")
+    with pytest.raises(ImageIntakeError, match="'canvas' is not an image"):
+        read_drawing(b"not a png", name="canvas")
+    with pytest.raises(ValueError, match=r"one grayscale image \(H, W\)"):
+        centre_digit(np.zeros((1, 28, 28)))

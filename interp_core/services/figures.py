@@ -171,31 +171,39 @@ def map_limit(result: ExploreResult, explainer: str, index: int = 0, cls: int = 
     return nice_limit(peak)
 
 
+def map_row(result: ExploreResult, model_index: int, explainer: str, index: int = 0, cls: int = 0,
+            upsampled: bool = False, shared: bool = False, overlay: bool = False
+            ) -> tuple[str, list[tuple[str, np.ndarray]], float]:
+    """One ``panels_image`` row: the clean map, adversarial map and their difference of
+    ``explainer`` for model ``model_index`` on image ``index`` (``cls`` 0: the true class y, 1: the
+    attack class t), on the native grid or ``upsampled`` to the input, and with ``overlay`` the
+    clean and adversarial maps laid over their images; its symmetric colour limit covers this
+    model's maps, or with ``shared`` every model's. Returns (title, panels, limit)."""
+    m = result.models[model_index]
+    ms = m.maps[explainer]
+    clean, adv, diff = (ms.clean_up, ms.adv_up, ms.diff_up) if upsampled else (ms.clean, ms.adv, ms.diff)
+    models = None if shared else [model_index]
+    limit = map_limit(result, explainer, index, cls, upsampled, models)
+    panels = [("clean", clean[index, cls]), ("adversarial", adv[index, cls]), ("adv - clean", diff[index, cls])]
+    if overlay:
+        # overlays need the map at the input's resolution, whatever the grid shown beside them
+        over = map_limit(result, explainer, index, cls, True, models)
+        panels += [("clean on image", overlay_rgb(result.x[index], ms.clean_up[index, cls], over)),
+                   ("adversarial on image", overlay_rgb(m.x_adv[index], ms.adv_up[index, cls], over))]
+    klass = result.class_names[int((m.y if cls == 0 else m.target)[index])]
+    grid = "x".join(str(v) for v in panels[0][1].shape)
+    scale = "shared scale" if shared else "own scale"
+    title = (f"{m.model} | {LABELS.get(explainer, explainer)} | class {klass} ({'y' if cls == 0 else 't'}) | "
+             f"{grid} grid | {scale}")
+    return title, panels, limit
+
+
 def maps_figure(result: ExploreResult, explainer: str, index: int = 0, cls: int = 0, upsampled: bool = False,
                 shared: bool = False, overlay: bool = False, cell: int = PANEL_PX, font_px: int = FONT_PX) -> np.ndarray:
-    """One explainer on every model, one row per model: clean map, adversarial map and their
-    difference (``cls`` 0: the true class y, 1: the attack class t), on the native grid or
-    ``upsampled`` to the input, and with ``overlay`` the clean and adversarial maps laid over their
-    images. Each row has one symmetric colour scale, or with ``shared`` one scale for all models
-    (so a weak map looks weak beside a strong one)."""
-    common = map_limit(result, explainer, index, cls, upsampled) if shared else None
-    rows = []
-    for i, m in enumerate(result.models):
-        ms = m.maps[explainer]
-        clean, adv, diff = (ms.clean_up, ms.adv_up, ms.diff_up) if upsampled else (ms.clean, ms.adv, ms.diff)
-        limit = common or map_limit(result, explainer, index, cls, upsampled, [i])
-        panels = [("clean", clean[index, cls]), ("adversarial", adv[index, cls]), ("adv - clean", diff[index, cls])]
-        if overlay:
-            # overlays need the map at the input's resolution, whatever the grid shown beside them
-            over = map_limit(result, explainer, index, cls, True, None if shared else [i])
-            panels += [("clean on image", overlay_rgb(result.x[index], ms.clean_up[index, cls], over)),
-                       ("adversarial on image", overlay_rgb(m.x_adv[index], ms.adv_up[index, cls], over))]
-        klass = result.class_names[int((m.y if cls == 0 else m.target)[index])]
-        grid = "x".join(str(v) for v in panels[0][1].shape)
-        scale = "shared scale" if shared else "own scale"
-        title = (f"{m.model} | {LABELS.get(explainer, explainer)} | class {klass} ({'y' if cls == 0 else 't'}) | "
-                 f"{grid} grid | {scale}")
-        rows.append((title, panels, limit))
+    """One explainer on every model, one row per model (``map_row``): clean map, adversarial map
+    and their difference. Each row has one symmetric colour scale, or with ``shared`` one scale for
+    all models (so a weak map looks weak beside a strong one). RGB (H, W, 3) uint8."""
+    rows = [map_row(result, i, explainer, index, cls, upsampled, shared, overlay) for i in range(len(result.models))]
     return panels_image(rows, cell, font_px)
 
 
