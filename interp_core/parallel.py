@@ -2,8 +2,8 @@
 ``workers`` processes, or a running Ray cluster given by its ``address``.
 
 A task is ``(fn, args)``: a module-level function and plain, picklable positional arguments, so
-the same call runs here or on a worker. ``run_tasks`` yields each result as it arrives, with the
-seconds the task took where it ran; the caller stores it (``reproduce`` in ``out/partial/``, the
+the same call runs here or on a worker. ``run_tasks`` hands each result to the caller as it
+arrives, with the seconds the task took where it ran; the caller stores it (``reproduce`` in ``out/partial/``, the
 training search in its log), so a stopped run resumes either way. Ray is imported only when
 workers or an address are asked for.
 
@@ -33,23 +33,24 @@ class RayUnavailable(RuntimeError):
     """Ray is not installed, or the cluster at the given address cannot be reached."""
 
 
-def run_tasks(tasks: Sequence[Task], workers: int = 1, address: str | None = None,
-              cuda: bool = False) -> Iterator[tuple[int, Any, float]]:
-    """Yield (index of the task in ``tasks``, fn(*args), seconds) for every task.
+def run_tasks(tasks: Sequence[Task], arrived: Callable[[int, Any, float], None], workers: int = 1,
+              address: str | None = None, cuda: bool = False) -> None:
+    """Run every task and call ``arrived(index of the task in tasks, fn(*args), seconds)`` with
+    each result as it arrives.
 
     ``workers == 1`` and no ``address``: one after another in this process, in order, with this
     process's torch threads. Otherwise on Ray, in the order they finish: ``address`` None starts a
     local Ray with ``workers`` CPUs; an address ("host:port", "ray://host:port" or "auto") connects
     to that cluster, whose resources decide how many tasks run at once. ``cuda``: the tasks run on
     a CUDA device and each asks Ray for its GPU share (module docstring). Ray is shut down when the
-    generator ends, is closed or fails; results already yielded stay the caller's.
+    last result has arrived or anything fails (a task, or ``arrived`` itself); what ``arrived`` was
+    given stays the caller's.
     """
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
     if address is None and workers == 1:
         for index, (fn, args) in enumerate(tasks):
-            value, seconds = _timed(fn, args, threads=None)
-            yield index, value, seconds
+            arrived(index, *_timed(fn, args, threads=None))
         return
     if not tasks:
         return
@@ -62,8 +63,7 @@ def run_tasks(tasks: Sequence[Task], workers: int = 1, address: str | None = Non
         pending = {remote.remote(fn, args, 1): index for index, (fn, args) in enumerate(tasks)}
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
-            value, seconds = ray.get(ready[0])
-            yield pending.pop(ready[0]), value, seconds
+            arrived(pending.pop(ready[0]), *ray.get(ready[0]))
     finally:
         ray.shutdown()
 

@@ -318,8 +318,8 @@ class Run:
         done = total - Counter(u.part for u in pending)
         for part, count in done.items():
             self.tick(part)(count, total[part])
-        tasks = [(MEASURES[u.part], (*u.args, self.settings, str(self.device))) for u in pending]
-        for index, value, seconds in run_tasks(tasks, self.workers, self.address, self.device.type == "cuda"):
+
+        def arrived(index: int, value: dict, seconds: float) -> None:
             unit = pending[index]
             line = json.dumps({"key": unit.key, "seconds": seconds, "value": value})
             with open(self.partial / f"{unit.part}.jsonl", "a") as f:
@@ -327,6 +327,9 @@ class Run:
             stored[unit.part, unit.key] = json.loads(line)
             done[unit.part] += 1
             self.tick(unit.part)(done[unit.part], total[unit.part])
+
+        tasks = [(MEASURES[u.part], (*u.args, self.settings, str(self.device))) for u in pending]
+        run_tasks(tasks, arrived, self.workers, self.address, self.device.type == "cuda")
         for part in total:
             self.unit_seconds[part] = round(sum(stored[u.part, u.key]["seconds"] for u in todo if u.part == part), 1)
         return [stored[u.part, u.key]["value"] for u in todo]
