@@ -147,7 +147,8 @@ def register(commands) -> None:
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quick", action="store_true", help="few networks, images, steps and multipliers (minutes)")
     p.add_argument("--resume", action="store_true",
-                   help="continue a stopped run in --out: networks it finished (out/partial/) are not measured again")
+                   help="continue a stopped run in --out (serial or on workers): units it finished (out/partial/) are "
+                        "not measured again")
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=1,
