@@ -49,6 +49,6 @@ def run(quick: bool) -> dict:
             "tables": {"Wall-clock of the slice": rows,
                        "Two workers against one": [{"wall-clock ratio (1 worker / 2 workers)": ratio,
                                                     "identical CSV and markdown": outputs[1] == outputs[2]}]},
-            "notes": ["one run each, serial first; the machine's other work (the load averages) takes from both, "
-                      "and a busy second core takes more from the two-worker run",
+            "notes": ["one run each, serial first; the machine's other work (the load averages) takes from "
+                      "both, and a busy second core takes more from the two-worker run",
                       "the Ray figure includes starting Ray and its workers (seconds), paid once per run"]}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 from interp_core import paths
 

@@ -405,5 +405,6 @@ def run_reproduce(args) -> None:
         print(f"warning: {warning}", file=sys.stderr)
     lines = [f"wrote {args.out}/README.md in {summary['seconds']} s, the units measured "
              f"{workers_text(args.workers, args.address)}"]
-    lines += [f"  {name}: {p['unit_seconds']} s of work, {', '.join(p['files'])}" for name, p in summary["parts"].items()]
+    lines += [f"  {name}: {p['unit_seconds']} s of work, {', '.join(p['files'])}"
+              for name, p in summary["parts"].items()]
     emit(args, _json_safe({"out": str(args.out), **summary}), "\n".join(lines))

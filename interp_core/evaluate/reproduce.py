@@ -16,9 +16,10 @@ order, each writing its own files from its units:
 - ``uar_table``: accuracy under the unforeseen attacks (CIFAR-10 smallgap and wresnet networks).
 
 The full run follows the authors' protocol and takes about 8 hours of one CPU thread (estimated by
-``python -m benchmarks reproduce``), and spreads over as many workers as it has units (with the authors' 51
-networks: 51 each for PGD and AAI, 22 for UAR, 2 for the bound, 4 for ISA); ``quick=True`` runs a few networks on a few images with fewer
-steps, rounds and multipliers (the README it writes says which).
+``python -m benchmarks reproduce``), and spreads over as many workers as it has units (with the
+authors' 51 networks: 51 each for PGD and AAI, 22 for UAR, 2 for the bound, 4 for ISA);
+``quick=True`` runs a few networks on a few images with fewer steps, rounds and multipliers (the
+README it writes says which).
 Every table row records its protocol, targets and images.
 """
 
