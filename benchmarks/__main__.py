@@ -13,7 +13,7 @@ from benchmarks.results import MARKDOWN_PATH, record
 
 SECTIONS = {"attacks": "bench_attacks", "interpret": "bench_interpret", "training": "bench_training",
             "evaluate": "bench_evaluate", "threads": "bench_threads", "registry": "bench_registry",
-            "app": "bench_app", "load": "bench_load", "reproduce": "bench_reproduce",
+            "app": "bench_app", "load": "bench_load", "reproduce": "bench_reproduce", "workers": "bench_workers",
             "classroom": "bench_classroom"}
 
 

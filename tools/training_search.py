@@ -6,7 +6,12 @@ to ``results/training-search.jsonl``; ``--report`` turns that file into
 ``results/training-search.md``.
 
     python tools/training_search.py --schedule s1 --method pgd-at [--data-dir DIR]
+    python tools/training_search.py --schedule s3,s4 --method int,int2 --workers 4
     python tools/training_search.py --report
+
+Several schedules and methods make one run per pair; ``--workers N`` (a local Ray) or ``--address``
+(a Ray cluster sharing this checkout's paths) trains them at once, one task and one torch thread
+each (``interp_core.parallel``), and each row is logged as its run finishes.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import torch
 from interp_core.evaluate import evaluation_set
 from interp_core.evaluate.interpretation import aai_evaluation
 from interp_core.evaluate.robust import robust_accuracy
+from interp_core.parallel import run_tasks
 from interp_core.runtime import configure_threads
 from interp_core.training import TrainConfig, train
 
@@ -59,6 +65,7 @@ FINDINGS = {"s1": "meets the clean, tau and time targets; Int2 shows the large-e
 
 
 def run(schedule: str, method: str, data_dir: str | None) -> dict:
+    """Train (or resume) one (schedule, method) pair into runs/search/ and measure it: its log row."""
     settings = dict(SCHEDULES[schedule], method=method, dataset="mnist", arch="smallgap",
                     preset=f"search-{schedule}", eval_n=0)
     cfg = TrainConfig.from_dict(settings)
@@ -78,9 +85,14 @@ def run(schedule: str, method: str, data_dir: str | None) -> dict:
            "aai_kept": {f"{r['eps']:g}": r["kept"] for r in aai["results"]},
            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s)",
            "date": time.strftime("%Y-%m-%d")}
+    return row
+
+
+def log_row(index: int, row: dict, seconds: float) -> None:
+    """Append a finished run's row to the log and print it (``run_tasks``'s callback)."""
     with LOG.open("a") as f:
         f.write(json.dumps(row) + "\n")
-    return row
+    print(json.dumps(row), flush=True)
 
 
 def result_model(path: Path):
@@ -145,14 +157,21 @@ def report() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--schedule", choices=sorted(SCHEDULES))
-    parser.add_argument("--method")
+    parser.add_argument("--schedule", help=f"comma-separated, of {', '.join(SCHEDULES)}")
+    parser.add_argument("--method", help="comma-separated training methods")
     parser.add_argument("--data-dir")
+    parser.add_argument("--workers", type=int, default=1, help="runs at once on a local Ray (default 1: no Ray)")
+    parser.add_argument("--address", help="run on the Ray cluster at host:port, ray://host:port or auto")
     parser.add_argument("--report", action="store_true")
     args = parser.parse_args()
     configure_threads(shared=True)
     if args.schedule and args.method:
-        print(json.dumps(run(args.schedule, args.method, args.data_dir)))
+        schedules, methods = args.schedule.split(","), args.method.split(",")
+        unknown = sorted(set(schedules) - set(SCHEDULES))
+        if unknown:
+            parser.error(f"unknown schedules {unknown}; known: {', '.join(SCHEDULES)}")
+        tasks = [(run, (schedule, method, args.data_dir)) for schedule in schedules for method in methods]
+        run_tasks(tasks, log_row, args.workers, args.address)
     REPORT.write_text(report())
 
 

@@ -31,10 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from interp_core.data import DatasetNotFound
     from interp_core.models import CheckpointError
+    from interp_core.parallel import RayUnavailable
 
     args = build_parser().parse_args(argv)
     try:
         return args.run(args) or 0
-    except (CLIError, CheckpointError, DatasetNotFound, ValueError) as err:
+    except (CLIError, CheckpointError, DatasetNotFound, RayUnavailable, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

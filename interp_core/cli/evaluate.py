@@ -9,7 +9,8 @@ JSON shapes (``--json``: the last stdout line):
 - bound:  {"n", "attempted", "violations", "points": [{"half_margin", "d2", "index", "target", "eps"}], ...}
   (d2 on the CAM / (h w) scale)
 - uar:    {"protocol": {...}, "n", "clean_accuracy", "results": [{"attack", "eps", "accuracy", "target_rate"}], ...}
-- reproduce: {"out", "settings", "parts": {name: {"seconds", "files"}}, "warnings"}
+- reproduce: {"out", "settings", "workers", "address", "seconds", "parts": {name: {"seconds", "unit_seconds",
+  "files"}}, "warnings"}
 Every result also carries "model", "dataset", "subset" (which images) and "seconds".
 """
 
@@ -21,7 +22,7 @@ import math
 import sys
 from pathlib import Path
 
-from interp_core.cli.common import add_common, emit, model_for_dataset, number
+from interp_core.cli.common import CLIError, add_common, emit, model_for_dataset, number
 from interp_core.attacks import ISA_BUDGETS, ISA_EXPLAINERS, UAR_ATTACKS
 from interp_core.datasets import DATASETS
 from interp_core.evaluate import SUBSETS, TARGETS, evaluation_set, resolve_targets
@@ -141,13 +142,22 @@ def register(commands) -> None:
                     "table for the networks in ../shared/paper-networks. The full run takes about 8 hours of one CPU "
                     "thread (estimated by python -m benchmarks reproduce); --quick "
                     "runs a few networks on a few images with fewer steps. --json prints "
-                    '{"out", "settings", "parts": {name: {"seconds", "files"}}, "warnings"}')
+                    '{"out", "settings", "workers", "address", "seconds", "parts": {name: {"seconds", "unit_seconds", '
+                    '"files"}}, "warnings"}. --workers N or --address spread the units over Ray workers')
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quick", action="store_true", help="few networks, images, steps and multipliers (minutes)")
     p.add_argument("--resume", action="store_true",
-                   help="continue a stopped run in --out: networks it finished (out/partial/) are not measured again")
+                   help="continue a stopped run in --out (serial or on workers): units it finished (out/partial/) are "
+                        "not measured again")
     p.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {','.join(PARTS)}")
     p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=1,
+                   help="measure the units (a network of a table, a bound network, an ISA network and budget) on "
+                        "a local Ray of this many processes, one torch thread each (default 1: one after another "
+                        "here, no Ray)")
+    p.add_argument("--address", default=None,
+                   help="measure the units on the running Ray cluster at host:port, ray://host:port or auto; its "
+                        "nodes need this checkout and ../shared at the same paths")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run_reproduce)
 
@@ -372,8 +382,10 @@ def run_uar(args) -> None:
 
 
 def run_reproduce(args) -> None:
-    from interp_core.evaluate.reproduce import reproduce
+    from interp_core.evaluate.reproduce import reproduce, workers_text
 
+    if args.address and args.workers != 1:
+        raise CLIError("--workers sizes a local Ray; a cluster (--address) runs as many units at once as it has CPUs")
     configure_threads(shared=False)
     parts = tuple(p.strip() for p in args.parts.split(",") if p.strip())
     bars: dict = {}
@@ -384,12 +396,15 @@ def run_reproduce(args) -> None:
         bars[part](done, total)
 
     try:
-        summary = reproduce(args.out, args.quick, parts, resolve_device(args.device), progress, resume=args.resume)
+        summary = reproduce(args.out, args.quick, parts, resolve_device(args.device), progress, resume=args.resume,
+                            workers=args.workers, address=args.address)
     finally:
         for bar in bars.values():
             bar.close()
     for warning in summary["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
-    lines = [f"wrote {args.out}/README.md"] + [f"  {name}: {p['seconds']} s, {', '.join(p['files'])}"
-                                               for name, p in summary["parts"].items()]
+    lines = [f"wrote {args.out}/README.md in {summary['seconds']} s, the units measured "
+             f"{workers_text(args.workers, args.address)}"]
+    lines += [f"  {name}: {p['unit_seconds']} s of work, {', '.join(p['files'])}"
+              for name, p in summary["parts"].items()]
     emit(args, _json_safe({"out": str(args.out), **summary}), "\n".join(lines))

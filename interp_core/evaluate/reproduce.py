@@ -1,8 +1,10 @@
 """Reproduce the paper's tables and figures on the authors' networks (``../shared/paper-networks``,
 docs/method.md#evaluation), as CSV, markdown and plotly HTML (PNG when kaleido can export).
 
-``reproduce(out, quick=False, parts=PARTS)`` runs one function per part, in this order, each
-writing its own files and returning them with its wall-clock time:
+``reproduce(out, quick=False, parts=PARTS, workers=1, address=None)`` first measures every unit
+of the chosen parts (``units``; ``MEASURES`` holds one module-level function per part, so a unit
+runs here or on a Ray worker, ``interp_core.parallel``), then runs one function per part, in this
+order, each writing its own files from its units:
 
 - ``pgd_tables``: robust accuracy under the authors' PGD, per network and eps;
 - ``aai_tables``: AAI Kendall tau of the true-class CAM, per network and eps;
@@ -14,8 +16,10 @@ writing its own files and returning them with its wall-clock time:
 - ``uar_table``: accuracy under the unforeseen attacks (CIFAR-10 smallgap and wresnet networks).
 
 The full run follows the authors' protocol and takes about 8 hours of one CPU thread (estimated by
-``python -m benchmarks reproduce``); ``quick=True`` runs a few networks on a few images with fewer
-steps, rounds and multipliers (the README it writes says which).
+``python -m benchmarks reproduce``), and spreads over as many workers as it has units (with the
+authors' 51 networks: 51 each for PGD and AAI, 22 for UAR, 2 for the bound, 4 for ISA);
+``quick=True`` runs a few networks on a few images with fewer steps, rounds and multipliers (the
+README it writes says which).
 Every table row records its protocol, targets and images.
 """
 
@@ -25,6 +29,7 @@ import csv
 import json
 import math
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -42,6 +47,7 @@ from interp_core.evaluate.robust import Progress, robust_accuracy
 from interp_core.evaluate.uar import uar_evaluation
 from interp_core.io import rows_to_csv, write_atomic
 from interp_core.models import load_model
+from interp_core.parallel import run_tasks
 
 #: (dataset, paper-file prefix, architecture) of each PGD / AAI table.
 TABLES = (("mnist", "mnist", "smallgap"), ("mnist", "mnist", "pool"), ("cifar10", "cifar", "smallgap"),
@@ -145,22 +151,138 @@ def settings_dict(settings: Settings) -> dict:
                                    for key in ("methods", "uar_methods")}}
 
 
+@dataclass(frozen=True)
+class Unit:
+    """One piece of a part that is measured on its own: one network of a PGD / AAI / UAR table, one
+    normal network of the bound, one (normal network, budget) of the ISA trade-off. Its value is
+    ``MEASURES[part](*args, settings, device)``, a JSON-able dict kept as one line of
+    ``partial/<part>.jsonl`` under ``key``."""
+
+    part: str
+    key: str
+    #: plain, picklable arguments (names, a network's Path), so a Ray worker can run it
+    args: tuple
+
+
+def table_networks(tables, methods: dict | None = None):
+    """(dataset, arch, [(method, path)]) per table of ``tables`` with networks present;
+    ``methods`` maps (dataset, arch) to the methods kept (None: every network, every table)."""
+    for dataset, prefix, arch in tables:
+        chosen = None if methods is None else methods.get((dataset, arch))
+        if methods is not None and chosen is None:
+            continue
+        found = paper_networks(dataset, prefix, arch, chosen)
+        if found:
+            yield dataset, arch, found
+
+
+def normal_network(dataset: str) -> Path | None:
+    """The authors' normally trained smallgap network of ``dataset``, or None where it is absent."""
+    path = paths.paper_networks_dir() / f"{NORMAL_SMALLGAP[dataset]}.npz"
+    return path if path.is_file() else None
+
+
+def units(part: str, s: Settings) -> list[Unit]:
+    """The units of ``part`` under settings ``s``, in the order its tables list them."""
+    if part in ("pgd", "aai", "uar"):
+        tables, methods = (UAR_TABLES, s.uar_methods) if part == "uar" else (TABLES, s.methods)
+        return [Unit(part, path.stem, (dataset, arch, method, path))
+                for dataset, arch, found in table_networks(tables, methods) for method, path in found]
+    normal = [(dataset, path) for dataset in NORMAL_SMALLGAP if (path := normal_network(dataset))]
+    if part == "bound":
+        return [Unit(part, path.stem, (dataset, path)) for dataset, path in normal]
+    if part == "isa":
+        return [Unit(part, f"{path.stem}_{budget}", (dataset, budget, path)) for dataset, path in normal
+                for budget in s.budgets]
+    raise ValueError(f"unknown part {part!r}; known: {PARTS}")
+
+
+def _images(dataset: str, n: int, subset: str, device: str):
+    """(x (n, C, H, W) in [0, 1], y (n,), description) of the authors' image set ``subset`` on ``device``."""
+    images, what = evaluation_set(dataset, "test", n=n, subset=subset)
+    return images.images.to(device), images.labels.to(device), what
+
+
+def measure_pgd(dataset: str, arch: str, method: str, path: Path, s: Settings, device: str) -> dict:
+    """One network's PGD rows, per eps of the dataset's grid: {"rows": [...], "warnings": [...]}."""
+    x, y, what = _images(dataset, s.n, "paper", device)
+    model, _ = load_model(path, device)
+    result = robust_accuracy(model, x, y, list(DATASETS[dataset].paper_eps), "paper", steps=s.steps,
+                             retest=s.retest, subset=what)
+    return {"rows": [{"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
+                      "eps": r["eps"], "accuracy": r["accuracy"], "retested": r["retested"],
+                      "retest": s.retest, "attack": "paper-pgd", "steps": s.steps, "step_size": 0.01,
+                      "random_start": False, "restarts": 1, "n": len(y), "subset": what}
+                     for r in result.results],
+            "warnings": [f"{path.stem}: {w}" for w in result.warnings]}
+
+
+def measure_aai(dataset: str, arch: str, method: str, path: Path, s: Settings, device: str) -> dict:
+    """One network's AAI rows, per eps of the dataset's AAI grid: {"rows": [...]}."""
+    x, y, what = _images(dataset, s.n, "paper", device)
+    model, _ = load_model(path, device)
+    result = aai_evaluation(model, x, y, list(DATASETS[dataset].aai_eps), steps=s.aai_steps, subset=what)
+    return {"rows": [{"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
+                      "eps": r["eps"], "kendall_tau": r["kendall_tau"],
+                      "topk_intersection": r["topk_intersection"], "kept": r["kept"], "attack": "aai", "k": 8,
+                      "steps": s.aai_steps, "step_size": 0.01, "random_start": True, "restarts": 1,
+                      "n": len(y), "subset": what} for r in result["results"]]}
+
+
+def measure_bound(dataset: str, path: Path, s: Settings, device: str) -> dict:
+    """One normal network's bound points toward the authors' targets: {"rows": [...]}."""
+    x, y, what = _images(dataset, s.bound_n, "paper", device)
+    model, _ = load_model(path, device)
+    result = bound_evaluation(model, x, y, authors_set_targets("paper", y, 10), rounds=s.rounds, subset=what,
+                              targets_label="the authors' stream of the paper set")
+    return {"rows": [{"network": path.stem, **p, "violation": p["d2"] < p["half_margin"], "n": len(y),
+                      "subset": what} for p in result["points"]]}
+
+
+def measure_isa(dataset: str, budget: str, path: Path, s: Settings, device: str) -> dict:
+    """One normal network's ISA trade-off with one budget of ``ISA_BUDGETS``: {"dataset",
+    "network", "budget", "result": the ``isa_evaluation`` result}."""
+    x, y, what = _images(dataset, s.tradeoff_n, "tradeoff", device)
+    model, _ = load_model(path, device)
+    result = isa_evaluation(model, x, y, s.tradeoff_measures, multipliers=s.multipliers,
+                            targets=authors_set_targets("tradeoff", y, 10), rounds=s.rounds, subset=what,
+                            targets_label="the authors' stream of the trade-off set (numpy seed 52)",
+                            **ISA_BUDGETS[budget])
+    return {"dataset": dataset, "network": path.stem, "budget": budget, "result": result}
+
+
+def measure_uar(dataset: str, arch: str, method: str, path: Path, s: Settings, device: str) -> dict:
+    """One network's row of the UAR table (accuracy per unforeseen attack)."""
+    x, y, what = _images(dataset, s.uar_n, "paper", device)
+    model, _ = load_model(path, device)
+    result = uar_evaluation(model, x, y, dataset=dataset, steps=s.uar_steps, subset=what)
+    return {"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
+            "clean": result["clean_accuracy"], **{r["attack"]: r["accuracy"] for r in result["results"]},
+            "steps": s.uar_steps, "targets": result["protocol"]["targets"], "n": len(y), "subset": what}
+
+
+#: part -> the function that measures one of its units.
+MEASURES: dict[str, Callable[..., dict]] = {
+    "pgd": measure_pgd, "aai": measure_aai, "bound": measure_bound, "isa": measure_isa, "uar": measure_uar}
+
+
 class Run:
-    """What every part shares: the output folder, settings, device, warnings, loaded images, and
-    the progress callback."""
+    """What every part shares: the output folder, settings, device, warnings, the workers its
+    units run on (``interp_core.parallel.run_tasks``: ``workers`` and ``address``), and the progress
+    callback."""
 
     def __init__(self, out: Path, settings: Settings, device: str | torch.device, progress: PartProgress | None,
-                 resume: bool = False):
-        self.out, self.settings, self.device, self.progress = out, settings, device, progress
+                 resume: bool = False, workers: int = 1, address: str | None = None):
+        self.out, self.settings, self.device, self.progress = out, settings, torch.device(device), progress
+        self.workers, self.address = workers, address
         self.warnings: list[str] = []
-        self._data: dict = {}
         self.unit_seconds: dict[str, float] = {}
         self._start_units(resume)
 
     def _start_units(self, resume: bool) -> None:
-        """``<out>/partial/`` holds each finished unit (one network of a table) as a JSON line per
-        part, with the settings it was measured with; a fresh run empties it, a resumed one checks
-        that its settings are the same."""
+        """``<out>/partial/`` holds each finished unit as a JSON line per part, with the settings it
+        was measured with; a fresh run empties it, a resumed one checks that its settings are the
+        same."""
         self.partial = self.out / "partial"
         stamp = json.dumps(settings_dict(self.settings), sort_keys=True)
         stamp_path = self.partial / "settings.json"
@@ -173,62 +295,45 @@ class Run:
         self.partial.mkdir(parents=True, exist_ok=True)
         write_atomic(stamp_path, stamp)
 
-    def unit(self, part: str, key: str, measure: Callable[[], dict]) -> dict:
-        """The result of one unit of ``part`` (a JSON-able dict): read back when a previous call
-        finished it (``partial/<part>.jsonl``), else measured and appended there with its wall
-        seconds. ``unit_seconds[part]`` adds up the seconds of every unit, read or measured."""
-        path = self.partial / f"{part}.jsonl"
-        if path.is_file():
+    def _stored(self) -> dict[tuple[str, str], dict]:
+        """(part, key) -> {"key", "seconds", "value"} of every unit in ``partial/`` (a line cut
+        short by a killed run is skipped)."""
+        stored = {}
+        for path in sorted(self.partial.glob("*.jsonl")):
             for line in path.read_text().splitlines():
                 try:
-                    stored = json.loads(line)
-                except json.JSONDecodeError:  # a line cut short by a killed run
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
                     continue
-                if stored["key"] == key:
-                    self.unit_seconds[part] = self.unit_seconds.get(part, 0.0) + stored["seconds"]
-                    return stored["value"]
-        started = time.perf_counter()
-        value = measure()
-        seconds = round(time.perf_counter() - started, 1)
-        with open(path, "a") as f:
-            f.write(json.dumps({"key": key, "seconds": seconds, "value": value}) + "\n")
-        self.unit_seconds[part] = self.unit_seconds.get(part, 0.0) + seconds
-        return value
+                stored[path.stem, entry["key"]] = entry
+        return stored
 
-    def data(self, dataset: str, n: int, subset: str = "paper"):
-        """(x, y, description) of the authors' image set ``subset`` (first n), on the device."""
-        if (dataset, n, subset) not in self._data:
-            images, what = evaluation_set(dataset, "test", n=n, subset=subset)
-            self._data[dataset, n, subset] = (images.images.to(self.device), images.labels.to(self.device), what)
-        return self._data[dataset, n, subset]
+    def measure(self, todo: list[Unit]) -> list[dict]:
+        """The value of each unit of ``todo``, in order, as read back from ``partial/``: units a
+        previous call finished are read, the others measured on this run's workers and appended to
+        ``partial/<part>.jsonl`` as each arrives, with its seconds. Reports each part's progress;
+        sets ``unit_seconds[part]`` to the seconds of its units in ``todo``, measured now or before."""
+        stored = self._stored()
+        pending = [u for u in todo if (u.part, u.key) not in stored]
+        total = Counter(u.part for u in todo)
+        done = total - Counter(u.part for u in pending)
+        for part, count in done.items():
+            self.tick(part)(count, total[part])
 
-    def networks(self, tables=TABLES, methods: dict | None = None):
-        """(dataset, arch, [(method, path)]) per table with networks present (``methods`` filters)."""
-        for dataset, prefix, arch in tables:
-            chosen = None if methods is None else methods.get((dataset, arch))
-            if methods is not None and chosen is None:
-                continue
-            found = paper_networks(dataset, prefix, arch, chosen)
-            if found:
-                yield dataset, arch, found
+        def arrived(index: int, value: dict, seconds: float) -> None:
+            unit = pending[index]
+            line = json.dumps({"key": unit.key, "seconds": seconds, "value": value})
+            with open(self.partial / f"{unit.part}.jsonl", "a") as f:
+                f.write(line + "\n")
+            stored[unit.part, unit.key] = json.loads(line)
+            done[unit.part] += 1
+            self.tick(unit.part)(done[unit.part], total[unit.part])
 
-    def table_networks(self, part: str, tables, methods: dict | None, n: int):
-        """Every paper network of ``tables`` (of ``methods``, see :meth:`networks`) with its first
-        ``n`` evaluation images: yields (dataset, arch, method, path, x, y, what) and reports
-        ``part``'s progress after each. The caller loads the network (:func:`load_model`) only when
-        its unit is not already done."""
-        jobs = [(d, a, m, p) for d, a, nets in self.networks(tables, methods) for m, p in nets]
-        for j, (dataset, arch, method, path) in enumerate(jobs):
-            x, y, what = self.data(dataset, n)
-            yield dataset, arch, method, path, x, y, what
-            self.tick(part)(j + 1, len(jobs))
-
-    def normal_network(self, dataset: str, part: str) -> Path | None:
-        path = paths.paper_networks_dir() / f"{NORMAL_SMALLGAP[dataset]}.npz"
-        if not path.is_file():
-            self.warnings.append(f"{part}: {paths.display(path)} not found")
-            return None
-        return path
+        tasks = [(MEASURES[u.part], (*u.args, self.settings, str(self.device))) for u in pending]
+        run_tasks(tasks, arrived, self.workers, self.address, self.device.type == "cuda")
+        for part in total:
+            self.unit_seconds[part] = round(sum(stored[u.part, u.key]["seconds"] for u in todo if u.part == part), 1)
+        return [stored[u.part, u.key]["value"] for u in todo]
 
     def tick(self, part: str) -> Progress:
         return lambda done, total: self.progress(part, done, total) if self.progress else None
@@ -236,49 +341,38 @@ class Run:
     def figure(self, fig, stem: str) -> list[str]:
         return _save_figure(fig, self.out, stem, self.warnings)
 
-    def finish(self, started: float, files: list[str], part: str | None = None) -> dict:
-        """A part's result: its files, the wall-clock seconds of this call and, for a part run in
-        units, ``unit_seconds``: the seconds of all its units, measured now or by earlier calls."""
+    def missing_normal_networks(self, part: str) -> None:
+        """Warn for each dataset whose normal smallgap network (the bound's, the ISA's) is absent."""
+        for dataset in NORMAL_SMALLGAP:
+            if normal_network(dataset) is None:
+                self.warnings.append(f"{part}: {paths.display(paths.paper_networks_dir() / NORMAL_SMALLGAP[dataset])}"
+                                     ".npz not found")
+
+    def finish(self, started: float, files: list[str], part: str) -> dict:
+        """A part's result: its files, the wall-clock seconds of this call (measuring the units not
+        yet measured, writing the files) and ``unit_seconds``: the seconds of all its units,
+        measured now or by earlier calls."""
         result = {"seconds": round(time.perf_counter() - started, 1), "files": files}
         if part in self.unit_seconds:
-            result["unit_seconds"] = round(self.unit_seconds[part], 1)
+            result["unit_seconds"] = self.unit_seconds[part]
         return result
 
 
 def pgd_tables(run: Run) -> dict:
     """Robust accuracy of every paper network under the authors' PGD on the seed-99 subset, beside
     its re-test (``Settings.retest``)."""
-    started, s, rows = time.perf_counter(), run.settings, []
-    for dataset, arch, method, path, x, y, what in run.table_networks("pgd", TABLES, s.methods, s.n):
-        def measure() -> dict:
-            model, _ = load_model(path, run.device)
-            result = robust_accuracy(model, x, y, list(DATASETS[dataset].paper_eps), "paper", steps=s.steps,
-                                     retest=s.retest, subset=what)
-            return {"rows": [{"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
-                              "eps": r["eps"], "accuracy": r["accuracy"], "retested": r["retested"],
-                              "retest": s.retest, "attack": "paper-pgd", "steps": s.steps, "step_size": 0.01,
-                              "random_start": False, "restarts": 1, "n": len(y), "subset": what}
-                             for r in result.results],
-                    "warnings": [f"{path.stem}: {w}" for w in result.warnings]}
-        done = run.unit("pgd", path.stem, measure)
-        rows += done["rows"]
-        run.warnings.extend(done["warnings"])
+    started = time.perf_counter()
+    done = run.measure(units("pgd", run.settings))
+    for value in done:
+        run.warnings.extend(value["warnings"])
+    rows = [row for value in done for row in value["rows"]]
     return run.finish(started, _tables_out(run, rows, "pgd_accuracy", "accuracy", "PGD robust accuracy"), "pgd")
 
 
 def aai_tables(run: Run) -> dict:
     """AAI Kendall tau of the true-class CAM of every paper network on the seed-99 subset."""
-    started, s, rows = time.perf_counter(), run.settings, []
-    for dataset, arch, method, path, x, y, what in run.table_networks("aai", TABLES, s.methods, s.n):
-        def measure() -> dict:
-            model, _ = load_model(path, run.device)
-            result = aai_evaluation(model, x, y, list(DATASETS[dataset].aai_eps), steps=s.aai_steps, subset=what)
-            return {"rows": [{"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
-                              "eps": r["eps"], "kendall_tau": r["kendall_tau"],
-                              "topk_intersection": r["topk_intersection"], "kept": r["kept"], "attack": "aai", "k": 8,
-                              "steps": s.aai_steps, "step_size": 0.01, "random_start": True, "restarts": 1,
-                              "n": len(y), "subset": what} for r in result["results"]]}
-        rows += run.unit("aai", path.stem, measure)["rows"]
+    started = time.perf_counter()
+    rows = [row for value in run.measure(units("aai", run.settings)) for row in value["rows"]]
     return run.finish(started, _tables_out(run, rows, "aai_kendall", "kendall_tau",
                                            "AAI mean Kendall tau (CAM of the true class)"), "aai")
 
@@ -324,26 +418,17 @@ def bound_scatter(run: Run) -> dict:
     attacks toward the authors' targets of the seed-99 subset."""
     import plotly.graph_objects as go
 
-    started, s, rows, top = time.perf_counter(), run.settings, [], 0.0
-    fig = go.Figure()
-    for j, dataset in enumerate(NORMAL_SMALLGAP):
-        path = run.normal_network(dataset, "bound")
-        if path is None:
-            continue
-        x, y, what = run.data(dataset, s.bound_n)
-        model, _ = load_model(path, run.device)
-        target = authors_set_targets("paper", y, 10)
-        result = bound_evaluation(model, x, y, target, rounds=s.rounds, subset=what,
-                                  targets_label="the authors' stream of the paper set")
-        for p in result["points"]:
-            rows.append({"network": path.stem, **p, "violation": p["d2"] < p["half_margin"], "n": len(y),
-                         "subset": what})
-        fig.add_trace(go.Scatter(x=[p["half_margin"] for p in result["points"]],
-                                 y=[p["d2"] for p in result["points"]], mode="markers", name=path.stem))
-        top = max([top] + [max(p["d2"], p["half_margin"]) for p in result["points"]])
-        run.tick("bound")(j + 1, len(NORMAL_SMALLGAP))
+    started, s = time.perf_counter(), run.settings
+    run.missing_normal_networks("bound")
+    rows = [row for value in run.measure(units("bound", s)) for row in value["rows"]]
     if not rows:
-        return run.finish(started, [])
+        return run.finish(started, [], "bound")
+    fig = go.Figure()
+    for net in dict.fromkeys(r["network"] for r in rows):
+        points = [r for r in rows if r["network"] == net]
+        fig.add_trace(go.Scatter(x=[p["half_margin"] for p in points], y=[p["d2"] for p in points], mode="markers",
+                                 name=net))
+    top = max(max(p["d2"], p["half_margin"]) for p in rows)
     fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", name="d2 = half margin",
                              line={"dash": "dash", "color": "gray"}))
     fig.update_layout(title="2-class bound under minimum-eps targeted attacks",
@@ -358,29 +443,17 @@ def bound_scatter(run: Run) -> dict:
         "## The 2-class bound (docs/method.md#bound)\n\nMinimum-eps targeted margin attacks toward the authors' "
         f"targets (numpy seed 99, drawn after the subset's permutation), {s.rounds} bisection rounds of a 10-step "
         "attack; every point must have d2 >= half margin.\n\n" + "\n".join(lines) + "\n")
-    return run.finish(started, ["bound.csv", "bound.md", *run.figure(fig, "bound")])
+    return run.finish(started, ["bound.csv", "bound.md", *run.figure(fig, "bound")], "bound")
 
 
 def isa_tradeoff_curves(run: Run) -> dict:
     """The ISA trade-off (CAM, l1) on the authors' trade-off images with their targets, for the
     MNIST and CIFAR-10 smallgap normal networks, with each budget of ``Settings.budgets``."""
     started, s = time.perf_counter(), run.settings
-    results = []  # (dataset, network, budget, result)
-    jobs = [(d, b) for d in NORMAL_SMALLGAP for b in s.budgets]
-    for j, (dataset, budget) in enumerate(jobs):
-        path = run.normal_network(dataset, "isa")
-        if path is None:
-            continue
-        x, y, what = run.data(dataset, s.tradeoff_n, "tradeoff")
-        model, _ = load_model(path, run.device)
-        result = isa_evaluation(model, x, y, s.tradeoff_measures, multipliers=s.multipliers,
-                                targets=authors_set_targets("tradeoff", y, 10), rounds=s.rounds, subset=what,
-                                targets_label="the authors' stream of the trade-off set (numpy seed 52)",
-                                **ISA_BUDGETS[budget])
-        results.append((dataset, path.stem, budget, result))
-        run.tick("isa")(j + 1, len(jobs))
+    run.missing_normal_networks("isa")
+    results = [(v["dataset"], v["network"], v["budget"], v["result"]) for v in run.measure(units("isa", s))]
     if not results:
-        return run.finish(started, [])
+        return run.finish(started, [], "isa")
     rows = [{"dataset": dataset, "network": network, "budget": budget, "steps": r["protocol"]["steps"],
              "step_scale": r["protocol"]["step_scale"], "attack_measure": curve["measure"], **point,
              "label": r["images"][point["image"]]["label"], "target": r["images"][point["image"]]["target"],
@@ -388,7 +461,7 @@ def isa_tradeoff_curves(run: Run) -> dict:
             for dataset, network, budget, r in results for curve in r["curves"] for point in curve["points"]]
     if not rows:
         run.warnings.append("isa: no successful ISA example")
-        return run.finish(started, [])
+        return run.finish(started, [], "isa")
     _write_csv(run.out / "isa_tradeoff.csv", rows)
     (run.out / "isa_tradeoff.md").write_text(_tradeoff_markdown(results, s))
     files = ["isa_tradeoff.csv", "isa_tradeoff.md"]
@@ -398,7 +471,7 @@ def isa_tradeoff_curves(run: Run) -> dict:
         fig.update_layout(title=f"ISA trade-off (CAM, l1, the authors' trade-off images): {scale} discrepancy, "
                                 "running minimum")
         files += run.figure(fig, stem)
-    return run.finish(started, files)
+    return run.finish(started, files, "isa")
 
 
 def _tradeoff_markdown(results: list, s: Settings) -> str:
@@ -473,18 +546,11 @@ def tradeoff_figure(panels: list[tuple[str, dict]], scale: str = "raw", envelope
 def uar_table(run: Run) -> dict:
     """Accuracy of the CIFAR-10 smallgap and wresnet networks under the six unforeseen attacks
     (the authors' budgets and targets) on the seed-99 subset."""
-    started, s, rows = time.perf_counter(), run.settings, []
-    for dataset, arch, method, path, x, y, what in run.table_networks("uar", UAR_TABLES, s.uar_methods, s.uar_n):
-        def measure() -> dict:
-            model, _ = load_model(path, run.device)
-            result = uar_evaluation(model, x, y, dataset=dataset, steps=s.uar_steps, subset=what)
-            return {"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
-                    "clean": result["clean_accuracy"], **{r["attack"]: r["accuracy"] for r in result["results"]},
-                    "steps": s.uar_steps, "targets": result["protocol"]["targets"], "n": len(y), "subset": what}
-        rows.append(run.unit("uar", path.stem, measure))
+    started, s = time.perf_counter(), run.settings
+    rows = run.measure(units("uar", s))
     if not rows:
         run.warnings.append(f"uar: no CIFAR-10 paper networks found in {paths.paper_networks_dir()}")
-        return run.finish(started, [])
+        return run.finish(started, [], "uar")
     _write_csv(run.out / "uar_accuracy.csv", rows)
     attacks = [k for k in rows[0]
                if k not in ("dataset", "arch", "method", "network", "clean", "steps", "targets", "n", "subset")]
@@ -502,37 +568,50 @@ PART_FUNCTIONS: dict[str, Callable[[Run], dict]] = {
 
 
 def reproduce(out: str | Path, quick: bool = False, parts: tuple[str, ...] = PARTS, device: str | torch.device = "cpu",
-              progress: PartProgress | None = None, resume: bool = False) -> dict:
+              progress: PartProgress | None = None, resume: bool = False, workers: int = 1,
+              address: str | None = None) -> dict:
     """Run the parts ``parts`` (of ``PARTS``, in that order) into ``out``; returns {"settings",
-    "parts": {name: {"seconds", "files"[, "unit_seconds"]}}, "warnings"}. Needs the paper networks
-    and the MNIST / CIFAR-10 test sets. Writes README.md (mode, settings, timing, every part's
-    markdown) and summary.json.
+    "workers", "address", "seconds" (wall-clock of the call), "parts": {name: {"seconds" (its
+    files), "unit_seconds", "files"}}, "warnings"}. Needs the paper networks and the MNIST /
+    CIFAR-10 test sets. Writes README.md (mode, settings, timing, every part's markdown) and
+    summary.json.
 
-    The PGD, AAI and UAR parts run network by network and keep each finished network in
-    ``out/partial/``: with ``resume`` a run that was stopped continues where it stopped (same
-    settings only), and ``unit_seconds`` adds up the work of every call, so a full run can be
+    Every part is made of units (``units``: a network of a table, a network of the bound, a network
+    and budget of the ISA trade-off). The units of all chosen parts are measured first, one after
+    another here (``workers=1``) or at once on Ray (``workers`` local processes, or the cluster at
+    ``address``; ``interp_core.parallel``), each kept in ``out/partial/`` as it arrives; then each
+    part writes its files from the units read back, by the same code whichever ran them, so the
+    tables are identical. With ``resume`` a stopped run (serial or not) continues where it stopped
+    (same settings only), and ``unit_seconds`` adds up the work of every call, so a full run can be
     spread over several sessions and still report what it cost."""
     unknown = set(parts) - set(PARTS)
     if unknown:
         raise ValueError(f"unknown parts {sorted(unknown)}; known: {PARTS}")
+    started = time.perf_counter()
     settings = QUICK if quick else FULL
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    run = Run(out, settings, device, progress, resume)
-    summary = {"settings": {**settings_dict(settings), "quick": quick}, "parts": {}, "warnings": run.warnings}
-    for name in PARTS:
-        if name in parts:
-            summary["parts"][name] = PART_FUNCTIONS[name](run)
+    run = Run(out, settings, device, progress, resume, workers, address)
+    chosen = [name for name in PARTS if name in parts]
+    run.measure([unit for name in chosen for unit in units(name, settings)])  # at once: no worker waits for a part
+    summary = {"settings": {**settings_dict(settings), "quick": quick}, "workers": workers, "address": address,
+               "parts": {name: PART_FUNCTIONS[name](run) for name in chosen}, "warnings": run.warnings}
+    summary["seconds"] = round(time.perf_counter() - started, 1)
     _write_readme(out, quick, settings, summary)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
+def workers_text(workers: int, address: str | None) -> str:
+    """Where a run's units ran, in words."""
+    if address:
+        return f"on the Ray cluster at {address}"
+    return "one after another in one process" if workers == 1 else f"on {workers} local Ray workers"
+
+
 def _write_readme(out: Path, quick: bool, s: Settings, summary: dict) -> None:
     sections = [(out / f).read_text() for p in summary["parts"].values() for f in p["files"] if f.endswith(".md")]
-    timing = "\n".join(f"- {name}: {p['seconds']} s" + (f" (its networks: {p['unit_seconds']} s of work, "
-                                                          "this call and any it resumed)"
-                                                          if "unit_seconds" in p else "")
+    timing = "\n".join(f"- {name}: {p['unit_seconds']} s of work, {p['seconds']} s for its files"
                        for name, p in summary["parts"].items())
     sizes = (f"Sizes: PGD and AAI tables {s.n} images, {s.steps} PGD steps, {s.aai_steps} AAI steps; bound "
              f"{s.bound_n} images; ISA trade-off {s.tradeoff_n} of the authors' 5 trade-off images, multipliers "
@@ -545,7 +624,9 @@ def _write_readme(out: Path, quick: bool, s: Settings, summary: dict) -> None:
     warnings = summary["warnings"]
     (out / "README.md").write_text(
         f"# Reproducing the paper\n\nProduced by `{reproduce_command(out, quick)}`; mode: {MODES[quick]}.\n\n"
-        f"{sizes}\n\nWall-clock per part:\n{timing}\n\n" + "\n".join(sections)
+        f"{sizes}\n\nWall-clock: {summary['seconds']} s, the units measured "
+        f"{workers_text(summary['workers'], summary['address'])}. Per part, the seconds of its units' work (this call "
+        f"and any it resumed) and of writing its files:\n{timing}\n\n" + "\n".join(sections)
         + ("\n## Warnings\n\n" + "\n".join(f"- {w}" for w in warnings) + "\n" if warnings else ""))
 
 
