@@ -7,7 +7,7 @@ on its own scale (``DISTORTION_UNITS``), starting at the authors' budget."""
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import streamlit as st
 
@@ -15,6 +15,8 @@ from interp_core.attacks import ATTACKS, ISA_EXPLAINERS, NORMS
 from interp_core.datasets import DATASETS
 from interp_core.checks import BOUNDS
 from interp_core.metrics import DISTANCES, MEASURES
+
+from app_support.url_state import decode
 
 DEFAULT_ATTACK = "pgd"
 LABELS = {"eps": "ε", "step_size": "step size", "steps": "steps", "gamma": "γ (discrepancy weight)",
@@ -110,14 +112,67 @@ def param_fields(name: str, dataset: str, key: str) -> dict[str, tuple[str, obje
     return fields
 
 
+def _clamped(value, low: float, high: float | None):
+    """A number pulled into [low, high] (``high`` None: no upper end), keeping its type."""
+    return type(value)(max(value, low) if high is None else min(max(value, low), high))
+
+
 def _clamp_state(wkey: str, low: float, high: float | None) -> None:
     """A number put in a widget's state from outside it (a link, the other threat model's range) is
     pulled into the widget's range [low, high] before the widget is drawn."""
     value = st.session_state.get(wkey)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        inside = max(value, low) if high is None else min(max(value, low), high)
-        if inside != value:
-            st.session_state[wkey] = type(value)(inside)
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and _clamped(value, low, high) != value:
+        st.session_state[wkey] = _clamped(value, low, high)
+
+
+#: ``ask(param, default, start, low, high, norm)``: the value of setting ``param`` as its widget gives it, in
+#: the units the widget shows; ``default`` the builder's default, ``start`` the widget's initial value,
+#: [low, high] its range (None for a bool or a choice, ``high`` None: unbounded), ``norm`` the threat model.
+Ask = Callable[[str, object, object, float | None, float | None, str], object]
+
+
+def settings(name: str, dataset: str, norm: str, ask: Ask) -> dict:
+    """Attack ``name``'s parameters for ``dataset`` in the sidebar's order, each read with ``ask``
+    (the widget, or a link's value): ints as ints, floats back from the widget's units (0 for a
+    "derived" default is None), a setting left out while SHOWN_WHEN says so. ``norm`` is the threat
+    model chosen before its own widget is read (it sets eps's range and unit)."""
+    params: dict = {}
+    for param, default in param_defaults(name, dataset).items():
+        control, shown_value = SHOWN_WHEN.get(param, (None, None))
+        if control in params and params[control] != shown_value:
+            continue  # not asked for: the builder's default holds
+        if isinstance(default, (bool, str)):
+            params[param] = ask(param, default, default, None, None, norm)
+            norm = params[param] if param == "norm" else norm
+        elif isinstance(default, int):
+            low, high = widget_range(name, param, norm)
+            params[param] = int(ask(param, default, default, int(low), None if high is None else int(high), norm))
+        else:  # a float, or None for "derived" (the PGD step size)
+            scale, _ = _unit(name, dataset, param, norm)
+            low, high = widget_range(name, param, norm)
+            value = ask(param, default, round((default or 0.0) * scale, 6), float(low * scale),
+                        None if high is None else float(high * scale), norm)
+            params[param] = None if default is None and value == 0 else value / scale
+    return params
+
+
+def link_settings(name: str, dataset: str, values: dict[str, str]) -> dict:
+    """The parameters ``attack_controls`` gives once a link's ``values`` (URL text in the widgets'
+    units) are in the widgets (the others at their defaults), computed without drawing them. Raises
+    ValueError for a value the widget would not accept (a page ignores such a value and says so)."""
+    fields = param_fields(name, dataset, "")
+
+    def ask(param, default, start, low, high, norm):
+        if param not in values:
+            return start
+        _, like, allowed = fields[param]
+        value = decode(values[param], like)
+        if not (allowed(value) if callable(allowed) else value in allowed):
+            raise ValueError(f"{param}={values[param]} is not allowed for {name}")
+        return value if low is None else _clamped(value, low, high)
+
+    defaults = param_defaults(name, dataset)
+    return settings(name, dataset, values.get("norm", defaults.get("norm", "linf")), ask)
 
 
 def attack_controls(dataset: str, class_names: Sequence[str], key: str,
@@ -129,39 +184,29 @@ def attack_controls(dataset: str, class_names: Sequence[str], key: str,
                                 format_func=lambda n: ATTACKS[n].label, help=ATTACKS[DEFAULT_ATTACK].description)
     spec = ATTACKS[name]
     st.sidebar.caption(spec.description)
-    params: dict = {}
+
+    def widget(param, default, start, low, high, norm):
+        label, wkey = LABELS.get(param, param), param_key(key, name, dataset, param)
+        if (name, param) in HINTS:
+            st.caption(HINTS[name, param])
+        if isinstance(default, bool):
+            return st.checkbox(label, value=default, key=wkey)
+        if isinstance(default, str):
+            options = CHOICES[param]
+            return st.selectbox(label, options, index=options.index(default), key=wkey)
+        _clamp_state(wkey, low, high)
+        if isinstance(default, int):
+            return st.number_input(label, min_value=low, max_value=high, value=default, step=1, key=wkey)
+        _, unit = _unit(name, dataset, param, norm)
+        auto = " (0: 2.5 ε / steps)" if default is None else ""
+        return st.number_input(f"{label}{unit}{auto}", min_value=low, max_value=high, value=start, format="%.4g",
+                               key=wkey)
+
     with st.sidebar.expander("Attack parameters", expanded=expanded):
-        defaults = param_defaults(name, dataset)
         # the threat model chosen (its widget may come after eps): it sets eps's range and unit
-        norm = st.session_state.get(f"{key}_{name}_{dataset}_norm", defaults.get("norm", "linf"))
-        for param, default in defaults.items():
-            control, shown_value = SHOWN_WHEN.get(param, (None, None))
-            if control in params and params[control] != shown_value:
-                continue  # not asked for: the builder's default holds
-            label, wkey = LABELS.get(param, param), param_key(key, name, dataset, param)
-            if (name, param) in HINTS:
-                st.caption(HINTS[name, param])
-            if isinstance(default, bool):
-                params[param] = st.checkbox(label, value=default, key=wkey)
-            elif isinstance(default, str):
-                options = CHOICES[param]
-                params[param] = st.selectbox(label, options, index=options.index(default), key=wkey)
-                norm = params[param] if param == "norm" else norm
-            elif isinstance(default, int):
-                low, high = widget_range(name, param, norm)
-                _clamp_state(wkey, low, high)
-                params[param] = int(st.number_input(label, min_value=int(low), max_value=None if high is None else
-                                                    int(high), value=default, step=1, key=wkey))
-            else:  # a float, or None for "derived" (the PGD step size)
-                scale, unit = _unit(name, dataset, param, norm)
-                auto = " (0: 2.5 ε / steps)" if default is None else ""
-                low, high = widget_range(name, param, norm)
-                low, high = low * scale, None if high is None else high * scale
-                _clamp_state(wkey, low, high)
-                value = st.number_input(f"{label}{unit}{auto}", min_value=float(low),
-                                        max_value=None if high is None else float(high),
-                                        value=round((default or 0.0) * scale, 6), format="%.4g", key=wkey)
-                params[param] = None if default is None and value == 0 else value / scale
+        norm = st.session_state.get(param_key(key, name, dataset, "norm"),
+                                    param_defaults(name, dataset).get("norm", "linf"))
+        params = settings(name, dataset, norm, widget)
     target = None
     if spec.targeted:
         choice = st.sidebar.selectbox("Target class", ["runner-up"] + list(class_names), key=f"{key}_target",

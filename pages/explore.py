@@ -1,16 +1,15 @@
 """Explore: attack one image on one or more models and compare interpretation maps and discrepancies.
 
-Widgets -> ``run_model`` (one call into interp_core.services.explore per model, its result shared
-by every session through ``shared_results``: identical requests computed once, distinct ones in
-a bounded queue whose position is shown; per-model progress; each model's panel is drawn as soon
-as its result is there) -> render. The clean images' maps are kept across attacks (``clean_map_cache``). The view (dataset, image, models, attack and its settings,
+Widgets -> ``run_model`` (app_support/views.py: one call into interp_core.services.explore per model,
+its result shared by every session through the server's store: identical requests computed once,
+distinct ones in a bounded queue whose position is shown; per-model progress; each model's panel is
+drawn as soon as its result is there) -> render. The clean images' maps are kept across attacks. The view (dataset, image, models, attack and its settings,
 explainers, view options) lives in the URL, so a link reproduces it (app_support/url_state.py);
 the guided demos on the home page are such links.
 """
 
 import dataclasses
 import functools
-import hashlib
 import math
 import random
 import time
@@ -25,23 +24,22 @@ from app_support.common import (DATASET_LABELS, IMAGE_SHAPES, dataset_picker, ex
                                 full_data_source, get_dataset, get_image_folder, get_model, model_label, model_picker,
                                 model_table, uploaded_image)
 from app_support.layout import setup_page
-from app_support.shared_compute import Busy, SharedCompute
+from app_support.shared_compute import shared_result
 from app_support.url_state import Link
+from app_support.views import DEFAULT_EXPLAINERS, explore_key, explore_request, run_model
 from interp_core import paths
-from interp_core.attacks import ATTACKS, build_attack
+from interp_core.attacks import ATTACKS
 from interp_core.data import ImageDataset
 from interp_core.datasets import DATASETS
 from interp_core.interpret import EXPLAINERS, LABELS
 from interp_core.services import figures
 from interp_core.services.explore import (BOUND_DEFINITION, EPS_FOUND_LABEL, METRIC_DEFINITIONS,
-                                          CleanMapCache, ExploreResult, MisclassifiedImage, attack_settings,
-                                          bound_readout, eps_found_readout, explore,
+                                          ExploreResult, MisclassifiedImage, bound_readout, eps_found_readout,
                                           goal_readout, to_csv, to_json, to_npz)
 
 setup_page("Explore")
 
 GALLERY_LIMIT = 2000  # predictions for the gallery filter cover the first images of the split
-DEFAULT_EXPLAINERS = ["cam", "gradcampp", "saliency", "ig"]
 #: Thumbnails per gallery row: normal and presentation mode (larger type needs wider buttons).
 THUMBS = {False: 12, True: 6}
 TOPK = 5
@@ -82,35 +80,6 @@ def class_map(classes: list[str], model_classes: list[str]) -> np.ndarray | None
     ignored), else None."""
     lower = [c.lower() for c in model_classes]
     return np.array([lower.index(c.lower()) for c in classes]) if all(c.lower() in lower for c in classes) else None
-
-
-@st.cache_resource
-def clean_map_cache() -> CleanMapCache:
-    """The clean images' maps of the cached models, shared by every session: a second attack on
-    an image explains only its adversarial image."""
-    return CleanMapCache()
-
-
-@st.cache_resource
-def shared_results() -> SharedCompute:
-    """The server's Explore results and compute queue, shared by every session (a class)."""
-    return SharedCompute()
-
-
-def run_model(x: np.ndarray, y: int | None, class_names: tuple, spec: str, attack: str, params: tuple,
-              target: int | None, explainers: tuple, trajectory: str | None, dataset: str,
-              image_id) -> ExploreResult:
-    """The one call into interp_core for one model (kept in ``shared_results`` by every input, so
-    adding a model to the comparison computes only that one). Raises MisclassifiedImage for an
-    attack that needs a correctly classified image (ISA). The settings shown are those asked for (not γ while it is searched)."""
-    settings = {k: v for k, v in attack_settings(attack, dict(params)).items() if k in dict(params)}
-    return explore({model_label(spec): get_model(spec)}, torch.from_numpy(x),
-                   None if y is None else torch.tensor([y]), build_attack(attack, **dict(params)), list(explainers),
-                   attack_info={"name": attack, **settings, "target": target},
-                   target=None if target is None else torch.tensor([target]), class_names=class_names,
-                   trajectory_explainer=trajectory, goal=ATTACKS[attack].goal,
-                   require_correct=ATTACKS[attack].needs_correct, dataset=DATASET_LABELS[dataset], image_ids=[image_id],
-                   clean_maps=clean_map_cache())
 
 
 def pick_gallery_image(source: tuple, spec: str | None, model_classes: list[str], key: str = "explore",
@@ -359,26 +328,15 @@ def compute(request: dict, x: np.ndarray, view: dict,
         bar.progress(i / len(specs), text=f"Attacking and explaining: model {i + 1} of {len(specs)} "
                                           f"({model_label(spec)})…")
         started = time.perf_counter()
-        settings = {k: v for k, v in request.items() if k not in ("specs", "image")}
-        note = box.empty()
-
-        def waiting(position: int, seconds: float | None) -> None:
-            eta = f", about {seconds:.0f} s" if seconds is not None else ""
-            note.info("Another session is computing this very result: it will be shown here too." if position == 0
-                      else f"In the queue of this server: number {position}{eta}.", icon=":material/hourglass_top:")
-
         try:
-            res, _ = shared_results().get((request["image"][1], spec, *settings.items()),
-                                          lambda: run_model(x, **settings, spec=spec), waiting)
+            res = shared_result(explore_key(request, spec), lambda: run_model(x, request, spec), box)
         except MisclassifiedImage as err:
             box.warning(f"Refused: {err}", icon=":material/block:")
             continue
-        except Busy as err:
-            box.warning(f"The server is busy ({err}).", icon=":material/block:")
-            continue
         finally:
-            note.empty()
             fetching += time.perf_counter() - started
+        if res is None:  # the server is busy: its notice is shown in the box
+            continue
         with box:
             model_panel(res, view, wide)
         results.append(res)
@@ -427,10 +385,8 @@ else:
 inputs = None
 if picked is not None and specs and explainers:
     x, y, caption, image_id = picked
-    inputs = dict(image=(caption, hashlib.sha1(x.tobytes()).hexdigest()), y=y, class_names=tuple(class_names),
-                  specs=tuple(specs), attack=attack, params=tuple(sorted(params.items())), target=target,
-                  explainers=tuple(explainers), trajectory=trajectory if trajectory in explainers else None,
-                  dataset=dataset, image_id=image_id)
+    inputs = explore_request(x, y, caption, image_id, class_names, specs, attack, params, target, explainers,
+                             trajectory, dataset)
 if st.button("Run attack", type="primary", disabled=inputs is None, key="explore_run") or (auto_run and inputs):
     st.session_state["explore_request"] = inputs
 if not specs:

@@ -13,6 +13,7 @@ from app_support import classroom
 from app_support.layout import setup_page
 from app_support.lessons import LESSONS, VIEW_PAGES, Lesson, Step
 from app_support.url_state import Link
+from app_support.views import precompute_note
 
 setup_page("Lesson")
 
@@ -45,6 +46,8 @@ def _open_own(text: str, at: int) -> None:
 
 
 st.title("Lesson")
+if note := precompute_note():
+    st.caption(note)
 if "lesson_open" in st.session_state:
     st.session_state["lesson_key"], st.session_state["lesson_step"] = OWN, st.session_state.pop("lesson_open")
     st.session_state["lesson_reveal"] = False
