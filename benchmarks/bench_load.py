@@ -354,9 +354,12 @@ async def _teach(browser, url: str, followers: int, branching: int, steps, pause
         if i:  # back to the lesson (it opens at the step it showed), then the next step
             await sidebar.locator("[data-testid='stPageLink']").filter(has_text="Lesson").click()
             await teacher.get_by_role("heading", name=steps[i - 1].title).wait_for(timeout=timeout * 1000)
+            await _wait_idle(teacher, timeout=timeout * 1000)
             await teacher.get_by_role("button", name="Next").click()
         await teacher.get_by_role("heading", name=step.title).wait_for(timeout=timeout * 1000)
+        await _wait_idle(teacher, timeout=timeout * 1000)  # a click during the step's run could be lost
         await teacher.get_by_text("Reveal", exact=True).click()
+        await _wait_idle(teacher, timeout=timeout * 1000)
         view = teacher.get_by_text("Open this view (the attack runs)")
         await view.wait_for(timeout=timeout * 1000)
         caption = view_caption(step)
