@@ -1,13 +1,17 @@
-"""Explore's computation, shared by the Explore page and by the slides of a lesson (app_support/slides.py).
+"""The results of the pages a lesson step opens (Explore, Random start), shared by those pages, by
+a lesson's slides (app_support/lesson_slides.py) and by the start-up precompute of the shipped
+lessons' views (app_support/precompute.py).
 
 A request is the dict the Explore page builds from its widgets (``explore_request``); each model's
-result comes from ``model_result``, one call into ``interp_core.services.explore`` kept in the
-server-wide ``shared_results`` (identical requests computed once, distinct ones queued fairly,
-app_support/shared_compute.py), so a lesson's slides and the page reuse each other's results.
+result is one call into ``interp_core.services.explore`` (``run_model``), kept in the server's
+store (app_support/shared_compute.py: identical requests computed once, distinct ones queued
+fairly) under the key ``model_job`` gives with it, so the page, the slides and the precompute
+reuse each other's results. A Random start request is the tuple (spec, dataset, index, eps,
+steps, seed), its result and key from ``start_job``.
 
 ``link_request`` turns a share link's parameters (the Explore page's URL) into such a request, the
 way the page reads a link it is opened with; a setting the link leaves out takes the value a fresh
-session starts with (the page itself keeps the session's current value instead). ``start_result``
+session starts with (the page itself keeps the session's current value instead). ``start_request``
 does the same for a link of the Random start page.
 """
 
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import streamlit as st
@@ -24,14 +28,14 @@ import torch
 from app_support.attack_controls import DEFAULT_ATTACK, attack_params, param_fields
 from app_support.common import (DATASET_LABELS, default_models, full_data_source, get_dataset, get_model,
                                 model_label, model_table)
-from app_support.shared_compute import Busy, SharedCompute, WaitCallback
+from app_support.shared_compute import Busy, server_compute
 from app_support.url_state import Link
 from interp_core.attacks import ATTACKS
 from interp_core.datasets import DATASETS
 from interp_core.interpret import EXPLAINERS
 from interp_core.services.explore import (CleanMapCache, ExploreAttack, ExploreImages, ExploreResult, MisclassifiedImage,
                                           explore)
-from interp_core.services.random_start import side_by_side, start_comparison
+from interp_core.services.random_start import StartRun, side_by_side, start_comparison
 
 #: Predictions for the gallery filter, and the images a link may name, cover the first images of a split.
 GALLERY_LIMIT = 2000
@@ -45,23 +49,18 @@ def clean_map_cache() -> CleanMapCache:
     return CleanMapCache()
 
 
-@st.cache_resource
-def shared_results() -> SharedCompute:
-    """The server's Explore results and compute queue, shared by every session (a class)."""
-    return SharedCompute()
-
-
-def run_model(x: np.ndarray, y: int | None, class_names: tuple, spec: str, attack: str, params: tuple,
-              target: int | None, explainers: tuple, trajectory: str | None, dataset: str,
-              image_id) -> ExploreResult:
-    """The one call into interp_core for one model on x (1, C, H, W) in [0, 1]. Raises
-    MisclassifiedImage for an attack that needs a correctly classified image (ISA). The settings
-    shown are those asked for (not γ while it is searched)."""
-    images = ExploreImages(torch.from_numpy(x), None if y is None else torch.tensor([y]), class_names,
-                           DATASET_LABELS[dataset], [image_id])
-    request = ExploreAttack.registered(attack, dict(params), None if target is None else torch.tensor([target]))
-    return explore({model_label(spec): get_model(spec)}, images, request, list(explainers), trajectory,
-                   clean_map_cache())
+def run_model(x: np.ndarray, request: dict, spec: str) -> ExploreResult:
+    """The one call into interp_core for model ``spec`` of an Explore ``request`` on x (1, C, H, W)
+    in [0, 1] (one model at a time, so adding a model to the comparison computes only that one).
+    Raises MisclassifiedImage for an attack that needs a correctly classified image (ISA). The
+    settings shown are those asked for (not γ while it is searched)."""
+    y, target = request["y"], request["target"]
+    images = ExploreImages(torch.from_numpy(x), None if y is None else torch.tensor([y]), request["class_names"],
+                           DATASET_LABELS[request["dataset"]], [request["image_id"]])
+    attack = ExploreAttack.registered(request["attack"], dict(request["params"]),
+                                      None if target is None else torch.tensor([target]))
+    return explore({model_label(spec): get_model(spec)}, images, attack, list(request["explainers"]),
+                   request["trajectory"], clean_map_cache())
 
 
 def explore_request(x: np.ndarray, caption: str, y: int | None, class_names, specs, attack: str, params: dict,
@@ -75,14 +74,11 @@ def explore_request(x: np.ndarray, caption: str, y: int | None, class_names, spe
                 dataset=dataset, image_id=image_id)
 
 
-def model_result(request: dict, x: np.ndarray, spec: str, on_wait: WaitCallback | None = None) -> ExploreResult:
-    """Model ``spec``'s result of ``request`` on x, from ``shared_results`` (computed there when no
-    session has it). Raises MisclassifiedImage (the model refuses the image), Busy (the queue is
-    full) or ValueError (settings the attack rejects)."""
-    settings = {k: v for k, v in request.items() if k not in ("specs", "image")}
-    result, _ = shared_results().get((request["image"][1], spec, *settings.items()),
-                                     lambda: run_model(x, **settings, spec=spec), on_wait)
-    return result
+def model_job(request: dict, x: np.ndarray, spec: str) -> tuple[tuple, Callable[[], ExploreResult]]:
+    """The store's key of model ``spec``'s result of ``request`` (the image's hash and every setting)
+    and its computation (``run_model`` on x); get it with ``shared_result`` on a page."""
+    return (("explore", request["image"][1], spec, *((k, v) for k, v in request.items() if k not in ("specs", "image"))),
+            lambda: run_model(x, request, spec))
 
 
 def link_request(params: dict[str, str]) -> tuple[dict, np.ndarray, list[str]]:
@@ -128,7 +124,7 @@ def view_result(request: dict, x: np.ndarray) -> tuple[ExploreResult | None, lis
     results, notes = [], []
     for spec in request["specs"]:
         try:
-            results.append(model_result(request, x, spec))
+            results.append(server_compute().get(*model_job(request, x, spec))[0])
         except MisclassifiedImage as err:
             notes.append(f"Refused: {err}")
         except Busy as err:
@@ -138,35 +134,57 @@ def view_result(request: dict, x: np.ndarray) -> tuple[ExploreResult | None, lis
     return dataclasses.replace(results[0], models=[r.models[0] for r in results]), notes
 
 
-#: The Random start page's images (its demo sample) and the one it opens at.
-START_IMAGES, START_IMAGE = 300, 8
+#: The Random start page's demo images (its sample); its settings a link may carry beside the
+#: dataset and model, each as (decoded like, allowed), and its session-state key (``{dataset}``: per dataset).
+START_IMAGES = 300
+START_FIELDS = {"image": (0, lambda i: 0 <= i < START_IMAGES, "start_image"),
+                "eps": (0.0, lambda e: 0 < e <= 1, "start_eps_{dataset}"),
+                "steps": (0, lambda s: 1 <= s <= 1000, "start_steps"),
+                "seed": (0, lambda s: s >= 0, "start_seed")}
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
-def start_runs(spec: str, dataset: str, index: int, eps: float, steps: int, seed: int) -> ExploreResult:
-    """Both starts of the Random start page on demo image ``index`` as one result whose "models"
-    are the starts (``side_by_side``), cached by every setting."""
+def start_defaults(dataset: str, names: list[str]) -> dict[str, Any]:
+    """The Random start page's opening settings for ``dataset`` (``names`` its models): the authors'
+    Int network, whose finding the page re-tests (None when it is not there), and MNIST demo image
+    8 (a 1), which at eps 0.35 keeps its label under the authors' attack and loses it to one random
+    start (app_support/demos.py, demo "start", gives the measured numbers); 200 steps, seed 0."""
+    model = f"{dataset}-smallgap-int-paper"
+    return dict(model=model if model in names else None, image=8, eps=DATASETS[dataset].paper_eps[-2], steps=200,
+                seed=0)
+
+
+def start_runs(spec: str, dataset: str, index: int, eps: float, steps: int, seed: int) -> dict[str, StartRun]:
+    """Both starts of the Random start page on demo image ``index`` (see start_comparison)."""
     data = get_dataset(dataset, "demo")
     images = ExploreImages(data.images[index:index + 1], data.labels[index:index + 1], data.class_names, dataset,
                            [index])
-    return side_by_side(start_comparison(get_model(spec), images, eps, steps=steps, seed=seed, name=model_label(spec)))
+    return start_comparison(get_model(spec), images, eps, steps=steps, seed=seed, name=model_label(spec))
 
 
-def start_result(params: dict[str, str]) -> tuple[ExploreResult, list[str]]:
-    """A Random start link's view (the page's defaults for what it leaves out) as its side-by-side
-    result and the settings not used. Raises ValueError when the link names no usable model."""
+def start_job(request: tuple) -> tuple[tuple, Callable[[], dict[str, StartRun]]]:
+    """The store's key of a Random start ``request`` (spec, dataset, index, eps, steps, seed) and its
+    computation (``start_runs``); get it with ``shared_result`` on a page."""
+    return ("random_start", *request), lambda: start_runs(*request)
+
+
+def start_request(params: dict[str, str]) -> tuple[tuple, list[str]]:
+    """A Random start link's request (the page's opening settings for what it leaves out) and the
+    settings not used. Raises ValueError when the link names no usable model."""
     link = Link("random_start")
     dataset = link.read(params, "dataset", options=list(DATASET_LABELS)) or "mnist"
     names = [m["name"] for m in model_table(dataset)]
-    default = f"{dataset}-smallgap-int-paper"
-    spec = link.read(params, "model", options=names) or (default if default in names else None)
+    defaults = start_defaults(dataset, names)
+    spec = link.read(params, "model", options=names) or defaults["model"]
     if spec is None:
         raise ValueError(f"no {DATASET_LABELS[dataset]} model is available")
-    index = link.read(params, "image", like=0, options=lambda i: 0 <= i < START_IMAGES)
-    eps = link.read(params, "eps", like=0.0, options=lambda e: 0 < e <= 1)
-    steps = link.read(params, "steps", like=0, options=lambda s: 1 <= s <= 1000)
-    seed = link.read(params, "seed", like=0, options=lambda s: s >= 0)
-    result = start_runs(spec, dataset, START_IMAGE if index is None else index,
-                        DATASETS[dataset].paper_eps[-2] if eps is None else eps,
-                        200 if steps is None else steps, 0 if seed is None else seed)
-    return result, link.ignored
+    values = {name: link.read(params, name, like=like, options=allowed)
+              for name, (like, allowed, _) in START_FIELDS.items()}
+    values = {name: defaults[name] if value is None else value for name, value in values.items()}
+    return (spec, dataset, values["image"], values["eps"], values["steps"], values["seed"]), link.ignored
+
+
+def start_result(params: dict[str, str]) -> tuple[ExploreResult, list[str]]:
+    """A Random start link's view as its side-by-side result (from the server's store) and the
+    settings not used. Raises ValueError when the link names no usable model."""
+    request, ignored = start_request(params)
+    return side_by_side(server_compute().get(*start_job(request))[0]), ignored

@@ -1,5 +1,6 @@
 """The set-up every page runs first, whether opened from the sidebar or by a deep link such as
-``/explore``: page config, the thread policy, and the sidebar navigation.
+``/explore``: page config, the thread policy, the start-up precompute of the lessons' views (once
+per server, app_support/precompute.py), and the sidebar navigation.
 
 The pages live in ``pages/`` (Streamlit's multipage convention: a deep link runs that page's
 script alone, without ``app.py``), so the set-up is a function each script calls, not code in the
@@ -13,6 +14,7 @@ import streamlit as st
 
 from app_support.classroom import class_sidebar
 from app_support.common import configure_once
+from app_support.precompute import start_precompute
 
 #: (script, title, icon, one-line description) of every page, in sidebar order.
 PAGES = (
@@ -30,12 +32,14 @@ PAGE_ICON = "🔬"
 
 
 def setup_page(title: str) -> None:
-    """First call of every page script: page config, one torch thread per session, sidebar links and
-    the class section (follow the teacher)."""
+    """First call of every page script: page config, one torch thread per session, the lessons' views
+    precomputed (started by the server's first page run), sidebar links and the class section
+    (follow the teacher)."""
     projector = st.query_params.get("present") == "1"  # a presentation link opens with the sidebar folded
     st.set_page_config(page_title=f"{title} · interp_core lab", page_icon=PAGE_ICON, layout="wide",
                        initial_sidebar_state="collapsed" if projector else "auto")
     configure_once()
+    start_precompute()
     with st.sidebar:
         for script, label, icon, _ in PAGES:
             st.page_link(script, label=label, icon=icon)

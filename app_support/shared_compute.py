@@ -4,6 +4,10 @@ instead of repeating it, and distinct requests go through one first-come queue t
 ``running`` of them compute at once (one torch thread each). A session waiting in the queue sees
 its position and an estimate of the wait; beyond ``waiting`` queued requests a new one is turned
 away with ``Busy`` (try again shortly) rather than piling up.
+
+The server has one such store (``server_compute``) for the heavy results of every page (Explore,
+Random start, Robustness, ISA trade-off; each key starts with its page's name), and the pages get
+them with ``shared_result``, which shows the wait and the busy notice.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import threading
 import time
 from collections import OrderedDict
 from typing import Any, Callable, Hashable
+
+import streamlit as st
 
 #: on_wait(position, seconds): the request is number ``position`` (1 = next) in the queue, or 0 while
 #: its twin computes for another session; ``seconds`` the estimated wait (None before any timing).
@@ -40,6 +46,7 @@ class SharedCompute:
         self._results: OrderedDict[Hashable, Any] = OrderedDict()
         self._queue: list[Hashable] = []  # keys in arrival order; the first ``running`` compute
         self._seconds: list[float] = []  # the latest compute times, for the estimate
+        self.computed = self.hits = 0  # computations run, and requests answered from the store
 
     def estimate(self, position: int) -> float | None:
         """About how many seconds a request at ``position`` (1 = next) waits and computes: the median
@@ -59,6 +66,7 @@ class SharedCompute:
                 self._lock.wait(POLL_SECONDS)
             if key in self._results:
                 self._results.move_to_end(key)
+                self.hits += 1
                 return self._results[key], True
             if len(self._queue) - self.running >= self.waiting:
                 raise Busy(f"{len(self._queue)} requests are being computed or wait; try again in a moment")
@@ -72,6 +80,7 @@ class SharedCompute:
             started = time.perf_counter()
             value = compute()
             with self._lock:
+                self.computed += 1
                 self._seconds = (self._seconds + [time.perf_counter() - started])[-20:]
                 self._results[key] = value
                 while len(self._results) > self.entries:
@@ -81,3 +90,31 @@ class SharedCompute:
                 self._queue.remove(key)
                 self._lock.notify_all()
         return value, False
+
+
+@st.cache_resource
+def server_compute() -> SharedCompute:
+    """The server's store and compute queue, shared by every session and page (a class)."""
+    return SharedCompute()
+
+
+def shared_result(key: Hashable, compute: Callable[[], Any], box=None) -> Any | None:
+    """``compute()``'s result for ``key`` from the server's store (``SharedCompute.get``): while the
+    request waits, a note in ``box`` (an st container, the page by default) says for what (its
+    place in the queue and an estimate, or a twin computing for another session). None when the
+    server is busy: then ``box`` shows a warning saying so. Exceptions of ``compute`` propagate."""
+    box = st.container() if box is None else box
+    note = box.empty()
+
+    def waiting(position: int, seconds: float | None) -> None:
+        eta = f", about {seconds:.0f} s" if seconds is not None else ""
+        note.info("Another session is computing this very result: it will be shown here too." if position == 0
+                  else f"In the queue of this server: number {position}{eta}.", icon=":material/hourglass_top:")
+
+    try:
+        return server_compute().get(key, compute, waiting)[0]
+    except Busy as err:
+        box.warning(f"The server is busy ({err}).", icon=":material/block:")
+        return None
+    finally:
+        note.empty()

@@ -1,14 +1,25 @@
-"""Many users: 8 concurrent browser sessions against one real server on localhost, each driving
-Explore (MNIST and CIFAR-10 sessions, four attacks) for a bounded number of fresh attacks within a
-total time limit. Reports the attack requests, errors (must be 0), click-to-results latency
-(p50/p95) and the server's peak memory (resident set of the server's process tree, sampled from
-/proc), with the machine's load average.
+"""Many users against one real server on localhost, in two scenarios; each reports its errors (must
+be 0), latencies (p50/p95) and the server's peak memory (resident set of the server's process
+tree, sampled from /proc), with the machine's load average.
 
-One headless Chromium, one browser context per session (Playwright's async API). Every click asks
-for a new image first (the Random button), so results rarely come from the cache.
+``explore`` (the default): 8 concurrent browser sessions, each driving Explore (MNIST and CIFAR-10
+sessions, four attacks) for a bounded number of fresh attacks within a total time limit; latency
+from the click to the results. Every click asks for a new image first (the Random button), so
+results rarely come from the cache. The start-up precompute of the lessons' views is off here.
 
-``python -m benchmarks.bench_load [--sessions 8] [--clicks 3] [--limit 600]``; writes
-``benchmarks/load.json`` (the raw figures) and its section of benchmarks/RESULTS.md, and prints it.
+``classroom``: a class. The server starts with its start-up precompute of the lesson's views
+(app_support/precompute.py) and the class begins once it is done. A teacher session opens a class on the
+Lesson page and steps through the guided lesson: Next, Reveal, "Open this view", then a pause. The
+followers joined by the class's ``?follow=CODE`` link; per follower and step the latency runs from
+the teacher's click on "Open this view" to the view's results rendered in the follower's page. The
+branching sessions meanwhile run their own Explore attacks on fresh images, as in ``explore``.
+
+One headless Chromium, one browser context per session (Playwright's async API).
+
+``python -m benchmarks.bench_load [--sessions 8] [--clicks 3] [--limit 600]`` writes
+``benchmarks/load.json``; ``python -m benchmarks.bench_load --scenario classroom [--followers 30]
+[--branching 8] [--steps 6] [--pause 5]`` writes ``benchmarks/load_classroom.json``. Each writes its
+section of benchmarks/RESULTS.md, and prints it.
 """
 
 from __future__ import annotations
@@ -18,15 +29,19 @@ import asyncio
 import json
 import os
 import platform
+import re
 import statistics
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
+from app_support.precompute import PRECOMPUTE_ENV
 from benchmarks.results import record
 from tools.app_driver import _SCRIPT_STATE, CHROMIUM, CHROMIUM_FLAGS, RENDERED, app_server
 
 OUT = Path(__file__).resolve().parent / "load.json"
+CLASSROOM_OUT = Path(__file__).resolve().parent / "load_classroom.json"
 DATASETS = ("MNIST", "CIFAR-10")
 ATTACK_MIX = ("pgd", "fgsm", "pgd-margin", "paper-pgd")
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -61,16 +76,18 @@ def tree_rss(pid: int) -> int:
 
 
 class MemorySampler(threading.Thread):
-    """Samples tree_rss(pid) every ``every`` seconds until stopped; keeps the peak."""
+    """Samples tree_rss(pid) and the 1-minute load average every ``every`` seconds until stopped;
+    keeps the peaks."""
 
     def __init__(self, pid: int, every: float = 0.25):
         super().__init__(daemon=True)
-        self.pid, self.every, self.peak, self.samples = pid, every, 0, 0
+        self.pid, self.every, self.peak, self.samples, self.load_peak = pid, every, 0, 0, 0.0
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.is_set():
             self.peak = max(self.peak, tree_rss(self.pid))
+            self.load_peak = max(self.load_peak, os.getloadavg()[0])
             self.samples += 1
             self._stop_event.wait(self.every)
 
@@ -99,9 +116,11 @@ async def _wait_changed(picker, shown: str, timeout: float = 120.0) -> None:
         await asyncio.sleep(0.2)
 
 
-async def session(browser, url: str, index: int, clicks: int, deadline: float, report: dict) -> None:
+async def session(browser, url: str, index: int, clicks: int, deadline: float, report: dict,
+                  stop: asyncio.Event | None = None) -> None:
     """One user: open Explore, choose a dataset and an attack, then up to ``clicks`` fresh attacks
-    before ``deadline`` (time.monotonic()); latencies and errors go into ``report``."""
+    before ``deadline`` (time.monotonic()) or until ``stop`` is set; latencies and errors go into
+    ``report``."""
     from interp_core.attacks import ATTACKS
 
     dataset, attack = DATASETS[index % 2], ATTACK_MIX[(index // 2) % len(ATTACK_MIX)]
@@ -119,6 +138,8 @@ async def session(browser, url: str, index: int, clicks: int, deadline: float, r
             await page.get_by_role("option", name=ATTACKS[attack].label, exact=True).click()
             await _wait_idle(page)
         for _ in range(clicks):
+            if stop is not None and stop.is_set():
+                break
             if time.monotonic() > deadline:
                 report["not_run"] += 1
                 continue
@@ -171,7 +192,7 @@ def run(sessions: int = 8, clicks: int = 3, limit: float = 600.0) -> dict:
     """Start a server, drive ``sessions`` concurrent users for at most ``limit`` seconds; the figures."""
     load_before = os.getloadavg()
     procs: list = []
-    with app_server(started=procs) as url:
+    with app_server(env={PRECOMPUTE_ENV: "0"}, started=procs) as url:
         sampler = MemorySampler(procs[0].pid)
         sampler.start()
         idle_rss = tree_rss(procs[0].pid)
@@ -243,16 +264,270 @@ def section(figures: dict) -> dict:
     }
 
 
+#: The results of a view in a page: a caption that starts with the first text and holds the second,
+#: and the numbers table.
+VIEW_SHOWN = """([start, part]) => [...document.querySelectorAll('[data-testid="stCaptionContainer"]')]
+        .some(c => c.innerText.startsWith(start) && c.innerText.includes(part))
+    && document.querySelector('[data-testid="stTable"] table')"""
+PRECOMPUTED = re.compile(r"computed when the server started \((\d+) of (\d+) results in (\d+) s\)")
+
+
+def view_caption(step) -> tuple[str, str]:
+    """(start, part) of the results caption of a lesson step's view (see VIEW_SHOWN)."""
+    from interp_core.attacks import ATTACKS
+    from interp_core.datasets import DATASETS
+
+    params = step.params
+    label = DATASETS[params.get("dataset", "mnist")].label
+    if step.page == "pages/random_start.py":
+        return f"Results for: {label} #{params['image']} · {params['model']}", f"eps={float(params['eps']):g}"
+    return f"Results for: {label} #{params['image']} ", f" · {ATTACKS[params['attack']].label} · "
+
+
+async def _wait_precomputed(browser, url: str, timeout: float = 1200.0) -> dict:
+    """Reload the Lesson page until it says the start-up precompute is done; its figures."""
+    context = await browser.new_context(viewport=VIEWPORT)
+    page = await context.new_page()
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            await page.goto(f"{url}/lesson")
+            await page.get_by_role("button", name="Next").wait_for(timeout=300_000)
+            text = " ".join(await page.locator("[data-testid='stCaptionContainer']").all_inner_texts())
+            found = PRECOMPUTED.search(text)
+            if found:
+                done, views, seconds = map(int, found.groups())
+                return {"precomputed": done, "views": views, "precompute_s": seconds}
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the precompute did not finish within {timeout:.0f} s: {text[:300]}")
+            await asyncio.sleep(5)
+    finally:
+        await context.close()
+
+
+async def _open_class(teacher) -> str:
+    """Open a class in the teacher's Lesson page; its code."""
+    await teacher.get_by_role("button", name="Next").wait_for(timeout=300_000)
+    await teacher.get_by_text("Class", exact=True).click()
+    await teacher.get_by_role("button", name="Teach").click()
+    code = teacher.get_by_text(re.compile(r"^Class code [A-Z2-9]{4}$"))
+    await code.wait_for(timeout=120_000)
+    return (await code.inner_text()).split()[-1]
+
+
+async def _follower(browser, url: str, code: str):
+    """A student's page that follows class ``code`` (its ?follow= link)."""
+    context = await browser.new_context(viewport=VIEWPORT)
+    page = await context.new_page()
+    await page.goto(f"{url}/lesson?{urlencode({'follow': code})}")
+    await page.get_by_text(f"Following class {code}").wait_for(timeout=300_000)
+    return page
+
+
+async def _shown(page, caption: tuple[str, str], since: float, timeout: float) -> float:
+    """Seconds from ``since`` (time.perf_counter()) until ``page`` shows the view's results, drawn;
+    TimeoutError naming the stage that took longer than ``timeout`` seconds in all."""
+    deadline = time.perf_counter() + timeout
+    for stage, wait in (("results", lambda ms: page.wait_for_function(VIEW_SHOWN, arg=list(caption), timeout=ms)),
+                        ("end of the run", lambda ms: _wait_idle(page, started=True, timeout=ms)),
+                        ("images and charts", lambda ms: page.wait_for_function(RENDERED, timeout=ms))):
+        try:
+            await wait(max(deadline - time.perf_counter(), 1) * 1000)
+        except Exception as err:  # noqa: BLE001 - Playwright's TimeoutError, said with its stage
+            raise TimeoutError(f"no {stage} after {timeout:.0f} s at {page.url}") from err
+    return time.perf_counter() - since
+
+
+async def _teach(browser, url: str, followers: int, branching: int, steps, pause: float, timeout: float) -> dict:
+    report = {"by_step": [], "errors": [], "branching": {"requests": 0, "not_run": 0, "latency": [], "by_kind": {},
+                                                        "errors": []}}
+    context = await browser.new_context(viewport=VIEWPORT)
+    teacher = await context.new_page()
+    await teacher.goto(f"{url}/lesson")
+    code = await _open_class(teacher)
+    students = await asyncio.gather(*(_follower(browser, url, code) for _ in range(followers)))
+    stop = asyncio.Event()
+    branches = [asyncio.create_task(session(browser, url, i, 10**6, time.monotonic() + 24 * 3600, report["branching"],
+                                            stop)) for i in range(branching)]
+    sidebar = teacher.locator("[data-testid='stSidebar']")
+    for i, step in enumerate(steps):
+        if i:  # back to the lesson (it opens at the step it showed), then the next step
+            await sidebar.locator("[data-testid='stPageLink']").filter(has_text="Lesson").click()
+            await teacher.get_by_role("heading", name=steps[i - 1].title).wait_for(timeout=timeout * 1000)
+            await _wait_idle(teacher, timeout=timeout * 1000)
+            await teacher.get_by_role("button", name="Next").click()
+        await teacher.get_by_role("heading", name=step.title).wait_for(timeout=timeout * 1000)
+        await _wait_idle(teacher, timeout=timeout * 1000)  # a click during the step's run could be lost
+        await teacher.get_by_text("Reveal", exact=True).click()
+        await _wait_idle(teacher, timeout=timeout * 1000)
+        view = teacher.get_by_text("Open this view (the attack runs)")
+        await view.wait_for(timeout=timeout * 1000)
+        caption = view_caption(step)
+        started = time.perf_counter()
+        await view.click()
+        shown = await asyncio.gather(*(_shown(p, caption, started, timeout) for p in [teacher, *students]),
+                                     return_exceptions=True)
+        latency = [s for s in shown[1:] if isinstance(s, float)]
+        for who, result in zip(["teacher"] + [f"follower {j}" for j in range(followers)], shown):
+            if not isinstance(result, float):
+                report["errors"].append(f"step {i + 1}, {who}: {type(result).__name__}: {str(result).splitlines()[0]}")
+        for j, page in enumerate([teacher, *students]):
+            alerts = [await e.inner_text() for e in await page.locator(ERRORS).all()]
+            report["errors"].extend(f"step {i + 1}, {'teacher' if j == 0 else f'follower {j - 1}'}: {a}"
+                                    for a in alerts)
+        report["by_step"].append({"step": i + 1, "title": step.title, "page": step.page,
+                                  "teacher_s": shown[0] if isinstance(shown[0], float) else None,
+                                  "latency": latency})
+        await asyncio.sleep(pause)
+    stop.set()
+    await asyncio.gather(*branches)
+    report["errors"] += report["branching"]["errors"]
+    await context.close()
+    for page in students:
+        await page.context.close()
+    return report
+
+
+async def _drive_classroom(url: str, followers: int, branching: int, steps, pause: float, timeout: float,
+                           sampler: MemorySampler) -> tuple[dict, dict]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        precompute = await _wait_precomputed(browser, url)
+        sampler.start()  # the class's figures, from here on
+        report = await _teach(browser, url, followers, branching, steps, pause, timeout)
+        await browser.close()
+    return precompute, report
+
+
+def run_classroom(followers: int = 30, branching: int = 8, steps: int = 6, pause: float = 5.0,
+                  timeout: float = 120.0) -> dict:
+    """Start a server (precompute on), wait for its precompute, then the class: a teacher through the
+    first ``steps`` steps of the guided lesson with ``pause`` seconds after each, ``followers``
+    following sessions and ``branching`` Explore sessions of their own; ``timeout`` seconds for a
+    view to appear. The figures."""
+    from app_support.lessons import GUIDED
+
+    chosen = GUIDED.steps[:steps]
+    load_before = os.getloadavg()
+    procs: list = []
+    with app_server(env={PRECOMPUTE_ENV: "1"}, started=procs, timeout=120.0) as url:
+        sampler = MemorySampler(procs[0].pid)
+        started = time.perf_counter()
+        precompute, report = asyncio.run(_drive_classroom(url, followers, branching, chosen, pause, timeout, sampler))
+        wall = time.perf_counter() - started
+        peak = sampler.stop()
+    latency = [s for step in report["by_step"] for s in step["latency"]]
+    branch = report["branching"]["latency"]
+
+    def rounded(values: list[float], q: float) -> float | None:
+        return round(_percentile(values, q), 2) if values else None
+
+    return {
+        "scenario": "classroom", "followers": followers, "branching": branching, "steps": len(chosen),
+        "pause_s": pause, "view_timeout_s": timeout, **precompute, "wall_s": round(wall, 1),
+        "views_expected": followers * len(chosen), "views_shown": len(latency),
+        "view_latency_p50_s": rounded(latency, 0.5), "view_latency_p95_s": rounded(latency, 0.95),
+        "view_latency_max_s": round(max(latency), 2) if latency else None,
+        "by_step": [{"step": s["step"], "title": s["title"], "page": s["page"],
+                     "teacher_s": None if s["teacher_s"] is None else round(s["teacher_s"], 2),
+                     "p50_s": rounded(s["latency"], 0.5), "p95_s": rounded(s["latency"], 0.95),
+                     "max_s": round(max(s["latency"]), 2) if s["latency"] else None} for s in report["by_step"]],
+        "branching_requests": report["branching"]["requests"], "branching_completed": len(branch),
+        "branching_p50_s": rounded(branch, 0.5), "branching_p95_s": rounded(branch, 0.95),
+        "errors": len(report["errors"]), "error_messages": report["errors"][:20],
+        "server_rss_peak_mb": round(peak / 2**20), "memory_samples": sampler.samples,
+        "load_average_before": [round(v, 2) for v in load_before], "load_1min_peak": round(sampler.load_peak, 2),
+        "load_average_after": [round(v, 2) for v in os.getloadavg()],
+        "cpus": os.cpu_count(), "python": platform.python_version(),
+        "torch_threads": os.environ.get("INTERP_CORE_THREADS", "(default)"),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+def classroom_markdown(figures: dict) -> str:
+    """The classroom figures as printed text (their RESULTS.md section is classroom_section)."""
+    steps = "\n".join(f"| {s['step']} {s['title']} | {s['teacher_s']} | {s['p50_s']} | {s['p95_s']} | {s['max_s']} |"
+                      for s in figures["by_step"])
+    goal = ("met" if figures["errors"] == 0 and figures["view_latency_p95_s"] is not None
+            and figures["view_latency_p95_s"] <= 3.0 and figures["views_shown"] == figures["views_expected"]
+            else "NOT met")
+    return (
+        f"## Classroom (benchmarks/bench_load.py --scenario classroom)\n\n"
+        f"{figures['followers']} followers and {figures['branching']} branching sessions; the teacher steps through "
+        f"{figures['steps']} lesson views, {figures['pause_s']:g} s apart. Start-up precompute: "
+        f"{figures['precomputed']} of {figures['views']} results in {figures['precompute_s']} s.\n\n"
+        f"| figure | value |\n|---|---|\n"
+        f"| views shown to followers | {figures['views_shown']} of {figures['views_expected']} |\n"
+        f"| teacher's click to a follower's results p50 / p95 / max | {figures['view_latency_p50_s']} s / "
+        f"{figures['view_latency_p95_s']} s / {figures['view_latency_max_s']} s (goal p95 <= 3 s, no errors: {goal}) |\n"
+        f"| errors | {figures['errors']} |\n"
+        f"| branching attacks completed, p50 / p95 | {figures['branching_completed']} of "
+        f"{figures['branching_requests']}, {figures['branching_p50_s']} s / {figures['branching_p95_s']} s |\n"
+        f"| server memory peak (RSS of its process tree) | {figures['server_rss_peak_mb']} MB |\n"
+        f"| load average before / 1-min peak / after | {figures['load_average_before']} / "
+        f"{figures['load_1min_peak']} / {figures['load_average_after']} ({figures['cpus']} CPUs) |\n"
+        f"| wall time | {figures['wall_s']} s |\n\n"
+        f"| step | teacher s | followers p50 s | p95 s | max s |\n|---|---|---|---|---|\n{steps}\n")
+
+
+def classroom_section(figures: dict) -> dict:
+    """The classroom figures as a section of benchmarks/RESULTS.md (see benchmarks/results.py)."""
+    return {
+        "title": "Classroom: a teacher, followers and branching sessions (benchmarks/bench_load.py --scenario "
+                 "classroom)",
+        "settings": {"followers": figures["followers"], "branching sessions": figures["branching"],
+                     "lesson steps": figures["steps"], "pause between steps s": figures["pause_s"],
+                     "torch threads per request": figures["torch_threads"]},
+        "tables": {
+            "teacher's click on a view to the view's results in each follower's page": [{
+                "views shown": f"{figures['views_shown']} of {figures['views_expected']}",
+                "p50 s": figures["view_latency_p50_s"], "p95 s": figures["view_latency_p95_s"],
+                "max s": figures["view_latency_max_s"], "errors": figures["errors"],
+                "server RSS peak MB": figures["server_rss_peak_mb"], "load 1-min peak": figures["load_1min_peak"],
+                "wall s": figures["wall_s"]}],
+            "by lesson step": [{"step": f"{s['step']} {s['title']}", "teacher s": s["teacher_s"],
+                                "followers p50 s": s["p50_s"], "p95 s": s["p95_s"], "max s": s["max_s"]}
+                               for s in figures["by_step"]],
+            "branching Explore sessions": [{"attacks": figures["branching_requests"],
+                                            "completed": figures["branching_completed"],
+                                            "p50 s": figures["branching_p50_s"], "p95 s": figures["branching_p95_s"]}],
+        },
+        "notes": [f"start-up precompute of the lesson's views: {figures['precomputed']} of {figures['views']} results "
+                  f"in {figures['precompute_s']} s, before the class began",
+                  f"measured {figures['date']} on {figures['cpus']} CPUs; load average before "
+                  f"{figures['load_average_before']}, after {figures['load_average_after']} (latencies are wall time)"],
+    }
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=8)
-    parser.add_argument("--clicks", type=int, default=3, help="attacks per session")
-    parser.add_argument("--limit", type=float, default=600.0, help="total seconds for all sessions")
+    parser.add_argument("--scenario", choices=("explore", "classroom"), default="explore")
+    parser.add_argument("--sessions", type=int, default=8, help="explore: concurrent sessions")
+    parser.add_argument("--clicks", type=int, default=3, help="explore: attacks per session")
+    parser.add_argument("--limit", type=float, default=600.0, help="explore: total seconds for all sessions")
+    parser.add_argument("--followers", type=int, default=30, help="classroom: sessions following the teacher")
+    parser.add_argument("--branching", type=int, default=8, help="classroom: sessions exploring on their own")
+    parser.add_argument("--steps", type=int, default=6, help="classroom: lesson steps the teacher opens")
+    parser.add_argument("--pause", type=float, default=5.0, help="classroom: seconds between the teacher's steps")
     args = parser.parse_args(argv)
-    figures = run(args.sessions, args.clicks, args.limit)
-    OUT.write_text(json.dumps(figures, indent=1) + "\n")
-    record("load", section(figures), quick=False)
-    print(markdown(figures))
+    if args.scenario == "classroom":
+        from app_support.lessons import GUIDED
+
+        if not (args.followers >= 1 and args.branching >= 0 and 1 <= args.steps <= len(GUIDED.steps)
+                and args.pause >= 0):
+            parser.error(f"classroom needs --followers >= 1, --branching >= 0, --steps from 1 to "
+                         f"{len(GUIDED.steps)} and --pause >= 0")
+        figures = run_classroom(args.followers, args.branching, args.steps, args.pause)
+        CLASSROOM_OUT.write_text(json.dumps(figures, indent=1) + "\n")
+        record("load_classroom", classroom_section(figures), quick=False)
+        print(classroom_markdown(figures))
+    else:
+        figures = run(args.sessions, args.clicks, args.limit)
+        OUT.write_text(json.dumps(figures, indent=1) + "\n")
+        record("load", section(figures), quick=False)
+        print(markdown(figures))
     if figures["errors"]:
         raise SystemExit(f"{figures['errors']} errors: {figures['error_messages']}")
 

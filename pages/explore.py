@@ -1,9 +1,10 @@
 """Explore: attack one image on one or more models and compare interpretation maps and discrepancies.
 
-Widgets -> ``model_result`` (app_support/explore_runs.py: one call into interp_core.services.explore
-per model, its result shared by every session through ``shared_results``: identical requests computed once, distinct ones in
-a bounded queue whose position is shown; per-model progress; each model's panel is drawn as soon
-as its result is there) -> render. The clean images' maps are kept across attacks (``clean_map_cache``). The view (dataset, image, models, attack and its settings,
+Widgets -> ``model_job`` (app_support/explore_runs.py: one call into interp_core.services.explore
+per model, its result shared by every session through the server's store: identical requests
+computed once, distinct ones in a bounded queue whose position is shown; per-model progress; each
+model's panel is drawn as soon as its result is there) -> render. The clean images' maps are kept
+across attacks (``clean_map_cache``). The view (dataset, image, models, attack and its settings,
 explainers, view options) lives in the URL, so a link reproduces it (app_support/url_state.py);
 the guided demos on the home page are such links.
 """
@@ -24,9 +25,9 @@ from app_support.common import (DATASET_LABELS, IMAGE_SHAPES, dataset_picker, ex
                                 full_data_source, get_dataset, get_image_folder, get_model, model_label, model_picker,
                                 model_table, uploaded_image)
 from app_support.drawing import drawn_digit
-from app_support.explore_runs import DEFAULT_EXPLAINERS, GALLERY_LIMIT, explore_request, model_result
+from app_support.explore_runs import DEFAULT_EXPLAINERS, GALLERY_LIMIT, explore_request, model_job
 from app_support.layout import setup_page
-from app_support.shared_compute import Busy
+from app_support.shared_compute import shared_result
 from app_support.url_state import Link, query
 from interp_core import paths
 from interp_core.attacks import ATTACKS
@@ -329,24 +330,15 @@ def compute(request: dict, x: np.ndarray, view: dict,
         bar.progress(i / len(specs), text=f"Attacking and explaining: model {i + 1} of {len(specs)} "
                                           f"({model_label(spec)})…")
         started = time.perf_counter()
-        note = box.empty()
-
-        def waiting(position: int, seconds: float | None) -> None:
-            eta = f", about {seconds:.0f} s" if seconds is not None else ""
-            note.info("Another session is computing this very result: it will be shown here too." if position == 0
-                      else f"In the queue of this server: number {position}{eta}.", icon=":material/hourglass_top:")
-
         try:
-            res = model_result(request, x, spec, waiting)
+            res = shared_result(*model_job(request, x, spec), box)
         except MisclassifiedImage as err:
             box.warning(f"Refused: {err}", icon=":material/block:")
             continue
-        except Busy as err:
-            box.warning(f"The server is busy ({err}).", icon=":material/block:")
-            continue
         finally:
-            note.empty()
             fetching += time.perf_counter() - started
+        if res is None:  # the server is busy: its notice is shown in the box
+            continue
         with box:
             model_panel(res, view, wide)
         results.append(res)

@@ -1,6 +1,7 @@
 """ISA trade-off: discrepancy vs eps under 1-, 2- and all-class measures for one image (the paper's
 central picture) with the authors' and the fine step budget, and the 2-class bound scatter for a
-batch (interp_core.evaluate)."""
+batch (interp_core.evaluate). Both come from the server's store (app_support/shared_compute.py):
+computed once for every session, in the server's queue."""
 
 import json
 
@@ -18,6 +19,7 @@ from interp_core.services.explore import MisclassifiedImage, check_correct
 from app_support.common import (dataset_picker, export_buttons, full_data_source, get_dataset, get_model, model_label,
                                 model_picker, progress_bar)
 from app_support.layout import setup_page
+from app_support.shared_compute import shared_result
 
 setup_page("ISA trade-off")
 
@@ -52,12 +54,10 @@ def image_source(dataset: str, split: str, source: str):
     return data, "paper" if split == "demo" else None, f"{dataset} {split}"
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
 def tradeoff(spec: str, dataset: str, split: str, source: str, index: int, measures: tuple, explainer: str,
              ig_form: str, multipliers: tuple, rounds: int, targets: str, seed: int, steps: int,
              step_scale: float) -> dict:
-    """ISA trade-off curves of one image with one step budget, one per attack measure; cached by
-    every setting."""
+    """ISA trade-off curves of one image with one step budget, one per attack measure."""
     data, subset, what = image_source(dataset, split, source)
     model = get_model(spec)
     x, y = data.images[index:index + 1], data.labels[index:index + 1]
@@ -74,10 +74,9 @@ def tradeoff(spec: str, dataset: str, split: str, source: str, index: int, measu
     return result | {"x": x.numpy(), "y": int(y[0]), "model": model_label(spec)}
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
 def bound_scatter(spec: str, dataset: str, split: str, n: int, rounds: int, targets: str, seed: int) -> dict:
     """Minimum-eps attacks on the first n images of the authors' seed-99 subset and the bound's two
-    sides; cached."""
+    sides."""
     data, what = evaluation_set(dataset, split, n=n, subset="paper")
     model = get_model(spec)
     target = resolve_targets(targets, "paper", model, data.images, data.labels, seed)
@@ -159,8 +158,11 @@ with tab_curve:
             st.error(str(err))
             request = None
     if request:
-        results = {name: tradeoff(**request, steps=steps, step_scale=scale)
+        results = {name: shared_result(("isa_tradeoff", *sorted(request.items()), steps, scale),
+                                       lambda s=steps, c=scale: tradeoff(**request, steps=s, step_scale=c))
                    for name, (steps, scale) in st.session_state["isa_budgets_run"].items()}
+        request = None if None in results.values() else request  # None: the server is busy (its notice is shown)
+    if request:
         panels = [(f"{name} budget ({r['protocol']['steps']} × {r['protocol']['step_scale']:g}·ε)", r)
                   for name, r in results.items()]
         st.plotly_chart(tradeoff_figure(panels, view, envelope, columns=len(panels)), key="isa_curves")
@@ -196,7 +198,8 @@ with tab_bound:
                                                      rounds=int(rounds), targets=targets, seed=seed)
     request = st.session_state.get("isa_bound_request")
     if request:
-        result = bound_scatter(**request)
+        result = shared_result(("isa_bound", *sorted(request.items())), lambda: bound_scatter(**request))
+    if request and result is not None:  # None: the server is busy (its notice is shown)
         points = result["points"]
         st.plotly_chart(figures.bound_scatter_figure([p["half_margin"] for p in points], [p["d2"] for p in points]),
                         key="isa_bound")

@@ -15,6 +15,7 @@ from app_support.layout import setup_page
 from app_support.lesson_slides import lesson_file
 from app_support.lessons import LESSONS, VIEW_PAGES, Lesson, Step
 from app_support.url_state import Link
+from app_support.precompute import precompute_note
 
 setup_page("Lesson")
 
@@ -47,6 +48,8 @@ def _open_own(text: str, at: int) -> None:
 
 
 st.title("Lesson")
+if note := precompute_note():
+    st.caption(note)
 if "lesson_open" in st.session_state:
     st.session_state["lesson_key"], st.session_state["lesson_step"] = OWN, st.session_state.pop("lesson_open")
     st.session_state["lesson_reveal"] = False

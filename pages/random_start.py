@@ -1,35 +1,23 @@
 """Random start: the authors' PGD (start at the clean image) and the same attack from one random
 point of the eps-ball, side by side on one image and model, with the maps and the measured reason
-why a start at x can stall (interp_core.services.random_start)."""
+why a start at x can stall (interp_core.services.random_start). The result comes from the server's
+store (app_support/shared_compute.py), computed as a lesson's slides and the start-up precompute
+compute it (app_support/explore_runs.start_job)."""
 
 import functools
 
 import streamlit as st
 
-from app_support.common import DATASET_LABELS, get_dataset, get_model, model_label, model_table
+from app_support.common import DATASET_LABELS, get_dataset, model_label, model_table
+from app_support.explore_runs import START_FIELDS, START_IMAGES, start_defaults, start_job
 from app_support.layout import setup_page
+from app_support.shared_compute import shared_result
 from app_support.url_state import Link
-from interp_core.datasets import DATASETS
 from interp_core.services import figures
-from interp_core.services.explore import ExploreImages, goal_readout
-from interp_core.services.random_start import STARTS, side_by_side, start_comparison, trace_figure
+from interp_core.services.explore import goal_readout
+from interp_core.services.random_start import STARTS, side_by_side, trace_figure
 
 setup_page("Random start")
-
-DEMO_IMAGES = 300
-#: MNIST demo image 8 (a 1): at eps 0.35 the authors' Int keeps its label under the authors' attack and
-#: loses it to one random start (app_support/demos.py, demo "start", gives the measured numbers).
-DEFAULT_IMAGE = 8
-
-
-@st.cache_data(show_spinner="Running both attacks…", max_entries=32)
-def comparison(spec: str, dataset: str, index: int, eps: float, steps: int, seed: int):
-    """Both starts on demo image ``index`` (cached by every setting)."""
-    data = get_dataset(dataset, "demo")
-    images = ExploreImages(data.images[index:index + 1], data.labels[index:index + 1], data.class_names, dataset,
-                           [index])
-    runs = start_comparison(get_model(spec), images, eps, steps=steps, seed=seed, name=model_label(spec))
-    return runs
 
 
 def apply_link(link: Link, params: dict[str, str]) -> bool:
@@ -38,10 +26,8 @@ def apply_link(link: Link, params: dict[str, str]) -> bool:
     dataset = take("dataset", "start_dataset", options=list(DATASET_LABELS)) or st.session_state.get(
         "start_dataset", "mnist")
     take("model", f"start_model_{dataset}", options=[m["name"] for m in model_table(dataset)])
-    take("image", "start_image", like=0, options=lambda i: 0 <= i < DEMO_IMAGES)
-    take("eps", f"start_eps_{dataset}", like=0.0, options=lambda e: 0 < e <= 1)
-    take("steps", "start_steps", like=0, options=lambda s: 1 <= s <= 1000)
-    take("seed", "start_seed", like=0, options=lambda s: s >= 0)
+    for name, (like, allowed, key) in START_FIELDS.items():
+        take(name, key.format(dataset=dataset), like=like, options=allowed)
     return params.get("run") == "1"
 
 
@@ -80,13 +66,12 @@ dataset = st.sidebar.radio("Dataset", list(DATASET_LABELS), format_func=DATASET_
                            horizontal=True)
 names = [m["name"] for m in model_table(dataset)]
 # defaults go into the widgets' state (not their arguments), so that a link's values never clash with them
-default_model = f"{dataset}-smallgap-int-paper"  # the authors' Int network, whose finding the page re-tests
-for key, value in ((f"start_model_{dataset}", default_model if default_model in names else None),
-                   ("start_image", DEFAULT_IMAGE), (f"start_eps_{dataset}", DATASETS[dataset].paper_eps[-2]),
-                   ("start_steps", 200), ("start_seed", 0)):
-    st.session_state.setdefault(key, value)
+defaults = start_defaults(dataset, names)
+st.session_state.setdefault(f"start_model_{dataset}", defaults["model"])
+for name, (_, _, key) in START_FIELDS.items():
+    st.session_state.setdefault(key.format(dataset=dataset), defaults[name])
 spec = st.sidebar.selectbox("Model", names, key=f"start_model_{dataset}")
-index = st.sidebar.number_input("Demo image #", 0, DEMO_IMAGES - 1, key="start_image")
+index = st.sidebar.number_input("Demo image #", 0, START_IMAGES - 1, key="start_image")
 eps = st.sidebar.number_input("ε (ℓ∞)", 0.001, 1.0, step=0.01, format="%.4f", key=f"start_eps_{dataset}")
 steps = st.sidebar.number_input("Steps of 0.01", 1, 1000, key="start_steps")
 seed = st.sidebar.number_input("Seed of the random start", 0, 2**31 - 1, key="start_seed")
@@ -97,12 +82,15 @@ request = (spec, dataset, int(index), float(eps), int(steps), int(seed)) if spec
 if st.button("Run both attacks", type="primary", disabled=request is None, key="start_run") or (auto_run and request):
     st.session_state["start_request"] = request
 showing = request is not None and st.session_state.get("start_request") == request
+runs = None
 if not spec:
     st.info(f"No {DATASET_LABELS[dataset]} model found; train one on the Train page.")
 elif st.session_state.get("start_request") is not None and not showing:
     st.info("The settings changed since the last run: press **Run both attacks** to see their results.")
 elif showing:
-    runs = comparison(*request)
+    with st.spinner("Running both attacks…"):
+        runs = shared_result(*start_job(request))
+if runs is not None:
     st.caption(f"Results for: {DATASET_LABELS[dataset]} #{index} · {model_label(spec)} · eps={eps:g}, "
                f"steps={steps}, step_size=0.01, seed={seed}")
     for col, (label, run) in zip(st.columns(len(runs)), runs.items()):

@@ -2,7 +2,9 @@
 
 Before a run the page estimates its time from a measured per-step cost (interp_core.services.estimate);
 during it, a progress bar with the time left and a Cancel button (a click stops the run at its next
-progress step: Streamlit interrupts a script when a new run is asked for)."""
+progress step: Streamlit interrupts a script when a new run is asked for). Each model's evaluation
+comes from the server's store (app_support/shared_compute.py): computed once for every session,
+in the server's queue."""
 
 import json
 from functools import partial
@@ -19,6 +21,7 @@ from interp_core.io import rows_to_csv
 from interp_core.services.estimate import measure_costs, robustness_seconds
 from app_support.common import dataset_picker, export_buttons, get_model, model_label, model_picker, progress_bar
 from app_support.layout import setup_page
+from app_support.shared_compute import shared_result
 
 setup_page("Robustness")
 
@@ -28,11 +31,9 @@ DEFAULT_FULL = "results/reproduce"
 st.title("Robustness against ε")
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
 def evaluate(spec: str, dataset: str, split: str, n: int, protocol: str, retest: str | None, eps: tuple, steps: int,
              restarts: int, autoattack: bool, aai: bool, aai_steps: int) -> dict:
-    """Robust accuracy (beside its re-test under the paper protocol; and AAI tau) of one model,
-    cached by every setting."""
+    """Robust accuracy (beside its re-test under the paper protocol; and AAI tau) of one model."""
     data, subset = evaluation_set(dataset, split, n, "paper")
     model = get_model(spec)
     with progress_bar(f"{spec}: robust accuracy" + (" and its re-test" if retest else "") + ", batch") as tick:
@@ -112,12 +113,15 @@ def show_results(requests: list[dict]) -> None:
     cancel.button("Cancel", icon=":material/stop_circle:", key="rob_cancel",
                   help="Stops the evaluation at its next progress step")
     try:
-        results = [evaluate(**request) for request in requests]
+        results = [shared_result(("robustness", *sorted(request.items())), lambda r=request: evaluate(**r))
+                   for request in requests]
     except ValueError as err:  # a setting the library refuses: its message, not a traceback
         st.error(f"The evaluation could not run: {err}")
         return
     finally:
         cancel.empty()
+    if None in results:  # the server is busy: its notice is shown
+        return
 
     scale = DATASETS[requests[0]["dataset"]].eps_scale
     unit = "ε (×1/255)" if scale == 255 else "ε"

@@ -3,6 +3,7 @@ app server and training subprocesses that some tests start (see interp_core.runt
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,9 @@ from interp_core import paths
 from interp_core.runtime import configure_threads
 
 configure_threads(shared=True)
+# no start-up precompute of the lessons' views in the pages and app servers the tests start (a test
+# that wants it sets the variable to 1; app_support/precompute.py)
+os.environ.setdefault("INTERP_CORE_PRECOMPUTE", "0")
 
 
 def pytest_collection_modifyitems(config, items):
