@@ -87,6 +87,13 @@ HINTS = {("isa", "search_gamma"): "as the authors: the largest γ that still rea
 SHOWN_WHEN = {"gamma": ("search_gamma", False)}
 
 
+def asked_for(param: str, values: dict) -> bool:
+    """Whether setting ``param`` is asked for, given the settings ``values`` chosen before it
+    (``SHOWN_WHEN``): a setting whose control is set otherwise is not, so its builder's default holds."""
+    control, shown_value = SHOWN_WHEN.get(param, (None, None))
+    return control not in values or values[control] == shown_value
+
+
 def param_key(key: str, name: str, dataset: str, param: str) -> str:
     """Session-state key of the widget of setting ``param`` of attack ``name``."""
     return f"{key}_{name}_{dataset}_{param}"
@@ -129,8 +136,7 @@ def attack_params(name: str, dataset: str, shown: dict) -> dict:
     norm = shown.get("norm", defaults.get("norm", "linf"))
     params: dict = {}
     for param, default in defaults.items():
-        control, shown_value = SHOWN_WHEN.get(param, (None, None))
-        if control in params and params[control] != shown_value:
+        if not asked_for(param, params):
             continue
         value = shown.get(param, widget_default(name, dataset, param, norm))
         if isinstance(default, (bool, str)):
@@ -171,9 +177,8 @@ def attack_controls(dataset: str, class_names: Sequence[str], key: str,
         # the threat model chosen (its widget may come after eps): it sets eps's range and unit
         norm = st.session_state.get(f"{key}_{name}_{dataset}_norm", defaults.get("norm", "linf"))
         for param, default in defaults.items():
-            control, shown_value = SHOWN_WHEN.get(param, (None, None))
-            if control in shown and shown[control] != shown_value:
-                continue  # not asked for: the builder's default holds
+            if not asked_for(param, shown):
+                continue
             label, wkey = LABELS.get(param, param), param_key(key, name, dataset, param)
             if (name, param) in HINTS:
                 st.caption(HINTS[name, param])
