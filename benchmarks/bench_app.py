@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 
 from tools.app_driver import (
-    CHROMIUM,
     app_server,
     choose_model,
     compute_seconds,

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from interp_core import paths
-from interp_core.datasets import CIFAR10_CLASSES, DATASETS, MNIST_CLASSES, DatasetInfo
+from interp_core.datasets import CIFAR10_CLASSES, DATASETS
 from interp_core.images import MAX_PIXELS, ImageIntakeError, read_image
 from interp_core.io import atomic_write, load_arrays_pickle
 

@@ -237,7 +237,7 @@ def test_crop_and_pad_keep_the_aspect_ratio(fit):
     fitted = read_image(_ink_on_paper(), "mnist", fit=fit, invert=True)
     assert "(aspect ratio not kept)" in stretched.notes[0]
     side = 30 if fit == "crop" else 40
-    assert fitted.notes[0] == (f"centre-cropped from 40×30 to 30×30" if fit == "crop"
+    assert fitted.notes[0] == ("centre-cropped from 40×30 to 30×30" if fit == "crop"
                                else "padded from 40×30 to 40×40 with its background")
     assert f"resized from {side}×{side} to 28×28" in fitted.notes
 
