@@ -64,7 +64,22 @@ def test_precompute_is_off_when_the_environment_says_so(monkeypatch):
     start_precompute.clear()
 
 
-def test_random_start_sessions_asking_at_once_compute_once():
+@pytest.fixture
+def one_script_parse_at_a_time(monkeypatch):
+    """Parse page scripts one at a time, as the real server does: its one ScriptCache holds a lock while it
+    parses, but each AppTest run has a cache of its own. Two ``ast.parse`` calls in two threads at once can
+    fail on Python 3.11 ("AST constructor recursion depth mismatch", CPython gh-106905)."""
+    from streamlit.runtime.scriptrunner.script_cache import ScriptCache
+    lock, get_bytecode = threading.Lock(), ScriptCache.get_bytecode
+
+    def locked(cache: ScriptCache, script_path: str):
+        with lock:
+            return get_bytecode(cache, script_path)
+
+    monkeypatch.setattr(ScriptCache, "get_bytecode", locked)
+
+
+def test_random_start_sessions_asking_at_once_compute_once(one_script_parse_at_a_time):
     store, pages = server_compute(), []
     computed = store.computed
 
