@@ -14,6 +14,8 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from urllib.parse import urlencode
 
 import streamlit as st
 
@@ -118,6 +120,28 @@ def class_lesson() -> str:
     return view.lesson if view else ""
 
 
+#: Opens a view the way the browser's Back button does: the new URL goes into the history and a
+#: ``popstate`` event tells Streamlit's page to load it (it reruns that page with that query). Once per
+#: class version, however often the component is drawn.
+_OPEN_VIEW_JS = """
+export default function (component) {
+  const { data } = component;
+  if (!data || !data.version || window.__interpLabClassView === data.version) { return; }
+  window.__interpLabClassView = data.version;
+  window.history.pushState(null, '', new URL(data.url, window.location.href));
+  window.dispatchEvent(new PopStateEvent('popstate'));
+}
+"""
+_open_view = st.components.v2.component("interp_lab.open_class_view", js=_OPEN_VIEW_JS)
+
+
+def view_url(page: str, params: dict, version: int) -> str:
+    """The URL, relative to the app's pages, of ``page`` (a script path such as ``pages/explore.py``)
+    opened with ``params`` and the class's ``version`` of the view."""
+    path = "./" if page == "app.py" else Path(page).stem
+    return f"{path}?{urlencode({**params, VIEW_PARAM: str(version)})}"
+
+
 @st.fragment(run_every=POLL_SECONDS)
 def _follow(code: str) -> None:
     view = classes().view(code)
@@ -126,10 +150,13 @@ def _follow(code: str) -> None:
         return
     st.caption(f"Following class **{code}**: you see the teacher's view.")
     if view.version and view.version != st.session_state.get("class_seen"):
+        # The browser opens the view (a page change asked for by the page itself, like a click on a
+        # link); st.switch_page from this fragment left pages blank under load ("Bad delta path index").
+        # The version makes the URL new to the page, so it applies the view even when it wrote those
+        # very parameters itself earlier (url_state.Link.incoming ignores its own URLs).
         st.session_state["class_seen"] = view.version
-        # the version makes the URL new to the page, so it applies the view even when it wrote those
-        # very parameters itself earlier (url_state.Link.incoming ignores its own URLs)
-        st.switch_page(view.page, query_params={**view.params, VIEW_PARAM: str(view.version)})
+        _open_view(key="class_open_view", data={"url": view_url(view.page, view.params, view.version),
+                                                 "version": view.version})
 
 
 def _follow_class(code: str) -> None:

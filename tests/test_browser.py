@@ -344,4 +344,9 @@ def test_a_student_follows_the_teachers_change_within_3_s(browser, app_url, shot
     student.get_by_role("heading", name="Explore an attack").wait_for(timeout=30_000)
     app_driver.wait_idle(student, timeout=300_000)
     assert "image=0" in student.url and "attack=aai" in student.url
+    # back to the lesson: the page change from Explore that left followers' pages blank under load
+    teacher.locator("[data-testid='stSidebar'] [data-testid='stPageLink']").filter(has_text="Lesson").click()
+    teacher.get_by_role("heading", name=GUIDED.steps[2].title).wait_for(timeout=30_000)
+    student.get_by_role("heading", name=GUIDED.steps[2].title).wait_for(timeout=10_000)
+    assert re.search(r"/lesson\?", student.url)
     assert not app_driver.errors(teacher) and not app_driver.errors(student)

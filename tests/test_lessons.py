@@ -72,3 +72,11 @@ def test_old_classes_close_and_a_full_server_says_so(monkeypatch):
     now = classroom.time.time()
     monkeypatch.setattr(classroom.time, "time", lambda: now + classroom.CLASS_TTL_SECONDS + 1)
     assert rooms.open() and rooms.view(first) is None  # unused for the TTL: closed
+
+
+def test_a_followed_view_opens_by_its_page_path_with_the_class_version():
+    from app_support.classroom import VIEW_PARAM, view_url
+
+    assert view_url("pages/explore.py", {"image": "8", "models": "a,b"}, 3) == f"explore?image=8&models=a%2Cb&{VIEW_PARAM}=3"
+    assert view_url("pages/random_start.py", {}, 1) == f"random_start?{VIEW_PARAM}=1"
+    assert view_url("app.py", {}, 2) == f"./?{VIEW_PARAM}=2"
