@@ -30,3 +30,22 @@ def test_the_table_reads_each_activation_from_its_card_and_names_what_is_missing
     assert f"| {reported:.3f} / {shipped_card.metrics['retested_accuracy']['0.35']:.3f} |" in relu
     assert "| 0.123 |" in softplus and f"| {reported:.3f} / 0.456 |" in softplus
     assert "not trained" in rows["pgd-at", "softplus"] and "not trained" in rows["pgd-at", "relu"]
+
+
+def test_ig_norm_is_trained_with_both_activations_for_its_stated_epochs_and_the_others_only_with_softplus(
+        tmp_path, monkeypatch):
+    import pytest
+
+    trained = []
+    monkeypatch.setattr(activation_study, "ROOT", tmp_path)
+    monkeypatch.setattr(activation_study, "train", lambda cfg, out, **kw: trained.append((cfg, out, kw["name"])))
+    monkeypatch.setattr(activation_study, "ship", lambda out, name, *a: out)
+    activation_study.train_model("ig-norm", "relu", None)
+    activation_study.train_model("int", "softplus", None)
+    (ig, ig_out, ig_name), (int_, _, int_name) = trained
+    assert (ig.method, ig.activation, ig.epochs, ig.preset) == ("ig-norm", "relu", 1, "cpu")
+    assert ig_name == "mnist-smallgap-ig-norm-project" and ig_out.parent == tmp_path / "runs" / "activation"
+    assert (int_.activation, int_.epochs, int_name) == ("softplus", 8, "mnist-smallgap-int-softplus-project")
+    with pytest.raises(SystemExit, match="shipped cpu-preset card"):
+        activation_study.train_model("int", "relu", None)
+    assert activation_study.training_note("ig-norm") == ", 1 epoch" and activation_study.training_note("int") == ""
