@@ -81,6 +81,12 @@ def model_job(request: dict, x: np.ndarray, spec: str) -> tuple[tuple, Callable[
             lambda: run_model(x, request, spec))
 
 
+def view_key(request: dict) -> tuple:
+    """The key of ``request``'s results for all its models together (what its figures are drawn from)."""
+    return ("explore", request["image"][1], tuple(request["specs"]),
+            *((k, v) for k, v in request.items() if k not in ("specs", "image")))
+
+
 def link_request(params: dict[str, str]) -> tuple[dict, np.ndarray, list[str]]:
     """An Explore link's view of a dataset gallery image as (request, x (1, C, H, W), the link's
     settings that were not used, each with why). Raises ValueError for a link whose image cannot be

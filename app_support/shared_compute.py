@@ -7,7 +7,9 @@ away with ``Busy`` (try again shortly) rather than piling up.
 
 The server has one such store (``server_compute``) for the heavy results of every page (Explore,
 Random start, Robustness, ISA trade-off; each key starts with its page's name), and the pages get
-them with ``shared_result``, which shows the wait and the busy notice.
+them with ``shared_result``, which shows the wait and the busy notice. A second store
+(``server_figures``) keeps the images and charts drawn from those results, so a class of thirty
+opening one view draws its figures once (``shared_figure``).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ RUNNING = max(1, os.cpu_count() or 1)
 #: Requests that may wait: a class of thirty, each with one request in flight.
 WAITING = 30
 ENTRIES = 128
+#: Figures kept (a view draws a few per model and attack step shown).
+FIGURE_ENTRIES = 512
 POLL_SECONDS = 0.5
 
 
@@ -118,3 +122,16 @@ def shared_result(key: Hashable, compute: Callable[[], Any], box=None) -> Any | 
         return None
     finally:
         note.empty()
+
+
+@st.cache_resource
+def server_figures() -> SharedCompute:
+    """The server's drawn figures, shared by every session: no queue bound (a figure is drawn in
+    milliseconds; sessions asking for the same one at once wait for one drawing)."""
+    return SharedCompute(waiting=10**6, entries=FIGURE_ENTRIES)
+
+
+def shared_figure(key: Hashable, draw: Callable[[], Any]) -> Any:
+    """``draw()``'s figure (an image array or a chart; never changed by its users) for ``key``: the
+    key of the result it is drawn from with every drawing setting. Drawn once for all sessions."""
+    return server_figures().get(key, draw)[0]

@@ -25,9 +25,9 @@ from app_support.common import (DATASET_LABELS, IMAGE_SHAPES, dataset_picker, ex
                                 full_data_source, get_dataset, get_image_folder, get_model, model_label, model_picker,
                                 model_table, uploaded_image)
 from app_support.drawing import drawn_digit
-from app_support.explore_runs import DEFAULT_EXPLAINERS, GALLERY_LIMIT, explore_request, model_job
+from app_support.explore_runs import DEFAULT_EXPLAINERS, GALLERY_LIMIT, explore_request, model_job, view_key
 from app_support.layout import setup_page
-from app_support.shared_compute import shared_result
+from app_support.shared_compute import shared_figure, shared_result
 from app_support.url_state import Link, query
 from interp_core import paths
 from interp_core.attacks import ATTACKS
@@ -254,10 +254,10 @@ def readouts(res: ExploreResult, i: int) -> None:
     st.markdown(f"D1 of CAM/(h·w) = {m.d1_cam_hw[0]:.4f}: the 1-class measure has no such floor")
 
 
-def model_panel(res: ExploreResult, view: dict, wide: bool) -> None:
-    """One model's panel (``res`` holds that model alone): its name, whether the attack reached its
-    goal, the images and perturbation, and its readouts (beside the images when ``wide``, a row
-    of its own; below them in a column)."""
+def model_panel(res: ExploreResult, key: tuple, view: dict, wide: bool) -> None:
+    """One model's panel (``res`` holds that model alone, stored under ``key``): its name, whether
+    the attack reached its goal, the images and perturbation, and its readouts (beside the images
+    when ``wide``, a row of its own; below them in a column)."""
     m = res.models[0]
     st.markdown(f"#### {m.model}")
     # a missed goal is a result, flagged (warning), not an error of the app
@@ -265,21 +265,25 @@ def model_panel(res: ExploreResult, view: dict, wide: bool) -> None:
                                                       if m.goal_reached[0] else ":material/warning:")
     left, right = st.columns([3, 2]) if wide else (st.container(), st.container())
     title, captions = figures.summary_text(res, 0, with_model=False)
-    left.image(figures.model_summary_image(res, 0, cell=view["cell"], font_px=view["font_px"], with_model=False),
-               alt=f"{title}: " + "; ".join(captions))
+    image = shared_figure((key, "summary", view["cell"], view["font_px"]), lambda: figures.model_summary_image(
+        res, 0, cell=view["cell"], font_px=view["font_px"], with_model=False))
+    left.image(image, alt=f"{title}: " + "; ".join(captions))
     with right:
         readouts(res, 0)
 
 
-def render(res: ExploreResult, view: dict, digits: int = TABLE_DIGITS[False], share: str = "") -> None:
-    """Everything below the models' panels: maps, numbers (to ``digits`` significant figures), the
-    attack step by step, exports (the slides name ``share``, the view's link)."""
+def render(res: ExploreResult, key: tuple, view: dict, digits: int = TABLE_DIGITS[False], share: str = "") -> None:
+    """Everything below the models' panels of ``res`` (every model's result, ``view_key``
+    ``key``): maps, numbers (to ``digits`` significant figures), the attack step by step, exports
+    (the slides name ``share``, the view's link). Figures are drawn once per server
+    (``shared_figure``)."""
     st.subheader("Interpretation maps")
     st.caption("Clean, adversarial and difference maps share ONE symmetric colour scale per row, "
                + ("the same for every model" if view["shared"] else "each model its own")
                + " (RdBu: red negative, blue positive; the bar gives the range, rounded up to a round number).")
     for name in res.models[0].maps:
-        st.image(figures.maps_figure(res, name, **view))
+        st.image(shared_figure((key, "maps", name, *sorted(view.items())),
+                               lambda name=name: figures.maps_figure(res, name, **view)))
 
     st.subheader("Discrepancy numbers")
     st.table([{"model": m.model, "explainer": LABELS.get(e, e),
@@ -291,7 +295,7 @@ def render(res: ExploreResult, view: dict, digits: int = TABLE_DIGITS[False], sh
                 + f"\n- **bound**: {BOUND_DEFINITION}")
 
     if res.models[0].trajectory is not None:
-        trajectory_view(res, view)
+        trajectory_view(res, key, view)
 
     st.subheader("Export")
     # built when clicked (deferred), so showing the results does not pay for every export
@@ -300,7 +304,7 @@ def render(res: ExploreResult, view: dict, digits: int = TABLE_DIGITS[False], sh
 
 
 @st.fragment
-def trajectory_view(res: ExploreResult, view: dict) -> None:
+def trajectory_view(res: ExploreResult, key: tuple, view: dict) -> None:
     """Slider over attack steps: image, prediction and maps at each step (reruns only this part)."""
     traj0 = res.models[0].trajectory
     last = traj0.x.shape[0] - 1
@@ -310,8 +314,10 @@ def trajectory_view(res: ExploreResult, view: dict) -> None:
         traj = m.trajectory
         y, t = int(m.y[0]), int(m.target[0])
         st.markdown(f"**{m.model}**")
-        st.image(figures.step_image(traj, res.class_names, y, t, step, font_px=view["font_px"]))
-        st.plotly_chart(figures.trajectory_figure(traj, res.class_names, y, t, step=step), key=f"traj_{m.model}")
+        st.image(shared_figure((key, "step", m.model, step, view["font_px"]), lambda: figures.step_image(
+            traj, res.class_names, y, t, step, font_px=view["font_px"])))
+        st.plotly_chart(shared_figure((key, "trajectory", m.model, step), lambda: figures.trajectory_figure(
+            traj, res.class_names, y, t, step=step)), key=f"traj_{m.model}")
 
 
 def compute(request: dict, x: np.ndarray, view: dict,
@@ -330,8 +336,9 @@ def compute(request: dict, x: np.ndarray, view: dict,
         bar.progress(i / len(specs), text=f"Attacking and explaining: model {i + 1} of {len(specs)} "
                                           f"({model_label(spec)})…")
         started = time.perf_counter()
+        key, job = model_job(request, x, spec)
         try:
-            res = shared_result(*model_job(request, x, spec), box)
+            res = shared_result(key, job, box)
         except MisclassifiedImage as err:
             box.warning(f"Refused: {err}", icon=":material/block:")
             continue
@@ -340,7 +347,7 @@ def compute(request: dict, x: np.ndarray, view: dict,
         if res is None:  # the server is busy: its notice is shown in the box
             continue
         with box:
-            model_panel(res, view, wide)
+            model_panel(res, key, view, wide)
         results.append(res)
     bar.empty()
     return (dataclasses.replace(results[0], models=[r.models[0] for r in results]) if results else None), fetching
@@ -420,7 +427,8 @@ elif showing:
                 caption.caption(f"Results for: {DATASET_LABELS[dataset]} {request['image'][0]} · "
                                 f"{ATTACKS[attack].label} · {settings} · computed in {computed:.2f} s{cached}")
                 share = link_values(dataset, split, source, specs, attack, explainers, trajectory, True)
-                render(result, view, TABLE_DIGITS[present], f"{st.context.url or 'explore'}?{urlencode(query(share))}")
+                render(result, view_key(request), view, TABLE_DIGITS[present],
+                       f"{st.context.url or 'explore'}?{urlencode(query(share))}")
 
 values = link_values(dataset, split, source, specs, attack, explainers, trajectory, showing)
 link.write(values)

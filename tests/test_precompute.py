@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 ROOT = paths.PROJECT_ROOT
 sys.path.insert(0, str(ROOT))
 from app_support.lessons import GUIDED  # noqa: E402
-from app_support.shared_compute import server_compute  # noqa: E402
+from app_support.shared_compute import server_compute, server_figures  # noqa: E402
 from app_support.precompute import PRECOMPUTE_ENV, start_precompute  # noqa: E402
 
 TIMEOUT = 300
@@ -119,3 +119,17 @@ def test_a_full_queue_gives_a_busy_notice_instead_of_results(monkeypatch, page, 
     finally:
         release.set()
         holder.join(10)
+
+
+def test_a_second_session_on_the_same_explore_view_draws_no_figure_again():
+    step = next(s for s in GUIDED.steps if s.page == "pages/explore.py")
+    figures = server_figures()
+    asked = figures.computed + figures.hits
+    first = open_view(step.page, step.params)
+    assert not first.exception and first.image, first.exception
+    shown = figures.computed + figures.hits - asked  # the summary, the maps, the attack step image and chart
+    assert shown >= 4
+    drawn, hits = figures.computed, figures.hits
+    second = open_view(step.page, step.params)
+    assert not second.exception and len(second.image) == len(first.image)
+    assert figures.computed == drawn and figures.hits == hits + shown
