@@ -350,7 +350,7 @@ def evaluate_model(model: nn.Module, dataset: str, n: int = EVALUATION_N, retest
     data, subset = evaluation_set(dataset, "demo", n=n, subset="paper")
     aai = aai_evaluation(model, data.images, data.labels, list(DATASETS[dataset].evaluation_aai_eps()), subset=subset,
                          progress=stage("AAI Kendall tau"))
-    return {**result, "aai": aai["results"], "aai_protocol": aai["protocol"],
+    return {**result, "aai": aai.results, "aai_protocol": aai.protocol,
             "seconds": round(time.perf_counter() - started, 1)}
 
 
