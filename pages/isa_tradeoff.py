@@ -57,7 +57,8 @@ def image_source(dataset: str, split: str, source: str):
 def tradeoff(spec: str, dataset: str, split: str, source: str, index: int, measures: tuple, explainer: str,
              ig_form: str, multipliers: tuple, rounds: int, targets: str, seed: int, steps: int,
              step_scale: float) -> dict:
-    """ISA trade-off curves of one image with one step budget, one per attack measure."""
+    """ISA trade-off curves of one image with one step budget, one per attack measure: {"result"
+    (the ``ISAResult``), "x" (the image, (1, C, H, W)), "y" (its label), "model" (its label)}."""
     data, subset, what = image_source(dataset, split, source)
     model = get_model(spec)
     x, y = data.images[index:index + 1], data.labels[index:index + 1]
@@ -71,19 +72,19 @@ def tradeoff(spec: str, dataset: str, split: str, source: str, index: int, measu
                                 rounds=rounds, explainer_options=options, steps=steps, step_scale=step_scale,
                                 subset=f"{what}, image #{index}", targets_label=TARGET_LABELS[targets],
                                 progress=tick)
-    return result | {"x": x.numpy(), "y": int(y[0]), "model": model_label(spec)}
+    return {"result": result, "x": x.numpy(), "y": int(y[0]), "model": model_label(spec)}
 
 
 def bound_scatter(spec: str, dataset: str, split: str, n: int, rounds: int, targets: str, seed: int) -> dict:
     """Minimum-eps attacks on the first n images of the authors' seed-99 subset and the bound's two
-    sides."""
+    sides: {"result" (the ``BoundResult``), "model" (its label)}."""
     data, what = evaluation_set(dataset, split, n=n, subset="paper")
     model = get_model(spec)
     target = resolve_targets(targets, "paper", model, data.images, data.labels, seed)
     with progress_bar("minimum-ε attacks, batch") as tick:
         result = bound_evaluation(model, data.images, data.labels, target, rounds=rounds, subset=what,
                                   targets_label=TARGET_LABELS[targets], progress=tick)
-    return result | {"model": model_label(spec)}
+    return {"result": result, "model": model_label(spec)}
 
 
 dataset, split = dataset_picker("isa")
@@ -163,13 +164,13 @@ with tab_curve:
                    for name, (steps, scale) in st.session_state["isa_budgets_run"].items()}
         request = None if None in results.values() else request  # None: the server is busy (its notice is shown)
     if request:
-        panels = [(f"{name} budget ({r['protocol']['steps']} × {r['protocol']['step_scale']:g}·ε)", r)
-                  for name, r in results.items()]
+        panels = [(f"{name} budget ({r['result'].protocol['steps']} × {r['result'].protocol['step_scale']:g}·ε)",
+                   r["result"]) for name, r in results.items()]
         st.plotly_chart(tradeoff_figure(panels, view, envelope, columns=len(panels)), key="isa_curves")
         rows = []
         for name, r in results.items():
-            st.markdown(f"**{name} budget** — " + " ".join(tradeoff_text(r, view).splitlines()))
-            for c in r["curves"]:
+            st.markdown(f"**{name} budget** — " + " ".join(tradeoff_text(r["result"], view).splitlines()))
+            for c in r["result"].curves:
                 rows += [{"budget": name, "measure": MEASURE_LABELS[c["measure"]], "ε_min": f"{c['eps_min'][0]:.4f}",
                           "p": p["multiplier"], "γ": f"{p['gamma']:.3g}", "ε": f"{p['eps']:.4f}",
                           "‖δ‖∞": f"{p['linf']:.4f}", "raw D": f"{p['raw']:.4g}", "range D": f"{p['range']:.4f}",
@@ -177,16 +178,16 @@ with tab_curve:
         if rows:
             st.table(rows)
         else:
-            skipped = next(iter(results.values()))["curves"][0]["skipped"][0]
+            skipped = next(iter(results.values()))["result"].curves[0]["skipped"][0]
             st.warning(f"No successful ISA point for this image ({skipped}).")
         first = next(iter(results.values()))
-        protocol = ", ".join(f"{k}={v}" for k, v in first["protocol"].items() if k not in ("steps", "step_scale",
-                                                                                            "step_size", "budget"))
-        seconds = sum(r["seconds"] for r in results.values())
-        st.caption(f"{first['model']} · {first['subset']} · {protocol} · {seconds:.1f} s")
+        protocol = ", ".join(f"{k}={v}" for k, v in first["result"].protocol.items()
+                             if k not in ("steps", "step_scale", "step_size", "budget"))
+        seconds = sum(r["result"].seconds for r in results.values())
+        st.caption(f"{first['model']} · {first['result'].subset} · {protocol} · {seconds:.1f} s")
         export_buttons("isa", csv=rows_to_csv(rows),
-                       json=json.dumps({name: {k: v for k, v in r.items() if k != "x"} for name, r in results.items()},
-                                       indent=1, default=float),
+                       json=json.dumps({name: {**r["result"].to_dict(), "y": r["y"], "model": r["model"]}
+                                        for name, r in results.items()}, indent=1, default=float),
                        npz=npz_bytes(x=first["x"], y=np.array([first["y"]])), stem="isa-tradeoff")
 
 with tab_bound:
@@ -200,10 +201,11 @@ with tab_bound:
     if request:
         result = shared_result(("isa_bound", *sorted(request.items())), lambda: bound_scatter(**request))
     if request and result is not None:  # None: the server is busy (its notice is shown)
-        points = result["points"]
+        bound, points = result["result"], result["result"].points
         st.plotly_chart(figures.bound_scatter_figure([p["half_margin"] for p in points], [p["d2"] for p in points]),
                         key="isa_bound")
-        st.metric("Points below the diagonal (bound violations)", result["violations"],
-                  help=f"of {len(points)} successful attacks on {result['attempted']} correctly classified images")
-        export_buttons("isa_bound", csv=rows_to_csv(points), json=json.dumps(result, indent=1, default=float),
+        st.metric("Points below the diagonal (bound violations)", bound.violations,
+                  help=f"of {len(points)} successful attacks on {bound.attempted} correctly classified images")
+        export_buttons("isa_bound", csv=rows_to_csv(points),
+                       json=json.dumps({**bound.to_dict(), "model": result["model"]}, indent=1, default=float),
                        stem="bound-scatter")

@@ -45,7 +45,7 @@ def evaluate(spec: str, dataset: str, split: str, n: int, protocol: str, retest:
     if aai:
         with progress_bar(f"{spec}: AAI, batch") as tick:
             tau = aai_evaluation(model, data.images, data.labels, [e for e in eps if e > 0], steps=aai_steps,
-                                 subset=subset, progress=tick)
+                                 subset=subset, progress=tick).to_dict()
     return {"model": model_label(spec), "robust": robust, "aai": tau}
 
 

@@ -15,6 +15,9 @@ from interp_core.attacks import PaperProtocol, pgd
 from interp_core.cli import main
 from interp_core.evaluate import (
     MASKING_SIGNS,
+    AAIResult,
+    BoundResult,
+    ISAResult,
     aai_evaluation,
     bound_evaluation,
     evaluation_set,
@@ -178,9 +181,9 @@ def test_a_normal_model_shows_no_masking_sign(mnist_normal, small):
 def test_aai_evaluation(mnist_normal, small):
     x, y = small
     result = aai_evaluation(mnist_normal, x, y, [0.02, 0.1], steps=10, batch_size=5)
-    assert result["protocol"]["attack"] == "aai" and result["protocol"]["k"] == 8
+    assert result.protocol["attack"] == "aai" and result.protocol["k"] == 8
     cam = get_explainer("cam")
-    for row in result["results"]:  # the same numbers, computed directly (the attack seeded per batch of 5)
+    for row in result.results:  # the same numbers, computed directly (the attack seeded per batch of 5)
         x_adv = torch.cat([AAI(row["eps"], steps=10)(mnist_normal, x[i:i + 5], y[i:i + 5]) for i in (0, 5, 10)])
         with torch.no_grad():
             kept = mnist_normal(x_adv).argmax(1) == mnist_normal(x).argmax(1)
@@ -188,24 +191,54 @@ def test_aai_evaluation(mnist_normal, small):
         assert row["kept"] == int(kept.sum()) > 0
         assert row["kendall_tau"] == pytest.approx(kendall_tau(clean, adv)[kept].mean().item(), abs=1e-6)
         assert row["topk_intersection"] == pytest.approx(topk_intersection(clean, adv, 8)[kept].mean().item(), abs=1e-6)
-    weak, strong = result["results"]
+    weak, strong = result.results
     assert weak["kendall_tau"] > strong["kendall_tau"] and weak["topk_intersection"] > strong["topk_intersection"]
 
 
 def test_bound_evaluation_has_no_violations(mnist_normal, small):
     x, y = small
     result = bound_evaluation(mnist_normal, x, y, rounds=6)
-    assert result["violations"] == 0 and len(result["points"]) >= 8
-    assert all(p["d2"] >= p["half_margin"] for p in result["points"])
+    assert result.violations == 0 and len(result.points) >= 8
+    assert all(p["d2"] >= p["half_margin"] for p in result.points)
 
 
 def test_isa_evaluation_summary(mnist_normal, small):
     x, y = small
     result = isa_evaluation(mnist_normal, x[:2], y[:2], ("1class",), multipliers=(1.0, 2.0), rounds=4)
-    (curve,) = result["curves"]
+    (curve,) = result.curves
     assert curve["measure"] == "1class" and len(curve["summary"]) == 2
     for p in curve["points"]:
         assert p["envelope_range"] <= p["range"] and p["linf"] <= p["eps"] + 1e-6
+
+
+def test_aai_evaluation_returns_its_record(mnist_normal, small):
+    """An ``AAIResult`` whose ``to_dict()`` has the keys (in order) the JSON writers always stored."""
+    x, y = small
+    result = aai_evaluation(mnist_normal, x[:3], y[:3], [0.1], steps=2, subset="demo")
+    assert isinstance(result, AAIResult) and result.n == 3 and result.subset == "demo" and result.seconds > 0
+    assert [set(r) for r in result.results] == [{"eps", "kendall_tau", "topk_intersection", "kept"}]
+    assert list(result.to_dict()) == ["protocol", "n", "subset", "results", "seconds"]
+    assert json.loads(json.dumps(result.to_dict())) == result.to_dict()
+
+
+def test_bound_evaluation_returns_its_record(mnist_normal, small):
+    x, y = small
+    result = bound_evaluation(mnist_normal, x[:3], y[:3], rounds=2, steps=2, subset="demo")
+    assert isinstance(result, BoundResult) and result.n == 3 and result.attempted <= 3
+    assert all(set(p) == {"index", "target", "eps", "half_margin", "d2"} for p in result.points)
+    assert list(result.to_dict()) == ["protocol", "n", "subset", "attempted", "violations", "points", "seconds"]
+
+
+def test_isa_evaluation_returns_its_record_and_reads_it_back(mnist_normal, small):
+    x, y = small
+    result = isa_evaluation(mnist_normal, x[:1], y[:1], ("1class",), multipliers=(2.0,), rounds=3)
+    assert isinstance(result, ISAResult) and result.n == 1
+    assert set(result.images[0]) == {"image", "label", "target"}
+    assert {"measure", "eps_min", "bound", "skipped", "points", "summary"} == set(result.curves[0])
+    assert result.curves[0]["points"]
+    assert list(result.to_dict()) == ["protocol", "n", "subset", "images", "curves", "seconds"]
+    stored = json.dumps(result.to_dict())  # as reproduce keeps it; NaN != NaN, so the JSON is compared
+    assert json.dumps(ISAResult.from_dict(json.loads(stored)).to_dict()) == stored
 
 
 def _run_json(capsys, argv):

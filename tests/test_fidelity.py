@@ -14,7 +14,8 @@ import torch
 from interp_core import paths
 from interp_core.attacks import ATTACKS, ISA, ISA_BUDGETS, MinimumEps, build_attack, isa_tradeoff, minimum_eps, runner_up
 from interp_core.attacks.isa import budget_options, envelope
-from interp_core.evaluate import AUTHORS_SETS, authors_set_targets, isa_evaluation, tradeoff_findings, tradeoff_text
+from interp_core.evaluate import (AUTHORS_SETS, ISAResult, authors_set_targets, isa_evaluation, tradeoff_findings,
+                                  tradeoff_text)
 from interp_core.evaluate.data import TEST_SIZE
 from interp_core.interpret import AUTHORS_IG_BETA, get_explainer
 from interp_core.models import smooth_copy
@@ -196,7 +197,7 @@ def _result(one, two, bound):
         summary = [{"multiplier": m} for m in (1.0, 2.0, 4.0)]
         return {"measure": measure, "points": points, "summary": summary, "bound": bound}
 
-    return {"curves": [curve("1class", one), curve("2class", two)]}
+    return ISAResult({}, len(bound), "", [], [curve("1class", one), curve("2class", two)], 0.0)
 
 
 def test_tradeoff_findings_state_what_the_numbers_show():
@@ -219,9 +220,9 @@ def test_isa_evaluation_reports_both_scales_envelopes_and_the_bound(mnist_normal
     x, y = four
     result = isa_evaluation(mnist_normal, x[:2], y[:2], ("1class", "2class"), multipliers=(2.0,), rounds=4,
                             targets="runner-up", steps=5, step_scale=0.4)
-    assert result["protocol"]["steps"] == 5 and result["protocol"]["step_scale"] == 0.4
-    assert result["protocol"]["budget"] == "custom"
-    for curve in result["curves"]:
+    assert result.protocol["steps"] == 5 and result.protocol["step_scale"] == 0.4
+    assert result.protocol["budget"] == "custom"
+    for curve in result.curves:
         assert [r["multiplier"] for r in curve["summary"]] == [1.0, 2.0]
         for p in curve["points"]:
             assert p["envelope_raw"] <= p["raw"] and p["envelope_range"] <= p["range"]

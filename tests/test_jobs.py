@@ -248,6 +248,29 @@ def test_limits_are_enforced(runs, monkeypatch):
         _wait(first, _ended)
 
 
+#: The keys of a stored evaluation (``ModelEvaluation.to_dict()``), in order, as they always were.
+ROBUST_KEYS = ["dataset", "n", "subset", "clean_accuracy", "accuracy", "robust_protocol", "contradicted",
+               "masking_signs", "warnings"]
+EVALUATION_KEYS = [*ROBUST_KEYS, "aai", "aai_protocol", "seconds"]
+
+
+def test_evaluate_model_returns_its_record(mnist_normal):
+    result = jobs.evaluate_model(mnist_normal, "mnist", 2)
+    assert isinstance(result, jobs.ModelEvaluation) and result.n == 2 and result.dataset == "mnist"
+    assert [r["eps"] for r in result.accuracy] == list(DATASETS["mnist"].paper_eps)
+    assert all(set(r) == {"eps", "accuracy", "retested"} for r in result.accuracy)
+    assert [set(r) for r in result.aai] == [{"eps", "kendall_tau", "topk_intersection", "kept"}] * 2
+    assert list(result.to_dict()) == EVALUATION_KEYS
+    robust = jobs.robust_evaluation(mnist_normal, "mnist", 2)
+    assert type(robust) is jobs.RobustEvaluation and list(robust.to_dict()) == ROBUST_KEYS
+    assert robust.accuracy == result.accuracy
+
+
+def test_stored_references_are_model_evaluations_with_their_writers_keys():
+    for name, stored in jobs.reference_evaluations("mnist", jobs.EVALUATION_N).items():
+        assert set(stored) - {"model", "method", "machine", "wall_seconds"} == set(EVALUATION_KEYS), name
+
+
 def test_evaluate_model_checks_its_image_count(mnist_normal):
     for n in (0, jobs.EVALUATION_N + 1):
         with pytest.raises(ValueError, match="between 1 and 200"):

@@ -35,7 +35,7 @@ from interp_core.attacks.uar import (
 from interp_core.cli import main
 from interp_core.data import load_dataset
 from interp_core.datasets import DATASETS
-from interp_core.evaluate import uar_evaluation
+from interp_core.evaluate import UARResult, uar_evaluation
 from interp_core.models import build_model, load_model
 
 KINDS = list(UAR_ATTACKS)
@@ -327,18 +327,26 @@ def test_jpeg_coefficients_keep_their_budget(kind, eps, tiny_cifar_model):
 def test_uar_evaluation_records_protocol_and_matches_the_attack(tiny_cifar_model):
     x, y = _images(3, 32, n=5), torch.tensor([0, 1, 2, 3, 4])
     result = uar_evaluation(tiny_cifar_model, x, y, ["fog", "jpeg-l1"], steps=2, batch_size=2)
-    assert result["n"] == 5 and result["protocol"]["steps"] == 2 and result["protocol"]["seed"] == 99
-    assert [r["attack"] for r in result["results"]] == ["fog", "jpeg-l1"]
-    assert result["results"][1]["eps"] == 256.0
+    assert result.n == 5 and result.protocol["steps"] == 2 and result.protocol["seed"] == 99
+    assert [r["attack"] for r in result.results] == ["fog", "jpeg-l1"]
+    assert result.results[1]["eps"] == 256.0
     target = authors_targets(y, 10, after_permutation=10_000)
-    assert "permutation(10000)" in result["protocol"]["targets"]
+    assert "permutation(10000)" in result.protocol["targets"]
     x_adv = torch.cat([UARAttack("fog", 2048.0, steps=2, seed=99)(tiny_cifar_model, x[s:s + 2], y[s:s + 2],
                                                                    target[s:s + 2]) for s in range(0, 5, 2)])
     pred = tiny_cifar_model(x_adv).argmax(1)
-    assert result["results"][0]["accuracy"] == pytest.approx((pred == y).float().mean().item())
-    assert result["results"][0]["target_rate"] == pytest.approx((pred == target).float().mean().item())
+    assert result.results[0]["accuracy"] == pytest.approx((pred == y).float().mean().item())
+    assert result.results[0]["target_rate"] == pytest.approx((pred == target).float().mean().item())
     with pytest.raises(ValueError, match="jpeg-linf"):
         uar_evaluation(tiny_cifar_model, x, y, ["rain"])
+
+
+def test_uar_evaluation_returns_its_record(tiny_cifar_model):
+    """A ``UARResult`` whose ``to_dict()`` has the keys (in order) the JSON writers always stored."""
+    result = uar_evaluation(tiny_cifar_model, _images(3, 32, n=2), torch.tensor([0, 1]), ["fog"], steps=1)
+    assert isinstance(result, UARResult) and result.n == 2 and 0 <= result.clean_accuracy <= 1
+    assert [set(r) for r in result.results] == [{"attack", "eps", "accuracy", "target_rate", "seconds"}]
+    assert list(result.to_dict()) == ["protocol", "n", "subset", "clean_accuracy", "results", "seconds"]
 
 
 def test_cli_uar_json(capsys):
@@ -355,9 +363,9 @@ def test_attacks_lower_the_normal_networks_accuracy():
     data = load_dataset("cifar10", "demo", n=20)
     model, _ = load_model("cifar10-smallgap-normal-paper")
     result = uar_evaluation(model, data.images, data.labels, steps=20, batch_size=20)
-    assert result["clean_accuracy"] > 0.3
-    for row in result["results"]:
-        assert row["accuracy"] < result["clean_accuracy"], row
+    assert result.clean_accuracy > 0.3
+    for row in result.results:
+        assert row["accuracy"] < result.clean_accuracy, row
 
 
 @pytest.mark.gpu

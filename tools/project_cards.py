@@ -128,10 +128,10 @@ def retest_metrics(model, dataset: str) -> dict:
     paper's 200 images: {"retested_accuracy": {eps label: accuracy}, "contradicted": [eps labels],
     "masking_signs", "retest"}."""
     result = robust_evaluation(model, dataset, retest=CARD_RETEST)
-    rows = {f"{r['eps']:g}": r for r in result["accuracy"] if r["eps"] > 0}
+    rows = {f"{r['eps']:g}": r for r in result.accuracy if r["eps"] > 0}
     return {"retested_accuracy": {label: r["retested"] for label, r in rows.items()},
-            "contradicted": [f"{eps:g}" for eps in result["contradicted"]],
-            "masking_signs": result["masking_signs"], "retest": CARD_RETEST}
+            "contradicted": [f"{eps:g}" for eps in result.contradicted],
+            "masking_signs": result.masking_signs, "retest": CARD_RETEST}
 
 
 def ship(checkpoint: Path, name: str, preset: str, trained_by: str, machine: str | None) -> Path:
@@ -154,14 +154,14 @@ def ship(checkpoint: Path, name: str, preset: str, trained_by: str, machine: str
     card.name, card.source = name, "project"
     card.hyperparameters = {**card.hyperparameters, "preset": preset}
     card.metrics.update({
-        "clean_accuracy": result["clean_accuracy"],
-        "pgd_accuracy": {label(r["eps"]): r["accuracy"] for r in result["accuracy"] if r["eps"] > 0},
-        "retested_accuracy": {label(r["eps"]): r["retested"] for r in result["accuracy"] if r["eps"] > 0},
-        "contradicted": [label(eps) for eps in result["contradicted"]],
-        "masking_signs": result["masking_signs"], "retest": CARD_RETEST,
-        "aai_tau": {label(r["eps"]): r["kendall_tau"] for r in result["aai"]},
-        "aai_kept": {label(r["eps"]): r["kept"] for r in result["aai"]},
-        "evaluation": f"interp_core.services.jobs.evaluate_model on {result['n']} images ({result['subset']})",
+        "clean_accuracy": result.clean_accuracy,
+        "pgd_accuracy": {label(r["eps"]): r["accuracy"] for r in result.accuracy if r["eps"] > 0},
+        "retested_accuracy": {label(r["eps"]): r["retested"] for r in result.accuracy if r["eps"] > 0},
+        "contradicted": [label(eps) for eps in result.contradicted],
+        "masking_signs": result.masking_signs, "retest": CARD_RETEST,
+        "aai_tau": {label(r["eps"]): r["kendall_tau"] for r in result.aai},
+        "aai_kept": {label(r["eps"]): r["kept"] for r in result.aai},
+        "evaluation": f"interp_core.services.jobs.evaluate_model on {result.n} images ({result.subset})",
         "machine": machine or card.metrics.get("machine") or DEFAULT_MACHINE,
     })
     card.description = f"{cfg.method} on {cfg.dataset}, trained by the project with the `{preset}` preset"

@@ -48,7 +48,7 @@ def main() -> None:
                 started = time.time()
                 measure = robust_evaluation if "aai" in stored_before else evaluate_model
                 result = measure(model.requires_grad_(False), dataset, n)
-                done[name] = {**stored_before, "model": name, "method": card.method, **result,
+                done[name] = {**stored_before, "model": name, "method": card.method, **result.to_dict(),
                               "machine": f"{platform.machine()} CPU, {threads} torch thread(s), "
                                          f"torch {torch.__version__}", "wall_seconds": round(time.time() - started, 1)}
                 with atomic_write(REFERENCES) as tmp:

@@ -81,8 +81,8 @@ def run(schedule: str, method: str, data_dir: str | None) -> dict:
            "train_seconds": result.metrics["train_seconds"], "steps": result.metrics["steps"],
            "wall_seconds_this_call": round(time.time() - started, 1),
            "accuracy": {f"{r['eps']:g}": r["accuracy"] for r in robust.results},
-           "aai_tau": {f"{r['eps']:g}": r["kendall_tau"] for r in aai["results"]},
-           "aai_kept": {f"{r['eps']:g}": r["kept"] for r in aai["results"]},
+           "aai_tau": {f"{r['eps']:g}": r["kendall_tau"] for r in aai.results},
+           "aai_kept": {f"{r['eps']:g}": r["kept"] for r in aai.results},
            "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s)",
            "date": time.strftime("%Y-%m-%d")}
     return row

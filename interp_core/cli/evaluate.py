@@ -305,10 +305,10 @@ def run_aai(args) -> None:
                                 batch_size=args.batch_size, subset=what, progress=bar)
     finally:
         bar.close()
-    out = {**result, "model": card.name, "dataset": args.dataset}
+    out = {**result.to_dict(), "model": card.name, "dataset": args.dataset}
     lines = [f"{card.name}, AAI top-{args.k} on {args.explainer}, {args.steps} steps, {what}"]
     lines += [f"  eps {r['eps']:.4g}: Kendall tau {r['kendall_tau']:.4f}, top-{args.k} intersection "
-              f"{r['topk_intersection']:.4f} over {r['kept']} images that kept their class" for r in result["results"]]
+              f"{r['topk_intersection']:.4f} over {r['kept']} images that kept their class" for r in result.results]
     _finish(args, "aai", out, "\n".join(lines))
 
 
@@ -329,10 +329,10 @@ def run_isa(args) -> None:
     finally:
         bar.close()
     findings = {scale: tradeoff_findings(result, scale) for scale in ("raw", "range")}
-    out = {**result, "findings": findings, "model": card.name, "dataset": args.dataset}
+    out = {**result.to_dict(), "findings": findings, "model": card.name, "dataset": args.dataset}
     lines = [f"{card.name}, ISA ({args.explainer}, {args.distance}), {steps} steps of {step_scale:g} eps, "
              f"targets: {label}, {what}"]
-    for curve in result["curves"]:
+    for curve in result.curves:
         lines.append(f"  attack measure {curve['measure']}:")
         lines += [f"    x{s['multiplier']:g} eps_min: {s['images']} images ({s['successes']} new successes), mean linf "
                   f"{s['mean_linf']:.4f}, mean raw D {s['mean_raw']:.4g}, mean range-normalized D {s['mean_range']:.4f}"
@@ -354,10 +354,10 @@ def run_bound(args) -> None:
                                   subset=what, targets_label=label, progress=bar)
     finally:
         bar.close()
-    out = {**result, "model": card.name, "dataset": args.dataset}
-    gaps = [p["d2"] - p["half_margin"] for p in result["points"]]
-    text = (f"{card.name}: {len(result['points'])} successful minimum-eps attacks of {result['attempted']} correctly "
-            f"classified images ({what}; targets: {label}); bound violations: {result['violations']}"
+    out = {**result.to_dict(), "model": card.name, "dataset": args.dataset}
+    gaps = [p["d2"] - p["half_margin"] for p in result.points]
+    text = (f"{card.name}: {len(result.points)} successful minimum-eps attacks of {result.attempted} correctly "
+            f"classified images ({what}; targets: {label}); bound violations: {result.violations}"
             + (f"; min d2 - half margin {min(gaps):.4f}" if gaps else ""))
     _finish(args, "bound", out, text)
 
@@ -373,12 +373,12 @@ def run_uar(args) -> None:
                                 batch_size=args.batch_size, subset=what, progress=bar)
     finally:
         bar.close()
-    out = {**result, "model": card.name, "dataset": args.dataset}
+    out = {**result.to_dict(), "model": card.name, "dataset": args.dataset}
     lines = [f"{card.name}, unforeseen attacks ({args.steps} steps, targets numpy seed {args.seed}), {what}",
-             f"  clean accuracy {result['clean_accuracy']:.4f}"]
+             f"  clean accuracy {result.clean_accuracy:.4f}"]
     lines += [f"  {r['attack']} (eps {r['eps']:g}): accuracy {r['accuracy']:.4f}, on target {r['target_rate']:.4f}"
-              for r in result["results"]]
-    _finish(args, "uar", out, "\n".join(lines + [f"({result['seconds']:.1f} s)"]))
+              for r in result.results]
+    _finish(args, "uar", out, "\n".join(lines + [f"({result.seconds:.1f} s)"]))
 
 
 def run_reproduce(args) -> None:

@@ -5,6 +5,9 @@ subset)."""
 
 from interp_core.evaluate.data import AUTHORS_SETS, SUBSETS, TARGETS, authors_set_targets, evaluation_set, resolve_targets
 from interp_core.evaluate.interpretation import (
+    AAIResult,
+    BoundResult,
+    ISAResult,
     aai_evaluation,
     bound_evaluation,
     choose_targets,
@@ -22,11 +25,12 @@ from interp_core.evaluate.robust import (
     robust_accuracy,
     zero_gradient_share,
 )
-from interp_core.evaluate.uar import uar_evaluation  # accuracy under the unforeseen attacks (UAR)
+from interp_core.evaluate.uar import UARResult, uar_evaluation  # accuracy under the unforeseen attacks (UAR)
 
 __all__ = [
     "AUTHORS_SETS", "SUBSETS", "TARGETS", "authors_set_targets", "evaluation_set", "resolve_targets",
-    "aai_evaluation", "bound_evaluation", "choose_targets", "isa_evaluation", "tradeoff_findings", "tradeoff_text",
+    "AAIResult", "BoundResult", "ISAResult", "aai_evaluation", "bound_evaluation", "choose_targets", "isa_evaluation",
+    "tradeoff_findings", "tradeoff_text",
     "MASKING_SIGNS", "PROTOCOLS", "RETESTS", "SIGN_WORDS", "Progress", "RobustResult", "robust_accuracy", "zero_gradient_share",
-    "uar_evaluation",
+    "UARResult", "uar_evaluation",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
@@ -21,6 +22,73 @@ BOUND_TOL = 1e-4
 #: A trade-off curve (a running minimum, so it never rises) "falls" when its mean at the largest
 #: multiplier is below this share of its mean at the smallest; otherwise it "stays level".
 LEVEL_BAND = 0.9
+
+
+@dataclass
+class AAIResult:
+    """The AAI top-k attack per eps (``aai_evaluation``): ``results`` = [{"eps", "kendall_tau" and
+    "topk_intersection" (means over the images that kept their class, NaN where none did; tau in
+    [-1, 1], intersection in [0, 1]), "kept" (how many images kept their class)}] in the order of
+    the eps asked for; the protocol that produced them, the number of images, the evaluation
+    subset and the wall-clock seconds."""
+
+    protocol: dict
+    n: int
+    subset: str
+    results: list[dict]
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class BoundResult:
+    """The 2-class bound under minimum-eps targeted attacks (``bound_evaluation``): of ``n``
+    images, ``attempted`` classified correctly and attacked; ``points`` = [{"index" (into x),
+    "target", "eps" (the smallest eps found), "half_margin" ((Z_y - Z_t) / 2 at x), "d2" (D2 of
+    CAM / (h w), l1)}], one per successful attack; ``violations``: points with d2 < half_margin
+    (relative tolerance ``BOUND_TOL``); the protocol, the evaluation subset and the wall-clock
+    seconds."""
+
+    protocol: dict
+    n: int
+    subset: str
+    attempted: int
+    violations: int
+    points: list[dict]
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ISAResult:
+    """ISA trade-off curves (``isa_evaluation``) of ``n`` images: ``images`` = [{"image" (index
+    into x), "label", "target"}]; ``curves``, one per attack measure, = [{"measure", "eps_min" and
+    "bound" (per image; bound None for other maps than CAM and distances than l1), "skipped" (per
+    image, why it has no points; "" when it has some), "points": [{"image", "multiplier", "gamma", "eps",
+    "linf", "raw", "range", "envelope_raw", "envelope_range", "raw_<m>" and "range_<m>" for m in
+    1class, 2class, allclass}], "summary": [{"multiplier", "successes", "images", "mean_linf", "mean_raw",
+    "mean_range", "mean_bound"}]}] (the keys as ``isa_evaluation`` explains them); the protocol,
+    the evaluation subset and the wall-clock seconds.
+
+    ``from_dict`` reads back a stored ``to_dict()`` (the reproduction's partial results)."""
+
+    protocol: dict
+    n: int
+    subset: str
+    images: list[dict]
+    curves: list[dict]
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, stored: dict) -> ISAResult:
+        return cls(**stored)
 
 
 def choose_targets(model: nn.Module, x: Tensor, y: Tensor, how: str = "runner-up", seed: int = 0) -> Tensor:
@@ -44,14 +112,12 @@ def _nanmean(values: Tensor) -> float:
 
 def aai_evaluation(model: nn.Module, x: Tensor, y: Tensor, eps: list[float], k: int = 8, steps: int = 200,
                    step_size: float = 0.01, seed: int = 0, explainer: str = "cam", explainer_options: dict | None = None,
-                   batch_size: int = 100, subset: str = "", progress: Progress | None = None) -> dict:
+                   batch_size: int = 100, subset: str = "", progress: Progress | None = None) -> AAIResult:
     """AAI top-k attack at each eps on x (N, C, H, W) in [0, 1]: mean Kendall tau (and top-k
     intersection) between clean and attacked maps of class y, over images whose prediction did
     not change. Higher = more robust interpretation. ``explainer_options`` configure the map (e.g.
     ``{"form": "authors"}`` for the authors' IG map); ``seed`` seeds the random start.
-
-    Returns {"protocol", "n", "subset", "results": [{"eps", "kendall_tau", "topk_intersection",
-    "kept"}], "seconds"}.
+    Returns an ``AAIResult``.
     """
     check_eps_list(eps)
     check_range("batch_size", batch_size, integer=True)
@@ -80,8 +146,7 @@ def aai_evaluation(model: nn.Module, x: Tensor, y: Tensor, eps: list[float], k: 
                         "kept": int(tau.numel())})
     protocol = {"attack": "aai", "k": k, "steps": steps, "step_size": step_size, "random_start": True,
                 "restarts": 1, "seed": seed, "explainer": explainer, "explainer_options": explainer_options, "norm": "linf"}
-    return {"protocol": protocol, "n": len(y), "subset": subset, "results": results,
-            "seconds": time.perf_counter() - started}
+    return AAIResult(protocol, len(y), subset, results, time.perf_counter() - started)
 
 
 def _targets(model: nn.Module, x: Tensor, y: Tensor, targets: str | Tensor, seed: int) -> tuple[Tensor, str]:
@@ -95,16 +160,15 @@ def _targets(model: nn.Module, x: Tensor, y: Tensor, targets: str | Tensor, seed
 
 def bound_evaluation(model: nn.Module, x: Tensor, y: Tensor, targets: str | Tensor = "random", rounds: int = 10,
                      steps: int = 10, step_scale: float = 0.2, seed: int = 0, batch_size: int = 100,
-                     subset: str = "", targets_label: str | None = None, progress: Progress | None = None) -> dict:
+                     subset: str = "", targets_label: str | None = None,
+                     progress: Progress | None = None) -> BoundResult:
     """The 2-class bound under minimum-eps targeted attacks (docs/method.md#bound), on images x
     (N, C, H, W) in [0, 1] that the model classifies correctly.
 
     ``targets``: "runner-up", "random" (seeded by ``seed``) or a tensor (N,) of targets for every
     image of x (e.g. ``evaluate.data.authors_set_targets``; ``targets_label`` names it in the
     protocol). The attack takes ``steps`` soft-sign steps of ``step_scale * eps``.
-    Returns {"protocol", "n", "attempted", "violations", "points": [{"index", "target", "eps",
-    "half_margin", "d2"}], "seconds"}: d2 = D2 of CAM / (h w) (l1), half_margin = (Z_y - Z_t) / 2
-    at x; a violation is d2 < half_margin (relative tolerance ``BOUND_TOL``).
+    Returns a ``BoundResult``.
     """
     check_range("rounds", rounds, integer=True)
     check_range("steps", steps, integer=True)
@@ -127,8 +191,8 @@ def bound_evaluation(model: nn.Module, x: Tensor, y: Tensor, targets: str | Tens
     protocol = {"attack": "min-eps targeted margin (ISA, gamma=0)", "rounds": rounds, "steps": steps,
                 "step_size": f"{step_scale:g} eps soft-sign", "start_eps": 0.05, "targets": targets_label or how,
                 "kappa": 0.1}
-    return {"protocol": protocol, "n": len(y), "subset": subset, "attempted": int(len(index)),
-            "violations": int(violations), "points": points, "seconds": time.perf_counter() - started}
+    return BoundResult(protocol, len(y), subset, int(len(index)), int(violations), points,
+                       time.perf_counter() - started)
 
 
 def budget_name(steps: int, step_scale: float) -> str:
@@ -141,18 +205,13 @@ def isa_evaluation(model: nn.Module, x: Tensor, y: Tensor, measures: tuple[str, 
                    distance: str = "l1", explainer: str = "cam", multipliers: tuple[float, ...] = (1.0, 1.5, 2.0, 3.0, 4.0),
                    targets: str | Tensor = "random", rounds: int = 10, explainer_options: dict | None = None,
                    steps: int = 10, step_scale: float = 0.2, seed: int = 0, subset: str = "",
-                   targets_label: str | None = None, progress: Progress | None = None) -> dict:
+                   targets_label: str | None = None, progress: Progress | None = None) -> ISAResult:
     """ISA trade-off curves on images x (N, C, H, W) in [0, 1], one per attack measure (each curve
     reports the discrepancy its attack minimized), with ``steps`` soft-sign steps of
     ``step_scale * eps`` in every search (``ISA_BUDGETS``: "authors" 10 x 0.2, "fine" 100 x 0.02).
     ``targets`` as in ``bound_evaluation``.
 
-    Returns {"protocol", "n", "subset", "images": [{"image", "label", "target"}], "curves":
-    [{"measure", "eps_min", "bound", "skipped", "points": [{"image", "multiplier", "gamma", "eps",
-    "linf", "raw", "range", "envelope_raw", "envelope_range", "raw_1class", ..., "range_allclass"}],
-    "summary": [{"multiplier", "successes", "images", "mean_linf", "mean_raw", "mean_range",
-    "mean_bound"}]}], "seconds"}.
-    ``raw`` / ``range``: the attack measure's discrepancy, raw in the attack's distance (the
+    Returns an ``ISAResult``. In its curves, ``raw`` / ``range``: the attack measure's discrepancy, raw in the attack's distance (the
     authors' trade-off figure, against the nominal ``eps``) or range-normalized (their ISA
     statistics, against the actual ``linf``); ``envelope_*`` the authors' running minimum over
     this and the smaller multipliers. ``bound`` per image: 1/2 h w (Z_y - Z_t), the floor of the
@@ -184,8 +243,7 @@ def isa_evaluation(model: nn.Module, x: Tensor, y: Tensor, measures: tuple[str, 
                 "step_size": f"{step_scale:g} eps soft-sign (clip 1000 grad)", "step_scale": step_scale,
                 "gamma_start": 5e-5, "eps_start": 0.05, "targets": targets_label or how}
     images = [{"image": i, "label": int(y[i]), "target": int(target[i])} for i in range(len(y))]
-    return {"protocol": protocol, "n": len(y), "subset": subset, "images": images, "curves": curves,
-            "seconds": time.perf_counter() - started}
+    return ISAResult(protocol, len(y), subset, images, curves, time.perf_counter() - started)
 
 
 def _at_multiplier(points: list[dict], p: float) -> dict[int, dict]:
@@ -215,7 +273,7 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-def tradeoff_findings(result: dict, scale: str = "raw") -> dict:
+def tradeoff_findings(result: ISAResult, scale: str = "raw") -> dict:
     """What an ``isa_evaluation`` result shows, computed from its numbers, per attack measure:
     {measure: {"first", "last" (the smallest and largest multipliers), "start", "end" (the mean
     envelope there over the images with a success, as in the summary), "ratio" (end / start),
@@ -226,7 +284,7 @@ def tradeoff_findings(result: dict, scale: str = "raw") -> dict:
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {SCALES}, got {scale!r}")
     found = {}
-    for curve in result["curves"]:
+    for curve in result.curves:
         first, last = curve["summary"][0]["multiplier"], curve["summary"][-1]["multiplier"]
         at_first, at_last = _at_multiplier(curve["points"], first), _at_multiplier(curve["points"], last)
         both = sorted(set(at_first) & set(at_last))
@@ -245,7 +303,7 @@ def tradeoff_findings(result: dict, scale: str = "raw") -> dict:
     return found
 
 
-def tradeoff_text(result: dict, scale: str = "raw") -> str:
+def tradeoff_text(result: ISAResult, scale: str = "raw") -> str:
     """One sentence per attack measure stating what ``tradeoff_findings`` measured."""
     what = "raw discrepancy (running minimum)" if scale == "raw" else "range-normalized discrepancy (running minimum)"
     lines = []

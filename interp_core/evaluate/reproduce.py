@@ -42,7 +42,8 @@ from interp_core.attacks import ISA_BUDGETS
 from interp_core.datasets import DATASETS
 from interp_core.datasets import eps_text
 from interp_core.evaluate.data import authors_set_targets, evaluation_set
-from interp_core.evaluate.interpretation import aai_evaluation, bound_evaluation, isa_evaluation, tradeoff_text
+from interp_core.evaluate.interpretation import (ISAResult, aai_evaluation, bound_evaluation, isa_evaluation,
+                                                  tradeoff_text)
 from interp_core.evaluate.robust import Progress, robust_accuracy
 from interp_core.evaluate.uar import uar_evaluation
 from interp_core.io import rows_to_csv, write_atomic
@@ -226,7 +227,7 @@ def measure_aai(dataset: str, arch: str, method: str, path: Path, s: Settings, d
                       "eps": r["eps"], "kendall_tau": r["kendall_tau"],
                       "topk_intersection": r["topk_intersection"], "kept": r["kept"], "attack": "aai", "k": 8,
                       "steps": s.aai_steps, "step_size": 0.01, "random_start": True, "restarts": 1,
-                      "n": len(y), "subset": what} for r in result["results"]]}
+                      "n": len(y), "subset": what} for r in result.results]}
 
 
 def measure_bound(dataset: str, path: Path, s: Settings, device: str) -> dict:
@@ -236,19 +237,20 @@ def measure_bound(dataset: str, path: Path, s: Settings, device: str) -> dict:
     result = bound_evaluation(model, x, y, authors_set_targets("paper", y, 10), rounds=s.rounds, subset=what,
                               targets_label="the authors' stream of the paper set")
     return {"rows": [{"network": path.stem, **p, "violation": p["d2"] < p["half_margin"], "n": len(y),
-                      "subset": what} for p in result["points"]]}
+                      "subset": what} for p in result.points]}
 
 
 def measure_isa(dataset: str, budget: str, path: Path, s: Settings, device: str) -> dict:
     """One normal network's ISA trade-off with one budget of ``ISA_BUDGETS``: {"dataset",
-    "network", "budget", "result": the ``isa_evaluation`` result}."""
+    "network", "budget", "result": the ``isa_evaluation`` result's ``to_dict()``} (JSON, as every unit's
+    value; ``isa_tradeoff_curves`` reads it back with ``ISAResult.from_dict``)."""
     x, y, what = _images(dataset, s.tradeoff_n, "tradeoff", device)
     model, _ = load_model(path, device)
     result = isa_evaluation(model, x, y, s.tradeoff_measures, multipliers=s.multipliers,
                             targets=authors_set_targets("tradeoff", y, 10), rounds=s.rounds, subset=what,
                             targets_label="the authors' stream of the trade-off set (numpy seed 52)",
                             **ISA_BUDGETS[budget])
-    return {"dataset": dataset, "network": path.stem, "budget": budget, "result": result}
+    return {"dataset": dataset, "network": path.stem, "budget": budget, "result": result.to_dict()}
 
 
 def measure_uar(dataset: str, arch: str, method: str, path: Path, s: Settings, device: str) -> dict:
@@ -257,8 +259,8 @@ def measure_uar(dataset: str, arch: str, method: str, path: Path, s: Settings, d
     model, _ = load_model(path, device)
     result = uar_evaluation(model, x, y, dataset=dataset, steps=s.uar_steps, subset=what)
     return {"dataset": dataset, "arch": arch, "method": method, "network": path.stem,
-            "clean": result["clean_accuracy"], **{r["attack"]: r["accuracy"] for r in result["results"]},
-            "steps": s.uar_steps, "targets": result["protocol"]["targets"], "n": len(y), "subset": what}
+            "clean": result.clean_accuracy, **{r["attack"]: r["accuracy"] for r in result.results},
+            "steps": s.uar_steps, "targets": result.protocol["targets"], "n": len(y), "subset": what}
 
 
 #: part -> the function that measures one of its units.
@@ -451,14 +453,15 @@ def isa_tradeoff_curves(run: Run) -> dict:
     MNIST and CIFAR-10 smallgap normal networks, with each budget of ``Settings.budgets``."""
     started, s = time.perf_counter(), run.settings
     run.missing_normal_networks("isa")
-    results = [(v["dataset"], v["network"], v["budget"], v["result"]) for v in run.measure(units("isa", s))]
+    results = [(v["dataset"], v["network"], v["budget"], ISAResult.from_dict(v["result"]))
+               for v in run.measure(units("isa", s))]
     if not results:
         return run.finish(started, [], "isa")
-    rows = [{"dataset": dataset, "network": network, "budget": budget, "steps": r["protocol"]["steps"],
-             "step_scale": r["protocol"]["step_scale"], "attack_measure": curve["measure"], **point,
-             "label": r["images"][point["image"]]["label"], "target": r["images"][point["image"]]["target"],
-             "bound": curve["bound"][point["image"]], "subset": r["subset"]}
-            for dataset, network, budget, r in results for curve in r["curves"] for point in curve["points"]]
+    rows = [{"dataset": dataset, "network": network, "budget": budget, "steps": r.protocol["steps"],
+             "step_scale": r.protocol["step_scale"], "attack_measure": curve["measure"], **point,
+             "label": r.images[point["image"]]["label"], "target": r.images[point["image"]]["target"],
+             "bound": curve["bound"][point["image"]], "subset": r.subset}
+            for dataset, network, budget, r in results for curve in r.curves for point in curve["points"]]
     if not rows:
         run.warnings.append("isa: no successful ISA example")
         return run.finish(started, [], "isa")
@@ -478,7 +481,7 @@ def _tradeoff_markdown(results: list, s: Settings) -> str:
     first = results[0][3]
     lines = ["## ISA trade-off (docs/method.md#isa)", "",
              f"CAM maps, l1 distance; images: the authors' trade-off set (numpy seed 52, positions 37-"
-             f"{37 + s.tradeoff_n - 1}; {first['n']} images) with their targets. Per image: the minimum eps that "
+             f"{37 + s.tradeoff_n - 1}; {first.n} images) with their targets. Per image: the minimum eps that "
              f"reaches the target (gamma = 0; the curve's start at p = 1), then at eps = p x eps_min for p in "
              f"{', '.join(f'{p:g}' for p in s.multipliers)} the largest gamma that still reaches it ({s.rounds} search "
              "rounds). Raw D: the attack's discrepancy on raw maps against the nominal eps (the authors' figure); "
@@ -486,12 +489,12 @@ def _tradeoff_markdown(results: list, s: Settings) -> str:
              "running minimum over this and the smaller multipliers. The bound 1/2 h w (Z_y - Z_t) is the floor of "
              "the raw 2-class discrepancy.", ""]
     for dataset, network, budget, r in results:
-        p = r["protocol"]
+        p = r.protocol
         lines += [f"### {network}, {budget} budget ({p['steps']} soft-sign steps of {p['step_scale']:g} eps)", "",
                   "| attack measure | multiplier | images | mean linf of the example at p | mean raw D | mean range D "
                   "| mean bound |",
                   "|---|---|---|---|---|---|---|"]
-        for curve in r["curves"]:
+        for curve in r.curves:
             for row in curve["summary"]:
                 bound = "" if row["mean_bound"] is None or curve["measure"] != "2class" else f"{row['mean_bound']:.4g}"
                 lines.append(f"| {curve['measure']} | {row['multiplier']:g} | {row['images']} | {row['mean_linf']:.4f} | "
@@ -501,7 +504,7 @@ def _tradeoff_markdown(results: list, s: Settings) -> str:
     return "\n".join(lines) + "\n"
 
 
-def tradeoff_figure(panels: list[tuple[str, dict]], scale: str = "raw", envelope: bool = True, columns: int = 2):
+def tradeoff_figure(panels: list[tuple[str, ISAResult]], scale: str = "raw", envelope: bool = True, columns: int = 2):
     """A plotly figure of ISA trade-off curves: one subplot per (title, ``isa_evaluation`` result),
     ``columns`` per row, one line per image and attack measure. ``scale="raw"``: raw D against the
     nominal eps, with each image's bound 1/2 h w (Z_y - Z_t) dashed under the 2-class curve (the
@@ -519,7 +522,7 @@ def tradeoff_figure(panels: list[tuple[str, dict]], scale: str = "raw", envelope
     shown = set()
     for k, (_, result) in enumerate(panels):
         row, col = k // columns + 1, k % columns + 1
-        for curve in result["curves"]:
+        for curve in result.curves:
             measure = curve["measure"]
             for image in dict.fromkeys(q["image"] for q in curve["points"]):
                 pts = [q for q in curve["points"] if q["image"] == image]

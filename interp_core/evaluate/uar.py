@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
@@ -16,10 +17,29 @@ from interp_core.evaluate.robust import Progress
 from interp_core.metrics import correct
 
 
+@dataclass
+class UARResult:
+    """Accuracy under the unforeseen attacks (``uar_evaluation``) of ``n`` images: the clean
+    accuracy and ``results`` = [{"attack", "eps" (its budget), "accuracy" (share classified as the
+    true label), "target_rate" (share classified as the target), "seconds" (that attack's
+    wall-clock time)}] in the order of the attacks asked for; shares in [0, 1]; the protocol, the
+    evaluation subset and the wall-clock seconds."""
+
+    protocol: dict
+    n: int
+    subset: str
+    clean_accuracy: float
+    results: list[dict]
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
 def uar_evaluation(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str] = tuple(UAR_ATTACKS),
                    dataset: str = "cifar10", eps: Mapping[str, float] | None = None, steps: int = 200,
                    seed: int = AUTHORS_TARGET_SEED, batch_size: int = 100, subset: str = "",
-                   progress: Progress | None = None) -> dict:
+                   progress: Progress | None = None) -> UARResult:
     """Accuracy of ``model`` under each unforeseen attack on x (N, C, H, W) in [0, 1], labels y (N,).
 
     The authors' protocol: targets t = (y + 1 + randint(K - 1)) % K from numpy RandomState(seed)
@@ -29,10 +49,7 @@ def uar_evaluation(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str
     eps / sqrt(steps) from a random start (``UARAttack`` with ``seed``); budgets
     ``DATASETS[dataset].uar_budgets[attack]`` unless ``eps`` overrides them per attack. Accuracy is the
     share of attacked images whose argmax is the true label (an image misclassified when clean
-    counts as it falls); ``target_rate`` the share classified as their target.
-
-    Returns {"protocol", "n", "subset", "clean_accuracy", "results": [{"attack", "eps", "accuracy",
-    "target_rate", "seconds"}], "seconds"}.
+    counts as it falls); ``target_rate`` the share classified as their target. Returns a ``UARResult``.
     """
     unknown = [a for a in attacks if a not in UAR_ATTACKS]
     if unknown or not attacks:
@@ -76,5 +93,4 @@ def uar_evaluation(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str
                 "targets": f"numpy RandomState({seed}) after permutation({TEST_SIZE}): t = (y + 1 + randint(K - 1)) % K, "
                            "one draw per image",
                 "accuracy": "argmax equals the true label"}
-    return {"protocol": protocol, "n": len(y), "subset": subset, "clean_accuracy": float(clean.float().mean()),
-            "results": results, "seconds": time.perf_counter() - started}
+    return UARResult(protocol, len(y), subset, float(clean.float().mean()), results, time.perf_counter() - started)

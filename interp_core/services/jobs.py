@@ -44,7 +44,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Callable
 
@@ -86,6 +86,47 @@ _LOCK = threading.Lock()  # one start at a time per server process (the limit ch
 OUTDATED = "its evaluation was stored before every number had its re-test: evaluate again"
 #: progress(stage, done, total) of :func:`evaluate_model`.
 StageProgress = Callable[[str, int, int], None]
+
+
+@dataclass
+class RobustEvaluation:
+    """The robustness half of a model's evaluation (:func:`robust_evaluation`), on ``n`` images of
+    ``subset`` of ``dataset``: ``accuracy`` = [{"eps", "accuracy" (the authors' PGD, as reported),
+    "retested" (left after the re-test)}] per eps of ``paper_eps`` (eps 0: clean), accuracies in
+    [0, 1]; the clean accuracy; ``robust_protocol`` (``RobustResult.protocol``, the re-test's
+    settings under "retest"); ``contradicted``: the eps where the re-test takes more than
+    ``interp_core.evaluate.robust.CONTRADICTION`` off the reported accuracy; the names of the
+    gradient-masking signs that fired and the warnings."""
+
+    dataset: str
+    n: int
+    subset: str
+    clean_accuracy: float
+    accuracy: list[dict]
+    robust_protocol: dict
+    contradicted: list[float]
+    masking_signs: list[str]
+    warnings: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class ModelEvaluation(RobustEvaluation):
+    """The evaluation of a run or reference model (:func:`evaluate_model`): the robustness half
+    (``RobustEvaluation``), then ``aai`` = [{"eps", "kendall_tau" (in [-1, 1], NaN where no image
+    kept its class), "topk_intersection", "kept"}] (``AAIResult.results``), ``aai_protocol`` and the
+    wall-clock seconds of both halves (rounded to 0.1 s).
+
+    Its ``to_dict()`` is what is stored (:func:`evaluation_path`, ``REFERENCES``); the stored
+    evaluations are read back as those dicts (:func:`read_evaluation`, :func:`reference_evaluations`),
+    since their writers add keys of their own ("model"; the references' "method", "machine",
+    "wall_seconds")."""
+
+    aai: list[dict]
+    aai_protocol: dict
+    seconds: float
 
 
 def check_name(name: str) -> str:
@@ -172,8 +213,8 @@ def job_status(job_id: str) -> dict:
     Returns id, state (one of ``STATES``), message, config, compare ({"group", "jobs"} or None),
     history (list of {step, epoch, loss, accuracy, eps, images_per_s}), total_steps,
     checkpoint (path or None), checkpoint_step (steps in the checkpoint file, or None), metrics
-    (the trainer's summary of a finished or stopped run), evaluation (the dict of
-    :func:`evaluate_model`, or None), eval_progress ({"stage", "done", "total"} while
+    (the trainer's summary of a finished or stopped run), evaluation (the stored evaluation,
+    :func:`read_evaluation`, or None), eval_progress ({"stage", "done", "total"} while
     evaluating, else None), eval_message (why a finished run has no evaluation, or ""),
     resumable (bool), started (epoch seconds).
 
@@ -291,8 +332,9 @@ def evaluation_path(checkpoint: str | os.PathLike) -> Path:
 
 
 def read_evaluation(checkpoint: str | os.PathLike) -> dict | None:
-    """The stored evaluation of a checkpoint (:func:`evaluate_model`'s dict), or None (none, not
-    readable, or stored before the evaluation re-tested its numbers: ``OUTDATED``)."""
+    """The stored evaluation of a checkpoint (``ModelEvaluation.to_dict()`` with the checkpoint's
+    "model" name), or None (none, not readable, or stored before the evaluation re-tested its
+    numbers: ``OUTDATED``)."""
     path = evaluation_path(checkpoint)
     try:
         evaluation = json.loads(path.read_text())
@@ -302,19 +344,13 @@ def read_evaluation(checkpoint: str | os.PathLike) -> dict | None:
 
 
 def robust_evaluation(model: nn.Module, dataset: str, n: int = EVALUATION_N, retest: str = "quick",
-                      progress: Progress | None = None) -> dict:
+                      progress: Progress | None = None) -> RobustEvaluation:
     """The robustness half of :func:`evaluate_model`: on the first ``n`` (1 to 200) images of the
     authors' seed-99 test subset (read from the demo sample, which holds them first, so no data
     directory is needed), the authors' PGD (:func:`interp_core.evaluate.robust_accuracy`, protocol
     "paper") at every eps of the dataset's ``paper_eps`` beside its re-test (``retest``, one of
     ``interp_core.evaluate.RETESTS``: random-start PGD, then Square or AutoAttack, on what the
-    authors' PGD left standing).
-
-    Returns {"dataset", "n", "subset", "clean_accuracy", "accuracy": [{"eps", "accuracy",
-    "retested"}] (eps 0 is the clean accuracy), "robust_protocol" (the re-test's settings under
-    "retest"), "contradicted" (the eps where the re-test takes more than
-    ``interp_core.evaluate.robust.CONTRADICTION`` off the reported accuracy), "masking_signs",
-    "warnings"}; accuracies in [0, 1].
+    authors' PGD left standing). Returns a ``RobustEvaluation``.
     """
     if dataset not in DATASETS:
         raise ValueError(f"unknown dataset {dataset!r}; known: {sorted(DATASETS)}")
@@ -323,23 +359,18 @@ def robust_evaluation(model: nn.Module, dataset: str, n: int = EVALUATION_N, ret
     data, subset = evaluation_set(dataset, "demo", n=n, subset="paper")
     robust = robust_accuracy(model, data.images, data.labels, list(DATASETS[dataset].paper_eps), "paper", retest=retest,
                              subset=subset, progress=progress)
-    return {"dataset": dataset, "n": len(data.labels), "subset": subset,
-            "clean_accuracy": robust.results[0]["accuracy"],
-            "accuracy": [{k: r[k] for k in ("eps", "accuracy", "retested")} for r in robust.results],
-            "robust_protocol": robust.protocol, "contradicted": [r["eps"] for r in robust.contradictions()],
-            "masking_signs": robust.masking_signs, "warnings": robust.warnings}
+    return RobustEvaluation(dataset, len(data.labels), subset, robust.results[0]["accuracy"],
+                            [{k: r[k] for k in ("eps", "accuracy", "retested")} for r in robust.results],
+                            robust.protocol, [r["eps"] for r in robust.contradictions()], robust.masking_signs,
+                            robust.warnings)
 
 
 def evaluate_model(model: nn.Module, dataset: str, n: int = EVALUATION_N, retest: str = "quick",
-                   progress: StageProgress | None = None) -> dict:
+                   progress: StageProgress | None = None) -> ModelEvaluation:
     """The evaluation shown for every run and reference model: :func:`robust_evaluation` (the
     authors' PGD beside its ``retest``) and the AAI Kendall tau
     (:func:`interp_core.evaluate.aai_evaluation`) at the two eps of ``DATASETS[dataset].evaluation_aai_eps()``, on the
-    same ``n`` images.
-
-    Returns :func:`robust_evaluation`'s dict with "aai": [{"eps", "kendall_tau",
-    "topk_intersection", "kept"}], "aai_protocol" and "seconds"; tau in [-1, 1] (NaN where no image
-    kept its class).
+    same ``n`` images. Returns a ``ModelEvaluation``.
     """
     started = time.perf_counter()
 
@@ -350,13 +381,14 @@ def evaluate_model(model: nn.Module, dataset: str, n: int = EVALUATION_N, retest
     data, subset = evaluation_set(dataset, "demo", n=n, subset="paper")
     aai = aai_evaluation(model, data.images, data.labels, list(DATASETS[dataset].evaluation_aai_eps()), subset=subset,
                          progress=stage("AAI Kendall tau"))
-    return {**result, "aai": aai["results"], "aai_protocol": aai["protocol"],
-            "seconds": round(time.perf_counter() - started, 1)}
+    return ModelEvaluation(**vars(result), aai=aai.results, aai_protocol=aai.protocol,
+                           seconds=round(time.perf_counter() - started, 1))
 
 
 def reference_evaluations(dataset: str, n: int) -> dict[str, dict]:
-    """The stored evaluations (:func:`evaluate_model`) of ``REFERENCE_MODELS[dataset]`` on ``n``
-    images, by model name in that order (those stored before the re-test left out, as in
+    """The stored evaluations (``ModelEvaluation.to_dict()`` with the keys of
+    ``tools/train_references.py``: "model", "method", "machine", "wall_seconds") of
+    ``REFERENCE_MODELS[dataset]`` on ``n`` images, by model name in that order (those stored before the re-test left out, as in
     :func:`read_evaluation`); empty when ``REFERENCES`` has none for that size."""
     try:
         stored = json.loads(REFERENCES.read_text())
@@ -570,7 +602,7 @@ def run_worker(folder: Path, mode: str, run_command: Callable[[list[str]], int])
         model, card = load_checkpoint(checkpoint)
         result = evaluate_model(model.requires_grad_(False), card.dataset, n, progress=lambda stage, done, total: _append(
             folder, {"event": "eval", "stage": stage, "done": done, "total": total}))
-        write_atomic(evaluation_path(checkpoint), json.dumps({"model": card.name, **result}))
+        write_atomic(evaluation_path(checkpoint), json.dumps({"model": card.name, **result.to_dict()}))
     except _EvaluationStopped:
         _append(folder, {"event": "eval_error", "message": "the evaluation was stopped; evaluate again to see it"})
         return 0
