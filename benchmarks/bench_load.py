@@ -14,7 +14,8 @@ followers joined by the class's ``?follow=CODE`` link; per follower and step two
 the teacher's click on "Open this view": to the view's results rendered in the follower's page
 ("shown"), and to the server's last message of that view's run reaching the follower's browser
 ("delivered": the script-finished message after the results caption, read from the page's
-websocket; the browser's drawing left out). Here every browser runs on the server's own 2 cores,
+websocket; the browser's drawing left out), and the server's own time for it (from the page's
+request of that run to that message). Here every browser runs on the server's own 2 cores,
 so "shown" includes 30-odd headless Chromium pages drawing on them; in a class the students'
 browsers draw on their own machines. Each step also reports the CPU seconds the server and the
 browsers used. The branching sessions meanwhile run their own Explore attacks on fresh images, as
@@ -322,11 +323,22 @@ async def _open_class(teacher) -> str:
 
 
 def _listen(page) -> list[tuple[float, str, str]]:
-    """The messages the server sends ``page`` from now on, as they arrive: (time.perf_counter(),
-    "caption" with its text | "finished" with the run's end status)."""
+    """The messages between ``page`` and the server from now on, as they pass: (time.perf_counter(),
+    "request" (the page asks for a run of its script) | "caption" with its text | "finished" with
+    the run's end status)."""
+    from streamlit.proto.BackMsg_pb2 import BackMsg
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
     events: list[tuple[float, str, str]] = []
+
+    def sent(payload) -> None:
+        msg = BackMsg()
+        try:
+            msg.ParseFromString(payload if isinstance(payload, bytes) else b"")
+        except Exception:  # noqa: BLE001 - not a BackMsg: nothing to record
+            return
+        if msg.WhichOneof("type") == "rerun_script":
+            events.append((time.perf_counter(), "request", msg.rerun_script.query_string))
 
     def frame(payload) -> None:
         if isinstance(payload, str):
@@ -342,20 +354,25 @@ def _listen(page) -> list[tuple[float, str, str]]:
         elif kind == "script_finished":
             events.append((time.perf_counter(), "finished", ForwardMsg.ScriptFinishedStatus.Name(msg.script_finished)))
 
-    page.on("websocket", lambda ws: ws.on("framereceived", frame))
+    page.on("websocket", lambda ws: (ws.on("framereceived", frame), ws.on("framesent", sent)))
     return events
 
 
-def _delivered(events: list[tuple[float, str, str]], caption: tuple[str, str], since: float) -> float | None:
-    """Seconds from ``since`` until the run that sent the view's results caption (see VIEW_SHOWN)
-    finished, by ``events`` (``_listen``); None when it did not."""
+def _delivered(events: list[tuple[float, str, str]], caption: tuple[str, str],
+               since: float) -> tuple[float, float] | None:
+    """By ``events`` (``_listen``), the run that sent the view's results caption (see VIEW_SHOWN):
+    seconds from ``since`` until it finished, and seconds from the page's request of that run until
+    it finished (the server's own time); None when no such run finished."""
     start, part = caption
     sent = next((t for t, kind, text in events if t >= since and kind == "caption"
                  and start in text and part in text), None)
-    if sent is None:
+    finished = next((t for t, kind, text in events if sent is not None and t >= sent and kind == "finished"
+                     and text == "FINISHED_SUCCESSFULLY"), None)
+    asked = max((t for t, kind, _ in events if kind == "request" and sent is not None and since <= t <= sent),
+                default=None)
+    if finished is None or asked is None:
         return None
-    return next((t - since for t, kind, text in events if t >= sent and kind == "finished"
-                 and text == "FINISHED_SUCCESSFULLY"), None)
+    return finished - since, finished - asked
 
 
 def _cpu_seconds(pids: list[int]) -> float:
@@ -441,7 +458,8 @@ async def _teach(browser, url: str, server_pid: int, followers: int, branching: 
                                      return_exceptions=True)
         cpu = _cpu_seconds([server_pid]) - cpu[0], _cpu_seconds(browsers) - cpu[1]
         latency = [s for s in shown[1:] if isinstance(s, float)]
-        delivered = [d for p in students if (d := _delivered(p.events, caption, started)) is not None]
+        runs = [d for p in students if (d := _delivered(p.events, caption, started)) is not None]
+        delivered, served = [d for d, _ in runs], [s for _, s in runs]
         for who, result in zip(["teacher"] + [f"follower {j}" for j in range(followers)], shown):
             if not isinstance(result, float):
                 report["errors"].append(f"step {i + 1}, {who}: {type(result).__name__}: {str(result).splitlines()[0]}")
@@ -451,7 +469,8 @@ async def _teach(browser, url: str, server_pid: int, followers: int, branching: 
                                     for a in alerts)
         report["by_step"].append({"step": i + 1, "title": step.title, "page": step.page,
                                   "teacher_s": shown[0] if isinstance(shown[0], float) else None,
-                                  "latency": latency, "delivered": delivered, "server_cpu_s": cpu[0],
+                                  "latency": latency, "delivered": delivered, "served": served,
+                                  "server_cpu_s": cpu[0],
                                   "browsers_cpu_s": cpu[1]})
         await asyncio.sleep(pause)
     stop.set()
@@ -495,6 +514,7 @@ def run_classroom(followers: int = 30, branching: int = 8, steps: int = 6, pause
         peak = sampler.stop()
     latency = [s for step in report["by_step"] for s in step["latency"]]
     delivered = [s for step in report["by_step"] for s in step["delivered"]]
+    served = [s for step in report["by_step"] for s in step["served"]]
     branch = report["branching"]["latency"]
 
     def rounded(values: list[float], q: float) -> float | None:
@@ -508,6 +528,8 @@ def run_classroom(followers: int = 30, branching: int = 8, steps: int = 6, pause
         "view_latency_max_s": round(max(latency), 2) if latency else None,
         "views_delivered": len(delivered), "delivered_p50_s": rounded(delivered, 0.5),
         "delivered_p95_s": rounded(delivered, 0.95), "delivered_max_s": round(max(delivered), 2) if delivered else None,
+        "served_p50_s": rounded(served, 0.5), "served_p95_s": rounded(served, 0.95),
+        "served_max_s": round(max(served), 2) if served else None,
         "server_cpu_s": round(sum(s["server_cpu_s"] for s in report["by_step"]), 1),
         "browsers_cpu_s": round(sum(s["browsers_cpu_s"] for s in report["by_step"]), 1),
         "by_step": [{"step": s["step"], "title": s["title"], "page": s["page"],
@@ -553,6 +575,8 @@ def classroom_markdown(figures: dict) -> str:
         f"| ... to the view's last message delivered, p50 / p95 / max | {figures['delivered_p50_s']} s / "
         f"{figures['delivered_p95_s']} s / {figures['delivered_max_s']} s, {figures['views_delivered']} views (goal: "
         f"{_goal(figures, 'delivered_p95_s', 'views_delivered')}) |\n"
+        f"| a follower's request of the view to its last message (the server's time), p50 / p95 / max | "
+        f"{figures['served_p50_s']} s / {figures['served_p95_s']} s / {figures['served_max_s']} s |\n"
         f"| CPU seconds of the views: server / browsers | {figures['server_cpu_s']} / {figures['browsers_cpu_s']} |\n"
         f"| errors | {figures['errors']} |\n"
         f"| branching attacks completed, p50 / p95 | {figures['branching_completed']} of "
@@ -587,6 +611,7 @@ def classroom_section(figures: dict) -> dict:
                 "p50 s": figures["delivered_p50_s"], "p95 s": figures["delivered_p95_s"],
                 "max s": figures["delivered_max_s"],
                 "goal (p95 <= 3 s, no errors)": _goal(figures, "delivered_p95_s", "views_delivered"),
+                "server's time p50 s": figures["served_p50_s"], "server's time p95 s": figures["served_p95_s"],
                 "server CPU s": figures["server_cpu_s"], "browsers CPU s": figures["browsers_cpu_s"]}],
             "by lesson step": [{"step": f"{s['step']} {s['title']}", "teacher s": s["teacher_s"],
                                 "shown p50 s": s["p50_s"], "shown p95 s": s["p95_s"], "shown max s": s["max_s"],
