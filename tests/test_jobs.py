@@ -4,6 +4,7 @@ through a ``sitecustomize`` module on its PYTHONPATH, so the library carries no 
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import textwrap
@@ -340,3 +341,24 @@ def test_job_status_reads_a_job_again_only_when_its_files_change(runs, monkeypat
     assert jobs.job_status(job_id)["history"] == []  # callers get copies
     jobs._append(runs / job_id, {"event": "error", "message": "a new event"})
     assert jobs.job_status(job_id)["message"] == "a new event" and len(reads) == 2
+
+
+def test_a_full_disk_is_recognised_by_its_error_not_by_words_in_a_message():
+    from interp_core.services.jobs import _disk_full
+
+    class SafetensorError(Exception):  # how safetensors reports it: the OS error survives only as text
+        pass
+
+    full = OSError(errno.ENOSPC, "No space left on device")
+    try:
+        try:
+            raise full
+        except OSError as err:
+            raise RuntimeError("checkpoint not written") from err
+    except RuntimeError as wrapped:
+        assert _disk_full(wrapped)
+    assert _disk_full(full)
+    assert _disk_full(SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, '
+                                      'message: "No space left on device" })'))
+    assert not _disk_full(OSError(errno.EACCES, "Permission denied"))
+    assert not _disk_full(ValueError("the run's name says: No space left"))

@@ -561,10 +561,20 @@ def _raise_stop(signum, frame) -> None:
     raise _EvaluationStopped
 
 
+def _disk_full(err: BaseException) -> bool:
+    """Whether ``err`` (or an error it was raised from) says the disk is full: an OSError with
+    ENOSPC, or safetensors' SafetensorError, which keeps only the OS error's text (``IoError(Os {
+    code: 28, kind: StorageFull, ... })``)."""
+    chain = [err]
+    while (cause := chain[-1].__cause__ or chain[-1].__context__) is not None and cause not in chain:
+        chain.append(cause)
+    return any((isinstance(e, OSError) and e.errno == errno.ENOSPC)
+               or (type(e).__name__ == "SafetensorError" and "StorageFull" in str(e)) for e in chain)
+
+
 def _write_problem(err: BaseException) -> str:
     """A message for an error while training or writing the run's files."""
-    full = (isinstance(err, OSError) and err.errno == errno.ENOSPC) or any(
-        sign in str(err) for sign in ("No space left", "StorageFull"))
+    full = _disk_full(err)
     if full:
         return ("the disk is full: the run could not write its files; the last complete checkpoint is kept "
                 "(free some space, then resume)")
