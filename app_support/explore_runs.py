@@ -18,6 +18,7 @@ does the same for a link of the Random start page.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 from typing import Any, Callable
 
@@ -87,37 +88,71 @@ def view_key(request: dict) -> tuple:
             *((k, v) for k, v in request.items() if k not in ("specs", "image")))
 
 
+#: Where Explore's image comes from, with its label.
+SOURCES = {"gallery": "dataset gallery", "folder": "image folder", "upload": "upload an image",
+           "draw": "draw a digit"}
+#: The view settings of an Explore link: (name, decoded like, allowed values).
+VIEW_FIELDS = (("maps", "", ["y", "t"]), ("grid", "", ["native", "input"]), ("overlay", False, None),
+               ("shared", False, None), ("present", False, None))
+
+
+def read_link(link: Link, params: dict[str, str], fallback: dict[str, str] | None = None) -> dict[str, Any]:
+    """The usable settings of an Explore link's ``params``, decoded and checked (what the link leaves
+    out or gives badly is missing; ``link.ignored`` says why): "dataset", "split", "source",
+    "image" (a gallery or folder index), "models", "attack", the attack's parameters (by
+    ``param_fields`` name), "target", "explainers", "trajectory", the ``VIEW_FIELDS`` and "run".
+    Settings that others depend on (dataset, source, attack) fall back to ``fallback``'s, then to
+    the app's defaults, to check those others."""
+    fallback = fallback or {}
+    read = functools.partial(link.read, params)
+    found: dict[str, Any] = {}
+
+    def keep(name: str, value: Any) -> Any:
+        if value is not None:
+            found[name] = value
+        return value
+
+    dataset = keep("dataset", read("dataset", options=list(DATASET_LABELS))) or fallback.get("dataset", "mnist")
+    split = keep("split", read("split", options=["demo"] + (["test"] if full_data_source(dataset) else []))) or "demo"
+    source = keep("source", read("source", options=list(SOURCES))) or fallback.get("source", "gallery")
+    images = min(len(get_dataset(dataset, split)), GALLERY_LIMIT) if source == "gallery" else GALLERY_LIMIT
+    keep("image", read("image", like=0, options=lambda i: 0 <= i < images))
+    keep("models", read("models", like=[], options=[m["name"] for m in model_table(dataset)]))
+    attack = keep("attack", read("attack", options=list(ATTACKS))) or fallback.get("attack", DEFAULT_ATTACK)
+    for param, (_, like, allowed) in param_fields(attack, dataset, "explore").items():
+        keep(param, read(param, like=like, options=allowed))
+    keep("target", read("target", options=["runner-up"] + get_dataset(dataset, "demo").class_names))
+    explainers = keep("explainers", read("explainers", like=[], options=list(EXPLAINERS)))
+    keep("trajectory", read("trajectory", options=explainers or list(EXPLAINERS)))
+    for name, like, allowed in VIEW_FIELDS:
+        keep(name, read(name, like=like, options=allowed))
+    if params.get("run") == "1":
+        found["run"] = True
+    return found
+
+
 def link_request(params: dict[str, str]) -> tuple[dict, np.ndarray, list[str]]:
     """An Explore link's view of a dataset gallery image as (request, x (1, C, H, W), the link's
     settings that were not used, each with why). Raises ValueError for a link whose image cannot be
     recomputed from it (an upload, a drawing or a folder image) or that leaves no model."""
     link = Link("explore")
-    dataset = link.read(params, "dataset", options=list(DATASET_LABELS)) or "mnist"
-    split = link.read(params, "split", options=["demo"] + (["test"] if full_data_source(dataset) else [])) or "demo"
-    source = params.get("source", "gallery")
+    found = read_link(link, params)
+    dataset, split, source = found.get("dataset", "mnist"), found.get("split", "demo"), found.get("source", "gallery")
     if source != "gallery":
         raise ValueError(f"its image comes from the {source!r} source, which a link does not carry; "
                          "only dataset gallery images can be recomputed")
     data = get_dataset(dataset, split)
-    index = link.read(params, "image", like=0, options=lambda i: 0 <= i < min(len(data), GALLERY_LIMIT))
-    index = (DATASETS[dataset].default_image if split == "demo" else 0) if index is None else index
-    registered = [m["name"] for m in model_table(dataset)]
-    specs = link.read(params, "models", like=[], options=registered) or default_models(dataset)
+    index = found.get("image", DATASETS[dataset].default_image if split == "demo" else 0)
+    specs = found.get("models") or default_models(dataset)
     if not specs:
         raise ValueError(f"no {DATASET_LABELS[dataset]} model is available")
-    attack = link.read(params, "attack", options=list(ATTACKS)) or DEFAULT_ATTACK
-    shown: dict[str, Any] = {}
-    for param, (_, like, allowed) in param_fields(attack, dataset, "explore").items():
-        value = link.read(params, param, like=like, options=allowed)
-        if value is not None:
-            shown[param] = value
+    attack = found.get("attack", DEFAULT_ATTACK)
+    shown = {param: found[param] for param in param_fields(attack, dataset, "explore") if param in found}
     names = data.class_names
-    target = None
-    if ATTACKS[attack].targeted:
-        choice = link.read(params, "target", options=["runner-up"] + names) or "runner-up"
-        target = None if choice == "runner-up" else names.index(choice)
-    explainers = link.read(params, "explainers", like=[], options=list(EXPLAINERS)) or DEFAULT_EXPLAINERS
-    trajectory = link.read(params, "trajectory", options=explainers) or explainers[0]
+    choice = found.get("target", "runner-up") if ATTACKS[attack].targeted else "runner-up"
+    target = None if choice == "runner-up" else names.index(choice)
+    explainers = found.get("explainers") or DEFAULT_EXPLAINERS
+    trajectory = found.get("trajectory") if found.get("trajectory") in explainers else explainers[0]
     x = data.images[index:index + 1].numpy()
     request = explore_request(x, f"#{index}", int(data.labels[index]), names, specs, attack,
                               attack_params(attack, dataset, shown), target, explainers, trajectory, dataset, index)

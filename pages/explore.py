@@ -10,7 +10,6 @@ the guided demos on the home page are such links.
 """
 
 import dataclasses
-import functools
 import math
 import random
 import time
@@ -22,10 +21,11 @@ import torch
 
 from app_support.attack_controls import DEFAULT_ATTACK, attack_controls, param_fields
 from app_support.common import (DATASET_LABELS, IMAGE_SHAPES, dataset_picker, export_buttons, folder_fingerprint,
-                                full_data_source, get_dataset, get_image_folder, get_model, model_label, model_picker,
+                                get_dataset, get_image_folder, get_model, model_label, model_picker,
                                 model_table, uploaded_image)
 from app_support.drawing import drawn_digit
-from app_support.explore_runs import DEFAULT_EXPLAINERS, GALLERY_LIMIT, explore_request, model_job, view_key
+from app_support.explore_runs import (DEFAULT_EXPLAINERS, GALLERY_LIMIT, SOURCES, VIEW_FIELDS, explore_request,
+                                     model_job, read_link, view_key)
 from app_support.layout import setup_page
 from app_support.shared_compute import shared_figure, shared_result
 from app_support.url_state import Link, query
@@ -52,8 +52,6 @@ TABLE_DIGITS = {False: 6, True: 3}
 PRESENTATION_CSS = ("<style>html { font-size: 20px; } "
                     "[data-testid='stMarkdownContainer'] p, [data-testid='stMarkdownContainer'] li "
                     "{ font-size: 1rem; }</style>")
-SOURCES = {"gallery": "dataset gallery", "folder": "image folder", "upload": "upload an image",
-           "draw": "draw a digit"}
 #: The 2-class bound and the measures it compares, for st.latex.
 FORMULAS = (
     r"D_1 = \lVert I_y(x') - I_y(x) \rVert_1 \qquad "
@@ -173,30 +171,26 @@ def pick_folder_image(dataset: str, spec: str | None) -> tuple[np.ndarray, int |
 
 
 def apply_link(link: Link, params: dict[str, str]) -> bool:
-    """Put a link's settings into the widgets' session state (before they are drawn); returns
-    whether the link asks for the results (run=1)."""
+    """Put a link's settings (``read_link``) into the widgets' session state (before they are
+    drawn); returns whether the link asks for the results (run=1)."""
     ss = st.session_state
-    take = functools.partial(link.take, params)
-    dataset = take("dataset", "explore_dataset", options=list(DATASET_LABELS)) or ss.get("explore_dataset", "mnist")
-    take("split", "explore_split", options=["demo"] + (["test"] if full_data_source(dataset) else []))
-    source = take("source", "explore_source", options=list(SOURCES)) or ss.get("explore_source", "gallery")
+    shown = {"dataset": ss.get("explore_dataset", "mnist"), "source": ss.get("explore_source", "gallery"),
+             "attack": ss.get("explore_attack", DEFAULT_ATTACK)}
+    found = read_link(link, params, shown)
+    dataset, source, attack = (found.get(name, shown[name]) for name in ("dataset", "source", "attack"))
+    gallery = "explore_folder" if source == "folder" else "explore"
     if "image" in params:
-        key = "explore_folder" if source == "folder" else "explore"
-        ss[f"{key}_filter_class"], ss[f"{key}_filter_wrong"] = "all", False
-        ss.pop(f"{key}_gallery", None)  # the link's image, not the gallery's default
-        take("image", f"{key}_index", like=0, options=lambda i: 0 <= i < GALLERY_LIMIT)
-    take("models", f"explore_models_{dataset}", like=[], options=[m["name"] for m in model_table(dataset)])
-    attack = take("attack", "explore_attack", options=list(ATTACKS)) or ss.get("explore_attack", DEFAULT_ATTACK)
-    for param, (key, like, allowed) in param_fields(attack, dataset, "explore").items():
-        take(param, key, like=like, options=allowed)
-    take("target", "explore_target", options=["runner-up"] + get_dataset(dataset, "demo").class_names)
-    explainers = take("explainers", "explore_explainers", like=[], options=list(EXPLAINERS))
-    take("trajectory", "explore_trajectory", options=explainers or list(EXPLAINERS))
-    take("maps", "explore_maps", options=["y", "t"])
-    take("grid", "explore_grid", options=["native", "input"])
-    for name in ("overlay", "shared", "present"):
-        take(name, f"explore_{name}", like=False)
-    return params.get("run") == "1"
+        ss[f"{gallery}_filter_class"], ss[f"{gallery}_filter_wrong"] = "all", False
+        ss.pop(f"{gallery}_gallery", None)  # the link's image, not the gallery's default
+    keys = {"dataset": "explore_dataset", "split": "explore_split", "source": "explore_source",
+            "image": f"{gallery}_index", "models": f"explore_models_{dataset}", "attack": "explore_attack",
+            **{param: key for param, (key, _, _) in param_fields(attack, dataset, "explore").items()},
+            "target": "explore_target", "explainers": "explore_explainers", "trajectory": "explore_trajectory",
+            **{name: f"explore_{name}" for name, _, _ in VIEW_FIELDS}}
+    for name, value in found.items():
+        if name in keys:
+            ss[keys[name]] = value
+    return found.get("run", False)
 
 
 def link_values(dataset: str, split: str, source: str, specs: list[str], attack: str, explainers: list[str],

@@ -616,3 +616,20 @@ def test_a_student_follows_the_class_and_can_branch_off():
     assert student.session_state["class_follow"] == code and student.session_state["class_seen"] == view.version
     student.button(key="class_branch").click().run()
     assert student.session_state["class_branched"] and not student.exception
+
+
+def test_the_explore_page_and_a_lesson_read_a_link_alike():
+    """One reader (explore_runs.read_link) for the page and for lessons, slides and the precompute:
+    the same link leaves out the same settings, for the same reasons."""
+    from app_support.explore_runs import link_request
+
+    params = {"dataset": "mnist", "image": "9999", "attack": "pgd", "eps": "abc", "explainers": "cam",
+              "trajectory": "ig", "maps": "z"}
+    _, _, ignored = link_request(params)
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    at.switch_page("pages/explore.py")
+    at.query_params.update(params)
+    at.run()
+    shown = [w.value for w in at.warning if w.value.startswith("Some settings of the link were not used")]
+    assert len(ignored) == 4 and shown == ["Some settings of the link were not used: " + "; ".join(ignored)]
+    assert any(i.startswith("trajectory=ig") for i in ignored) and any(i.startswith("image=9999") for i in ignored)
