@@ -10,16 +10,17 @@ results rarely come from the cache. The start-up precompute of the lessons' view
 ``classroom``: a class. The server starts with its start-up precompute of the lesson's views
 (app_support/precompute.py) and the class begins once it is done. A teacher session opens a class on the
 Lesson page and steps through the guided lesson: Next, Reveal, "Open this view", then a pause. The
-followers joined by the class's ``?follow=CODE`` link; per follower and step two latencies run from
-the teacher's click on "Open this view": to the view's results rendered in the follower's page
-("shown"), and to the server's last message of that view's run reaching the follower's browser
-("delivered": the script-finished message after the results caption, read from the page's
-websocket; the browser's drawing left out), and the server's own time for it (from the page's
-request of that run to that message). Here every browser runs on the server's own 2 cores,
-so "shown" includes 30-odd headless Chromium pages drawing on them; in a class the students'
-browsers draw on their own machines. Each step also reports the CPU seconds the server and the
-browsers used. The branching sessions meanwhile run their own Explore attacks on fresh images, as
-in ``explore``.
+followers joined by the class's ``?follow=CODE`` link. Per follower and step, from the teacher's
+click on "Open this view": until the view's results are drawn in the follower's page ("shown");
+until the server's last message of that view's run reaches the follower's browser ("delivered":
+the script-finished message after the results caption, read from the page's websocket, the
+drawing left out); and the server's own time for that run (from the page's request of it to that
+message). Every browser runs on the server's own 2 cores here, so "shown" includes 30-odd
+headless Chromium pages drawing on them, where in a class the students' browsers draw on their
+own machines; the browsers run at the lowest priority (nice ``BROWSER_NICE``), so the server is
+served first and the pages draw with what is left. Each step also reports the CPU seconds the
+server and the browsers used. The branching sessions meanwhile run their own Explore attacks on
+fresh images, as in ``explore``.
 
 One headless Chromium, one browser context per session (Playwright's async API).
 
@@ -52,6 +53,8 @@ CLASSROOM_OUT = Path(__file__).resolve().parent / "load_classroom.json"
 DATASETS = ("MNIST", "CIFAR-10")
 ATTACK_MIX = ("pgd", "fgsm", "pgd-margin", "paper-pgd")
 VIEWPORT = {"width": 1400, "height": 1000}
+#: The classroom's browsers' priority (the lowest): they stand in for the students' own machines.
+BROWSER_NICE = 19
 RESULTS_FOR = """(image) => [...document.querySelectorAll('[data-testid="stCaptionContainer"]')]
         .some(c => c.innerText.startsWith('Results for: ' + image + ' '))
     && document.querySelector('[data-testid="stTable"] table')"""
@@ -488,6 +491,8 @@ async def _drive_classroom(url: str, followers: int, branching: int, steps, paus
 
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        for pid in _browser_pids():  # the pages it opens later start from these, with their priority
+            os.setpriority(os.PRIO_PROCESS, pid, BROWSER_NICE)
         precompute = await _wait_precomputed(browser, url)
         sampler.start()  # the class's figures, from here on
         report = await _teach(browser, url, sampler.pid, followers, branching, steps, pause, timeout)
@@ -624,8 +629,9 @@ def classroom_section(figures: dict) -> dict:
         },
         "notes": [f"start-up precompute of the lesson's views: {figures['precomputed']} of {figures['views']} results "
                   f"in {figures['precompute_s']} s, before the class began",
-                  "every browser page runs on the server's own CPUs here (headless Chromium): 'shown' includes their "
-                  "drawing, 'delivered' ends when the view's last message reaches the page",
+                  "every browser page runs on the server's own CPUs here (headless Chromium, at nice "
+                  f"{BROWSER_NICE}): 'shown' includes their drawing, 'delivered' ends when the view's last message "
+                  "reaches the page",
                   f"measured {figures['date']} on {figures['cpus']} CPUs; load average before "
                   f"{figures['load_average_before']}, after {figures['load_average_after']} (latencies are wall time)"],
     }
