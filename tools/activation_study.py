@@ -52,11 +52,18 @@ gone with softplus (0.025), which fits the reading that the gap came from the at
 ReLU network at the [0, 1] box, not from robustness. With softplus the authors' PGD and the re-test
 part earlier (int2 at eps 0.3: 0.230 / 0.025), so a smooth network is not free of masking either.
 
+IG-Norm at 1 epoch (about Int's compute) gives a weak ReLU network (clean 0.600; at eps 0.3 0.205
+under the authors' PGD, 0.175 re-tested) and, with softplus, a collapsed one: 0.130 at every eps
+and clean, the share of one class, so it predicts a single class whatever the input and its
+"robustness" and AAI tau (0.918) mean nothing. At equal compute the IG-based gradient-norm
+regularizer is far behind Int, Int2 and PGD-AT here with either activation; the smooth activation
+did not rescue it.
+
 What this does not show: softplus with beta 1 is a large change (a ReLU network's activations shift
 by up to log 2); the schedule (the `cpu` preset, schedule s3) was searched for ReLU networks; one
-seed; 200 test images; no IG-Norm (the gradient-norm regularizer of the later work: a step costs
-76-90 normal steps, about 5 hours here). A softplus beta near 10, or GELU, with a schedule searched
-for it, is the next experiment."""
+seed; 200 test images; IG-Norm had 1 epoch, not 8 (its step costs about 90 normal steps), and its
+gamma (1) was not searched. A softplus beta near 10, or GELU, with a schedule searched for it, is
+the next experiment."""
 
 
 def card_name(method: str, activation: str) -> str:
