@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from interp_core.checks import check_eps_list, check_range
 from interp_core.attacks import AAI, bound_points, isa_tradeoff, runner_up
 from interp_core.attacks.isa import ISA_BUDGETS, SCALES, envelope
-from interp_core.evaluate.robust import Progress
+from interp_core.evaluate.robust import EvaluationRecord, Progress
 from interp_core.interpret import get_explainer
 from interp_core.metrics import correct, kendall_tau, topk_intersection
 
@@ -25,25 +25,19 @@ LEVEL_BAND = 0.9
 
 
 @dataclass
-class AAIResult:
+class AAIResult(EvaluationRecord):
     """The AAI top-k attack per eps (``aai_evaluation``): ``results`` = [{"eps", "kendall_tau" and
     "topk_intersection" (means over the images that kept their class, NaN where none did; tau in
     [-1, 1], intersection in [0, 1]), "kept" (how many images kept their class)}] in the order of
     the eps asked for; the protocol that produced them, the number of images, the evaluation
     subset and the wall-clock seconds."""
 
-    protocol: dict
-    n: int
-    subset: str
     results: list[dict]
     seconds: float
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
-class BoundResult:
+class BoundResult(EvaluationRecord):
     """The 2-class bound under minimum-eps targeted attacks (``bound_evaluation``): of ``n``
     images, ``attempted`` classified correctly and attacked; ``points`` = [{"index" (into x),
     "target", "eps" (the smallest eps found), "half_margin" ((Z_y - Z_t) / 2 at x), "d2" (D2 of
@@ -51,20 +45,14 @@ class BoundResult:
     (relative tolerance ``BOUND_TOL``); the protocol, the evaluation subset and the wall-clock
     seconds."""
 
-    protocol: dict
-    n: int
-    subset: str
     attempted: int
     violations: int
     points: list[dict]
     seconds: float
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
 
 @dataclass
-class ISAResult:
+class ISAResult(EvaluationRecord):
     """ISA trade-off curves (``isa_evaluation``) of ``n`` images: ``images`` = [{"image" (index
     into x), "label", "target"}]; ``curves``, one per attack measure, = [{"measure", "eps_min" and
     "bound" (per image; bound None for other maps than CAM and distances than l1), "skipped" (per
@@ -76,15 +64,9 @@ class ISAResult:
 
     ``from_dict`` reads back a stored ``to_dict()`` (the reproduction's partial results)."""
 
-    protocol: dict
-    n: int
-    subset: str
     images: list[dict]
     curves: list[dict]
     seconds: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, stored: dict) -> ISAResult:

@@ -99,24 +99,33 @@ SIGN_WORDS = {
 
 
 @dataclass
-class RobustResult:
+class EvaluationRecord:
+    """What every evaluation's result carries first: the protocol that produced it (a dict of its
+    settings), the number of images and the evaluation subset. ``to_dict()`` gives the fields in
+    their order (the stored and printed JSON); each record adds its own results and ends with its
+    wall-clock seconds."""
+
+    protocol: dict
+    n: int
+    subset: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class RobustResult(EvaluationRecord):
     """Robust accuracy per eps: ``results`` = [{"eps", "accuracy", "attacks" (strong), "retested"
     and "retest_attacks" (with a re-test)}] in the order of the eps asked for, ``per_image[i][j]``:
     image j robust at ``results[i]["eps"]`` (under the reported protocol), the protocol that
     produced it (with the re-test's settings under "retest"), the evaluation subset, warnings, the
     names of the gradient-masking signs that fired (``MASKING_SIGNS``) and the wall-clock seconds."""
 
-    protocol: dict
-    n: int
-    subset: str
     results: list[dict]
     per_image: list[list[bool]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     masking_signs: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
     def contradictions(self) -> list[dict]:
         """The rows whose re-tested accuracy is more than ``CONTRADICTION`` below the reported one

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -13,27 +13,21 @@ from torch import Tensor, nn
 from interp_core.attacks import UAR_ATTACKS, UARAttack, authors_targets
 from interp_core.attacks.uar import AUTHORS_TARGET_SEED, TEST_SIZE
 from interp_core.datasets import DATASETS
-from interp_core.evaluate.robust import Progress
+from interp_core.evaluate.robust import EvaluationRecord, Progress
 from interp_core.metrics import correct
 
 
 @dataclass
-class UARResult:
+class UARResult(EvaluationRecord):
     """Accuracy under the unforeseen attacks (``uar_evaluation``) of ``n`` images: the clean
     accuracy and ``results`` = [{"attack", "eps" (its budget), "accuracy" (share classified as the
     true label), "target_rate" (share classified as the target), "seconds" (that attack's
     wall-clock time)}] in the order of the attacks asked for; shares in [0, 1]; the protocol, the
     evaluation subset and the wall-clock seconds."""
 
-    protocol: dict
-    n: int
-    subset: str
     clean_accuracy: float
     results: list[dict]
     seconds: float
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def uar_evaluation(model: nn.Module, x: Tensor, y: Tensor, attacks: Sequence[str] = tuple(UAR_ATTACKS),
