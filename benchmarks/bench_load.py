@@ -432,6 +432,7 @@ async def _teach(browser, url: str, server_pid: int, followers: int, branching: 
     report = {"by_step": [], "errors": [], "branching": {"requests": 0, "not_run": 0, "latency": [], "by_kind": {},
                                                         "errors": []}}
     context = await browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(timeout * 1000)  # a click that navigates waits for the page, slow under a class
     teacher = await context.new_page()
     await teacher.goto(f"{url}/lesson")
     code = await _open_class(teacher)
