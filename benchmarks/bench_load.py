@@ -41,6 +41,7 @@ import re
 import statistics
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -53,6 +54,9 @@ CLASSROOM_OUT = Path(__file__).resolve().parent / "load_classroom.json"
 DATASETS = ("MNIST", "CIFAR-10")
 ATTACK_MIX = ("pgd", "fgsm", "pgd-margin", "paper-pgd")
 VIEWPORT = {"width": 1400, "height": 1000}
+#: How long a click may wait (Playwright's default is 30 s): a click that changes the page waits for the
+#: page, which takes longer than that on a server with a class on it.
+CLICK_TIMEOUT_MS = 120_000
 #: The classroom's browsers' priority (the lowest): they stand in for the students' own machines.
 BROWSER_NICE = 19
 RESULTS_FOR = """(image) => [...document.querySelectorAll('[data-testid="stCaptionContainer"]')]
@@ -126,6 +130,13 @@ async def _wait_changed(picker, shown: str, timeout: float = 120.0) -> None:
         await asyncio.sleep(0.2)
 
 
+async def _new_context(browser):
+    """A fresh browser context (one user) of the benchmark's viewport and click timeout."""
+    context = await browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(CLICK_TIMEOUT_MS)
+    return context
+
+
 async def session(browser, url: str, index: int, clicks: int, deadline: float, report: dict,
                   stop: asyncio.Event | None = None) -> None:
     """One user: open Explore, choose a dataset and an attack, then up to ``clicks`` fresh attacks
@@ -134,7 +145,7 @@ async def session(browser, url: str, index: int, clicks: int, deadline: float, r
     from interp_core.attacks import ATTACKS
 
     dataset, attack = DATASETS[index % 2], ATTACK_MIX[(index // 2) % len(ATTACK_MIX)]
-    context = await browser.new_context(viewport=VIEWPORT)
+    context = await _new_context(browser)
     page = await context.new_page()
     try:
         await page.goto(f"{url}/explore")
@@ -215,6 +226,7 @@ def run(sessions: int = 8, clicks: int = 3, limit: float = 600.0) -> dict:
         "sessions": sessions, "clicks_per_session": clicks, "time_limit_s": limit, "wall_s": round(wall, 1),
         "requests": report["requests"], "completed": len(latency), "not_run": report["not_run"],
         "errors": len(report["errors"]), "error_messages": report["errors"][:20],
+        "error_kinds": _error_kinds(report["errors"]),
         "latency_p50_s": round(statistics.median(latency), 2) if latency else None,
         "latency_p95_s": round(_percentile(latency, 0.95), 2) if latency else None,
         "latency_max_s": round(max(latency), 2) if latency else None,
@@ -296,7 +308,7 @@ def view_caption(step) -> tuple[str, str]:
 
 async def _wait_precomputed(browser, url: str, timeout: float = 1200.0) -> dict:
     """Reload the Lesson page until it says the start-up precompute is done; its figures."""
-    context = await browser.new_context(viewport=VIEWPORT)
+    context = await _new_context(browser)
     page = await context.new_page()
     deadline = time.monotonic() + timeout
     try:
@@ -405,7 +417,7 @@ def _browser_pids() -> list[int]:
 async def _follower(browser, url: str, code: str):
     """A student's page that follows class ``code`` (its ?follow= link), and the messages it gets
     (``_listen``)."""
-    context = await browser.new_context(viewport=VIEWPORT)
+    context = await _new_context(browser)
     page = await context.new_page()
     page.events = _listen(page)
     await page.goto(f"{url}/lesson?{urlencode({'follow': code})}")
@@ -431,8 +443,7 @@ async def _teach(browser, url: str, server_pid: int, followers: int, branching: 
                  timeout: float) -> dict:
     report = {"by_step": [], "errors": [], "branching": {"requests": 0, "not_run": 0, "latency": [], "by_kind": {},
                                                         "errors": []}}
-    context = await browser.new_context(viewport=VIEWPORT)
-    context.set_default_timeout(timeout * 1000)  # a click that navigates waits for the page, slow under a class
+    context = await _new_context(browser)
     teacher = await context.new_page()
     await teacher.goto(f"{url}/lesson")
     code = await _open_class(teacher)
@@ -547,6 +558,7 @@ def run_classroom(followers: int = 30, branching: int = 8, steps: int = 6, pause
         "branching_requests": report["branching"]["requests"], "branching_completed": len(branch),
         "branching_p50_s": rounded(branch, 0.5), "branching_p95_s": rounded(branch, 0.95),
         "errors": len(report["errors"]), "error_messages": report["errors"][:20],
+        "error_kinds": _error_kinds(report["errors"]),
         "server_rss_peak_mb": round(peak / 2**20), "memory_samples": sampler.samples,
         "load_average_before": [round(v, 2) for v in load_before], "load_1min_peak": round(sampler.load_peak, 2),
         "load_average_after": [round(v, 2) for v in os.getloadavg()],
@@ -554,6 +566,14 @@ def run_classroom(followers: int = 30, branching: int = 8, steps: int = 6, pause
         "torch_threads": os.environ.get("INTERP_CORE_THREADS", "(default)"),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
+
+
+def _error_kinds(errors: list[str]) -> list[list]:
+    """[what went wrong, how often] of ``errors`` ("step 2, follower 7: TimeoutError: ... at URL" or
+    "session 3 (...): ..."), the most frequent first: who and where left out, so that 100 pages
+    timing out read as one line."""
+    kinds = Counter(re.sub(r" at \S+$", "", error.split(": ", 1)[-1]) for error in errors)
+    return [[kind, count] for kind, count in kinds.most_common()]
 
 
 def _goal(figures: dict, p95: str, count: str) -> str:
@@ -633,6 +653,8 @@ def classroom_section(figures: dict) -> dict:
                   "every browser page runs on the server's own CPUs here (headless Chromium, at nice "
                   f"{BROWSER_NICE}): 'shown' includes their drawing, 'delivered' ends when the view's last message "
                   "reaches the page",
+                  "errors by kind: " + ("; ".join(f"{count} x {kind}" for kind, count in figures["error_kinds"])
+                                        or "none"),
                   f"measured {figures['date']} on {figures['cpus']} CPUs; load average before "
                   f"{figures['load_average_before']}, after {figures['load_average_after']} (latencies are wall time)"],
     }
