@@ -49,3 +49,24 @@ def test_ig_norm_is_trained_with_both_activations_for_its_stated_epochs_and_the_
     with pytest.raises(SystemExit, match="shipped cpu-preset card"):
         activation_study.train_model("int", "relu", None)
     assert activation_study.training_note("ig-norm") == ", 1 epoch" and activation_study.training_note("int") == ""
+
+
+def test_a_model_kept_for_the_study_only_is_read_from_its_folder_and_a_shipped_one_first(tmp_path, monkeypatch):
+    shipped = paths.PROJECT_ROOT / "checkpoints" / "mnist-smallgap-int2-project.safetensors"
+    model, card = load_checkpoint(shipped)
+    card.activation, card.name = "softplus", "mnist-smallgap-int2-softplus-project"
+    studied = tmp_path / activation_study.STUDIED
+    studied.mkdir(parents=True)
+    card.metrics = {**card.metrics, "clean_accuracy": 0.321}
+    save_checkpoint(model, card, studied / f"{card.name}.safetensors")
+    monkeypatch.setattr(activation_study, "ROOT", tmp_path)
+
+    def softplus_row() -> str:
+        return next(line for line in activation_study.report().splitlines()
+                    if line.startswith("| int2 | softplus |"))
+
+    assert "| 0.321 |" in softplus_row()
+    (tmp_path / "checkpoints").mkdir()
+    card.metrics = {**card.metrics, "clean_accuracy": 0.654}
+    save_checkpoint(model, card, tmp_path / "checkpoints" / f"{card.name}.safetensors")
+    assert "| 0.654 |" in softplus_row()

@@ -31,6 +31,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tools/ is a package of the project root, also when this file runs as a script
 from tools.project_cards import accuracy_cell, ship, tau_text  # noqa: E402
 REPORT = ROOT / "results" / "activation.md"
+#: Where the study keeps the cards (checkpoint and .md) of models it measured but does not ship: the
+#: collapsed softplus IG-Norm network predicts one class, so the app's default image would be refused.
+STUDIED = Path("results") / "activation-cards"
 #: The methods compared.
 METHODS = ("normal", "pgd-at", "int", "int2", "ig-norm")
 #: Methods trained for fewer epochs than the preset's 8, both activations by this study: an IG-Norm
@@ -52,7 +55,9 @@ gone with softplus (0.025), which fits the reading that the gap came from the at
 ReLU network at the [0, 1] box, not from robustness. With softplus the authors' PGD and the re-test
 part earlier (int2 at eps 0.3: 0.230 / 0.025), so a smooth network is not free of masking either.
 
-IG-Norm at 1 epoch (about Int's compute) gives a weak ReLU network (clean 0.600; at eps 0.3 0.205
+IG-Norm at 1 epoch (about Int's compute; the collapsed softplus model is not shipped in checkpoints/,
+since the app's default image would be refused by it: its card and checkpoint are in
+results/activation-cards/, where this table reads them) gives a weak ReLU network (clean 0.600; at eps 0.3 0.205
 under the authors' PGD, 0.175 re-tested) and, with softplus, a collapsed one: 0.130 at every eps
 and clean, the share of one class, so it predicts a single class whatever the input and its
 "robustness" and AAI tau (0.918) mean nothing. At equal compute the IG-based gradient-norm
@@ -73,7 +78,11 @@ def card_name(method: str, activation: str) -> str:
 
 
 def card_path(method: str, activation: str) -> Path:
-    return ROOT / "checkpoints" / f"{card_name(method, activation)}.safetensors"
+    """The checkpoint holding the card of ``method`` with ``activation``: a shipped one in checkpoints/,
+    or else one kept for this study only in ``STUDIED`` (a model the app should not list)."""
+    name = f"{card_name(method, activation)}.safetensors"
+    shipped = ROOT / "checkpoints" / name
+    return shipped if shipped.is_file() else ROOT / STUDIED / name
 
 
 def train_model(method: str, activation: str, data_dir: str | None) -> Path:
