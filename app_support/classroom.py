@@ -153,8 +153,10 @@ def _follow(code: str) -> None:
         # The browser opens the view (a page change asked for by the page itself, like a click on a
         # link); st.switch_page from this fragment left pages blank under load ("Bad delta path index").
         # The version makes the URL new to the page, so it applies the view even when it wrote those
-        # very parameters itself earlier (url_state.Link.incoming ignores its own URLs).
-        st.session_state["class_seen"] = view.version
+        # very parameters itself earlier (url_state.Link.incoming ignores its own URLs). The view counts
+        # as seen only once the page runs with its URL (class_sidebar): until then every poll draws the
+        # component again, because a poll's run can be cut short by the next poll before its message
+        # leaves the server (a class of thirty then lost views), and the browser opens each version once.
         _open_view(key="class_open_view", data={"url": view_url(view.page, view.params, view.version),
                                                  "version": view.version})
 
@@ -172,6 +174,9 @@ def class_sidebar() -> None:
     if "follow" in st.query_params:
         _follow_class(normalize(st.query_params["follow"]))
         del st.query_params["follow"]
+    opened = st.query_params.get(VIEW_PARAM, "")
+    if state.get("class_follow") and opened.isdigit():  # this run opens the class's view of that version
+        state["class_seen"] = max(int(opened), state.get("class_seen", 0))
     with st.expander("Class", expanded=bool(teaching() or state.get("class_follow"))):
         if teaching():
             st.markdown(f"Class code **{teaching()}**")

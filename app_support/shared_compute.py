@@ -9,11 +9,13 @@ The server has one such store (``server_compute``) for the heavy results of ever
 Random start, Robustness, ISA trade-off; each key starts with its page's name), and the pages get
 them with ``shared_result``, which shows the wait and the busy notice. A second store
 (``server_figures``) keeps the images and charts drawn from those results, so a class of thirty
-opening one view draws its figures once (``shared_figure``).
+opening one view draws its figures once (``shared_figure``), and its images are encoded once
+(``shared_image``: PNG bytes, which st.image sends as they are).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import statistics
 import threading
@@ -21,7 +23,9 @@ import time
 from collections import OrderedDict
 from typing import Any, Callable, Hashable
 
+import numpy as np
 import streamlit as st
+from PIL import Image
 
 #: on_wait(position, seconds): the request is number ``position`` (1 = next) in the queue, or 0 while
 #: its twin computes for another session; ``seconds`` the estimated wait (None before any timing).
@@ -135,3 +139,16 @@ def shared_figure(key: Hashable, draw: Callable[[], Any]) -> Any:
     """``draw()``'s figure (an image array or a chart; never changed by its users) for ``key``: the
     key of the result it is drawn from with every drawing setting. Drawn once for all sessions."""
     return server_figures().get(key, draw)[0]
+
+
+def shared_image(key: Hashable, draw: Callable[[], np.ndarray]) -> bytes:
+    """``draw()``'s image (H x W x 3 uint8) as PNG bytes, drawn and encoded once for all sessions
+    (``shared_figure``). Show it with ``st.image(..., output_format="PNG")``: given PNG bytes and
+    that format, st.image neither decodes nor encodes them again (an image array would be encoded
+    for every session that shows it, the largest cost of a class opening one view)."""
+    def encode() -> bytes:
+        buffer = io.BytesIO()
+        Image.fromarray(draw()).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    return shared_figure(("png", key), encode)

@@ -8,26 +8,28 @@ from the click to the results. Every click asks for a new image first (the Rando
 results rarely come from the cache. The start-up precompute of the lessons' views is off here.
 
 ``classroom``: a class. The server starts with its start-up precompute of the lesson's views
-(app_support/precompute.py) and the class begins once it is done. A teacher session opens a class on the
-Lesson page and steps through the guided lesson: Next, Reveal, "Open this view", then a pause. The
-followers joined by the class's ``?follow=CODE`` link. Per follower and step, from the teacher's
-click on "Open this view": until the view's results are drawn in the follower's page ("shown");
-until the server's last message of that view's run reaches the follower's browser ("delivered":
-the script-finished message after the results caption, read from the page's websocket, the
-drawing left out); and the server's own time for that run (from the page's request of it to that
-message). Every browser runs on the server's own 2 cores here, so "shown" includes 30-odd
-headless Chromium pages drawing on them, where in a class the students' browsers draw on their
-own machines; the browsers run at the lowest priority (nice ``BROWSER_NICE``), so the server is
-served first and the pages draw with what is left. Each step also reports the CPU seconds the
-server and the browsers used. The branching sessions meanwhile run their own Explore attacks on
-fresh images, as in ``explore``.
+(app_support/precompute.py) and the class begins once it is done. A teacher session (a browser
+page) opens a class on the Lesson page and steps through the guided lesson: Next, Reveal, "Open
+this view", then a pause. The followers joined by the class's ``?follow=CODE`` link; all but
+``--browser-followers`` of them are wire sessions (benchmarks/wire.py): they speak Streamlit's
+websocket protocol, follow the class and download every image, but draw nothing, because a
+student's browser draws on the student's own machine; 30-odd headless Chromiums on the server's 2
+cores measured the browsers instead (an earlier run: their CPU was 13 times the server's). Per
+follower and step, from the teacher's click on "Open this view": until a wire follower has the
+view's results, the end of its run and every image ("received"); until a browser follower's page
+shows the results, drawn ("shown"; those browsers run at the lowest priority, nice
+``BROWSER_NICE``); and the server's own time for the follower's run of the view (from its request
+to the run's last message). The branching sessions, wire sessions too, meanwhile open Explore share
+links of fresh gallery images, one attack after another with ``--think`` seconds between a result
+and the next link. Each step also reports the CPU seconds the server, the browsers and the wire
+clients used.
 
-One headless Chromium, one browser context per session (Playwright's async API).
+One headless Chromium, one browser context per browser session (Playwright's async API).
 
 ``python -m benchmarks.bench_load [--sessions 8] [--clicks 3] [--limit 600]`` writes
 ``benchmarks/load.json``; ``python -m benchmarks.bench_load --scenario classroom [--followers 30]
-[--branching 8] [--steps 6] [--pause 5]`` writes ``benchmarks/load_classroom.json``. Each writes its
-section of benchmarks/RESULTS.md, and prints it.
+[--browser-followers 2] [--branching 8] [--steps 6] [--pause 5] [--think 5]`` writes
+``benchmarks/load_classroom.json``. Each writes its section of benchmarks/RESULTS.md, and prints it.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from urllib.parse import urlencode
 
 from app_support.precompute import PRECOMPUTE_ENV
 from benchmarks.results import record
+from benchmarks.wire import WireSession
 from tools.app_driver import _SCRIPT_STATE, CHROMIUM, CHROMIUM_FLAGS, RENDERED, app_server
 
 OUT = Path(__file__).resolve().parent / "load.json"
@@ -137,11 +140,9 @@ async def _new_context(browser):
     return context
 
 
-async def session(browser, url: str, index: int, clicks: int, deadline: float, report: dict,
-                  stop: asyncio.Event | None = None) -> None:
+async def session(browser, url: str, index: int, clicks: int, deadline: float, report: dict) -> None:
     """One user: open Explore, choose a dataset and an attack, then up to ``clicks`` fresh attacks
-    before ``deadline`` (time.monotonic()) or until ``stop`` is set; latencies and errors go into
-    ``report``."""
+    before ``deadline`` (time.monotonic()); latencies and errors go into ``report``."""
     from interp_core.attacks import ATTACKS
 
     dataset, attack = DATASETS[index % 2], ATTACK_MIX[(index // 2) % len(ATTACK_MIX)]
@@ -159,8 +160,6 @@ async def session(browser, url: str, index: int, clicks: int, deadline: float, r
             await page.get_by_role("option", name=ATTACKS[attack].label, exact=True).click()
             await _wait_idle(page)
         for _ in range(clicks):
-            if stop is not None and stop.is_set():
-                break
             if time.monotonic() > deadline:
                 report["not_run"] += 1
                 continue
@@ -330,6 +329,7 @@ async def _wait_precomputed(browser, url: str, timeout: float = 1200.0) -> dict:
 async def _open_class(teacher) -> str:
     """Open a class in the teacher's Lesson page; its code."""
     await teacher.get_by_role("button", name="Next").wait_for(timeout=300_000)
+    await _wait_idle(teacher)  # a click during a run can be lost
     await teacher.get_by_text("Class", exact=True).click()
     await teacher.get_by_role("button", name="Teach").click()
     code = teacher.get_by_text(re.compile(r"^Class code [A-Z2-9]{4}$"))
@@ -339,8 +339,8 @@ async def _open_class(teacher) -> str:
 
 def _listen(page) -> list[tuple[float, str, str]]:
     """The messages between ``page`` and the server from now on, as they pass: (time.perf_counter(),
-    "request" (the page asks for a run of its script) | "caption" with its text | "finished" with
-    the run's end status)."""
+    "request" (the page asks for a run of its script) | "text" (a markdown or heading element's
+    text) | "finished" with the run's end status)."""
     from streamlit.proto.BackMsg_pb2 import BackMsg
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
@@ -364,8 +364,9 @@ def _listen(page) -> list[tuple[float, str, str]]:
         except Exception:  # noqa: BLE001 - not a ForwardMsg: nothing to record
             return
         kind = msg.WhichOneof("type")
-        if kind == "delta" and msg.delta.new_element.WhichOneof("type") == "markdown":
-            events.append((time.perf_counter(), "caption", msg.delta.new_element.markdown.body))
+        shown = msg.delta.new_element.WhichOneof("type") if kind == "delta" else None
+        if shown in ("markdown", "heading"):
+            events.append((time.perf_counter(), "text", getattr(msg.delta.new_element, shown).body))
         elif kind == "script_finished":
             events.append((time.perf_counter(), "finished", ForwardMsg.ScriptFinishedStatus.Name(msg.script_finished)))
 
@@ -379,7 +380,7 @@ def _delivered(events: list[tuple[float, str, str]], caption: tuple[str, str],
     seconds from ``since`` until it finished, and seconds from the page's request of that run until
     it finished (the server's own time); None when no such run finished."""
     start, part = caption
-    sent = next((t for t, kind, text in events if t >= since and kind == "caption"
+    sent = next((t for t, kind, text in events if t >= since and kind == "text"
                  and start in text and part in text), None)
     finished = next((t for t, kind, text in events if sent is not None and t >= sent and kind == "finished"
                      and text == "FINISHED_SUCCESSFULLY"), None)
@@ -425,6 +426,29 @@ async def _follower(browser, url: str, code: str):
     return page
 
 
+async def _until(found, session: WireSession, timeout: float, what: str):
+    """Poll ``found()`` until it returns something other than None; TimeoutError saying ``what``
+    did not arrive within ``timeout`` seconds (the events keep their own times, so polling costs no
+    accuracy)."""
+    deadline = time.perf_counter() + timeout
+    while (result := found()) is None:
+        if time.perf_counter() > deadline:
+            asked = next((text for _, kind, text in reversed(session.events) if kind == "request"), "")
+            raise TimeoutError(f"no {what} after {timeout:.0f} s (its last request: {asked[:80]})")
+        await asyncio.sleep(0.05)
+    return result
+
+
+async def _wire_follower(url: str, code: str) -> WireSession:
+    """A student's session over the wire (benchmarks/wire.py) that follows class ``code``."""
+    student = WireSession(url)
+    await student.open(f"lesson?{urlencode({'follow': code})}")
+    await _until(lambda: next((True for _, kind, text in student.events
+                               if kind == "text" and f"Following class **{code}**" in text), None),
+                 student, 300, "'Following class'")
+    return student
+
+
 async def _shown(page, caption: tuple[str, str], since: float, timeout: float) -> float:
     """Seconds from ``since`` (time.perf_counter()) until ``page`` shows the view's results, drawn;
     TimeoutError naming the stage that took longer than ``timeout`` seconds in all."""
@@ -439,18 +463,69 @@ async def _shown(page, caption: tuple[str, str], since: float, timeout: float) -
     return time.perf_counter() - since
 
 
-async def _teach(browser, url: str, server_pid: int, followers: int, branching: int, steps, pause: float,
-                 timeout: float) -> dict:
-    report = {"by_step": [], "errors": [], "branching": {"requests": 0, "not_run": 0, "latency": [], "by_kind": {},
-                                                        "errors": []}}
+async def _wire_branch(url: str, index: int, think: float, timeout: float, report: dict, stop: asyncio.Event) -> None:
+    """A student who branched off, over the wire: Explore share links of fresh gallery images (a
+    dataset and an attack by ``index``, as ``session`` chooses them), one after another with
+    ``think`` seconds between a result and the next link, until ``stop``; latency from the link's
+    request to its results, images included. An image the model misclassifies is refused by the
+    page (counted in ``refused``); a full queue answers busy (``busy``)."""
+    import random
+
+    from interp_core.attacks import ATTACKS
+    from interp_core.data import load_dataset
+
+    dataset, attack = ("mnist", "cifar10")[index % 2], ATTACK_MIX[(index // 2) % len(ATTACK_MIX)]
+    label = DATASETS[index % 2]
+    images = len(load_dataset(dataset, "demo"))
+    draw = random.Random(index)
+    student = WireSession(url)
+    try:
+        await student.open("explore")
+        while not stop.is_set():
+            image = draw.randrange(images)
+            since = time.perf_counter()
+            report["requests"] += 1
+            await student.load("explore?" + urlencode({"dataset": dataset, "split": "demo", "source": "gallery",
+                                                       "image": image, "attack": attack, "run": 1}))
+            caption = (f"Results for: {label} #{image} ", f" · {ATTACKS[attack].label} · ")
+
+            def answered():
+                run = _delivered(student.events, caption, since)
+                if run is not None:
+                    return "results", run[0]
+                notice = next((text for t, kind, text in student.events if t >= since and kind == "warning"
+                               and ("Refused" in text or "busy" in text)), None)
+                if notice is not None and any(t >= since and kind == "finished" for t, kind, _ in student.events):
+                    return ("busy" if "busy" in notice else "refused"), None
+                return None
+
+            outcome, seconds = await _until(answered, student, timeout, f"results of {label} #{image}")
+            if outcome == "results":
+                report["latency"].append(seconds)
+                report["by_kind"].setdefault(f"{label} {attack}", []).append(seconds)
+            else:
+                report[outcome] += 1
+            await asyncio.sleep(think)
+    except Exception as err:  # noqa: BLE001 - a failed session is reported, not raised
+        report["errors"].append(f"branching {index} ({label}, {attack}): {type(err).__name__}: {err}")
+    finally:
+        report["errors"].extend(f"branching {index} ({label}, {attack}): {e}" for e in student.errors)
+        await student.close()
+
+
+async def _teach(browser, url: str, server_pid: int, followers: int, shown_by: int, branching: int, steps,
+                 pause: float, think: float, timeout: float) -> dict:
+    report = {"by_step": [], "errors": [], "images": 0,
+              "branching": {"requests": 0, "refused": 0, "busy": 0, "latency": [], "by_kind": {}, "errors": []}}
     context = await _new_context(browser)
     teacher = await context.new_page()
     await teacher.goto(f"{url}/lesson")
     code = await _open_class(teacher)
-    students = await asyncio.gather(*(_follower(browser, url, code) for _ in range(followers)))
+    pages = await asyncio.gather(*(_follower(browser, url, code) for _ in range(shown_by)))
+    wired = await asyncio.gather(*(_wire_follower(url, code) for _ in range(followers - shown_by)))
     stop = asyncio.Event()
-    branches = [asyncio.create_task(session(browser, url, i, 10**6, time.monotonic() + 24 * 3600, report["branching"],
-                                            stop)) for i in range(branching)]
+    branches = [asyncio.create_task(_wire_branch(url, i, think, timeout, report["branching"], stop))
+                for i in range(branching)]
     sidebar = teacher.locator("[data-testid='stSidebar']")
     for i, step in enumerate(steps):
         if i:  # back to the lesson (it opens at the step it showed), then the next step
@@ -466,39 +541,46 @@ async def _teach(browser, url: str, server_pid: int, followers: int, branching: 
         await view.wait_for(timeout=timeout * 1000)
         caption = view_caption(step)
         browsers = _browser_pids()
-        cpu = _cpu_seconds([server_pid]), _cpu_seconds(browsers)
+        cpu = _cpu_seconds([server_pid]), _cpu_seconds(browsers), time.process_time()
         started = time.perf_counter()
         await view.click()
-        shown = await asyncio.gather(*(_shown(p, caption, started, timeout) for p in [teacher, *students]),
-                                     return_exceptions=True)
-        cpu = _cpu_seconds([server_pid]) - cpu[0], _cpu_seconds(browsers) - cpu[1]
-        latency = [s for s in shown[1:] if isinstance(s, float)]
-        runs = [d for p in students if (d := _delivered(p.events, caption, started)) is not None]
-        delivered, served = [d for d, _ in runs], [s for _, s in runs]
-        for who, result in zip(["teacher"] + [f"follower {j}" for j in range(followers)], shown):
-            if not isinstance(result, float):
+        waits = [_shown(p, caption, started, timeout) for p in [teacher, *pages]]
+        waits += [_until(lambda s=s: _delivered(s.events, caption, started), s, timeout, "view")
+                  for s in wired]
+        results = await asyncio.gather(*waits, return_exceptions=True)
+        cpu = (_cpu_seconds([server_pid]) - cpu[0], _cpu_seconds(browsers) - cpu[1], time.process_time() - cpu[2])
+        names = ["teacher", *(f"browser follower {j}" for j in range(shown_by)),
+                 *(f"follower {j}" for j in range(len(wired)))]
+        for who, result in zip(names, results):
+            if isinstance(result, Exception):
                 report["errors"].append(f"step {i + 1}, {who}: {type(result).__name__}: {str(result).splitlines()[0]}")
-        for j, page in enumerate([teacher, *students]):
+        shown = [s for s in results[1:1 + shown_by] if isinstance(s, float)]
+        received = [r for r in results[1 + shown_by:] if isinstance(r, tuple)]
+        runs = received + [d for p in pages if (d := _delivered(p.events, caption, started)) is not None]
+        for j, page in enumerate([teacher, *pages]):
             alerts = [await e.inner_text() for e in await page.locator(ERRORS).all()]
-            report["errors"].extend(f"step {i + 1}, {'teacher' if j == 0 else f'follower {j - 1}'}: {a}"
-                                    for a in alerts)
+            report["errors"].extend(f"step {i + 1}, {names[j]}: {a}" for a in alerts)
         report["by_step"].append({"step": i + 1, "title": step.title, "page": step.page,
-                                  "teacher_s": shown[0] if isinstance(shown[0], float) else None,
-                                  "latency": latency, "delivered": delivered, "served": served,
-                                  "server_cpu_s": cpu[0],
-                                  "browsers_cpu_s": cpu[1]})
+                                  "teacher_s": results[0] if isinstance(results[0], float) else None,
+                                  "shown": shown, "received": [r for r, _ in received],
+                                  "served": [s for _, s in runs], "server_cpu_s": cpu[0], "browsers_cpu_s": cpu[1],
+                                  "wire_cpu_s": cpu[2]})
         await asyncio.sleep(pause)
     stop.set()
     await asyncio.gather(*branches)
     report["errors"] += report["branching"]["errors"]
+    for j, student in enumerate(wired):
+        report["errors"].extend(f"follower {j}: {e}" for e in student.errors)
+        report["images"] += student.images
+        await student.close()
     await context.close()
-    for page in students:
+    for page in pages:
         await page.context.close()
     return report
 
 
-async def _drive_classroom(url: str, followers: int, branching: int, steps, pause: float, timeout: float,
-                           sampler: MemorySampler) -> tuple[dict, dict]:
+async def _drive_classroom(url: str, followers: int, shown_by: int, branching: int, steps, pause: float,
+                           think: float, timeout: float, sampler: MemorySampler) -> tuple[dict, dict]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
@@ -507,17 +589,18 @@ async def _drive_classroom(url: str, followers: int, branching: int, steps, paus
             os.setpriority(os.PRIO_PROCESS, pid, BROWSER_NICE)
         precompute = await _wait_precomputed(browser, url)
         sampler.start()  # the class's figures, from here on
-        report = await _teach(browser, url, sampler.pid, followers, branching, steps, pause, timeout)
+        report = await _teach(browser, url, sampler.pid, followers, shown_by, branching, steps, pause, think, timeout)
         await browser.close()
     return precompute, report
 
 
-def run_classroom(followers: int = 30, branching: int = 8, steps: int = 6, pause: float = 5.0,
-                  timeout: float = 120.0) -> dict:
+def run_classroom(followers: int = 30, shown_by: int = 2, branching: int = 8, steps: int = 6, pause: float = 5.0,
+                  think: float = 5.0, timeout: float = 120.0) -> dict:
     """Start a server (precompute on), wait for its precompute, then the class: a teacher through the
-    first ``steps`` steps of the guided lesson with ``pause`` seconds after each, ``followers``
-    following sessions and ``branching`` Explore sessions of their own; ``timeout`` seconds for a
-    view to appear. The figures."""
+    first ``steps`` steps of the guided lesson with ``pause`` seconds after each; ``followers``
+    following sessions, ``shown_by`` of them browser pages and the rest wire sessions; ``branching``
+    wire sessions attacking images of their own with ``think`` seconds between results; ``timeout``
+    seconds for a view to arrive. The figures."""
     from app_support.lessons import GUIDED
 
     chosen = GUIDED.steps[:steps]
@@ -526,37 +609,41 @@ def run_classroom(followers: int = 30, branching: int = 8, steps: int = 6, pause
     with app_server(env={PRECOMPUTE_ENV: "1"}, started=procs, timeout=120.0) as url:
         sampler = MemorySampler(procs[0].pid)
         started = time.perf_counter()
-        precompute, report = asyncio.run(_drive_classroom(url, followers, branching, chosen, pause, timeout, sampler))
+        precompute, report = asyncio.run(_drive_classroom(url, followers, shown_by, branching, chosen, pause, think,
+                                                          timeout, sampler))
         wall = time.perf_counter() - started
         peak = sampler.stop()
-    latency = [s for step in report["by_step"] for s in step["latency"]]
-    delivered = [s for step in report["by_step"] for s in step["delivered"]]
-    served = [s for step in report["by_step"] for s in step["served"]]
-    branch = report["branching"]["latency"]
+    by_step = report["by_step"]
+    shown, received, served = ([v for step in by_step for v in step[name]] for name in ("shown", "received", "served"))
+    branch = report["branching"]
 
     def rounded(values: list[float], q: float) -> float | None:
         return round(_percentile(values, q), 2) if values else None
 
+    def spread(values: list[float]) -> dict:
+        return {"p50_s": rounded(values, 0.5), "p95_s": rounded(values, 0.95),
+                "max_s": round(max(values), 2) if values else None}
+
     return {
-        "scenario": "classroom", "followers": followers, "branching": branching, "steps": len(chosen),
-        "pause_s": pause, "view_timeout_s": timeout, **precompute, "wall_s": round(wall, 1),
-        "views_expected": followers * len(chosen), "views_shown": len(latency),
-        "view_latency_p50_s": rounded(latency, 0.5), "view_latency_p95_s": rounded(latency, 0.95),
-        "view_latency_max_s": round(max(latency), 2) if latency else None,
-        "views_delivered": len(delivered), "delivered_p50_s": rounded(delivered, 0.5),
-        "delivered_p95_s": rounded(delivered, 0.95), "delivered_max_s": round(max(delivered), 2) if delivered else None,
-        "served_p50_s": rounded(served, 0.5), "served_p95_s": rounded(served, 0.95),
-        "served_max_s": round(max(served), 2) if served else None,
-        "server_cpu_s": round(sum(s["server_cpu_s"] for s in report["by_step"]), 1),
-        "browsers_cpu_s": round(sum(s["browsers_cpu_s"] for s in report["by_step"]), 1),
+        "scenario": "classroom", "followers": followers, "browser_followers": shown_by,
+        "wire_followers": followers - shown_by, "branching": branching, "steps": len(chosen), "pause_s": pause,
+        "think_s": think, "view_timeout_s": timeout, **precompute, "wall_s": round(wall, 1),
+        "received": {"expected": (followers - shown_by) * len(chosen), "count": len(received), **spread(received)},
+        "shown": {"expected": shown_by * len(chosen), "count": len(shown), **spread(shown)},
+        "served": spread(served), "images_downloaded": report["images"],
+        "server_cpu_s": round(sum(s["server_cpu_s"] for s in by_step), 1),
+        "browsers_cpu_s": round(sum(s["browsers_cpu_s"] for s in by_step), 1),
+        "wire_cpu_s": round(sum(s["wire_cpu_s"] for s in by_step), 1),
         "by_step": [{"step": s["step"], "title": s["title"], "page": s["page"],
                      "teacher_s": None if s["teacher_s"] is None else round(s["teacher_s"], 2),
-                     "p50_s": rounded(s["latency"], 0.5), "p95_s": rounded(s["latency"], 0.95),
-                     "max_s": round(max(s["latency"]), 2) if s["latency"] else None,
-                     "delivered_p95_s": rounded(s["delivered"], 0.95), "server_cpu_s": round(s["server_cpu_s"], 1),
-                     "browsers_cpu_s": round(s["browsers_cpu_s"], 1)} for s in report["by_step"]],
-        "branching_requests": report["branching"]["requests"], "branching_completed": len(branch),
-        "branching_p50_s": rounded(branch, 0.5), "branching_p95_s": rounded(branch, 0.95),
+                     "received": spread(s["received"]), "shown": spread(s["shown"]),
+                     "served_p95_s": rounded(s["served"], 0.95), "server_cpu_s": round(s["server_cpu_s"], 1),
+                     "browsers_cpu_s": round(s["browsers_cpu_s"], 1), "wire_cpu_s": round(s["wire_cpu_s"], 1)}
+                    for s in by_step],
+        "branching_requests": branch["requests"], "branching_completed": len(branch["latency"]),
+        "branching_refused": branch["refused"], "branching_busy": branch["busy"],
+        "branching_p50_s": rounded(branch["latency"], 0.5), "branching_p95_s": rounded(branch["latency"], 0.95),
+        "branching_median_by_kind_s": {k: round(statistics.median(v), 2) for k, v in sorted(branch["by_kind"].items())},
         "errors": len(report["errors"]), "error_messages": report["errors"][:20],
         "error_kinds": _error_kinds(report["errors"]),
         "server_rss_peak_mb": round(peak / 2**20), "memory_samples": sampler.samples,
@@ -576,83 +663,97 @@ def _error_kinds(errors: list[str]) -> list[list]:
     return [[kind, count] for kind, count in kinds.most_common()]
 
 
-def _goal(figures: dict, p95: str, count: str) -> str:
-    """Whether figure ``p95`` (seconds) met the goal: p95 <= 3 s for every view, and no errors."""
-    met = (figures["errors"] == 0 and figures[p95] is not None and figures[p95] <= 3.0
-           and figures[count] == figures["views_expected"])
+def _goal(figures: dict, *measures: str) -> str:
+    """Whether the views' ``measures`` ("received", "shown") met the goal: every view arrived, p95 <= 3 s,
+    and no errors in the class."""
+    met = figures["errors"] == 0 and all(
+        figures[m]["count"] == figures[m]["expected"] and (not figures[m]["expected"] or figures[m]["p95_s"] <= 3.0)
+        for m in measures)
     return "met" if met else "NOT met"
+
+
+def _spread(figure: dict) -> str:
+    return f"{figure['p50_s']} s / {figure['p95_s']} s / {figure['max_s']} s"
 
 
 def classroom_markdown(figures: dict) -> str:
     """The classroom figures as printed text (their RESULTS.md section is classroom_section)."""
-    steps = "\n".join(f"| {s['step']} {s['title']} | {s['teacher_s']} | {s['p50_s']} | {s['p95_s']} | {s['max_s']} | "
-                      f"{s['delivered_p95_s']} | {s['server_cpu_s']} | {s['browsers_cpu_s']} |"
+    steps = "\n".join(f"| {s['step']} {s['title']} | {s['teacher_s']} | {_spread(s['received'])} | "
+                      f"{_spread(s['shown'])} | {s['served_p95_s']} | {s['server_cpu_s']} |"
                       for s in figures["by_step"])
+    received, shown = figures["received"], figures["shown"]
     return (
         f"## Classroom (benchmarks/bench_load.py --scenario classroom)\n\n"
-        f"{figures['followers']} followers and {figures['branching']} branching sessions; the teacher steps through "
-        f"{figures['steps']} lesson views, {figures['pause_s']:g} s apart. Start-up precompute: "
-        f"{figures['precomputed']} of {figures['views']} results in {figures['precompute_s']} s.\n\n"
+        f"{figures['followers']} followers ({figures['wire_followers']} over the wire, {figures['browser_followers']} "
+        f"in browser pages) and {figures['branching']} branching sessions ({figures['think_s']:g} s between a result "
+        f"and the next attack); the teacher steps through {figures['steps']} lesson views, {figures['pause_s']:g} s "
+        f"apart. Start-up precompute: {figures['precomputed']} of {figures['views']} results in "
+        f"{figures['precompute_s']} s. Goal (p95 <= 3 s for every view, no errors): "
+        f"{_goal(figures, 'received', 'shown')}.\n\n"
         f"| figure | value |\n|---|---|\n"
-        f"| views shown to followers | {figures['views_shown']} of {figures['views_expected']} |\n"
-        f"| teacher's click to a follower's results shown, p50 / p95 / max | {figures['view_latency_p50_s']} s / "
-        f"{figures['view_latency_p95_s']} s / {figures['view_latency_max_s']} s (goal p95 <= 3 s, no errors: "
-        f"{_goal(figures, 'view_latency_p95_s', 'views_shown')}) |\n"
-        f"| ... to the view's last message delivered, p50 / p95 / max | {figures['delivered_p50_s']} s / "
-        f"{figures['delivered_p95_s']} s / {figures['delivered_max_s']} s, {figures['views_delivered']} views (goal: "
-        f"{_goal(figures, 'delivered_p95_s', 'views_delivered')}) |\n"
+        f"| teacher's click to a wire follower's results and images received, p50 / p95 / max | {_spread(received)}, "
+        f"{received['count']} of {received['expected']} views ({_goal(figures, 'received')}) |\n"
+        f"| ... to a browser follower's results drawn, p50 / p95 / max | {_spread(shown)}, {shown['count']} of "
+        f"{shown['expected']} views ({_goal(figures, 'shown')}) |\n"
         f"| a follower's request of the view to its last message (the server's time), p50 / p95 / max | "
-        f"{figures['served_p50_s']} s / {figures['served_p95_s']} s / {figures['served_max_s']} s |\n"
-        f"| CPU seconds of the views: server / browsers | {figures['server_cpu_s']} / {figures['browsers_cpu_s']} |\n"
+        f"{_spread(figures['served'])} |\n"
+        f"| CPU seconds of the views: server / browsers / wire clients | {figures['server_cpu_s']} / "
+        f"{figures['browsers_cpu_s']} / {figures['wire_cpu_s']} |\n"
         f"| errors | {figures['errors']} |\n"
-        f"| branching attacks completed, p50 / p95 | {figures['branching_completed']} of "
-        f"{figures['branching_requests']}, {figures['branching_p50_s']} s / {figures['branching_p95_s']} s |\n"
+        f"| branching attacks: completed, refused, busy of requested; p50 / p95 | {figures['branching_completed']}, "
+        f"{figures['branching_refused']}, {figures['branching_busy']} of {figures['branching_requests']}; "
+        f"{figures['branching_p50_s']} s / {figures['branching_p95_s']} s |\n"
         f"| server memory peak (RSS of its process tree) | {figures['server_rss_peak_mb']} MB |\n"
         f"| load average before / 1-min peak / after | {figures['load_average_before']} / "
         f"{figures['load_1min_peak']} / {figures['load_average_after']} ({figures['cpus']} CPUs) |\n"
         f"| wall time | {figures['wall_s']} s |\n\n"
-        f"| step | teacher s | shown p50 s | p95 s | max s | delivered p95 s | server CPU s | browsers CPU s |\n"
-        f"|---|---|---|---|---|---|---|---|\n{steps}\n")
+        f"| step | teacher s | received p50 / p95 / max | shown p50 / p95 / max | server's p95 s | server CPU s |\n"
+        f"|---|---|---|---|---|---|\n{steps}\n")
 
 
 def classroom_section(figures: dict) -> dict:
     """The classroom figures as a section of benchmarks/RESULTS.md (see benchmarks/results.py)."""
+    received, shown = figures["received"], figures["shown"]
     return {
         "title": "Classroom: a teacher, followers and branching sessions (benchmarks/bench_load.py --scenario "
                  "classroom)",
-        "settings": {"followers": figures["followers"], "branching sessions": figures["branching"],
-                     "lesson steps": figures["steps"], "pause between steps s": figures["pause_s"],
+        "settings": {"followers": figures["followers"], "of them browser pages": figures["browser_followers"],
+                     "branching sessions": figures["branching"], "lesson steps": figures["steps"],
+                     "pause between steps s": figures["pause_s"], "branching think time s": figures["think_s"],
                      "torch threads per request": figures["torch_threads"]},
         "tables": {
-            "teacher's click on a view to the view's results in each follower's page": [{
-                "views shown": f"{figures['views_shown']} of {figures['views_expected']}",
-                "p50 s": figures["view_latency_p50_s"], "p95 s": figures["view_latency_p95_s"],
-                "max s": figures["view_latency_max_s"],
-                "goal (p95 <= 3 s, no errors)": _goal(figures, "view_latency_p95_s", "views_shown"),
-                "errors": figures["errors"],
-                "server RSS peak MB": figures["server_rss_peak_mb"], "load 1-min peak": figures["load_1min_peak"],
-                "wall s": figures["wall_s"]}],
-            "teacher's click to the view's last message delivered to each follower's browser": [{
-                "views delivered": f"{figures['views_delivered']} of {figures['views_expected']}",
-                "p50 s": figures["delivered_p50_s"], "p95 s": figures["delivered_p95_s"],
-                "max s": figures["delivered_max_s"],
-                "goal (p95 <= 3 s, no errors)": _goal(figures, "delivered_p95_s", "views_delivered"),
-                "server's time p50 s": figures["served_p50_s"], "server's time p95 s": figures["served_p95_s"],
-                "server CPU s": figures["server_cpu_s"], "browsers CPU s": figures["browsers_cpu_s"]}],
+            "teacher's click on a view to the view in each follower's session": [
+                {"followers": f"{figures['wire_followers']} over the wire", "measure": "results and images received",
+                 "views": f"{received['count']} of {received['expected']}", "p50 s": received["p50_s"],
+                 "p95 s": received["p95_s"], "max s": received["max_s"],
+                 "goal (p95 <= 3 s, no errors)": _goal(figures, "received")},
+                {"followers": f"{figures['browser_followers']} browser pages", "measure": "results drawn",
+                 "views": f"{shown['count']} of {shown['expected']}", "p50 s": shown["p50_s"],
+                 "p95 s": shown["p95_s"], "max s": shown["max_s"], "goal (p95 <= 3 s, no errors)": _goal(figures, "shown")}],
+            "the class": [{
+                "errors": figures["errors"], "server's time p50 s": figures["served"]["p50_s"],
+                "server's time p95 s": figures["served"]["p95_s"], "server CPU s": figures["server_cpu_s"],
+                "browsers CPU s": figures["browsers_cpu_s"], "wire clients CPU s": figures["wire_cpu_s"],
+                "images downloaded": figures["images_downloaded"], "server RSS peak MB": figures["server_rss_peak_mb"],
+                "load 1-min peak": figures["load_1min_peak"], "wall s": figures["wall_s"]}],
             "by lesson step": [{"step": f"{s['step']} {s['title']}", "teacher s": s["teacher_s"],
-                                "shown p50 s": s["p50_s"], "shown p95 s": s["p95_s"], "shown max s": s["max_s"],
-                                "delivered p95 s": s["delivered_p95_s"], "server CPU s": s["server_cpu_s"],
-                                "browsers CPU s": s["browsers_cpu_s"]}
+                                "received p50 s": s["received"]["p50_s"], "received p95 s": s["received"]["p95_s"],
+                                "received max s": s["received"]["max_s"], "shown p95 s": s["shown"]["p95_s"],
+                                "server's p95 s": s["served_p95_s"], "server CPU s": s["server_cpu_s"]}
                                for s in figures["by_step"]],
             "branching Explore sessions": [{"attacks": figures["branching_requests"],
                                             "completed": figures["branching_completed"],
+                                            "refused (misclassified image)": figures["branching_refused"],
+                                            "busy": figures["branching_busy"],
                                             "p50 s": figures["branching_p50_s"], "p95 s": figures["branching_p95_s"]}],
         },
         "notes": [f"start-up precompute of the lesson's views: {figures['precomputed']} of {figures['views']} results "
                   f"in {figures['precompute_s']} s, before the class began",
-                  "every browser page runs on the server's own CPUs here (headless Chromium, at nice "
-                  f"{BROWSER_NICE}): 'shown' includes their drawing, 'delivered' ends when the view's last message "
-                  "reaches the page",
+                  "a wire follower speaks Streamlit's websocket protocol (benchmarks/wire.py): it asks for the page's "
+                  "runs, reruns the follow fragment at its interval, opens the view the teacher's component names and "
+                  "downloads every image, but draws nothing, as a student's browser on its own machine would cost the "
+                  "server nothing to draw; the browser followers (headless Chromium at nice "
+                  f"{BROWSER_NICE}, on the server's own CPUs) show the drawn page",
                   "errors by kind: " + ("; ".join(f"{count} x {kind}" for kind, count in figures["error_kinds"])
                                         or "none"),
                   f"measured {figures['date']} on {figures['cpus']} CPUs; load average before "
@@ -667,18 +768,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clicks", type=int, default=3, help="explore: attacks per session")
     parser.add_argument("--limit", type=float, default=600.0, help="explore: total seconds for all sessions")
     parser.add_argument("--followers", type=int, default=30, help="classroom: sessions following the teacher")
+    parser.add_argument("--browser-followers", type=int, default=2,
+                        help="classroom: how many of the followers are browser pages (the rest are wire sessions)")
     parser.add_argument("--branching", type=int, default=8, help="classroom: sessions exploring on their own")
     parser.add_argument("--steps", type=int, default=6, help="classroom: lesson steps the teacher opens")
     parser.add_argument("--pause", type=float, default=5.0, help="classroom: seconds between the teacher's steps")
+    parser.add_argument("--think", type=float, default=5.0,
+                        help="classroom: seconds a branching session looks at a result before its next attack")
     args = parser.parse_args(argv)
     if args.scenario == "classroom":
         from app_support.lessons import GUIDED
 
-        if not (args.followers >= 1 and args.branching >= 0 and 1 <= args.steps <= len(GUIDED.steps)
-                and args.pause >= 0):
-            parser.error(f"classroom needs --followers >= 1, --branching >= 0, --steps from 1 to "
-                         f"{len(GUIDED.steps)} and --pause >= 0")
-        figures = run_classroom(args.followers, args.branching, args.steps, args.pause)
+        if not (args.followers >= 1 and 0 <= args.browser_followers <= args.followers and args.branching >= 0
+                and 1 <= args.steps <= len(GUIDED.steps) and args.pause >= 0 and args.think >= 0):
+            parser.error(f"classroom needs --followers >= 1, --browser-followers from 0 to --followers, --branching "
+                         f">= 0, --steps from 1 to {len(GUIDED.steps)}, --pause >= 0 and --think >= 0")
+        figures = run_classroom(args.followers, args.browser_followers, args.branching, args.steps, args.pause,
+                                args.think)
         CLASSROOM_OUT.write_text(json.dumps(figures, indent=1) + "\n")
         record("load_classroom", classroom_section(figures), quick=False)
         print(classroom_markdown(figures))

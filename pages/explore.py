@@ -27,7 +27,7 @@ from app_support.drawing import drawn_digit
 from app_support.explore_runs import (DEFAULT_EXPLAINERS, GALLERY_LIMIT, SOURCES, VIEW_FIELDS, explore_request,
                                      model_job, read_link, view_key)
 from app_support.layout import setup_page
-from app_support.shared_compute import shared_figure, shared_result
+from app_support.shared_compute import shared_figure, shared_image, shared_result
 from app_support.url_state import Link, query
 from interp_core import paths
 from interp_core.attacks import ATTACKS
@@ -127,7 +127,9 @@ def pick_gallery_image(source: tuple, spec: str | None, model_classes: list[str]
     index = st.selectbox("Image", options, format_func=describe, key=f"{key}_index")
     start = options.index(index) - options.index(index) % per_row
     for col, i in zip(st.columns(per_row), options[start:start + per_row]):
-        col.image(figures.thumbnail_image(data.images[i].numpy(), i == index))
+        col.image(shared_image(("thumbnail", source, i, i == index),
+                               lambda i=i: figures.thumbnail_image(data.images[i].numpy(), i == index)),
+                  output_format="PNG")
         pred = f"/{model_classes[preds[i]][:4]}" if preds is not None else ""
         col.button(f"#{i}", key=f"{key}_thumb_{i}", on_click=choose, args=(i,), width="stretch",
                    type="primary" if i == index else "secondary",
@@ -259,9 +261,9 @@ def model_panel(res: ExploreResult, key: tuple, view: dict, wide: bool) -> None:
                                                       if m.goal_reached[0] else ":material/warning:")
     left, right = st.columns([3, 2]) if wide else (st.container(), st.container())
     title, captions = figures.summary_text(res, 0, with_model=False)
-    image = shared_figure((key, "summary", view["cell"], view["font_px"]), lambda: figures.model_summary_image(
+    image = shared_image((key, "summary", view["cell"], view["font_px"]), lambda: figures.model_summary_image(
         res, 0, cell=view["cell"], font_px=view["font_px"], with_model=False))
-    left.image(image, alt=f"{title}: " + "; ".join(captions))
+    left.image(image, alt=f"{title}: " + "; ".join(captions), output_format="PNG")
     with right:
         readouts(res, 0)
 
@@ -270,14 +272,14 @@ def render(res: ExploreResult, key: tuple, view: dict, digits: int = TABLE_DIGIT
     """Everything below the models' panels of ``res`` (every model's result, ``view_key``
     ``key``): maps, numbers (to ``digits`` significant figures), the attack step by step, exports
     (the slides name ``share``, the view's link). Figures are drawn once per server
-    (``shared_figure``)."""
+    (``shared_image``, ``shared_figure``)."""
     st.subheader("Interpretation maps")
     st.caption("Clean, adversarial and difference maps share ONE symmetric colour scale per row, "
                + ("the same for every model" if view["shared"] else "each model its own")
                + " (RdBu: red negative, blue positive; the bar gives the range, rounded up to a round number).")
     for name in res.models[0].maps:
-        st.image(shared_figure((key, "maps", name, *sorted(view.items())),
-                               lambda name=name: figures.maps_figure(res, name, **view)))
+        st.image(shared_image((key, "maps", name, *sorted(view.items())),
+                              lambda name=name: figures.maps_figure(res, name, **view)), output_format="PNG")
 
     st.subheader("Discrepancy numbers")
     st.table([{"model": m.model, "explainer": LABELS.get(e, e),
@@ -308,8 +310,8 @@ def trajectory_view(res: ExploreResult, key: tuple, view: dict) -> None:
         traj = m.trajectory
         y, t = int(m.y[0]), int(m.target[0])
         st.markdown(f"**{m.model}**")
-        st.image(shared_figure((key, "step", m.model, step, view["font_px"]), lambda: figures.step_image(
-            traj, res.class_names, y, t, step, font_px=view["font_px"])))
+        st.image(shared_image((key, "step", m.model, step, view["font_px"]), lambda: figures.step_image(
+            traj, res.class_names, y, t, step, font_px=view["font_px"])), output_format="PNG")
         st.plotly_chart(shared_figure((key, "trajectory", m.model, step), lambda: figures.trajectory_figure(
             traj, res.class_names, y, t, step=step)), key=f"traj_{m.model}")
 
@@ -401,6 +403,8 @@ elif not explainers:
 
 request = st.session_state.get("explore_request")
 showing = request is not None and request == inputs
+values = link_values(dataset, split, source, specs, attack, explainers, trajectory, showing)
+link.write(values)  # before the results: a class that follows this session starts on them at once
 results_area = st.empty()  # replaces the previous run's results at once, so no stale result lingers
 if request is not None and not showing:
     results_area.info("The settings changed since the last run: press **Run attack** to see their results.")
@@ -420,12 +424,10 @@ elif showing:
                 cached = " (shown from the cache)" if fetching < computed / 2 else ""
                 caption.caption(f"Results for: {DATASET_LABELS[dataset]} {request['image'][0]} · "
                                 f"{ATTACKS[attack].label} · {settings} · computed in {computed:.2f} s{cached}")
-                share = link_values(dataset, split, source, specs, attack, explainers, trajectory, True)
+                share = values  # the view as shown (showing is true here)
                 render(result, view_key(request), view, TABLE_DIGITS[present],
                        f"{st.context.url or 'explore'}?{urlencode(query(share))}")
 
-values = link_values(dataset, split, source, specs, attack, explainers, trajectory, showing)
-link.write(values)
 with st.sidebar.expander("Share this view"):
     base = st.context.url or "explore"
     st.code(f"{base}?{urlencode({k: v for k, v in st.query_params.to_dict().items()})}", language=None,

@@ -11,7 +11,7 @@ import streamlit as st
 from app_support.common import DATASET_LABELS, get_dataset, model_label, model_table
 from app_support.explore_runs import START_FIELDS, START_IMAGES, start_defaults, start_job
 from app_support.layout import setup_page
-from app_support.shared_compute import shared_result
+from app_support.shared_compute import shared_figure, shared_image, shared_result
 from app_support.url_state import Link
 from interp_core.services import figures
 from interp_core.services.explore import goal_readout
@@ -31,13 +31,15 @@ def apply_link(link: Link, params: dict[str, str]) -> bool:
     return params.get("run") == "1"
 
 
-def start_panel(label: str, run) -> None:
-    """One start: whether the label survived, and the clean and attacked images."""
+def start_panel(label: str, run, key: tuple) -> None:
+    """One start: whether the label survived, and the clean and attacked images (drawn once per
+    server for the request ``key``)."""
     m = run.result.models[0]
     st.markdown(f"#### {label}")
     (st.success if m.goal_reached[0] else st.warning)(goal_readout(run.result, 0))  # as on Explore
     title, captions = figures.summary_text(run.result, 0, with_model=False)
-    st.image(figures.model_summary_image(run.result, 0, with_model=False), alt=f"{title}: " + "; ".join(captions))
+    st.image(shared_image(("start", key, label, "summary"), lambda: figures.model_summary_image(
+        run.result, 0, with_model=False)), alt=f"{title}: " + "; ".join(captions), output_format="PNG")
 
 
 def numbers_table(runs: dict) -> list[dict]:
@@ -82,6 +84,9 @@ request = (spec, dataset, int(index), float(eps), int(steps), int(seed)) if spec
 if st.button("Run both attacks", type="primary", disabled=request is None, key="start_run") or (auto_run and request):
     st.session_state["start_request"] = request
 showing = request is not None and st.session_state.get("start_request") == request
+# before the results: a class that follows this session starts on them at once
+link.write({"dataset": dataset, "model": spec, "image": int(index), "eps": float(eps), "steps": int(steps),
+            "seed": int(seed), "run": 1 if showing else None})
 runs = None
 if not spec:
     st.info(f"No {DATASET_LABELS[dataset]} model found; train one on the Train page.")
@@ -95,7 +100,7 @@ if runs is not None:
                f"steps={steps}, step_size=0.01, seed={seed}")
     for col, (label, run) in zip(st.columns(len(runs)), runs.items()):
         with col:
-            start_panel(label, run)
+            start_panel(label, run, request)
     st.table(numbers_table(runs))
     st.caption("Cross-entropy: the loss of the true class that the attack climbs (a stalled attack leaves it near "
                "its clean value). Steps cancelled by the box: the share of pixels, averaged over the steps, whose "
@@ -113,11 +118,9 @@ if runs is not None:
     st.markdown(f"**Why.** From x, the box cancels the step on {blocked[0]:.0%} of the pixels (averaged over "
                 f"the steps) and the cross-entropy ends at {losses[0]:.3g}; from the random start it cancels "
                 f"{blocked[1]:.0%} and the cross-entropy reaches {losses[1]:.3g}. {verdict}")
-    st.plotly_chart(trace_figure(runs), key="start_trace")
+    st.plotly_chart(shared_figure(("start", request, "trace"), lambda: trace_figure(runs)), key="start_trace")
     st.subheader("Interpretation maps (true class, one colour scale)")
-    st.image(figures.maps_figure(side_by_side(runs), "cam", shared=True))
+    st.image(shared_image(("start", request, "maps"), lambda: figures.maps_figure(side_by_side(runs), "cam",
+                                                                                 shared=True)), output_format="PNG")
     st.caption("Rows: the two starts; columns: clean CAM, CAM of the attacked image, and their difference. "
                "A map that did not move is no evidence of a robust network when the attack did not move either.")
-
-link.write({"dataset": dataset, "model": spec, "image": int(index), "eps": float(eps), "steps": int(steps),
-            "seed": int(seed), "run": 1 if showing else None})

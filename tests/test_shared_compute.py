@@ -85,3 +85,29 @@ def test_the_store_keeps_its_newest_entries():
     for key in "abc":
         shared.get(key, lambda key=key: key)
     assert shared.get("a", lambda: "again") == ("again", False) and shared.get("c", lambda: "x") == ("c", True)
+
+
+def test_an_image_is_drawn_and_encoded_once_as_png_that_st_image_sends_unchanged():
+    """shared_image's bytes are a PNG of the drawn array, made once per key; st.image given them with
+    output_format="PNG" stores those very bytes (no decoding and encoding per session)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from streamlit.elements.lib.image_utils import _ensure_image_size_and_format, _validate_image_format_string
+
+    from app_support.shared_compute import shared_image
+
+    drawn = []
+    picture = np.random.default_rng(0).integers(0, 256, (40, 60, 3), dtype=np.uint8)
+
+    def draw():
+        drawn.append(1)
+        return picture
+
+    key = ("test", time.perf_counter())
+    first, second = shared_image(key, draw), shared_image(key, draw)
+    assert first is second and len(drawn) == 1
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(first))), picture)
+    image_format = _validate_image_format_string(first, "PNG")
+    assert _ensure_image_size_and_format(first, type("Layout", (), {"width": "content"})(), image_format) is first
