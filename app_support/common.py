@@ -49,8 +49,10 @@ def _model_files_fingerprint() -> tuple:
     files = []
     for folder in (paths.checkpoints_dir(), paths.runs_dir(), paths.paper_networks_dir()):
         for root, _, names in os.walk(folder):  # every page run asks: os.walk is several times faster than glob
-            files += [(path, os.stat(path).st_mtime_ns) for name in names
-                      if name.endswith((".safetensors", ".npz", ".evaluation.json")) and (path := os.path.join(root, name))]
+            for name in names:
+                if name.endswith((".safetensors", ".npz", ".evaluation.json")):
+                    path = os.path.join(root, name)
+                    files.append((path, os.stat(path).st_mtime_ns))
     return tuple(sorted(files))
 
 

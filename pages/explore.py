@@ -424,9 +424,8 @@ elif showing:
                 cached = " (shown from the cache)" if fetching < computed / 2 else ""
                 caption.caption(f"Results for: {DATASET_LABELS[dataset]} {request['image'][0]} · "
                                 f"{ATTACKS[attack].label} · {settings} · computed in {computed:.2f} s{cached}")
-                share = values  # the view as shown (showing is true here)
                 render(result, view_key(request), view, TABLE_DIGITS[present],
-                       f"{st.context.url or 'explore'}?{urlencode(query(share))}")
+                       f"{st.context.url or 'explore'}?{urlencode(query(values))}")
 
 with st.sidebar.expander("Share this view"):
     base = st.context.url or "explore"
