@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
+import importlib
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -33,9 +35,18 @@ DATASET_LABELS = {name: info.label for name, info in DATASETS.items()}
 IMAGE_SHAPES = {name: (info.channels, info.size) for name, info in DATASETS.items()}
 
 
+#: What Streamlit imports the first time a page draws a table (st.table, st.dataframe): about a second.
+TABLE_MODULES = ("pandas", "pyarrow")
+
+
 @st.cache_resource
 def configure_once() -> int:
-    """One torch thread per request: sessions, background training and tests share the machine."""
+    """The server's set-up, at its first page run: one torch thread per request (sessions,
+    background training and tests share the machine), and Streamlit's table modules imported in the
+    background, so that no later run waits for them (a class of thirty opening its first view
+    would otherwise queue behind that import). The thread count."""
+    threading.Thread(target=lambda: [importlib.import_module(m) for m in TABLE_MODULES], daemon=True,
+                     name="import-table-modules").start()
     return configure_threads(shared=True)
 
 

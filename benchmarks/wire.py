@@ -4,7 +4,7 @@ benchmarks whose users' browsers would run on their own machines (a class's stud
 The session does what the app's page does in a browser, minus the drawing: it asks for runs of a
 page's script (``BackMsg.rerun_script``: the page's name and query string), reruns each fragment
 that asks for it at the fragment's interval (``ForwardMsg.auto_rerun``; like the browser, it drops
-every timer when a run of the whole page starts),
+every timer when it asks for a page, and when a run of the whole page starts),
 opens the views the follow-the-teacher component asks for (the component's ``url`` in its JSON
 data: the page the browser's history would load), and downloads every image a run sends (the
 ``/media/`` files an ``<img>`` loads). It sends no widget states: the server keeps each widget's
@@ -58,6 +58,7 @@ class WireSession:
         """Ask for a run of the page ``target`` names (path and query), as opening its URL does."""
         path = urlsplit(target)
         self._query = path.query
+        self._drop_timers()  # as the browser does on a page change: no poll of the old page hijacks the new one
         await self._send(page_name=path.path.strip("./"), query_string=path.query, is_history_navigation=True)
 
     async def close(self) -> None:
@@ -65,6 +66,11 @@ class WireSession:
             task.cancel()
         if self._ws is not None:
             await self._ws.close()
+
+    def _drop_timers(self) -> None:
+        for task in self._fragments.values():
+            task.cancel()
+        self._fragments.clear()
 
     async def _send(self, **state) -> None:
         from streamlit.proto.BackMsg_pb2 import BackMsg
@@ -113,9 +119,7 @@ class WireSession:
         if kind == "new_session":
             self._page_hash = msg.new_session.page_script_hash
             if not msg.metadata.run.fragment_ids:  # a run of the whole page: its fragments ask for timers anew
-                for task in self._fragments.values():
-                    task.cancel()
-                self._fragments.clear()
+                self._drop_timers()
         elif kind == "page_info_changed":
             self._query = msg.page_info_changed.query_string
         elif kind == "auto_rerun":
