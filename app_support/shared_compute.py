@@ -10,7 +10,7 @@ Random start, Robustness, ISA trade-off; each key starts with its page's name), 
 them with ``shared_result``, which shows the wait and the busy notice. A second store
 (``server_figures``) keeps the images and charts drawn from those results, so a class of thirty
 opening one view draws its figures once (``shared_figure``), and its images are encoded once
-(``shared_image``: PNG bytes, which st.image sends as they are).
+(``shared_image``: PNG bytes, which ``show_shared_image`` hands to st.image as they are).
 """
 
 from __future__ import annotations
@@ -143,12 +143,18 @@ def shared_figure(key: Hashable, draw: Callable[[], Any]) -> Any:
 
 def shared_image(key: Hashable, draw: Callable[[], np.ndarray]) -> bytes:
     """``draw()``'s image (H x W x 3 uint8) as PNG bytes, drawn and encoded once for all sessions
-    (``shared_figure``). Show it with ``st.image(..., output_format="PNG")``: given PNG bytes and
-    that format, st.image neither decodes nor encodes them again (an image array would be encoded
-    for every session that shows it, the largest cost of a class opening one view)."""
+    (``shared_figure``); pages show it with ``show_shared_image``."""
     def encode() -> bytes:
         buffer = io.BytesIO()
         Image.fromarray(draw()).save(buffer, format="PNG")
         return buffer.getvalue()
 
     return shared_figure(("png", key), encode)
+
+
+def show_shared_image(key: Hashable, draw: Callable[[], np.ndarray], where=st, **image_args) -> None:
+    """Show ``shared_image(key, draw)`` in ``where`` (an st container, the page by default) with
+    ``image_args`` for st.image (alt, ...). As PNG: given PNG bytes and that format, st.image neither
+    decodes nor encodes them again (an image array would be encoded for every session that shows it,
+    the largest cost of a class opening one view)."""
+    where.image(shared_image(key, draw), output_format="PNG", **image_args)

@@ -27,7 +27,7 @@ from app_support.drawing import drawn_digit
 from app_support.explore_runs import (DEFAULT_EXPLAINERS, GALLERY_LIMIT, SOURCES, VIEW_FIELDS, explore_request,
                                      model_job, read_link, view_key)
 from app_support.layout import setup_page
-from app_support.shared_compute import shared_figure, shared_image, shared_result
+from app_support.shared_compute import shared_figure, shared_result, show_shared_image
 from app_support.url_state import Link, query
 from interp_core import paths
 from interp_core.attacks import ATTACKS
@@ -127,9 +127,8 @@ def pick_gallery_image(source: tuple, spec: str | None, model_classes: list[str]
     index = st.selectbox("Image", options, format_func=describe, key=f"{key}_index")
     start = options.index(index) - options.index(index) % per_row
     for col, i in zip(st.columns(per_row), options[start:start + per_row]):
-        col.image(shared_image(("thumbnail", source, i, i == index),
-                               lambda i=i: figures.thumbnail_image(data.images[i].numpy(), i == index)),
-                  output_format="PNG")
+        show_shared_image(("thumbnail", source, i, i == index),
+                          lambda i=i: figures.thumbnail_image(data.images[i].numpy(), i == index), col)
         pred = f"/{model_classes[preds[i]][:4]}" if preds is not None else ""
         col.button(f"#{i}", key=f"{key}_thumb_{i}", on_click=choose, args=(i,), width="stretch",
                    type="primary" if i == index else "secondary",
@@ -261,9 +260,9 @@ def model_panel(res: ExploreResult, key: tuple, view: dict, wide: bool) -> None:
                                                       if m.goal_reached[0] else ":material/warning:")
     left, right = st.columns([3, 2]) if wide else (st.container(), st.container())
     title, captions = figures.summary_text(res, 0, with_model=False)
-    image = shared_image((key, "summary", view["cell"], view["font_px"]), lambda: figures.model_summary_image(
-        res, 0, cell=view["cell"], font_px=view["font_px"], with_model=False))
-    left.image(image, alt=f"{title}: " + "; ".join(captions), output_format="PNG")
+    show_shared_image((key, "summary", view["cell"], view["font_px"]), lambda: figures.model_summary_image(
+        res, 0, cell=view["cell"], font_px=view["font_px"], with_model=False), left,
+        alt=f"{title}: " + "; ".join(captions))
     with right:
         readouts(res, 0)
 
@@ -272,14 +271,14 @@ def render(res: ExploreResult, key: tuple, view: dict, digits: int = TABLE_DIGIT
     """Everything below the models' panels of ``res`` (every model's result, ``view_key``
     ``key``): maps, numbers (to ``digits`` significant figures), the attack step by step, exports
     (the slides name ``share``, the view's link). Figures are drawn once per server
-    (``shared_image``, ``shared_figure``)."""
+    (``show_shared_image``, ``shared_figure``)."""
     st.subheader("Interpretation maps")
     st.caption("Clean, adversarial and difference maps share ONE symmetric colour scale per row, "
                + ("the same for every model" if view["shared"] else "each model its own")
                + " (RdBu: red negative, blue positive; the bar gives the range, rounded up to a round number).")
     for name in res.models[0].maps:
-        st.image(shared_image((key, "maps", name, *sorted(view.items())),
-                              lambda name=name: figures.maps_figure(res, name, **view)), output_format="PNG")
+        show_shared_image((key, "maps", name, *sorted(view.items())),
+                          lambda name=name: figures.maps_figure(res, name, **view))
 
     st.subheader("Discrepancy numbers")
     st.table([{"model": m.model, "explainer": LABELS.get(e, e),
@@ -310,8 +309,8 @@ def trajectory_view(res: ExploreResult, key: tuple, view: dict) -> None:
         traj = m.trajectory
         y, t = int(m.y[0]), int(m.target[0])
         st.markdown(f"**{m.model}**")
-        st.image(shared_image((key, "step", m.model, step, view["font_px"]), lambda: figures.step_image(
-            traj, res.class_names, y, t, step, font_px=view["font_px"])), output_format="PNG")
+        show_shared_image((key, "step", m.model, step, view["font_px"]), lambda: figures.step_image(
+            traj, res.class_names, y, t, step, font_px=view["font_px"]))
         st.plotly_chart(shared_figure((key, "trajectory", m.model, step), lambda: figures.trajectory_figure(
             traj, res.class_names, y, t, step=step)), key=f"traj_{m.model}")
 

@@ -11,7 +11,7 @@ import streamlit as st
 from app_support.common import DATASET_LABELS, get_dataset, model_label, model_table
 from app_support.explore_runs import START_FIELDS, START_IMAGES, start_defaults, start_job
 from app_support.layout import setup_page
-from app_support.shared_compute import shared_figure, shared_image, shared_result
+from app_support.shared_compute import shared_figure, shared_result, show_shared_image
 from app_support.url_state import Link
 from interp_core.services import figures
 from interp_core.services.explore import goal_readout
@@ -38,8 +38,8 @@ def start_panel(label: str, run, key: tuple) -> None:
     st.markdown(f"#### {label}")
     (st.success if m.goal_reached[0] else st.warning)(goal_readout(run.result, 0))  # as on Explore
     title, captions = figures.summary_text(run.result, 0, with_model=False)
-    st.image(shared_image(("start", key, label, "summary"), lambda: figures.model_summary_image(
-        run.result, 0, with_model=False)), alt=f"{title}: " + "; ".join(captions), output_format="PNG")
+    show_shared_image(("start", key, label, "summary"), lambda: figures.model_summary_image(
+        run.result, 0, with_model=False), alt=f"{title}: " + "; ".join(captions))
 
 
 def numbers_table(runs: dict) -> list[dict]:
@@ -120,7 +120,6 @@ if runs is not None:
                 f"{blocked[1]:.0%} and the cross-entropy reaches {losses[1]:.3g}. {verdict}")
     st.plotly_chart(shared_figure(("start", request, "trace"), lambda: trace_figure(runs)), key="start_trace")
     st.subheader("Interpretation maps (true class, one colour scale)")
-    st.image(shared_image(("start", request, "maps"), lambda: figures.maps_figure(side_by_side(runs), "cam",
-                                                                                 shared=True)), output_format="PNG")
+    show_shared_image(("start", request, "maps"), lambda: figures.maps_figure(side_by_side(runs), "cam", shared=True))
     st.caption("Rows: the two starts; columns: clean CAM, CAM of the attacked image, and their difference. "
                "A map that did not move is no evidence of a robust network when the attack did not move either.")
