@@ -284,7 +284,9 @@ def export_buttons(key: str, *, csv: Export = None, json: Export = None, npz: Ex
              (npz, ".npz tensors", "npz", "application/octet-stream"), (png, "PNG figure", "png", "image/png"),
              (html, "HTML slides", "html", "text/html")]
     items = [i for i in items if i[0] is not None]
-    for col, (data, label, ext, mime) in zip(st.columns(len(items)), items):
-        col.download_button(label, data, icon=":material/download:", file_name=f"{stem}.{ext}", mime=mime,
+    row = st.container(horizontal=True)  # one block for the row, not a column per button
+    for data, label, ext, mime in items:
+        row.download_button(label, data, icon=":material/download:", file_name=f"{stem}.{ext}", mime=mime,
                             key=f"{key}_{ext}",
                             on_click="ignore")
+

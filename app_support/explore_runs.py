@@ -27,11 +27,12 @@ import streamlit as st
 import torch
 
 from app_support.attack_controls import DEFAULT_ATTACK, attack_params, param_fields
-from app_support.common import (DATASET_LABELS, default_models, full_data_source, get_dataset, get_model,
-                                model_label, model_table)
-from app_support.shared_compute import Busy, server_compute
+from app_support.common import (DATASET_LABELS, default_models, full_data_source, get_dataset, get_image_folder,
+                                get_model, model_label, model_table)
+from app_support.shared_compute import PAGE_TURNS, Busy, server_compute
 from app_support.url_state import Link
 from interp_core.attacks import ATTACKS
+from interp_core.data import ImageDataset
 from interp_core.datasets import DATASETS
 from interp_core.interpret import EXPLAINERS
 from interp_core.services.explore import (CleanMapCache, ExploreAttack, ExploreImages, ExploreResult, MisclassifiedImage,
@@ -229,3 +230,19 @@ def start_result(params: dict[str, str]) -> tuple[ExploreResult, list[str]]:
     settings not used. Raises ValueError when the link names no usable model."""
     request, ignored = start_request(params)
     return side_by_side(server_compute().get(*start_job(request))[0]), ignored
+
+
+def source_data(source: tuple) -> ImageDataset:
+    """The images of a gallery: ("dataset", name, split) or ("folder", root, dataset, fingerprint)."""
+    return get_image_folder(*source[1:]) if source[0] == "folder" else get_dataset(*source[1:])
+
+
+# in a module, not a page: st.cache_data reads its function's source when it decorates, which a page
+# would repeat on every run
+@st.cache_data(show_spinner="Classifying the gallery…", max_entries=16)
+def gallery_predictions(spec: str, source: tuple) -> np.ndarray:
+    """Predictions of ``spec`` on the first GALLERY_LIMIT images of the gallery ``source``, (n,)."""
+    images = source_data(source).images[:GALLERY_LIMIT]
+    model = get_model(spec)
+    with PAGE_TURNS.step_out(), torch.no_grad():  # a computation: other pages draw meanwhile
+        return torch.cat([model(images[i:i + 500]).argmax(1) for i in range(0, len(images), 500)]).numpy()

@@ -439,6 +439,14 @@ async def _until(found, session: WireSession, timeout: float, what: str):
     return result
 
 
+def _revealed(events: list[tuple[float, str, str]], since: float) -> float | None:
+    """Seconds from ``since`` until the first run of a revealed lesson step (its request's query has
+    reveal=1) finished, by ``events`` (``_listen``); None before."""
+    asked = next((t for t, kind, text in events if t >= since and kind == "request" and "reveal=1" in text), None)
+    return next((t - since for t, kind, text in events if asked is not None and t >= asked and kind == "finished"
+                 and text == "FINISHED_SUCCESSFULLY"), None)
+
+
 async def _wire_follower(url: str, code: str) -> WireSession:
     """A student's session over the wire (benchmarks/wire.py) that follows class ``code``."""
     student = WireSession(url)
@@ -535,8 +543,12 @@ async def _teach(browser, url: str, server_pid: int, followers: int, shown_by: i
             await teacher.get_by_role("button", name="Next").click()
         await teacher.get_by_role("heading", name=step.title).wait_for(timeout=timeout * 1000)
         await _wait_idle(teacher, timeout=timeout * 1000)  # a click during the step's run could be lost
+        revealed = time.perf_counter()
         await teacher.get_by_text("Reveal", exact=True).click()
         await _wait_idle(teacher, timeout=timeout * 1000)
+        # the teacher reads the answer out once the class sees it, then opens the view
+        reveals = await asyncio.gather(*(_until(lambda s=s: _revealed(s.events, revealed), s, timeout, "reveal")
+                                         for s in wired), return_exceptions=True)
         view = teacher.get_by_text("Open this view (the attack runs)")
         await view.wait_for(timeout=timeout * 1000)
         caption = view_caption(step)
@@ -551,6 +563,9 @@ async def _teach(browser, url: str, server_pid: int, followers: int, shown_by: i
         cpu = (_cpu_seconds([server_pid]) - cpu[0], _cpu_seconds(browsers) - cpu[1], time.process_time() - cpu[2])
         names = ["teacher", *(f"browser follower {j}" for j in range(shown_by)),
                  *(f"follower {j}" for j in range(len(wired)))]
+        for who, result in zip(names[1 + shown_by:], reveals):
+            if isinstance(result, Exception):
+                report["errors"].append(f"step {i + 1}, {who}: {type(result).__name__}: {str(result).splitlines()[0]}")
         for who, result in zip(names, results):
             if isinstance(result, Exception):
                 report["errors"].append(f"step {i + 1}, {who}: {type(result).__name__}: {str(result).splitlines()[0]}")
@@ -563,6 +578,7 @@ async def _teach(browser, url: str, server_pid: int, followers: int, shown_by: i
         report["by_step"].append({"step": i + 1, "title": step.title, "page": step.page,
                                   "teacher_s": results[0] if isinstance(results[0], float) else None,
                                   "shown": shown, "received": [r for r, _ in received],
+                                  "revealed": [r for r in reveals if isinstance(r, float)],
                                   "served": [s for _, s in runs], "server_cpu_s": cpu[0], "browsers_cpu_s": cpu[1],
                                   "wire_cpu_s": cpu[2]})
         await asyncio.sleep(pause)
@@ -614,7 +630,8 @@ def run_classroom(followers: int = 30, shown_by: int = 2, branching: int = 8, st
         wall = time.perf_counter() - started
         peak = sampler.stop()
     by_step = report["by_step"]
-    shown, received, served = ([v for step in by_step for v in step[name]] for name in ("shown", "received", "served"))
+    shown, received, served, revealed = ([v for step in by_step for v in step[name]]
+                                         for name in ("shown", "received", "served", "revealed"))
     branch = report["branching"]
 
     def rounded(values: list[float], q: float) -> float | None:
@@ -630,13 +647,15 @@ def run_classroom(followers: int = 30, shown_by: int = 2, branching: int = 8, st
         "think_s": think, "view_timeout_s": timeout, **precompute, "wall_s": round(wall, 1),
         "received": {"expected": (followers - shown_by) * len(chosen), "count": len(received), **spread(received)},
         "shown": {"expected": shown_by * len(chosen), "count": len(shown), **spread(shown)},
-        "served": spread(served), "images_downloaded": report["images"],
+        "served": spread(served), "revealed": {"count": len(revealed), **spread(revealed)},
+        "images_downloaded": report["images"],
         "server_cpu_s": round(sum(s["server_cpu_s"] for s in by_step), 1),
         "browsers_cpu_s": round(sum(s["browsers_cpu_s"] for s in by_step), 1),
         "wire_cpu_s": round(sum(s["wire_cpu_s"] for s in by_step), 1),
         "by_step": [{"step": s["step"], "title": s["title"], "page": s["page"],
                      "teacher_s": None if s["teacher_s"] is None else round(s["teacher_s"], 2),
                      "received": spread(s["received"]), "shown": spread(s["shown"]),
+                     "revealed": spread(s["revealed"]),
                      "served_p95_s": rounded(s["served"], 0.95), "server_cpu_s": round(s["server_cpu_s"], 1),
                      "browsers_cpu_s": round(s["browsers_cpu_s"], 1), "wire_cpu_s": round(s["wire_cpu_s"], 1)}
                     for s in by_step],
@@ -697,6 +716,8 @@ def classroom_markdown(figures: dict) -> str:
         f"{shown['expected']} views ({_goal(figures, 'shown')}) |\n"
         f"| a follower's request of the view to its last message (the server's time), p50 / p95 / max | "
         f"{_spread(figures['served'])} |\n"
+        f"| the teacher's Reveal to a wire follower's revealed step, p50 / p95 / max (before the view opens) | "
+        f"{_spread(figures['revealed'])} |\n"
         f"| CPU seconds of the views: server / browsers / wire clients | {figures['server_cpu_s']} / "
         f"{figures['browsers_cpu_s']} / {figures['wire_cpu_s']} |\n"
         f"| errors | {figures['errors']} |\n"
@@ -732,7 +753,8 @@ def classroom_section(figures: dict) -> dict:
                  "p95 s": shown["p95_s"], "max s": shown["max_s"], "goal (p95 <= 3 s, no errors)": _goal(figures, "shown")}],
             "the class": [{
                 "errors": figures["errors"], "server's time p50 s": figures["served"]["p50_s"],
-                "server's time p95 s": figures["served"]["p95_s"], "server CPU s": figures["server_cpu_s"],
+                "server's time p95 s": figures["served"]["p95_s"],
+                "Reveal reached a follower p95 s": figures["revealed"]["p95_s"], "server CPU s": figures["server_cpu_s"],
                 "browsers CPU s": figures["browsers_cpu_s"], "wire clients CPU s": figures["wire_cpu_s"],
                 "images downloaded": figures["images_downloaded"], "server RSS peak MB": figures["server_rss_peak_mb"],
                 "load 1-min peak": figures["load_1min_peak"], "wall s": figures["wall_s"]}],

@@ -33,6 +33,15 @@ def test_thumbnail_frames_the_chosen_image():
     assert tuple(chosen[0, 0]) == figures.SELECTED and tuple(other[0, 0]) == (255, 255, 255)
 
 
+def test_a_thumbnail_strip_is_one_row_of_cells_with_only_the_chosen_one_framed():
+    xs = [np.full((1, 8, 8), v, dtype=np.float32) for v in (0.0, 0.5, 1.0)]
+    strip = figures.thumbnail_strip(xs, 1, 16)
+    assert strip.shape == (24, 3 * 24, 3) and strip.dtype == np.uint8
+    corners = [tuple(strip[0, 24 * i]) for i in range(3)]
+    assert corners == [(255, 255, 255), figures.SELECTED, (255, 255, 255)]
+    assert np.array_equal(strip[:, 48:], figures.thumbnail_image(xs[2], False, 16))
+
+
 def test_panels_keep_type_readable_by_widening_columns():
     long = "a caption much wider than its small panel"
     img = figures.panels_image([("t", [(long, np.zeros((4, 4, 3), np.uint8))], None)], cell=20)

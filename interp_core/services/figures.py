@@ -218,6 +218,13 @@ def thumbnail_image(x: np.ndarray, selected: bool, cell: int = 64) -> np.ndarray
     return np.asarray(canvas)
 
 
+def thumbnail_strip(xs: Sequence[np.ndarray], selected: int | None, cell: int = 64) -> np.ndarray:
+    """One row of gallery thumbnails (``thumbnail_image``) of the images ``xs`` (each C, H, W), the one
+    at position ``selected`` framed as chosen: (cell + 8) x len(xs) * (cell + 8) x 3 uint8. One image for
+    a gallery row, so a page sends one picture instead of one per thumbnail."""
+    return np.concatenate([thumbnail_image(x, i == selected, cell) for i, x in enumerate(xs)], axis=1)
+
+
 def step_image(trajectory: Trajectory, names: Sequence[str], y: int, t: int, step: int, index: int = 0,
                cell: int = 120, font_px: int = FONT_PX) -> np.ndarray:
     """The attack at one step: the iterate with its prediction, then the maps of y and t at that
