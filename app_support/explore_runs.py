@@ -29,7 +29,7 @@ import torch
 from app_support.attack_controls import DEFAULT_ATTACK, attack_params, param_fields
 from app_support.common import (DATASET_LABELS, default_models, full_data_source, get_dataset, get_image_folder,
                                 get_model, model_label, model_table)
-from app_support.shared_compute import PAGE_TURNS, Busy, server_compute
+from app_support.shared_compute import Busy, server_compute
 from app_support.url_state import Link
 from interp_core.attacks import ATTACKS
 from interp_core.data import ImageDataset
@@ -244,5 +244,5 @@ def gallery_predictions(spec: str, source: tuple) -> np.ndarray:
     """Predictions of ``spec`` on the first GALLERY_LIMIT images of the gallery ``source``, (n,)."""
     images = source_data(source).images[:GALLERY_LIMIT]
     model = get_model(spec)
-    with PAGE_TURNS.step_out(), torch.no_grad():  # a computation: other pages draw meanwhile
+    with torch.no_grad():
         return torch.cat([model(images[i:i + 500]).argmax(1) for i in range(0, len(images), 500)]).numpy()

@@ -11,32 +11,20 @@ them with ``shared_result``, which shows the wait and the busy notice. A second 
 (``server_figures``) keeps the images and charts drawn from those results, so a class of thirty
 opening one view draws its figures once (``shared_figure``), and its images are encoded once
 (``shared_image``: PNG bytes, which ``show_shared_image`` hands to st.image as they are).
-
-Page runs take turns (``page_turn``): the view pages draw one run at a time, first come first
-served. Python runs one thread at a time, so thirty interleaved runs of a view finish no sooner than
-thirty runs in a row, and cost the server more (measured on a 2-core box: about 70 ms of CPU per
-run interleaved, 30-40 ms in turn; benchmarks/bench_load.py). A run steps out of its turn while it
-waits for or computes a result (``shared_result``), and no run waits more than ``TURN_WAIT_S`` for
-its turn: past that it draws beside the others, as without turns. While ``MAKE_WAY_QUEUE`` or more runs
-queue for their turn (a class, not a few students), the computations make way: before each
-module's forward pass (a global torch hook, active only in threads computing a result) a
-computation waits until the queue is empty, at most ``MAKE_WAY_S`` at a time; a class opening a view then draws it in about a second, and the attacks go on after.
 """
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import statistics
 import threading
 import time
-from collections import OrderedDict, deque
-from typing import Any, Callable, ContextManager, Hashable, Iterator
+from collections import OrderedDict
+from typing import Any, Callable, Hashable
 
 import numpy as np
 import streamlit as st
-import torch
 from PIL import Image
 
 #: on_wait(position, seconds): the request is number ``position`` (1 = next) in the queue, or 0 while
@@ -51,12 +39,6 @@ ENTRIES = 128
 #: Figures kept (a view draws a few per model and attack step shown).
 FIGURE_ENTRIES = 512
 POLL_SECONDS = 0.5
-#: The longest a page run waits for its turn before it draws anyway.
-TURN_WAIT_S = 2.0
-#: The longest a computation waits, at one forward pass, for the page runs queued for their turn.
-MAKE_WAY_S = 2.0
-#: Queued page runs from which computations make way for them.
-MAKE_WAY_QUEUE = 4
 
 
 class Busy(RuntimeError):
@@ -81,22 +63,10 @@ class SharedCompute:
             return None
         return statistics.median(self._seconds) * (1 + (position - 1) // self.running + 1)
 
-    def get(self, key: Hashable, compute: Callable[[], Any], on_wait: WaitCallback | None = None,
-            aside: Callable[[], ContextManager] = contextlib.nullcontext) -> tuple[Any, bool]:
+    def get(self, key: Hashable, compute: Callable[[], Any], on_wait: WaitCallback | None = None) -> tuple[Any, bool]:
         """(the result of ``compute()`` for ``key``, whether it was already there). ``compute`` runs
         at most once at a time per key; an exception it raises reaches every request waiting for
-        it and is not kept. Raises Busy when ``waiting`` requests already wait. A request that is
-        not answered at once waits and computes inside ``aside()`` (``PageTurns.step_out``)."""
-        with self._lock:
-            if key in self._results and key not in self._queue:
-                self._results.move_to_end(key)
-                self.hits += 1
-                return self._results[key], True
-        with aside():
-            return self._wait_or_compute(key, compute, on_wait)
-
-    def _wait_or_compute(self, key: Hashable, compute: Callable[[], Any],
-                         on_wait: WaitCallback | None) -> tuple[Any, bool]:
+        it and is not kept. Raises Busy when ``waiting`` requests already wait."""
         with self._lock:
             while key in self._queue:  # its twin is queued or computing: wait for that result
                 if on_wait:
@@ -130,94 +100,6 @@ class SharedCompute:
         return value, False
 
 
-class PageTurns:
-    """Page runs one at a time, first come first served (see the module docstring); thread-safe.
-    A turn belongs to a thread; a thread already in its turn enters again freely."""
-
-    def __init__(self, wait: float = TURN_WAIT_S):
-        self.wait = wait
-        self._lock = threading.Lock()
-        self._holder: int | None = None  # the thread whose turn it is
-        self._waiting: deque[tuple[int, threading.Event]] = deque()
-        self._no_queue = threading.Event()  # set while fewer than MAKE_WAY_QUEUE runs wait for their turn
-        self._no_queue.set()
-        self._computing = threading.local()  # .on: this thread computes a result (``step_out``)
-        self.waited_out = 0  # runs that drew without a turn after waiting ``wait`` seconds
-
-    def _acquire(self, me: int) -> None:
-        with self._lock:
-            if self._holder is None:
-                self._holder = me
-                return
-            handed = threading.Event()
-            self._waiting.append((me, handed))
-            if len(self._waiting) >= MAKE_WAY_QUEUE:
-                self._no_queue.clear()
-        handed.wait(self.wait)
-        with self._lock:
-            if self._holder != me:  # not handed over (it may be, just as the wait runs out)
-                self._waiting.remove((me, handed))
-                self.waited_out += 1
-            if len(self._waiting) < MAKE_WAY_QUEUE:
-                self._no_queue.set()
-
-    def _release(self) -> None:
-        with self._lock:
-            if self._waiting:
-                self._holder, handed = self._waiting.popleft()
-                handed.set()
-            else:
-                self._holder = None
-            if len(self._waiting) < MAKE_WAY_QUEUE:
-                self._no_queue.set()
-
-    @contextlib.contextmanager
-    def turn(self) -> Iterator[None]:
-        """Run the block in this thread's turn (after at most ``wait`` seconds without one)."""
-        me = threading.get_ident()
-        if self._holder == me:
-            yield
-            return
-        self._acquire(me)
-        try:
-            yield
-        finally:
-            if self._holder == me:  # not when a step out's wait for the turn ran out
-                self._release()
-
-    @contextlib.contextmanager
-    def step_out(self) -> Iterator[None]:
-        """Run the block (a result's wait or computation) outside this thread's turn, others drawing
-        meanwhile, and making way for them (``make_way``); then queue for the turn again."""
-        held = self._holder == threading.get_ident()
-        if held:
-            self._release()
-        self._computing.on = True
-        try:
-            yield
-        finally:
-            self._computing.on = False
-            if held:
-                self._acquire(threading.get_ident())
-
-    def make_way(self) -> None:
-        """In a thread computing a result (``step_out``): wait while ``MAKE_WAY_QUEUE`` or more page runs
-        queue for their turn (at most ``MAKE_WAY_S``). Elsewhere nothing."""
-        if getattr(self._computing, "on", False):
-            self._no_queue.wait(MAKE_WAY_S)
-
-
-#: The server's page turns (a module's state lives as long as the server process).
-PAGE_TURNS = PageTurns()
-#: Every forward pass of a computation first makes way for queued page runs (PageTurns.make_way).
-torch.nn.modules.module.register_module_forward_pre_hook(lambda module, args: PAGE_TURNS.make_way())
-
-
-def page_turn() -> ContextManager:
-    """A page's run, in its turn: ``with page_turn(): page()`` (``PageTurns.turn``)."""
-    return PAGE_TURNS.turn()
-
-
 @st.cache_resource
 def server_compute() -> SharedCompute:
     """The server's store and compute queue, shared by every session and page (a class)."""
@@ -238,7 +120,7 @@ def shared_result(key: Hashable, compute: Callable[[], Any], box=None) -> Any | 
                   else f"In the queue of this server: number {position}{eta}.", icon=":material/hourglass_top:")
 
     try:
-        return server_compute().get(key, compute, waiting, aside=PAGE_TURNS.step_out)[0]
+        return server_compute().get(key, compute, waiting)[0]
     except Busy as err:
         box.warning(f"The server is busy ({err}).", icon=":material/block:")
         return None

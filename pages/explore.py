@@ -26,7 +26,7 @@ from app_support.drawing import drawn_digit
 from app_support.explore_runs import (DEFAULT_EXPLAINERS, GALLERY_LIMIT, SOURCES, VIEW_FIELDS, explore_request,
                                      gallery_predictions, model_job, read_link, source_data, view_key)
 from app_support.layout import setup_page
-from app_support.shared_compute import page_turn, shared_figure, shared_result, show_shared_image
+from app_support.shared_compute import shared_figure, shared_result, show_shared_image
 from app_support.url_state import Link, query
 from interp_core import paths
 from interp_core.attacks import ATTACKS
@@ -340,95 +340,88 @@ def compute(request: dict, x: np.ndarray, view: dict,
     return (dataclasses.replace(results[0], models=[r.models[0] for r in results]) if results else None), fetching
 
 
-def explore_page() -> None:
-    """The page below the definitions: controls, the picked image, the run and its results."""
-    st.title("Explore an attack")
-    link = Link("explore")
-    incoming = link.incoming()
-    auto_run = apply_link(link, incoming) if incoming else False
-    if link.ignored:
-        st.warning("Some settings of the link were not used: " + "; ".join(link.ignored))
+st.title("Explore an attack")
+link = Link("explore")
+incoming = link.incoming()
+auto_run = apply_link(link, incoming) if incoming else False
+if link.ignored:
+    st.warning("Some settings of the link were not used: " + "; ".join(link.ignored))
 
-    present = st.sidebar.toggle("Presentation mode", key="explore_present",
-                                help="Larger type and figures; advanced settings folded")
-    if present:
-        st.html(PRESENTATION_CSS)
-    dataset, split = dataset_picker("explore")
-    specs = model_picker(dataset, "explore")
-    class_names = get_dataset(dataset, "demo").class_names
-    attack, params, target = attack_controls(dataset, class_names, key="explore", expanded=not present)
-    explainers = st.sidebar.multiselect("Explainers", list(EXPLAINERS), default=DEFAULT_EXPLAINERS,
-                                        format_func=LABELS.get, key="explore_explainers")
-    trajectory = st.sidebar.selectbox("Maps along the attack steps", explainers or ["cam"], format_func=LABELS.get,
-                                      key="explore_trajectory",
-                                      help="The explainer recorded at every attack step (CAM is the cheapest).")
-    view = view_controls(present)
+present = st.sidebar.toggle("Presentation mode", key="explore_present",
+                            help="Larger type and figures; advanced settings folded")
+if present:
+    st.html(PRESENTATION_CSS)
+dataset, split = dataset_picker("explore")
+specs = model_picker(dataset, "explore")
+class_names = get_dataset(dataset, "demo").class_names
+attack, params, target = attack_controls(dataset, class_names, key="explore", expanded=not present)
+explainers = st.sidebar.multiselect("Explainers", list(EXPLAINERS), default=DEFAULT_EXPLAINERS,
+                                    format_func=LABELS.get, key="explore_explainers")
+trajectory = st.sidebar.selectbox("Maps along the attack steps", explainers or ["cam"], format_func=LABELS.get,
+                                  key="explore_trajectory",
+                                  help="The explainer recorded at every attack step (CAM is the cheapest).")
+view = view_controls(present)
 
-    folder = paths.image_folder()
-    source = st.radio("Image source", ["gallery"] + (["folder"] if folder else []) + ["upload"]
-                      + (["draw"] if dataset == "mnist" else []), horizontal=True,
-                      key="explore_source", format_func=lambda s: SOURCES[s] + (f" ({folder.name})" if s == "folder"
-                                                                                else ""))
-    if source == "gallery":
-        picked = pick_gallery_image(("dataset", dataset, split), specs[0] if specs else None, class_names,
-                                    default=DATASETS[dataset].default_image if split == "demo" else 0, per_row=THUMBS[present])
-    elif source == "folder":
-        picked = pick_folder_image(dataset, specs[0] if specs else None)
-    else:  # an upload, or a digit drawn on the canvas
-        x_up = uploaded_image(dataset, "explore") if source == "upload" else drawn_digit("explore")
-        what, image_id = {"upload": ("uploaded image", "upload"), "draw": ("drawn digit", "drawing")}[source]
-        label = st.selectbox(f"True class of the {what}", ["use the clean prediction"] + class_names,
-                             key="explore_upload_label")
-        picked = None if x_up is None else (x_up, None if label not in class_names else class_names.index(label),
-                                            what, image_id)
+folder = paths.image_folder()
+source = st.radio("Image source", ["gallery"] + (["folder"] if folder else []) + ["upload"]
+                  + (["draw"] if dataset == "mnist" else []), horizontal=True,
+                  key="explore_source", format_func=lambda s: SOURCES[s] + (f" ({folder.name})" if s == "folder"
+                                                                            else ""))
+if source == "gallery":
+    picked = pick_gallery_image(("dataset", dataset, split), specs[0] if specs else None, class_names,
+                                default=DATASETS[dataset].default_image if split == "demo" else 0, per_row=THUMBS[present])
+elif source == "folder":
+    picked = pick_folder_image(dataset, specs[0] if specs else None)
+else:  # an upload, or a digit drawn on the canvas
+    x_up = uploaded_image(dataset, "explore") if source == "upload" else drawn_digit("explore")
+    what, image_id = {"upload": ("uploaded image", "upload"), "draw": ("drawn digit", "drawing")}[source]
+    label = st.selectbox(f"True class of the {what}", ["use the clean prediction"] + class_names,
+                         key="explore_upload_label")
+    picked = None if x_up is None else (x_up, None if label not in class_names else class_names.index(label),
+                                        what, image_id)
 
-    inputs = None
-    if picked is not None and specs and explainers:
-        x, y, caption, image_id = picked
-        inputs = explore_request(x, caption, y, class_names, specs, attack, params, target, explainers, trajectory,
-                                 dataset, image_id)
-    if st.button("Run attack", type="primary", disabled=inputs is None, key="explore_run") or (auto_run and inputs):
-        st.session_state["explore_request"] = inputs
-    if not specs:
-        st.info("Choose at least one model in the sidebar.")
-    elif not explainers:
-        st.info("Choose at least one explainer in the sidebar.")
+inputs = None
+if picked is not None and specs and explainers:
+    x, y, caption, image_id = picked
+    inputs = explore_request(x, caption, y, class_names, specs, attack, params, target, explainers, trajectory,
+                             dataset, image_id)
+if st.button("Run attack", type="primary", disabled=inputs is None, key="explore_run") or (auto_run and inputs):
+    st.session_state["explore_request"] = inputs
+if not specs:
+    st.info("Choose at least one model in the sidebar.")
+elif not explainers:
+    st.info("Choose at least one explainer in the sidebar.")
 
-    request = st.session_state.get("explore_request")
-    showing = request is not None and request == inputs
-    values = link_values(dataset, split, source, specs, attack, explainers, trajectory, showing)
-    link.write(values)  # before the results: a class that follows this session starts on them at once
-    results_area = st.empty()  # replaces the previous run's results at once, so no stale result lingers
-    if request is not None and not showing:
-        results_area.info("The settings changed since the last run: press **Run attack** to see their results.")
-    elif showing:
-        with results_area.container():
-            caption = st.empty()  # above the models' panels, filled once every model is done
-            try:
-                result, fetching = compute(request, picked[0], view, one_per_row=present)
-            except ValueError as err:  # settings the attack rejects
-                st.error(f"The attack could not run: {err}")
-            else:
-                if result is not None:
-                    settings = ", ".join(f"{'max eps' if attack == 'min-eps' and k == 'eps' else k}="
-                                         + (f"{v:.4g}" if isinstance(v, float) else f"{v}")
-                                         for k, v in result.attack.items() if k not in ("name", "target"))
-                    computed = sum(m.seconds for m in result.models)
-                    cached = " (shown from the cache)" if fetching < computed / 2 else ""
-                    caption.caption(f"Results for: {DATASET_LABELS[dataset]} {request['image'][0]} · "
-                                    f"{ATTACKS[attack].label} · {settings} · computed in {computed:.2f} s{cached}")
-                    render(result, view_key(request), view, TABLE_DIGITS[present],
-                           f"{st.context.url or 'explore'}?{urlencode(query(values))}")
+request = st.session_state.get("explore_request")
+showing = request is not None and request == inputs
+values = link_values(dataset, split, source, specs, attack, explainers, trajectory, showing)
+link.write(values)  # before the results: a class that follows this session starts on them at once
+results_area = st.empty()  # replaces the previous run's results at once, so no stale result lingers
+if request is not None and not showing:
+    results_area.info("The settings changed since the last run: press **Run attack** to see their results.")
+elif showing:
+    with results_area.container():
+        caption = st.empty()  # above the models' panels, filled once every model is done
+        try:
+            result, fetching = compute(request, picked[0], view, one_per_row=present)
+        except ValueError as err:  # settings the attack rejects
+            st.error(f"The attack could not run: {err}")
+        else:
+            if result is not None:
+                settings = ", ".join(f"{'max eps' if attack == 'min-eps' and k == 'eps' else k}="
+                                     + (f"{v:.4g}" if isinstance(v, float) else f"{v}")
+                                     for k, v in result.attack.items() if k not in ("name", "target"))
+                computed = sum(m.seconds for m in result.models)
+                cached = " (shown from the cache)" if fetching < computed / 2 else ""
+                caption.caption(f"Results for: {DATASET_LABELS[dataset]} {request['image'][0]} · "
+                                f"{ATTACKS[attack].label} · {settings} · computed in {computed:.2f} s{cached}")
+                render(result, view_key(request), view, TABLE_DIGITS[present],
+                       f"{st.context.url or 'explore'}?{urlencode(query(values))}")
 
-    with st.sidebar.expander("Share this view"):
-        base = st.context.url or "explore"
-        st.code(f"{base}?{urlencode({k: v for k, v in st.query_params.to_dict().items()})}", language=None,
-                wrap_lines=True)
-        st.caption("Copy the link (button at its right): it opens this view, results included"
-                   + (", without the uploaded files" if source == "upload" or len(values["models"]) < len(specs) else "")
-                   + ".")
-
-
-# one page run draws at a time (app_support/shared_compute.py, page_turn)
-with page_turn():
-    explore_page()
+with st.sidebar.expander("Share this view"):
+    base = st.context.url or "explore"
+    st.code(f"{base}?{urlencode({k: v for k, v in st.query_params.to_dict().items()})}", language=None,
+            wrap_lines=True)
+    st.caption("Copy the link (button at its right): it opens this view, results included"
+               + (", without the uploaded files" if source == "upload" or len(values["models"]) < len(specs) else "")
+               + ".")
