@@ -289,4 +289,3 @@ def export_buttons(key: str, *, csv: Export = None, json: Export = None, npz: Ex
         row.download_button(label, data, icon=":material/download:", file_name=f"{stem}.{ext}", mime=mime,
                             key=f"{key}_{ext}",
                             on_click="ignore")
-

@@ -563,10 +563,7 @@ async def _teach(browser, url: str, server_pid: int, followers: int, shown_by: i
         cpu = (_cpu_seconds([server_pid]) - cpu[0], _cpu_seconds(browsers) - cpu[1], time.process_time() - cpu[2])
         names = ["teacher", *(f"browser follower {j}" for j in range(shown_by)),
                  *(f"follower {j}" for j in range(len(wired)))]
-        for who, result in zip(names[1 + shown_by:], reveals):
-            if isinstance(result, Exception):
-                report["errors"].append(f"step {i + 1}, {who}: {type(result).__name__}: {str(result).splitlines()[0]}")
-        for who, result in zip(names, results):
+        for who, result in [*zip(names[1 + shown_by:], reveals), *zip(names, results)]:
             if isinstance(result, Exception):
                 report["errors"].append(f"step {i + 1}, {who}: {type(result).__name__}: {str(result).splitlines()[0]}")
         shown = [s for s in results[1:1 + shown_by] if isinstance(s, float)]

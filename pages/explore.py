@@ -110,7 +110,8 @@ def pick_gallery_image(source: tuple, spec: str | None, model_classes: list[str]
 
     index = st.selectbox("Image", options, format_func=describe, key=f"{key}_index")
     start = options.index(index) - options.index(index) % per_row
-    row = options[start:start + per_row] + [None] * (per_row - len(options[start:start + per_row]))
+    shown = options[start:start + per_row]
+    row = shown + [None] * (per_row - len(shown))
     # one strip image over one row of equal buttons (not a column per thumbnail): a class of thirty
     # opening a view costs the server per element and per image sent
     show_shared_image(("thumbnails", source, tuple(row), index), lambda: figures.thumbnail_strip(
